@@ -1,0 +1,28 @@
+"""simcore: Numba-JIT simulation engines for entropy in active and nonequilibrium matter.
+
+The public API is small; everything else lives in private or per-concept modules:
+
+* :func:`run` — run a model (same as ``simcore run``) and return the output path;
+* :func:`presets` — a model's presets as validated parameter objects;
+* :func:`open_trajectory` — open a trajectory lazily as an xarray Dataset
+  (with the ``ds.simcore`` accessor);
+* :func:`schooling_indices` — order parameters, seven entropies and the OSI.
+"""
+
+__version__ = "0.1.0"
+
+from simcore.api import run  # noqa: E402
+from simcore.config import presets  # noqa: E402
+from simcore.io.trajectory import open_trajectory  # noqa: E402
+from simcore._errors import UserInputError  # noqa: E402
+from simcore import accessor as _accessor  # noqa: E402,F401
+
+
+def schooling_indices(*args, **kwargs):
+    """Schooling order parameters and entropies; see :func:`simcore.analysis.schooling.schooling_indices`."""
+    from simcore.analysis.schooling import schooling_indices as _impl
+
+    return _impl(*args, **kwargs)
+
+
+__all__ = ["run", "presets", "open_trajectory", "schooling_indices", "UserInputError", "__version__"]

@@ -1,0 +1,34 @@
+"""Analyses of simcore trajectories, one module per concept.
+
+:mod:`.schooling` (Couzin), and the dispatcher :func:`analyze_dataset` used by
+``simcore analyze`` and ``ds.simcore.analyze()``.
+"""
+
+from __future__ import annotations
+
+import xarray as xr
+
+
+def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
+    """Run the default diagnostics of the trajectory's model and return them as a Dataset."""
+    model = ds.simcore.model
+    if model == "couzin":
+        from simcore.analysis.schooling import schooling_indices_from_dataset
+
+        return schooling_indices_from_dataset(ds, **kwargs)
+    from simcore._errors import UserInputError
+
+    raise UserInputError(f"simcore analyze has no diagnostics for model {model!r} yet.")
+
+
+def summarize(result: xr.Dataset) -> str:
+    """A short text summary of a diagnostics Dataset (last-third means of time series)."""
+    lines = []
+    for name, var in result.data_vars.items():
+        if "time" in var.dims and var.sizes["time"] > 0:
+            t = var.sizes["time"]
+            tail = var.isel(time=slice(t - max(1, t // 3), t))
+            lines.append(f"  {name:30s} {float(tail.mean()):10.4f}  (mean over the last third)")
+        elif var.ndim == 0:
+            lines.append(f"  {name:30s} {float(var):10.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""``simcore presets | run | analyze | plot | info`` (design §4).
+
+Exit codes: 0 success, 2 bad input (one paragraph on stderr, no traceback), 1 internal
+error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import traceback
+import warnings
+from pathlib import Path
+
+from simcore._errors import UserInputError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from simcore import __version__
+    from simcore.models import model_names
+
+    p = argparse.ArgumentParser(
+        prog="simcore",
+        description="Numba-JIT simulations of fish schools, active particles and hard discs, "
+        "written as NetCDF trajectories, and their entropy analyses.",
+    )
+    p.add_argument("--version", action="version", version=f"simcore {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("presets", help="list presets with their parameters")
+    s.add_argument("model", nargs="?", choices=model_names(), metavar="MODEL")
+
+    s = sub.add_parser("run", help="run a model and write a trajectory",
+                       description="Run MODEL; parameters merge as preset < --config < --set "
+                       "< --steps/--seed/--write-every.")
+    s.add_argument("model", metavar="MODEL", help=f"one of: {', '.join(model_names())}")
+    s.add_argument("--preset", help="named parameter set (see `simcore presets MODEL`)")
+    s.add_argument("--config", metavar="FILE.toml", help="TOML file of parameters")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter (repeatable); VALUE is read as TOML")
+    s.add_argument("--steps", type=int, help="number of integration steps")
+    s.add_argument("--seed", type=int, help="root random seed")
+    s.add_argument("--write-every", type=int, help="steps between written frames")
+    s.add_argument("-o", "--out", required=True, metavar="OUT.nc", help="output trajectory")
+    s.add_argument("--format", choices=["netcdf4", "amber"],
+                   help="netcdf4 (compressed, default) or amber (NETCDF3, for MDAnalysis/VMD)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    s.add_argument("--threads", type=int, help="Numba threads (results do not depend on it)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+    s = sub.add_parser("analyze", help="compute the model's diagnostics of a trajectory")
+    s.add_argument("input", metavar="IN.nc")
+    s.add_argument("-o", "--out", metavar="OUT.nc", help="write the diagnostics as NetCDF")
+    s.add_argument("--convention", choices=["corrected", "dewi"], default="corrected",
+                   help="schooling entropies: corrected (default) or the dewi-kadita definitions")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    s = sub.add_parser("plot", help="draw a trajectory's diagnostics and a snapshot")
+    s.add_argument("input", metavar="IN.nc")
+    s.add_argument("-o", "--out", metavar="FIG.png|ANIM.gif",
+                   help="output figure (default: IN.png, or IN.gif with --animate)")
+    s.add_argument("--animate", action="store_true", help="write a GIF animation")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    s = sub.add_parser("info", help="summarise a trajectory file")
+    s.add_argument("input", metavar="FILE.nc")
+    return p
+
+
+def _cmd_presets(args) -> None:
+    from simcore.config import presets
+    from simcore.models import get_model, model_names
+
+    for name in [args.model] if args.model else model_names():
+        model = get_model(name)
+        defaults = model.Params()
+        print(f"{name}:")
+        validated = presets(name)
+        for preset, params in validated.items():
+            print(f"  {preset}: {model.PRESET_DOCS.get(preset, '')}")
+            changed = {k: v for k, v in params.model_dump().items()
+                       if getattr(defaults, k) != v}
+            run_keys = {k: v for k, v in model.PRESETS[preset].items() if k not in changed
+                        and k not in params.model_dump()}
+            shown = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in {**changed, **run_keys}.items())
+            print(textwrap.fill(shown, width=88, initial_indent="      ",
+                                subsequent_indent="      "))
+        print(f"  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.model_dump().items()))
+
+
+def _cmd_run(args) -> None:
+    from simcore.config import resolve
+    from simcore.driver import run_model
+
+    params, settings, preset = resolve(
+        args.model, preset=args.preset, config=args.config, overrides=args.overrides,
+        steps=args.steps, seed=args.seed, write_every=args.write_every, format=args.format,
+    )
+    run_model(args.model, params, settings, args.out, preset=preset, overwrite=args.overwrite,
+              resume=args.resume, threads=args.threads, quiet=args.quiet, argv=sys.argv)
+
+
+def _check_new_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise UserInputError(f"The output {path} already exists. Pass --overwrite to replace it.")
+    if not path.parent.exists():
+        raise UserInputError(f"The output folder {path.parent} does not exist.")
+
+
+def _cmd_analyze(args) -> None:
+    from simcore.analysis import analyze_dataset, summarize
+    from simcore.io.trajectory import open_trajectory
+
+    if args.out:
+        _check_new_output(Path(args.out), args.overwrite)
+    with open_trajectory(args.input) as ds:
+        kwargs = {"convention": args.convention} if ds.simcore.model == "couzin" else {}
+        result = analyze_dataset(ds, **kwargs)
+        print(f"{args.input}: model {ds.simcore.model}, {ds.sizes['time']} frames, "
+              f"{ds.sizes['atom']} agents")
+    print(summarize(result))
+    if args.out:
+        from simcore.io.results import write_dataset
+
+        write_dataset(result, args.out)
+        print(f"Wrote {args.out}")
+
+
+def _cmd_plot(args) -> None:
+    from simcore.plot import plot_file
+
+    src = Path(args.input)
+    out = Path(args.out) if args.out else src.with_suffix(".gif" if args.animate else ".png")
+    _check_new_output(out, args.overwrite)
+    plot_file(src, out, animate=args.animate)
+    print(f"Wrote {out}")
+
+
+def _cmd_info(args) -> None:
+    from simcore.io.trajectory import open_trajectory
+
+    with open_trajectory(args.input) as ds:
+        acc = ds.simcore
+        t = ds["time"].values
+        print(f"file:       {args.input}")
+        print(f"model:      {acc.model}" + (f" (preset {acc.preset})" if acc.preset else ""))
+        print(f"agents:     {ds.sizes['atom']}  ({acc.ndim}D)")
+        print(f"frames:     {ds.sizes['time']}  (t = {t[0]:g} .. {t[-1]:g} model time units)")
+        print(f"box:        {acc.box.tolist()}  (0 = not periodic)")
+        print(f"variables:  {', '.join(sorted(ds.data_vars))}")
+        print(f"parameters: {json.dumps(acc.params.model_dump())}")
+        print(f"run:        {json.dumps(acc.run_settings.model_dump())}")
+        prov = acc.provenance
+        print(f"written by: simcore {prov.get('versions', {}).get('simcore')} on "
+              f"{prov.get('host')} at {prov.get('utc_start')} (git {prov.get('git_commit')})")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``simcore`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    handlers = {"presets": _cmd_presets, "run": _cmd_run, "analyze": _cmd_analyze,
+                "plot": _cmd_plot, "info": _cmd_info}
+    try:
+        handlers[args.command](args)
+    except UserInputError as err:
+        print(textwrap.fill(f"simcore {args.command}: error: {err}", width=100), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simcore: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception:  # noqa: BLE001 - report internal errors distinctly from bad input
+        traceback.print_exc()
+        print("simcore: internal error (exit 1); please report it with the traceback above.",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

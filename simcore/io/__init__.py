@@ -1,0 +1,1 @@
+"""File formats: the NetCDF trajectory (:mod:`.trajectory`) and run checkpoints (:mod:`.checkpoint`)."""

@@ -1,0 +1,41 @@
+"""Model registry. A model module owns its physics and nothing else.
+
+Each model module defines:
+
+``NAME``, ``NDIM``
+    registry name and spatial dimension (2D models pad z = 0 in files).
+``Params``
+    a frozen pydantic model (``extra="forbid"``, constraints on every field).
+``PRESETS``, ``PRESET_DOCS``, ``DEFAULT_PRESET``, ``DEFAULT_STEPS``, ``DEFAULT_WRITE_EVERY``
+    named parameter sets (they may also set run settings such as ``steps``).
+``init_state(params, seed) -> dict[str, ndarray]``
+    the initial state (float64 arrays, plus any int arrays the kernel needs).
+``advance(state, params, key, step, n_steps)``
+    advance the state in place by ``n_steps`` steps; ``step`` is the global index of
+    the first step, ``key`` the counter-based RNG key (:mod:`simcore.rng`).
+``frame(state, params) -> dict[str, ndarray]``
+    the per-frame variables: ``coordinates`` (N, 3), ``velocities`` (N, 3),
+    ``cell_lengths`` (3,) and the extras named in ``EXTRA_VARIABLES``.
+``EXTRA_VARIABLES``
+    ``{name: (dims after 'frame', units, long_name)}``.
+``time_per_step(params)``, ``warnings(params) -> list[str]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_MODULES = {
+    "couzin": "simcore.models.couzin",
+}
+
+
+def model_names() -> list[str]:
+    """Names accepted by ``simcore run MODEL``."""
+    return list(_MODULES)
+
+
+def get_model(name: str) -> ModuleType:
+    """Import and return the model module registered as ``name`` (KeyError if unknown)."""
+    return importlib.import_module(_MODULES[name])

@@ -1,0 +1,564 @@
+"""3D Couzin zone model of fish schools (Couzin et al., J. Theor. Biol. 218:1, 2002).
+
+Units: lengths in units of the repulsion radius scale used by the presets (r_r = 1),
+time in the model's time unit (Couzin's seconds), angles in radians except
+``field_of_view`` (degrees). Each agent has a position c_i and a unit heading u_i and
+moves at constant ``speed``.
+
+Two rules:
+
+``rule="couzin2002"`` (default), the published model:
+  * zones by distance |r_ij|: repulsion < r_r <= orientation < r_o <= attraction < r_a;
+  * neighbours behind the agent, outside the field of perception ``field_of_view``
+    (270° by default: a rear blind cone of half-angle 45°), are ignored in the
+    orientation and attraction zones; repulsion sees all around;
+  * any neighbour in the repulsion zone: d = -Σ r̂_ij (repulsion overrides);
+  * otherwise d_o = û_i + Σ_ZOO û_j (the agent aligns with itself too, as in Couzin
+    2005 and FishSim; this only adds inertia), d_a = Σ_ZOA r̂_ij, each normalised; if
+    both zones are occupied d = ½(d̂_o + d̂_a), else the occupied one; no neighbour
+    keeps the heading;
+  * noise: d is rotated by a spherically wrapped Gaussian (a tangent-plane Gaussian of
+    s.d. ``noise`` per component, applied via the exponential map);
+  * turn: the heading rotates toward d by at most ``turning_rate·dt`` (a true rotation;
+    it aligns exactly if closer);
+  * move: c_i += speed·dt·u_i. All agents update synchronously.
+
+``rule="dewi"``, the dewi-kadita 0.0.4 variant, reproduced operation by operation:
+periodic cube, minimum image, blind cone on all zones, raw sums with the orientation
+sum weighted by ``orientation_weight`` and no ½, a linear-blend turn capped at
+``turning_rate·dt`` per step, isotropic Gaussian noise added after the cap, semi-implicit
+Euler. Unlike the anchor it is seeded, and ``init`` reproduces its initial condition
+for the same seed (numpy's legacy RandomState stream).
+
+Boundaries: ``open`` (default), ``periodic`` cube of side ``box`` (minimum image), or
+``reflecting`` cube walls [0, box] (specular reflection of position and heading).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from numba import njit, prange
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simcore import neighbors, rng
+
+NAME = "couzin"
+NDIM = 3
+DEFAULT_STEPS = 3000
+DEFAULT_WRITE_EVERY = 10
+
+RULES = {"couzin2002": 0, "dewi": 1}
+BOUNDARIES = {"open": 0, "periodic": 1, "reflecting": 2}
+_PARALLEL_MIN_N = 400  # below this a prange launch costs more than it saves
+
+
+class Params(BaseModel):
+    """Parameters of the Couzin model (lengths in model units, time in model time units)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(100, ge=1, le=50_000_000, description="number of agents")
+    rule: Literal["couzin2002", "dewi"] = Field("couzin2002", description="update rule")
+    r_r: float = Field(1.0, gt=0, description="radius of the zone of repulsion")
+    r_o: float = Field(3.0, gt=0, description="outer radius of the zone of orientation")
+    r_a: float = Field(15.0, gt=0, description="outer radius of the zone of attraction")
+    field_of_view: float = Field(270.0, gt=0, le=360, description="field of perception, degrees")
+    turning_rate: float = Field(
+        math.radians(40.0), gt=0, description="maximum turning rate, rad per time unit"
+    )
+    speed: float = Field(3.0, gt=0, description="swimming speed, length per time unit")
+    noise: float = Field(0.05, ge=0, le=10, description="s.d. of the heading noise per step, rad")
+    dt: float = Field(0.1, gt=0, description="time step")
+    boundary: Literal["open", "periodic", "reflecting"] = Field("open")
+    box: float = Field(0.0, ge=0, description="cube side for periodic/reflecting boundaries")
+    orientation_weight: float = Field(
+        1.0, ge=0, le=1, description="weight of the orientation sum (rule 'dewi' only)"
+    )
+    init: Literal["random", "mill"] = Field(
+        "random", description="random positions/headings, or a pre-milled ring"
+    )
+    init_size: float | None = Field(
+        None, gt=0,
+        description="side of the initial cube (random) or ring radius (mill); default: "
+        "2·r_r·n^(1/3) in open space, box (random) or box/4 (mill) in a box",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        problems = []
+        if not self.r_r <= self.r_o <= self.r_a:
+            problems.append(f"the zone radii must satisfy r_r <= r_o <= r_a (got r_r={self.r_r}, "
+                            f"r_o={self.r_o}, r_a={self.r_a})")
+        if self.rule == "dewi":
+            if not self.r_r < self.r_o:
+                problems.append("rule 'dewi' needs r_r < r_o")
+            if self.boundary != "periodic" or self.box <= 0:
+                problems.append("rule 'dewi' runs in a periodic cube: set boundary='periodic' "
+                                "and box > 0")
+        elif self.orientation_weight != 1.0:
+            problems.append("orientation_weight is only used by rule 'dewi'; leave it at 1")
+        if self.boundary == "open" and self.box > 0:
+            problems.append("box is only used with boundary 'periodic' or 'reflecting'")
+        if self.boundary != "open" and self.box <= 0:
+            problems.append(f"boundary '{self.boundary}' needs a box side > 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+_C = dict(r_r=1.0, field_of_view=270.0, turning_rate=math.radians(40.0), speed=3.0,
+          noise=0.05, dt=0.1, n=100)
+PRESETS: dict[str, dict] = {
+    # Couzin 2002 regimes at N = 100 (r_r = 1, Δr_a = 14): Δr_o sets the state.
+    "swarm": dict(_C, r_o=1.0, r_a=15.0),
+    "torus": dict(_C, r_o=2.5, r_a=16.5, init="mill"),
+    "dynamic_parallel": dict(_C, r_o=5.0, r_a=19.0),
+    "highly_parallel": dict(_C, r_o=13.0, r_a=27.0),
+    # dewi-kadita configs/case1..4 (turning_rate = max_turn / dt, fov = 360 - 2·blind angle)
+    "dewi_swarm": dict(rule="dewi", n=150, box=25.0, boundary="periodic", speed=1.0, r_r=2.0,
+                       r_o=3.0, r_a=15.0, turning_rate=0.4 / 0.1, noise=0.2,
+                       field_of_view=300.0, orientation_weight=1.0, dt=0.1, steps=1000, seed=42),
+    "dewi_torus": dict(rule="dewi", n=200, box=25.0, boundary="periodic", speed=1.0, r_r=1.0,
+                       r_o=3.0, r_a=10.0, turning_rate=0.2 / 0.1, noise=0.05,
+                       field_of_view=60.0, orientation_weight=0.1, init="mill", init_size=6.0,
+                       dt=0.1, steps=2000, seed=42),
+    "dewi_dynamic_parallel": dict(rule="dewi", n=180, box=28.0, boundary="periodic", speed=1.2,
+                                  r_r=1.0, r_o=10.0, r_a=18.0, turning_rate=0.35 / 0.1,
+                                  noise=0.12, field_of_view=310.0, dt=0.1, steps=1500, seed=456),
+    "dewi_highly_parallel": dict(rule="dewi", n=250, box=35.0, boundary="periodic", speed=1.5,
+                                 r_r=1.0, r_o=12.0, r_a=20.0, turning_rate=0.2 / 0.1,
+                                 noise=0.05, field_of_view=320.0, dt=0.1, steps=1000, seed=789),
+}
+PRESET_DOCS = {
+    "swarm": "Couzin 2002 swarm: Δr_o = 0 (no orientation zone), Δr_a = 14; low P, low M",
+    "torus": "Couzin 2002 torus: Δr_o = 1.5, Δr_a = 14, started from a ring (init='mill'); high M",
+    "dynamic_parallel": "Couzin 2002 dynamic parallel group: Δr_o = 4, Δr_a = 14; P ≈ 0.6-0.9",
+    "highly_parallel": "Couzin 2002 highly parallel group: Δr_o = 12, Δr_a = 14; P > 0.9",
+    "dewi_swarm": "dewi-kadita configs/case1_swarm (rule 'dewi')",
+    "dewi_torus": "dewi-kadita configs/case2_torus (rule 'dewi', pre-milled start R = 6)",
+    "dewi_dynamic_parallel": "dewi-kadita configs/case3_dynamic_parallel (rule 'dewi')",
+    "dewi_highly_parallel": "dewi-kadita configs/case4_highly_parallel (rule 'dewi')",
+}
+DEFAULT_PRESET = None
+
+EXTRA_VARIABLES: dict = {}
+
+
+def time_per_step(params: Params) -> float:
+    return params.dt
+
+
+def warnings(params: Params) -> list[str]:
+    """Non-fatal caveats, shown before a run."""
+    out = []
+    if params.boundary == "periodic" and params.r_a > params.box / 2:
+        out.append(
+            f"r_a = {params.r_a} exceeds half the periodic box ({params.box / 2}): the minimum "
+            "image clips the attraction sphere to the box cell, coupling agents anisotropically "
+            "across the whole box."
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- initial state
+def _unit(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def init_state(params: Params, seed: int) -> dict[str, np.ndarray]:
+    """Initial positions and unit headings (float64), plus the kernel's work arrays."""
+    n = params.n
+    if params.rule == "dewi":
+        pos, head = _init_dewi(params, seed)
+    else:
+        g = np.random.default_rng(seed)
+        center = np.full(3, params.box / 2) if params.boundary != "open" else np.zeros(3)
+        if params.init == "random":
+            size = params.init_size or (params.box if params.boundary != "open"
+                                        else 2.0 * params.r_r * n ** (1 / 3))
+            pos = center + (g.random((n, 3)) - 0.5) * size
+            head = _unit(g.standard_normal((n, 3)))
+        else:
+            radius = params.init_size or (params.box / 4 if params.boundary != "open"
+                                          else max(3.0, n / (4 * math.pi)) * params.r_r)
+            phi = 2 * math.pi * np.arange(n) / n + 0.1 * g.standard_normal(n)
+            r = radius * (1 + 0.15 * g.standard_normal(n))
+            pos = center + np.stack([r * np.cos(phi), r * np.sin(phi),
+                                     0.1 * radius * g.standard_normal(n)], axis=1)
+            head = _unit(np.stack([-np.sin(phi), np.cos(phi), 0.1 * g.standard_normal(n)], axis=1))
+        if params.boundary == "periodic":
+            pos %= params.box
+        elif params.boundary == "reflecting":
+            pos = np.clip(pos, 0.0, params.box)
+    state = {"positions": np.ascontiguousarray(pos, dtype=np.float64),
+             "headings": np.ascontiguousarray(head, dtype=np.float64)}
+    return state
+
+
+def _init_dewi(params: Params, seed: int):
+    """dewi-kadita's CouzinSystem initial condition for ``np.random.seed(seed)``."""
+    legacy = np.random.RandomState(seed)
+    n, box, speed = params.n, params.box, params.speed
+    if params.init == "random":
+        pos = legacy.rand(n, 3) * box
+        vel = legacy.randn(n, 3)
+        norms = np.linalg.norm(vel, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        vel = (vel / norms) * speed
+    else:
+        radius = params.init_size if params.init_size is not None else box * 0.25
+        center = np.array([box / 2, box / 2, box / 2])
+        pos = np.zeros((n, 3))
+        vel = np.zeros((n, 3))
+        for i in range(n):
+            theta = 2 * np.pi * i / n + legacy.randn() * 0.1
+            r = radius + legacy.randn() * (radius * 0.15)
+            pos[i] = [center[0] + r * np.cos(theta), center[1] + r * np.sin(theta),
+                      center[2] + legacy.randn() * (radius * 0.3)]
+            v = np.array([-np.sin(theta), np.cos(theta), legacy.randn() * 0.1])
+            vel[i] = v / np.linalg.norm(v) * speed
+        pos = np.mod(pos, box)
+    # the anchor keeps velocities; its heading is vel/|vel| at the next step
+    head = vel / np.linalg.norm(vel, axis=1, keepdims=True)
+    return pos, head
+
+
+# ---------------------------------------------------------------------------- kernels
+@njit(cache=True, inline="always")
+def _perpendicular(ux, uy, uz):
+    """A unit vector perpendicular to the unit vector u."""
+    if abs(ux) < 0.9:
+        px, py, pz = 0.0, -uz, uy  # u × x̂
+    else:
+        px, py, pz = uz, 0.0, -ux  # u × ŷ
+    nrm = math.sqrt(px * px + py * py + pz * pz)
+    return px / nrm, py / nrm, pz / nrm
+
+
+@njit(cache=True, inline="always")
+def _turn_couzin(ux, uy, uz, dx, dy, dz, cap):
+    """Rotate unit u toward unit d by at most ``cap`` radians (true rotation)."""
+    c = ux * dx + uy * dy + uz * dz
+    if c > 1.0:
+        c = 1.0
+    elif c < -1.0:
+        c = -1.0
+    phi = math.acos(c)
+    if phi <= cap:
+        return dx, dy, dz
+    wx, wy, wz = dx - c * ux, dy - c * uy, dz - c * uz
+    w = math.sqrt(wx * wx + wy * wy + wz * wz)
+    if w < 1e-12:
+        wx, wy, wz = _perpendicular(ux, uy, uz)
+    else:
+        wx, wy, wz = wx / w, wy / w, wz / w
+    ca, sa = math.cos(cap), math.sin(cap)
+    vx, vy, vz = ca * ux + sa * wx, ca * uy + sa * wy, ca * uz + sa * wz
+    v = math.sqrt(vx * vx + vy * vy + vz * vz)
+    return vx / v, vy / v, vz / v
+
+
+@njit(cache=True, inline="always")
+def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, order, rule,
+            rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap, noise, speed, key, step):
+    """New heading of agent i from the old state (both rules)."""
+    mask = bucket_start.shape[0] - 2
+    px, py, pz = pos[i, 0], pos[i, 1], pos[i, 2]
+    ux, uy, uz = head[i, 0], head[i, 1], head[i, 2]
+    drx = dry = drz = 0.0
+    dox = doy = doz = 0.0
+    dax = day = daz = 0.0
+    nr = no = na = 0
+    if rule == 1:  # dewi: heading as vel/|vel| with vel = speed·u
+        vx, vy, vz = ux * speed, uy * speed, uz * speed
+        vn = math.sqrt(vx * vx + vy * vy + vz * vz)
+    for ox in range(-reach[0], reach[0] + 1):
+        cx = neighbors.wrap_cell(cell_of[i, 0] + ox, ncell[0])
+        for oy in range(-reach[1], reach[1] + 1):
+            cy = neighbors.wrap_cell(cell_of[i, 1] + oy, ncell[1])
+            for oz in range(-reach[2], reach[2] + 1):
+                cz = neighbors.wrap_cell(cell_of[i, 2] + oz, ncell[2])
+                b = neighbors.cell_hash(cx, cy, cz, mask)
+                for t in range(bucket_start[b], bucket_start[b + 1]):
+                    j = order[t]
+                    if j == i or cell_of[j, 0] != cx or cell_of[j, 1] != cy or cell_of[j, 2] != cz:
+                        continue
+                    rx = neighbors.min_image(pos[j, 0] - px, box[0])
+                    ry = neighbors.min_image(pos[j, 1] - py, box[1])
+                    rz = neighbors.min_image(pos[j, 2] - pz, box[2])
+                    d2 = rx * rx + ry * ry + rz * rz
+                    if d2 >= ra2:
+                        continue
+                    dist = math.sqrt(d2)
+                    if dist < 1e-10:
+                        continue
+                    if rule == 1:
+                        if cos_blind > -2.0:  # blind angle > 0
+                            ca = (vx * rx + vy * ry + vz * rz) / (vn * dist)
+                            ca = max(-1.0, min(1.0, ca))
+                            if not ca > cos_blind:
+                                continue
+                        if dist < r_r:
+                            drx -= rx / dist
+                            dry -= ry / dist
+                            drz -= rz / dist
+                            nr += 1
+                        elif dist < r_o:
+                            hx, hy, hz = head[j, 0] * speed, head[j, 1] * speed, head[j, 2] * speed
+                            hn = math.sqrt(hx * hx + hy * hy + hz * hz)
+                            dox += hx / hn
+                            doy += hy / hn
+                            doz += hz / hn
+                            no += 1
+                        else:
+                            dax += rx / dist
+                            day += ry / dist
+                            daz += rz / dist
+                            na += 1
+                    else:
+                        if d2 < rr2:
+                            drx -= rx / dist
+                            dry -= ry / dist
+                            drz -= rz / dist
+                            nr += 1
+                            continue
+                        if nr > 0:
+                            continue
+                        if (ux * rx + uy * ry + uz * rz) < cos_fov * dist:
+                            continue
+                        if d2 < ro2:
+                            dox += head[j, 0]
+                            doy += head[j, 1]
+                            doz += head[j, 2]
+                            no += 1
+                        else:
+                            dax += rx / dist
+                            day += ry / dist
+                            daz += rz / dist
+                            na += 1
+    if rule == 1:
+        return _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz,
+                          dax, day, daz, nr, no, na, w_o, cap, noise, key, step)
+    # couzin2002: desired direction
+    if nr > 0:
+        n2 = math.sqrt(drx * drx + dry * dry + drz * drz)
+        if n2 < 1e-12:
+            dx, dy, dz = ux, uy, uz
+        else:
+            dx, dy, dz = drx / n2, dry / n2, drz / n2
+    elif no > 0 or na > 0:
+        dx = dy = dz = 0.0
+        if no > 0:
+            ox_, oy_, oz_ = dox + ux, doy + uy, doz + uz
+            n2 = math.sqrt(ox_ * ox_ + oy_ * oy_ + oz_ * oz_)
+            if n2 > 1e-12:
+                dx, dy, dz = ox_ / n2, oy_ / n2, oz_ / n2
+        if na > 0:
+            n2 = math.sqrt(dax * dax + day * day + daz * daz)
+            if n2 > 1e-12:
+                if no > 0:
+                    dx = 0.5 * (dx + dax / n2)
+                    dy = 0.5 * (dy + day / n2)
+                    dz = 0.5 * (dz + daz / n2)
+                else:
+                    dx, dy, dz = dax / n2, day / n2, daz / n2
+        n2 = math.sqrt(dx * dx + dy * dy + dz * dz)
+        if n2 < 1e-12:
+            dx, dy, dz = ux, uy, uz
+        else:
+            dx, dy, dz = dx / n2, dy / n2, dz / n2
+    else:
+        dx, dy, dz = ux, uy, uz
+    if noise > 0.0:
+        base = rng.stream_base(key, step, i)
+        g0, g1 = rng.normal_pair(base, 0)
+        g2, _ = rng.normal_pair(base, 2)
+        g0, g1, g2 = g0 * noise, g1 * noise, g2 * noise
+        gd = g0 * dx + g1 * dy + g2 * dz
+        tx, ty, tz = g0 - gd * dx, g1 - gd * dy, g2 - gd * dz
+        a = math.sqrt(tx * tx + ty * ty + tz * tz)
+        if a > 0.0:
+            ca, sa = math.cos(a), math.sin(a) / a
+            dx, dy, dz = ca * dx + sa * tx, ca * dy + sa * ty, ca * dz + sa * tz
+            n2 = math.sqrt(dx * dx + dy * dy + dz * dz)
+            dx, dy, dz = dx / n2, dy / n2, dz / n2
+    return _turn_couzin(ux, uy, uz, dx, dy, dz, cap)
+
+
+@njit(cache=True, inline="always")
+def _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax, day, daz,
+               nr, no, na, w_o, cap, noise, key, step):
+    """dewi-kadita's _update_velocities_numba tail and _rotate_toward, op for op."""
+    cx, cy, cz = vx / vn, vy / vn, vz / vn  # current_dir
+    if nr > 0:
+        tx, ty, tz = drx, dry, drz
+    elif no > 0 or na > 0:
+        tx = ty = tz = 0.0
+        if no > 0:
+            tx += dox * w_o
+            ty += doy * w_o
+            tz += doz * w_o
+        if na > 0:
+            tx += dax
+            ty += day
+            tz += daz
+    else:
+        tx, ty, tz = cx, cy, cz
+    if nr > 0 or no > 0 or na > 0:  # _normalize: zero below 1e-10
+        nrm = math.sqrt(tx * tx + ty * ty + tz * tz)
+        if nrm < 1e-10:
+            tx = ty = tz = 0.0
+        else:
+            tx, ty, tz = tx / nrm, ty / nrm, tz / nrm
+    tn = math.sqrt(tx * tx + ty * ty + tz * tz)
+    if tn < 1e-10:
+        tx, ty, tz = cx, cy, cz
+    else:
+        tx, ty, tz = tx / tn, ty / tn, tz / tn
+    dot = cx * tx + cy * ty + cz * tz
+    dot = max(-1.0, min(1.0, dot))
+    angle = math.acos(dot)
+    if angle < 1e-10:
+        nx, ny, nz = cx, cy, cz
+    elif angle <= cap:
+        nx, ny, nz = tx, ty, tz
+    else:
+        t = cap / angle
+        nx, ny, nz = cx * (1 - t) + tx * t, cy * (1 - t) + ty * t, cz * (1 - t) + tz * t
+        nrm = math.sqrt(nx * nx + ny * ny + nz * nz)
+        if nrm > 1e-10:
+            nx, ny, nz = nx / nrm, ny / nrm, nz / nrm
+        else:
+            nx, ny, nz = cx, cy, cz
+    if noise > 0:
+        base = rng.stream_base(key, step, i)
+        g0, g1 = rng.normal_pair(base, 0)
+        g2, _ = rng.normal_pair(base, 2)
+        nx, ny, nz = nx + g0 * noise, ny + g1 * noise, nz + g2 * noise
+        nrm = math.sqrt(nx * nx + ny * ny + nz * nz)
+        if nrm > 1e-10:
+            nx, ny, nz = nx / nrm, ny / nrm, nz / nrm
+    return nx, ny, nz
+
+
+@njit(cache=True, parallel=True)
+def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order,
+                         rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap, noise,
+                         speed, key, step):
+    for i in prange(pos.shape[0]):
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, order,
+                             rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap,
+                             noise, speed, key, step)
+        new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
+
+
+@njit(cache=True)
+def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order,
+                       rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap, noise,
+                       speed, key, step):
+    for i in range(pos.shape[0]):
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, order,
+                             rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap,
+                             noise, speed, key, step)
+        new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
+
+
+@njit(cache=True)
+def _move(pos, head, speed, dt, rule, boundary, L):
+    n = pos.shape[0]
+    for i in range(n):
+        for k in range(3):
+            if rule == 1:
+                x = pos[i, k] + (head[i, k] * speed) * dt
+                pos[i, k] = x % L
+            else:
+                x = pos[i, k] + speed * dt * head[i, k]
+                if boundary == 1:
+                    x -= L * math.floor(x / L)
+                    if x >= L:  # round-off can land exactly on L
+                        x -= L
+                elif boundary == 2:
+                    if x < 0.0:
+                        x = -x
+                        head[i, k] = -head[i, k]
+                    elif x > L:
+                        x = 2.0 * L - x
+                        head[i, k] = -head[i, k]
+                pos[i, k] = x
+
+
+@njit(cache=True)
+def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, bucket_start,
+               order, rule, boundary, L, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap,
+               noise, speed, dt, key, step0, n_steps, parallel):
+    for s in range(n_steps):
+        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+        if parallel:
+            _decide_all_parallel(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
+                                 order, rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o,
+                                 cap, noise, speed, key, step0 + s)
+        else:
+            _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
+                               order, rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o,
+                               cap, noise, speed, key, step0 + s)
+        head[:, :] = scratch
+        _move(pos, head, speed, dt, rule, boundary, L)
+
+
+def cell_plan(params: Params, all_pairs: bool = False, reach: int = 1):
+    """Cell geometry for ``params`` (``all_pairs=True`` gives the all-pairs reference)."""
+    box = np.full(3, params.box) if params.boundary == "periodic" else np.zeros(3)
+    if all_pairs:
+        return neighbors.all_pairs_plan(box)
+    return neighbors.plan(box, params.r_a, reach=reach)
+
+
+_WORK: dict = {}
+
+
+def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: bool = False,
+            parallel: bool | None = None) -> None:
+    """Advance ``state`` in place by ``n_steps`` steps starting at global step ``step``.
+
+    ``all_pairs=True`` uses the O(N²) reference search; ``parallel`` forces the threaded
+    (True) or serial (False) kernel; by default threads are used for n >= 400. Results
+    are identical either way.
+    """
+    n = params.n
+    box, side, ncell, reach = cell_plan(params, all_pairs)
+    work = state.get("_work")
+    if work is None or work["order"].shape[0] != n:
+        work = neighbors.allocate(n)
+        work["scratch"] = np.empty((n, 3))
+        state["_work"] = work
+    if parallel is None:
+        import numba
+
+        parallel = n >= _PARALLEL_MIN_N and numba.get_num_threads() > 1
+    if params.rule == "dewi":
+        cos_blind = -math.cos(math.radians((360.0 - params.field_of_view) / 2)) \
+            if params.field_of_view < 360.0 else -3.0
+    else:
+        cos_blind = -3.0
+    cos_fov = math.cos(math.radians(params.field_of_view / 2))
+    L = params.box
+    _run_steps(state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
+               work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"],
+               RULES[params.rule], BOUNDARIES[params.boundary], L, params.r_r ** 2,
+               params.r_o ** 2, params.r_a ** 2, params.r_r, params.r_o, cos_fov, cos_blind,
+               params.orientation_weight, params.turning_rate * params.dt, params.noise,
+               params.speed, params.dt, np.uint64(key), np.int64(step), np.int64(n_steps),
+               bool(parallel))
+
+
+def frame(state, params: Params) -> dict[str, np.ndarray]:
+    """Per-frame variables: positions, velocities (speed × heading), cell lengths."""
+    L = params.box if params.boundary == "periodic" else 0.0
+    return {
+        "coordinates": state["positions"],
+        "velocities": state["headings"] * params.speed,
+        "cell_lengths": np.array([L, L, L]),
+    }

@@ -1,0 +1,165 @@
+"""O(N) cell lists (2D/3D, periodic, open or one-cell axes), shared by the engines.
+
+Particles are binned into cubic cells of side >= cutoff / reach. A neighbour search
+visits the (2·reach+1)^d surrounding cells. Cells are stored in a hash table of
+``2^k >= 2N`` buckets (a counting sort by bucket), so open space needs no bounding box
+and memory stays O(N) however far agents drift. Each visited bucket is filtered by the
+exact cell coordinates, so hash collisions cost time but never double counts.
+
+Axes are described by three per-axis arrays (see :func:`plan`):
+
+``box[k]``    periodic side length, 0 if the axis does not wrap;
+``ncell[k]``  number of cells along a periodic axis (wrapping modulo ncell), 0 for an
+              open axis (unbounded integer cell coordinates), 1 for an axis handled as a
+              single cell (too short to hold 2·reach+1 cells, or a flat 2D z-axis);
+``reach[k]``  stencil half-width along the axis (0 when ncell == 1).
+
+All functions are Numba-compiled and allocation-free; the caller owns the work arrays
+(:func:`allocate`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_P1, _P2, _P3 = 73856093, 19349663, 83492791
+
+
+def plan(box, cutoff: float, reach: int = 1, ndim: int = 3):
+    """Cell geometry for a search radius ``cutoff``.
+
+    Parameters
+    ----------
+    box : sequence of 3 floats, periodic side per axis (0 = open axis).
+    cutoff : largest interaction distance (model length units).
+    reach : cells per cutoff; 1 gives cells of side >= cutoff and a 3^d stencil,
+        2 gives half-size cells and a 5^d stencil (fewer candidate pairs).
+    ndim : 2 flattens the z axis into one cell.
+
+    Returns ``(box, cell_side, ncell, reach)`` as float64/int64 arrays of length 3.
+    """
+    box = np.asarray(box, dtype=np.float64).reshape(3)
+    side = np.full(3, cutoff / reach)
+    ncell = np.zeros(3, dtype=np.int64)
+    reach_axis = np.full(3, reach, dtype=np.int64)
+    for k in range(3):
+        if k >= ndim:
+            ncell[k], reach_axis[k], side[k] = 1, 0, 1.0
+        elif box[k] > 0:
+            nc = int(math.floor(box[k] / (cutoff / reach)))
+            if nc < 2 * reach + 1:
+                ncell[k], reach_axis[k], side[k] = 1, 0, box[k]
+            else:
+                ncell[k], side[k] = nc, box[k] / nc
+    return box, side, ncell, reach_axis
+
+
+def all_pairs_plan(box, ndim: int = 3):
+    """A plan with every axis as one cell: the search degenerates to all pairs."""
+    box = np.asarray(box, dtype=np.float64).reshape(3)
+    return box, np.ones(3), np.ones(3, dtype=np.int64), np.zeros(3, dtype=np.int64)
+
+
+def allocate(n: int) -> dict[str, np.ndarray]:
+    """Work arrays for :func:`build` with ``n`` particles."""
+    nb = 1 << max(4, int(math.ceil(math.log2(max(2 * n, 2)))))
+    return {
+        "cell_of": np.zeros((n, 3), dtype=np.int64),
+        "bucket_of": np.zeros(n, dtype=np.int64),
+        "bucket_start": np.zeros(nb + 1, dtype=np.int64),
+        "order": np.zeros(n, dtype=np.int64),
+    }
+
+
+@njit(cache=True, inline="always")
+def cell_hash(cx, cy, cz, mask):
+    """Bucket of integer cell coordinates (cx, cy, cz)."""
+    return (cx * _P1 + cy * _P2 + cz * _P3) & mask
+
+
+@njit(cache=True, inline="always")
+def wrap_cell(c, nc):
+    """Cell coordinate wrapped into [0, nc) for a periodic axis; unchanged when nc == 0."""
+    if nc > 0:
+        c = c % nc
+    return c
+
+
+@njit(cache=True, inline="always")
+def min_image(d, box):
+    """Minimum-image displacement along an axis of side ``box`` (no-op when box == 0)."""
+    if box > 0.0:
+        d -= box * np.round(d / box)
+    return d
+
+
+@njit(cache=True)
+def build(pos, side, ncell, cell_of, bucket_of, bucket_start, order):
+    """Bin ``pos`` (N, 3) into cells and counting-sort particle indices by bucket.
+
+    Periodic positions must already be wrapped into [0, box). On return,
+    ``order[bucket_start[b]:bucket_start[b + 1]]`` are the particles in bucket b.
+    """
+    n = pos.shape[0]
+    nb = bucket_start.shape[0] - 1
+    mask = nb - 1
+    for b in range(nb + 1):
+        bucket_start[b] = 0
+    for i in range(n):
+        for k in range(3):
+            if ncell[k] == 1:
+                c = 0
+            else:
+                c = int(math.floor(pos[i, k] / side[k]))
+                if ncell[k] > 0:  # guard round-off at the upper edge of the box
+                    if c >= ncell[k]:
+                        c = ncell[k] - 1
+                    elif c < 0:
+                        c = 0
+            cell_of[i, k] = c
+        b = cell_hash(cell_of[i, 0], cell_of[i, 1], cell_of[i, 2], mask)
+        bucket_of[i] = b
+        bucket_start[b + 1] += 1
+    for b in range(nb):
+        bucket_start[b + 1] += bucket_start[b]
+    # fill: reuse bucket_start shifted, then restore
+    for i in range(n):
+        b = bucket_of[i]
+        order[bucket_start[b]] = i
+        bucket_start[b] += 1
+    for b in range(nb, 0, -1):
+        bucket_start[b] = bucket_start[b - 1]
+    bucket_start[0] = 0
+
+
+@njit(cache=True)
+def count_within(pos, box, ncell, reach, cell_of, bucket_start, order, cutoff, counts):
+    """Number of other particles within ``cutoff`` of each particle (minimum image).
+
+    A small reference consumer of the cell list, used by tests and analyses.
+    """
+    n = pos.shape[0]
+    mask = bucket_start.shape[0] - 2
+    c2 = cutoff * cutoff
+    for i in range(n):
+        m = 0
+        for ox in range(-reach[0], reach[0] + 1):
+            cx = wrap_cell(cell_of[i, 0] + ox, ncell[0])
+            for oy in range(-reach[1], reach[1] + 1):
+                cy = wrap_cell(cell_of[i, 1] + oy, ncell[1])
+                for oz in range(-reach[2], reach[2] + 1):
+                    cz = wrap_cell(cell_of[i, 2] + oz, ncell[2])
+                    b = cell_hash(cx, cy, cz, mask)
+                    for t in range(bucket_start[b], bucket_start[b + 1]):
+                        j = order[t]
+                        if j == i or cell_of[j, 0] != cx or cell_of[j, 1] != cy or cell_of[j, 2] != cz:
+                            continue
+                        dx = min_image(pos[j, 0] - pos[i, 0], box[0])
+                        dy = min_image(pos[j, 1] - pos[i, 1], box[1])
+                        dz = min_image(pos[j, 2] - pos[i, 2], box[2])
+                        if dx * dx + dy * dy + dz * dz < c2:
+                            m += 1
+        counts[i] = m
