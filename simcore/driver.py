@@ -95,9 +95,12 @@ def run_model(
 ) -> Path:
     """Run ``model_name`` with validated ``params`` and ``settings``; return the output path.
 
-    ``stop_after_frames`` stops (as if interrupted) once that many frames are in the file;
-    it exists to test ``resume``.
+    ``stop_after_frames`` (or the environment variable ``SIMCORE_INTERRUPT_AFTER_FRAMES``)
+    raises KeyboardInterrupt once that many frames are in the file, as a user's Ctrl-C
+    would; it exists to test ``resume``.
     """
+    if stop_after_frames is None and os.environ.get("SIMCORE_INTERRUPT_AFTER_FRAMES"):
+        stop_after_frames = int(os.environ["SIMCORE_INTERRUPT_AFTER_FRAMES"])
     model = get_model(model_name)
     out = Path(out)
     part, ckpt = partial_paths(out)
@@ -175,9 +178,7 @@ def run_model(
             writer.append(marks[f] * dt, model.frame(state, params))
             bar.update(n)
             if stop_after_frames is not None and writer.n_frames >= stop_after_frames:
-                checkpoint()
-                writer.close()
-                return part
+                raise KeyboardInterrupt
             if writer.n_frames % settings.checkpoint_every == 0 and f != len(marks) - 1:
                 checkpoint()
         writer.close()

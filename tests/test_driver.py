@@ -1,0 +1,123 @@
+"""The run loop: resume to the same bits, overwrite protection, thread independence."""
+
+from __future__ import annotations
+
+import netCDF4
+import numpy as np
+import pytest
+
+import simcore
+from simcore.config import resolve
+from simcore.driver import frame_steps, partial_paths, run_model
+
+from conftest import run_cli
+
+
+def assert_same_file(a, b, ignore_attrs=("provenance",)):
+    """All variables byte-identical and all global attributes equal but ``ignore_attrs``."""
+    with netCDF4.Dataset(a) as x, netCDF4.Dataset(b) as y:
+        assert x.file_format == y.file_format
+        ax = {k: x.getncattr(k) for k in x.ncattrs() if k not in ignore_attrs}
+        ay = {k: y.getncattr(k) for k in y.ncattrs() if k not in ignore_attrs}
+        assert ax == ay
+        assert set(x.variables) == set(y.variables)
+        for name in x.variables:
+            vx, vy = x[name][:], y[name][:]
+            assert vx.dtype == vy.dtype and vx.shape == vy.shape, name
+            assert np.asarray(vx).tobytes() == np.asarray(vy).tobytes(), name
+
+
+def test_frame_schedule():
+    assert frame_steps(10, 5) == [0, 5, 10]
+    assert frame_steps(11, 5) == [0, 5, 10, 11]
+    assert frame_steps(0, 5) == [0]
+
+
+@pytest.mark.parametrize("fmt", ["netcdf4", "amber"])
+def test_resume_after_interruption_is_bit_identical(tmp_path, fmt):
+    kw = dict(preset="swarm", steps=120, seed=11, write_every=5, format=fmt,
+              overrides={"n": 40, "checkpoint_every": 3})
+    full = simcore.run("couzin", out=tmp_path / "full.nc", **kw)
+    params, settings, preset = resolve("couzin", **kw)
+    out = tmp_path / "resumed.nc"
+    # interrupted after frame 8: the checkpoint holds 6 frames, the file 8
+    with pytest.raises(KeyboardInterrupt):
+        run_model("couzin", params, settings, out, preset=preset, quiet=True, stop_after_frames=8)
+    part, ckpt = partial_paths(out)
+    assert part.exists() and ckpt.exists() and not out.exists()
+    with pytest.raises(simcore.UserInputError, match="--resume"):
+        simcore.run("couzin", out=out, **kw)
+    simcore.run("couzin", out=out, resume=True, **kw)
+    assert out.exists() and not part.exists() and not ckpt.exists()
+    assert_same_file(full, out)
+    with netCDF4.Dataset(out) as nc:
+        assert "resumed" in nc.provenance
+
+
+def test_resume_refuses_other_parameters(tmp_path):
+    kw = dict(preset="swarm", steps=40, seed=1, write_every=5, overrides={"n": 20})
+    params, settings, preset = resolve("couzin", **kw)
+    out = tmp_path / "r.nc"
+    with pytest.raises(KeyboardInterrupt):
+        run_model("couzin", params, settings, out, preset=preset, quiet=True, stop_after_frames=3)
+    with pytest.raises(simcore.UserInputError, match="other parameters"):
+        simcore.run("couzin", out=out, resume=True, **dict(kw, seed=2))
+
+
+def test_no_silent_overwrite(tmp_path):
+    out = tmp_path / "o.nc"
+    kw = dict(preset="swarm", steps=10, overrides={"n": 10})
+    simcore.run("couzin", out=out, **kw)
+    before = out.read_bytes()
+    with pytest.raises(simcore.UserInputError, match="already exists"):
+        simcore.run("couzin", out=out, **dict(kw, seed=5))
+    assert out.read_bytes() == before
+    simcore.run("couzin", out=out, overwrite=True, **dict(kw, seed=5))
+    # --resume on a complete file with the same parameters is a no-op
+    simcore.run("couzin", out=out, resume=True, **dict(kw, seed=5))
+
+
+def test_one_and_two_threads_identical(tmp_path):
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    from simcore.models import couzin
+    from simcore.rng import kernel_key
+
+    params = couzin.Params(**dict(couzin.PRESETS["dynamic_parallel"], n=600))
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        state = couzin.init_state(params, 4)
+        couzin.advance(state, params, kernel_key(4), 0, 30, parallel=True)
+        results.append((state["positions"].copy(), state["headings"].copy()))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    serial = couzin.init_state(params, 4)
+    couzin.advance(serial, params, kernel_key(4), 0, 30, parallel=False)
+    for pos, head in results[1:] + [(serial["positions"], serial["headings"])]:
+        assert pos.tobytes() == results[0][0].tobytes()
+        assert head.tobytes() == results[0][1].tobytes()
+
+
+def test_cli_threads_and_seed_reproducible(tmp_path):
+    a, b, c = tmp_path / "a.nc", tmp_path / "b.nc", tmp_path / "c.nc"
+    common = ["run", "couzin", "--preset", "swarm", "--steps", "50", "--seed", "7", "--quiet",
+              "--set", "n=500"]
+    run_cli(*common, "--threads", "1", "-o", a, check_rc=0)
+    run_cli(*common, "--threads", "2", "-o", b, check_rc=0)
+    assert_same_file(a, b)
+    run_cli(*common[:-3], "--seed", "8", "--quiet", "--set", "n=500", "-o", c, check_rc=0)
+    with netCDF4.Dataset(a) as x, netCDF4.Dataset(c) as y:
+        assert not np.array_equal(x["coordinates"][-1], y["coordinates"][-1])
+
+
+def test_cli_interrupt_then_resume(tmp_path):
+    out = tmp_path / "i.nc"
+    args = ["run", "couzin", "--preset", "torus", "--steps", "100", "--write-every", "5",
+            "--seed", "2", "--set", "checkpoint_every=4", "-o", out]
+    proc = run_cli(*args, env={"SIMCORE_INTERRUPT_AFTER_FRAMES": "10"})
+    assert proc.returncode == 130 and "--resume" in proc.stderr
+    run_cli(*args, "--resume", "--quiet", check_rc=0)
+    ref = tmp_path / "ref.nc"
+    run_cli(*args[:-1], ref, "--quiet", check_rc=0)
+    assert_same_file(ref, out)

@@ -1,0 +1,86 @@
+"""The NetCDF writer and readers: AMBER layout, both formats, metadata round trip."""
+
+from __future__ import annotations
+
+import json
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+import simcore
+from simcore.io.trajectory import TrajectoryWriter, open_trajectory, read_attrs
+
+
+@pytest.mark.parametrize("fmt,expected", [("netcdf4", "NETCDF4"), ("amber", "NETCDF3_64BIT_OFFSET")])
+def test_writer_round_trip_both_formats(tmp_path, fmt, expected):
+    rng = np.random.default_rng(0)
+    n, frames = 7, 5
+    path = tmp_path / f"t_{fmt}.nc"
+    attrs = {"Conventions": "AMBER", "ConventionVersion": "1.0", "program": "simcore",
+             "programVersion": "x", "run_parameters": json.dumps({"a": 1}),
+             "simcore_ndim": np.int32(2)}
+    extras = {"theta": (("atom",), "radian", "angle")}
+    data = []
+    with TrajectoryWriter(path, n, attrs, extras, fmt=fmt) as w:
+        for k in range(frames):
+            frame = {"coordinates": rng.random((n, 3)), "velocities": rng.random((n, 3)),
+                     "cell_lengths": np.array([3.0, 4.0, 0.0]), "theta": rng.random(n)}
+            w.append(0.5 * k, frame)
+            data.append(frame)
+    with netCDF4.Dataset(path) as nc:
+        assert nc.file_format == expected
+        assert nc.Conventions == "AMBER" and nc.ConventionVersion == "1.0"
+        assert nc.dimensions["frame"].isunlimited()
+        assert nc["coordinates"].units == "angstrom"
+        assert "scale_factor" not in nc["theta"].ncattrs()
+        assert nc.dimensions["label"].size == 5
+    ds = xr.open_dataset(path)
+    # xarray decodes the char (cell_angular, label) labels to strings
+    assert ds.sizes == {"frame": frames, "atom": n, "spatial": 3, "cell_spatial": 3,
+                        "cell_angular": 3}
+    assert list(ds["spatial"].values) == ["x", "y", "z"]
+    np.testing.assert_array_equal(ds["time"].values, 0.5 * np.arange(frames))
+    for k in range(frames):
+        # float32 storage: exact after the same cast
+        np.testing.assert_array_equal(ds["coordinates"].values[k],
+                                      data[k]["coordinates"].astype(np.float32))
+        np.testing.assert_array_equal(ds["theta"].values[k], data[k]["theta"].astype(np.float32))
+    np.testing.assert_array_equal(ds["cell_angles"].values, 90.0)
+    assert ds["coordinates"].sel(spatial="y").shape == (frames, n)
+    ds.close()
+
+
+def test_simcore_file_opens_with_xarray_and_accessor(small_couzin_run):
+    ds = xr.open_dataset(small_couzin_run)
+    assert ds.attrs["Conventions"] == "AMBER"
+    assert ds.attrs["simcore_model"] == "couzin"
+    record = json.loads(ds.attrs["run_parameters"])
+    assert record["n"] == 30 and record["seed"] == 3 and record["steps"] == 60
+    prov = json.loads(ds.attrs["provenance"])
+    assert {"versions", "argv", "utc_start", "host"} <= set(prov)
+    ds.close()
+    with open_trajectory(small_couzin_run) as tr:
+        assert "time" in tr.dims and "frame" not in tr.dims
+        np.testing.assert_allclose(tr["time"].values, np.arange(7) * 1.0)
+        assert tr.simcore.model == "couzin"
+        assert tr.simcore.params.n == 30 and tr.simcore.params.r_o == 5.0
+        assert tr.simcore.run_settings.seed == 3
+        np.testing.assert_array_equal(tr.simcore.box, [0, 0, 0])
+        # velocities are speed x unit heading
+        speed = np.linalg.norm(tr["velocities"].values.astype(float), axis=-1)
+        np.testing.assert_allclose(speed, 3.0, rtol=1e-6)
+
+
+def test_reader_rejects_foreign_and_missing_files(tmp_path):
+    foreign = tmp_path / "foreign.nc"
+    xr.Dataset({"a": ("x", np.arange(3))}).to_netcdf(foreign)
+    with pytest.raises(simcore.UserInputError, match="not a simcore trajectory"):
+        read_attrs(foreign)
+    junk = tmp_path / "junk.nc"
+    junk.write_text("not netcdf")
+    with pytest.raises(simcore.UserInputError, match="Cannot read"):
+        open_trajectory(junk)
+    with pytest.raises(simcore.UserInputError, match="does not exist"):
+        open_trajectory(tmp_path / "missing.nc")
