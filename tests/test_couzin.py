@@ -1,0 +1,165 @@
+"""Couzin engine: kernel rules on hand-built cases, cell lists vs all pairs, the anchor's
+noise-free trajectories, and the four Couzin 2002 regimes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simcore.models import couzin
+from simcore.rng import kernel_key
+
+DATA = Path(__file__).parent / "data"
+
+
+def step_once(params, pos, head, all_pairs=False, step=0, seed=0):
+    state = {"positions": np.array(pos, dtype=float), "headings": np.array(head, dtype=float)}
+    couzin.advance(state, params, kernel_key(seed), step, 1, all_pairs=all_pairs)
+    return state["positions"], state["headings"]
+
+
+def quiet(**kw):
+    """Noise-free parameters with an unlimited turn, so one step shows the desired direction."""
+    base = dict(n=2, noise=0.0, turning_rate=math.pi / 0.1 * 1.0000001, r_r=1.0, r_o=3.0, r_a=6.0)
+    base.update(kw)
+    return couzin.Params(**base)
+
+
+def test_repulsion_overrides_and_sees_behind():
+    # B sits 0.5 behind A (inside r_r and inside A's blind cone): A flees forward anyway
+    p = quiet()
+    _, head = step_once(p, [[0, 0, 0], [-0.5, 0, 0]], [[1, 0, 0], [0, 1, 0]])
+    np.testing.assert_allclose(head[0], [1, 0, 0], atol=1e-12)
+    _, head = step_once(p, [[0, 0, 0], [0.5, 0, 0]], [[1, 0, 0], [0, 1, 0]])
+    np.testing.assert_allclose(head[0], [-1, 0, 0], atol=1e-12)
+
+
+def test_blind_cone_hides_orientation_neighbour_behind():
+    pos, head = [[0, 0, 0], [-2.0, 0, 0]], [[1, 0, 0], [0, 1, 0]]  # B in A's ZOO, behind
+    _, h270 = step_once(quiet(field_of_view=270.0), pos, head)
+    np.testing.assert_allclose(h270[0], [1, 0, 0], atol=1e-12)  # unseen: keep heading
+    _, h360 = step_once(quiet(field_of_view=360.0), pos, head)
+    np.testing.assert_allclose(h360[0], np.array([1, 1, 0]) / math.sqrt(2), atol=1e-12)
+
+
+def test_orientation_and_attraction_are_normalised_then_averaged():
+    # A heads +x; B in the ZOO ahead-left heading +y; C in the ZOA straight ahead
+    pos = [[0, 0, 0], [1.5, 1.5, 0], [5.0, 0, 0]]
+    head = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    _, h = step_once(quiet(n=3), pos, head)
+    d_o = np.array([1, 1, 0]) / math.sqrt(2)  # self + B, normalised
+    d_a = np.array([1, 0, 0])
+    want = 0.5 * (d_o + d_a)
+    np.testing.assert_allclose(h[0], want / np.linalg.norm(want), atol=1e-12)
+
+
+def test_turn_is_capped_rotation_and_speed_constant():
+    p = couzin.Params(**dict(couzin.PRESETS["swarm"], noise=0.0, n=60))
+    state = couzin.init_state(p, 1)
+    cap = p.turning_rate * p.dt
+    for k in range(20):
+        old_pos, old_head = state["positions"].copy(), state["headings"].copy()
+        couzin.advance(state, p, kernel_key(1), k, 1)
+        cosang = np.clip((old_head * state["headings"]).sum(1), -1, 1)
+        assert np.all(np.arccos(cosang) <= cap + 1e-9)
+        np.testing.assert_allclose(np.linalg.norm(state["headings"], axis=1), 1.0, atol=1e-12)
+        np.testing.assert_allclose(np.linalg.norm(state["positions"] - old_pos, axis=1),
+                                   p.speed * p.dt, rtol=1e-12)
+
+
+def test_noise_is_a_wrapped_gaussian_of_the_given_width():
+    # isolated agents (no neighbours) keep their heading up to the noise: angle ~ Rayleigh(σ)
+    sigma = 0.05
+    p = couzin.Params(n=4000, noise=sigma, r_r=0.001, r_o=0.001, r_a=0.001,
+                      turning_rate=10.0)
+    g = np.random.default_rng(0)
+    pos = g.random((4000, 3)) * 1e4
+    head = np.tile([0.0, 0.0, 1.0], (4000, 1))
+    _, new = step_once(p, pos, head)
+    angle = np.arccos(np.clip(new[:, 2], -1, 1))
+    # E[angle²] = 2σ² for a 2D tangent Gaussian; the sample mean has s.d. 2σ²/√n
+    m2 = np.mean(angle ** 2)
+    assert abs(m2 - 2 * sigma ** 2) < 5 * 2 * sigma ** 2 / math.sqrt(4000)
+
+
+@pytest.mark.parametrize("rule,boundary,box", [
+    ("couzin2002", "open", 0.0), ("couzin2002", "periodic", 30.0),
+    ("couzin2002", "reflecting", 30.0), ("dewi", "periodic", 30.0)])
+def test_cell_list_kernel_equals_all_pairs(boundary, box, rule):
+    g = np.random.default_rng(5)
+    n = 500
+    kw = dict(n=n, r_r=1.0, r_o=3.0, r_a=7.0, noise=0.1, boundary=boundary, box=box, rule=rule)
+    if rule == "dewi":
+        kw["orientation_weight"] = 0.5
+    p = couzin.Params(**kw)
+    if boundary == "open":
+        pos = g.normal(0, 6, (n, 3))
+    else:
+        pos = g.random((n, 3)) * box
+    head = g.standard_normal((n, 3))
+    head /= np.linalg.norm(head, axis=1, keepdims=True)
+    pc, hc = step_once(p, pos, head, step=3)
+    pa, ha = step_once(p, pos, head, all_pairs=True, step=3)
+    np.testing.assert_allclose(hc, ha, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(pc, pa, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["random", "torus"])
+def test_dewi_rule_reproduces_the_anchor_without_noise(case):
+    ref = np.load(DATA / "dewi_trajectory_reference.npz")
+    kw = json.loads(str(ref[f"{case}_kwargs"]))
+    p = couzin.Params(
+        rule="dewi", n=kw["n_fish"], box=kw["box_size"], boundary="periodic", speed=kw["speed"],
+        r_r=kw["r_repulsion"], r_o=kw["r_orientation"], r_a=kw["r_attraction"],
+        turning_rate=kw["max_turn"] / kw["dt"], noise=0.0, dt=kw["dt"],
+        field_of_view=360.0 - 2 * kw["blind_angle"], orientation_weight=kw["orientation_weight"],
+        init="mill" if kw.get("torus_init") else "random", init_size=kw.get("torus_radius"),
+    )
+    state = couzin.init_state(p, kw["seed"])
+    want_pos, want_vel = ref[f"{case}_positions"], ref[f"{case}_velocities"]
+    np.testing.assert_allclose(state["positions"], want_pos[0], atol=1e-12)
+    for k in range(1, kw["steps"] + 1):
+        couzin.advance(state, p, kernel_key(0), k - 1, 1)
+        np.testing.assert_allclose(state["headings"] * p.speed, want_vel[k], atol=1e-9, rtol=0)
+        np.testing.assert_allclose(state["positions"], want_pos[k], atol=1e-9, rtol=0)
+
+
+def test_periodic_box_warns_when_attraction_exceeds_half_box():
+    p = couzin.Params(**{k: v for k, v in couzin.PRESETS["dewi_swarm"].items()
+                         if k not in ("steps", "seed")})
+    assert any("exceeds half the periodic box" in w for w in couzin.warnings(p))
+
+
+def test_reflecting_walls_keep_agents_inside():
+    p = couzin.Params(n=200, boundary="reflecting", box=8.0, r_o=2.0, r_a=4.0)
+    state = couzin.init_state(p, 2)
+    couzin.advance(state, p, kernel_key(2), 0, 300)
+    assert np.all(state["positions"] >= 0) and np.all(state["positions"] <= 8.0)
+
+
+# Couzin 2002 regimes (N = 100): P and M averaged over the last third of a settled run.
+REGIMES = {
+    "swarm": lambda P, M: P < 0.3 and M < 0.3,
+    "torus": lambda P, M: M > 0.5 and P < 0.3,
+    "dynamic_parallel": lambda P, M: P > 0.6,
+    "highly_parallel": lambda P, M: P > 0.9,
+}
+
+
+@pytest.mark.parametrize("preset", list(REGIMES))
+def test_couzin2002_presets_land_in_their_regime(tmp_path, preset):
+    import simcore
+    from simcore.analysis.schooling import schooling_indices_from_dataset
+
+    out = simcore.run("couzin", preset=preset, steps=3000, seed=1, write_every=20,
+                      out=tmp_path / f"{preset}.nc")
+    with simcore.open_trajectory(out) as ds:
+        res = schooling_indices_from_dataset(ds)
+    t = res.sizes["time"]
+    tail = res.isel(time=slice(t - t // 3, t))
+    P, M = float(tail["polarization"].mean()), float(tail["milling"].mean())
+    assert REGIMES[preset](P, M), (preset, P, M)

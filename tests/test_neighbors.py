@@ -1,0 +1,64 @@
+"""Cell lists against brute force, in periodic, open and flattened geometries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simcore import neighbors
+
+
+def brute_counts(pos, box, cutoff):
+    d = pos[None, :, :] - pos[:, None, :]
+    for k in range(3):
+        if box[k] > 0:
+            d[..., k] -= box[k] * np.round(d[..., k] / box[k])
+    r2 = (d ** 2).sum(-1)
+    np.fill_diagonal(r2, np.inf)
+    return (r2 < cutoff ** 2).sum(1)
+
+
+def cell_counts(pos, box, cutoff, reach=1, ndim=3):
+    b, side, ncell, reach_axis = neighbors.plan(box, cutoff, reach=reach, ndim=ndim)
+    work = neighbors.allocate(len(pos))
+    neighbors.build(pos, side, ncell, work["cell_of"], work["bucket_of"], work["bucket_start"],
+                    work["order"])
+    counts = np.zeros(len(pos), dtype=np.int64)
+    neighbors.count_within(pos, b, ncell, reach_axis, work["cell_of"], work["bucket_start"],
+                           work["order"], cutoff, counts)
+    return counts
+
+
+@pytest.mark.parametrize("reach", [1, 2])
+@pytest.mark.parametrize("L,cutoff", [(20.0, 2.5), (20.0, 7.9), (20.0, 12.0), (9.0, 3.0)])
+def test_periodic_cells_equal_brute_force(L, cutoff, reach):
+    rng = np.random.default_rng(1)
+    pos = rng.random((400, 3)) * L
+    pos[:20] = L * (1 - 1e-15)  # particles on the upper edge of the box
+    pos[20:40, 0] = 0.0
+    box = np.array([L, L, L])
+    np.testing.assert_array_equal(cell_counts(pos, box, cutoff, reach), brute_counts(pos, box, cutoff))
+
+
+@pytest.mark.parametrize("reach", [1, 2])
+def test_open_space_cells_equal_brute_force(reach):
+    rng = np.random.default_rng(2)
+    pos = np.concatenate([rng.normal(0, 3, (300, 3)),  # a school
+                          rng.normal(0, 1, (20, 3)) + [1e4, -3e5, 2e6],  # far stragglers
+                          -rng.random((30, 3)) * 5])  # negative cell coordinates
+    box = np.zeros(3)
+    np.testing.assert_array_equal(cell_counts(pos, box, 2.0, reach), brute_counts(pos, box, 2.0))
+
+
+def test_mixed_and_flat_axes():
+    rng = np.random.default_rng(3)
+    pos = rng.random((300, 3)) * [30.0, 30.0, 0.0]
+    box = np.array([30.0, 0.0, 0.0])  # periodic x, open y, flat z
+    np.testing.assert_array_equal(cell_counts(pos, box, 2.0, ndim=2), brute_counts(pos, box, 2.0))
+
+
+def test_plan_falls_back_to_one_cell_when_box_is_short():
+    box, side, ncell, reach = neighbors.plan([10.0, 10.0, 10.0], cutoff=4.0, reach=1)
+    assert list(ncell) == [1, 1, 1] and list(reach) == [0, 0, 0]
+    box, side, ncell, reach = neighbors.plan([12.0, 12.0, 12.0], cutoff=4.0, reach=1)
+    assert list(ncell) == [3, 3, 3] and np.all(side >= 4.0)
