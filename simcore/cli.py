@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import traceback
@@ -165,6 +166,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``simcore`` command; returns the exit code."""
+    code = _main(argv)
+    from simcore.io.trajectory import FAILED_HANDLES
+
+    if FAILED_HANDLES:  # skip interpreter teardown, which would close them again (see there)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     warnings.showwarning = _show_warning
     handlers = {"presets": _cmd_presets, "run": _cmd_run, "analyze": _cmd_analyze,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import xarray as xr
 
+from simcore._errors import UserInputError
+
 
 def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
     """Run the default diagnostics of the trajectory's model and return them as a Dataset."""
@@ -15,8 +17,10 @@ def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
     if model == "couzin":
         from simcore.analysis.schooling import schooling_indices_from_dataset
 
-        return schooling_indices_from_dataset(ds, **kwargs)
-    from simcore._errors import UserInputError
+        try:
+            return schooling_indices_from_dataset(ds, **kwargs)
+        except ValueError as err:  # e.g. the dewi convention on an open-space run
+            raise UserInputError(f"Cannot analyze this trajectory: {err}") from None
 
     raise UserInputError(f"simcore analyze has no diagnostics for model {model!r} yet.")
 

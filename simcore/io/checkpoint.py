@@ -35,7 +35,7 @@ def save_checkpoint(path: str | Path, state: dict[str, np.ndarray], meta: dict) 
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise disk_full_error(path, exc) from None
         raise
 

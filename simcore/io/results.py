@@ -21,7 +21,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise disk_full_error(path, exc) from None
         raise UserInputError(f"Cannot write {path}: {exc.strerror or exc}.") from None
     return path

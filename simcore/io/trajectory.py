@@ -28,12 +28,26 @@ TIME_NOTE = "1 picosecond = 1 model time unit"
 _CHUNK_BYTES = 2 * 1024 * 1024
 
 
-def disk_full_error(path, exc: OSError) -> UserInputError:
-    """A clear error for ENOSPC/EDQUOT while writing ``path``."""
+def disk_full_error(path, exc: Exception) -> UserInputError:
+    """A clear error for a write that failed for lack of space (ENOSPC, EDQUOT, EFBIG)."""
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(Path(path).parent).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    reason = getattr(exc, "strerror", None) or str(exc)
     return UserInputError(
-        f"The disk is full while writing {path} ({exc.strerror}). Nothing already written was "
-        "lost: free some space and rerun with --resume to continue from the last checkpoint."
+        f"Writing {path} failed ({reason}; {free}): the disk is full or a file-size limit was "
+        "reached. Frames up to the last checkpoint are kept: free some space and rerun the same "
+        "command with --resume to continue."
     )
+
+
+_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# netCDF-C can crash while garbage-collecting a handle whose write failed (seen with
+# NETCDF3 after EFBIG): such handles are kept alive here and never closed again.
+FAILED_HANDLES: list = []
 
 
 class TrajectoryWriter:
@@ -65,6 +79,7 @@ class TrajectoryWriter:
         self.n_atoms = int(n_atoms)
         self.extras = dict(extras or {})
         self._dtype = np.dtype(precision)
+        self._failed = False
         if start_frame is None:
             self._ds = netCDF4.Dataset(self.path, "w", format=FORMATS[fmt])
             self._define(attrs, fmt)
@@ -135,11 +150,17 @@ class TrajectoryWriter:
             ds["cell_angles"][k] = (90.0, 90.0, 90.0)
             for name in self.extras:
                 ds[name][k] = np.asarray(variables[name], dtype=self._dtype)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise disk_full_error(self.path, exc) from None
-            raise
+        except (OSError, RuntimeError) as exc:
+            self._fail(exc)
         self.n_frames = k + 1
+
+    def _fail(self, exc: Exception):
+        """netCDF4 reports a full disk as RuntimeError('NetCDF: HDF error' / 'File too large')."""
+        self._failed = True
+        FAILED_HANDLES.append(self._ds)
+        if isinstance(exc, OSError) and exc.errno not in _SPACE_ERRNOS:
+            raise exc
+        raise disk_full_error(self.path, exc) from None
 
     def set_attr(self, key: str, value) -> None:
         """Set (or replace) a global attribute."""
@@ -151,11 +172,19 @@ class TrajectoryWriter:
 
     def sync(self) -> None:
         """Flush to disk, so that a checkpoint written afterwards never runs ahead of the file."""
-        self._ds.sync()
+        try:
+            self._ds.sync()
+        except (OSError, RuntimeError) as exc:
+            self._fail(exc)
 
     def close(self) -> None:
-        if self._ds.isopen():
-            self._ds.close()
+        """Close the file; after a failed write, errors while closing are not reported again."""
+        if self._ds.isopen() and not self._failed:
+            try:
+                self._ds.close()
+            except (OSError, RuntimeError) as exc:
+                if not self._failed:
+                    self._fail(exc)
 
     def __enter__(self):
         return self
