@@ -52,7 +52,7 @@ DEFAULT_WRITE_EVERY = 10
 
 RULES = {"couzin2002": 0, "dewi": 1}
 BOUNDARIES = {"open": 0, "periodic": 1, "reflecting": 2}
-_PARALLEL_MIN_N = 400  # below this a prange launch costs more than it saves
+_PARALLEL_MIN_N = 128  # below this a prange launch costs more than it saves
 
 
 class Params(BaseModel):
@@ -261,84 +261,99 @@ def _turn_couzin(ux, uy, uz, dx, dy, dz, cap):
     return vx / v, vy / v, vz / v
 
 
+_M21 = (1 << 21) - 1
+
+
 @njit(cache=True, inline="always")
-def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, order, rule,
-            rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap, noise, speed, key, step):
-    """New heading of agent i from the old state (both rules)."""
+def _pack(cx, cy, cz):
+    """One int64 per cell for the hash-collision filter (aliases are > 2^21 cells apart,
+    so they are rejected by distance and never double-count visited cells)."""
+    return ((cx & _M21) << 42) | ((cy & _M21) << 21) | (cz & _M21)
+
+
+@njit(cache=True)
+def _gather_sorted(pos, head, cell_of, order, xs, ys, zs, hxs, hys, hzs, keys):
+    """Copy the state into cell order (structure of arrays) for contiguous pair loops."""
+    for t in range(order.shape[0]):
+        j = order[t]
+        xs[t], ys[t], zs[t] = pos[j, 0], pos[j, 1], pos[j, 2]
+        hxs[t], hys[t], hzs[t] = head[j, 0], head[j, 1], head[j, 2]
+        keys[t] = _pack(cell_of[j, 0], cell_of[j, 1], cell_of[j, 2])
+
+
+@njit(cache=True, inline="always")
+def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs, hxs, hys, hzs,
+            keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, cap, noise, speed, key, step):
+    """New heading of agent i from the old state (both rules).
+
+    The pair loop is branch-free (zone and visibility tests are unpredictable per pair)
+    and runs over the contiguous, cell-sorted copies ``xs ... keys`` so it vectorises.
+    """
     mask = bucket_start.shape[0] - 2
     px, py, pz = pos[i, 0], pos[i, 1], pos[i, 2]
     ux, uy, uz = head[i, 0], head[i, 1], head[i, 2]
+    # periodic axes held as one cell need rounding per pair; others use cell image shifts
+    bx = box[0] if ncell[0] == 1 else 0.0
+    by = box[1] if ncell[1] == 1 else 0.0
+    bz = box[2] if ncell[2] == 1 else 0.0
+    ibx = 1.0 / bx if bx > 0.0 else 0.0
+    iby = 1.0 / by if by > 0.0 else 0.0
+    ibz = 1.0 / bz if bz > 0.0 else 0.0
+    rounding = bx > 0.0 or by > 0.0 or bz > 0.0
     drx = dry = drz = 0.0
     dox = doy = doz = 0.0
     dax = day = daz = 0.0
-    nr = no = na = 0
+    nr = no = na = 0.0
+    vx = vy = vz = vn = inv_vn = 0.0
     if rule == 1:  # dewi: heading as vel/|vel| with vel = speed·u
         vx, vy, vz = ux * speed, uy * speed, uz * speed
         vn = math.sqrt(vx * vx + vy * vy + vz * vz)
+        inv_vn = 1.0 / vn
     for ox in range(-reach[0], reach[0] + 1):
-        cx = neighbors.wrap_cell(cell_of[i, 0] + ox, ncell[0])
+        cx, sx = neighbors.neighbor_cell(cell_of[i, 0], ox, ncell[0], box[0])
         for oy in range(-reach[1], reach[1] + 1):
-            cy = neighbors.wrap_cell(cell_of[i, 1] + oy, ncell[1])
+            cy, sy = neighbors.neighbor_cell(cell_of[i, 1], oy, ncell[1], box[1])
             for oz in range(-reach[2], reach[2] + 1):
-                cz = neighbors.wrap_cell(cell_of[i, 2] + oz, ncell[2])
+                cz, sz = neighbors.neighbor_cell(cell_of[i, 2], oz, ncell[2], box[2])
                 b = neighbors.cell_hash(cx, cy, cz, mask)
+                tkey = _pack(cx, cy, cz)
                 for t in range(bucket_start[b], bucket_start[b + 1]):
-                    j = order[t]
-                    if j == i or cell_of[j, 0] != cx or cell_of[j, 1] != cy or cell_of[j, 2] != cz:
-                        continue
-                    rx = neighbors.min_image(pos[j, 0] - px, box[0])
-                    ry = neighbors.min_image(pos[j, 1] - py, box[1])
-                    rz = neighbors.min_image(pos[j, 2] - pz, box[2])
+                    rx = xs[t] + sx - px
+                    ry = ys[t] + sy - py
+                    rz = zs[t] + sz - pz
+                    if rounding:  # loop-invariant: LLVM unswitches it
+                        rx -= bx * np.floor(rx * ibx + 0.5)
+                        ry -= by * np.floor(ry * iby + 0.5)
+                        rz -= bz * np.floor(rz * ibz + 0.5)
                     d2 = rx * rx + ry * ry + rz * rz
-                    if d2 >= ra2:
-                        continue
-                    dist = math.sqrt(d2)
-                    if dist < 1e-10:
-                        continue
+                    # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
+                    ok = (keys[t] == tkey) & (d2 < ra2) & (d2 >= 1e-20)
+                    inv = 1.0 / math.sqrt(d2 if ok else 1.0)
+                    ex, ey, ez = rx * inv, ry * inv, rz * inv
+                    near = d2 < rr2
                     if rule == 1:
-                        if cos_blind > -2.0:  # blind angle > 0
-                            ca = (vx * rx + vy * ry + vz * rz) / (vn * dist)
-                            ca = max(-1.0, min(1.0, ca))
-                            if not ca > cos_blind:
-                                continue
-                        if dist < r_r:
-                            drx -= rx / dist
-                            dry -= ry / dist
-                            drz -= rz / dist
-                            nr += 1
-                        elif dist < r_o:
-                            hx, hy, hz = head[j, 0] * speed, head[j, 1] * speed, head[j, 2] * speed
-                            hn = math.sqrt(hx * hx + hy * hy + hz * hz)
-                            dox += hx / hn
-                            doy += hy / hn
-                            doz += hz / hn
-                            no += 1
-                        else:
-                            dax += rx / dist
-                            day += ry / dist
-                            daz += rz / dist
-                            na += 1
+                        cos_view = (vx * ex + vy * ey + vz * ez) * inv_vn
+                        seen = ok & ((cos_blind < -2.0) | (cos_view > cos_blind))
+                        in_r = 1.0 if seen & near else 0.0
+                        in_o = 1.0 if seen & (d2 >= rr2) & (d2 < ro2) else 0.0
+                        in_a = 1.0 if seen & (d2 >= ro2) else 0.0
                     else:
-                        if d2 < rr2:
-                            drx -= rx / dist
-                            dry -= ry / dist
-                            drz -= rz / dist
-                            nr += 1
-                            continue
-                        if nr > 0:
-                            continue
-                        if (ux * rx + uy * ry + uz * rz) < cos_fov * dist:
-                            continue
-                        if d2 < ro2:
-                            dox += head[j, 0]
-                            doy += head[j, 1]
-                            doz += head[j, 2]
-                            no += 1
-                        else:
-                            dax += rx / dist
-                            day += ry / dist
-                            daz += rz / dist
-                            na += 1
+                        seen = ok & (d2 >= rr2) & (ux * ex + uy * ey + uz * ez >= cos_fov)
+                        in_r = 1.0 if ok & near else 0.0
+                        in_o = 1.0 if seen & (d2 < ro2) else 0.0
+                        in_a = 1.0 if seen & (d2 >= ro2) else 0.0
+                    drx -= in_r * ex
+                    dry -= in_r * ey
+                    drz -= in_r * ez
+                    dox += in_o * hxs[t]
+                    doy += in_o * hys[t]
+                    doz += in_o * hzs[t]
+                    dax += in_a * ex
+                    day += in_a * ey
+                    daz += in_a * ez
+                    nr += in_r
+                    no += in_o
+                    na += in_a
     if rule == 1:
         return _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz,
                           dax, day, daz, nr, no, na, w_o, cap, noise, key, step)
@@ -444,25 +459,30 @@ def _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax,
     return nx, ny, nz
 
 
-@njit(cache=True, parallel=True)
-def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order,
-                         rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap, noise,
-                         speed, key, step):
+# fast-math (reassociation) and numpy's error model (no zero-division checks) let LLVM
+# vectorise the branch-free pair loop; results stay deterministic for a given build.
+_FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy")
+
+
+@njit(cache=True, parallel=True, **_FAST)
+def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, xs,
+                         ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
+                         w_o, cap, noise, speed, key, step):
     for i in prange(pos.shape[0]):
-        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, order,
-                             rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap,
-                             noise, speed, key, step)
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs,
+                             hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
+                             cap, noise, speed, key, step)
         new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
 
 
-@njit(cache=True)
-def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order,
-                       rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap, noise,
-                       speed, key, step):
+@njit(cache=True, **_FAST)
+def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, xs,
+                       ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
+                       w_o, cap, noise, speed, key, step):
     for i in range(pos.shape[0]):
-        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, order,
-                             rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap,
-                             noise, speed, key, step)
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs,
+                             hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
+                             cap, noise, speed, key, step)
         new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
 
 
@@ -492,28 +512,38 @@ def _move(pos, head, speed, dt, rule, boundary, L):
 
 @njit(cache=True)
 def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, bucket_start,
-               order, rule, boundary, L, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o, cap,
-               noise, speed, dt, key, step0, n_steps, parallel):
+               order, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary, L, rr2, ro2, ra2,
+               cos_fov, cos_blind, w_o, cap, noise, speed, dt, key, step0, n_steps, parallel):
     for s in range(n_steps):
         neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+        _gather_sorted(pos, head, cell_of, order, xs, ys, zs, hxs, hys, hzs, keys)
         if parallel:
             _decide_all_parallel(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
-                                 order, rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o,
-                                 cap, noise, speed, key, step0 + s)
+                                 xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
+                                 cos_blind, w_o, cap, noise, speed, key, step0 + s)
         else:
             _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
-                               order, rule, rr2, ro2, ra2, r_r, r_o, cos_fov, cos_blind, w_o,
-                               cap, noise, speed, key, step0 + s)
+                               xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
+                               cos_blind, w_o, cap, noise, speed, key, step0 + s)
         head[:, :] = scratch
         _move(pos, head, speed, dt, rule, boundary, L)
 
 
-def cell_plan(params: Params, all_pairs: bool = False, reach: int = 1):
-    """Cell geometry for ``params`` (``all_pairs=True`` gives the all-pairs reference)."""
+def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False):
+    """Cell geometry for ``params`` (``all_pairs=True`` gives the all-pairs reference).
+
+    The stencil reach is chosen from the number density: the box's, or in open space
+    and reflecting boxes that of the agents' bounding box.
+    """
     box = np.full(3, params.box) if params.boundary == "periodic" else np.zeros(3)
     if all_pairs:
         return neighbors.all_pairs_plan(box)
-    return neighbors.plan(box, params.r_a, reach=reach)
+    if params.boundary == "periodic":
+        volume = params.box ** 3
+    else:
+        extent = np.maximum(positions.max(axis=0) - positions.min(axis=0), params.r_a)
+        volume = float(np.prod(extent))
+    return neighbors.auto_plan(box, params.r_a, density=params.n / volume)
 
 
 _WORK: dict = {}
@@ -528,11 +558,14 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     are identical either way.
     """
     n = params.n
-    box, side, ncell, reach = cell_plan(params, all_pairs)
+    box, side, ncell, reach = cell_plan(params, state["positions"], all_pairs)
     work = state.get("_work")
     if work is None or work["order"].shape[0] != n:
         work = neighbors.allocate(n)
         work["scratch"] = np.empty((n, 3))
+        for name in ("xs", "ys", "zs", "hxs", "hys", "hzs"):
+            work[name] = np.empty(n)
+        work["keys"] = np.empty(n, dtype=np.int64)
         state["_work"] = work
     if parallel is None:
         import numba
@@ -547,8 +580,9 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     L = params.box
     _run_steps(state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
                work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"],
-               RULES[params.rule], BOUNDARIES[params.boundary], L, params.r_r ** 2,
-               params.r_o ** 2, params.r_a ** 2, params.r_r, params.r_o, cos_fov, cos_blind,
+               work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"],
+               work["keys"], RULES[params.rule], BOUNDARIES[params.boundary], L,
+               params.r_r ** 2, params.r_o ** 2, params.r_a ** 2, cos_fov, cos_blind,
                params.orientation_weight, params.turning_rate * params.dt, params.noise,
                params.speed, params.dt, np.uint64(key), np.int64(step), np.int64(n_steps),
                bool(parallel))
