@@ -465,10 +465,11 @@ _FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy
 
 
 @njit(cache=True, parallel=True, **_FAST)
-def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, xs,
+def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, xs,
                          ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
                          w_o, cap, noise, speed, key, step):
-    for i in prange(pos.shape[0]):
+    for t in prange(pos.shape[0]):
+        i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
         hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs,
                              hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
                              cap, noise, speed, key, step)
@@ -476,10 +477,11 @@ def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket
 
 
 @njit(cache=True, **_FAST)
-def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, xs,
+def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, xs,
                        ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
                        w_o, cap, noise, speed, key, step):
-    for i in range(pos.shape[0]):
+    for t in range(pos.shape[0]):
+        i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
         hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs,
                              hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
                              cap, noise, speed, key, step)
@@ -519,11 +521,11 @@ def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, 
         _gather_sorted(pos, head, cell_of, order, xs, ys, zs, hxs, hys, hzs, keys)
         if parallel:
             _decide_all_parallel(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
-                                 xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
+                                 order, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
                                  cos_blind, w_o, cap, noise, speed, key, step0 + s)
         else:
             _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
-                               xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
+                               order, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
                                cos_blind, w_o, cap, noise, speed, key, step0 + s)
         head[:, :] = scratch
         _move(pos, head, speed, dt, rule, boundary, L)
