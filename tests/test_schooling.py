@@ -334,3 +334,15 @@ def test_dataset_form_reads_a_netcdf_file_lazily(tmp_path):
                                  time=times[1:])
     np.testing.assert_array_equal(out["osi"].values, expected["osi"].values)
     np.testing.assert_array_equal(out["time"].values, times[1:])
+
+
+def test_freud_style_wrapper_matches_function():
+    from simcore.analysis.schooling import SchoolingIndices
+
+    g = np.random.default_rng(9)
+    pos, vel = g.normal(size=(4, 50, 3)), g.normal(size=(4, 50, 3))
+    si = SchoolingIndices(convention="corrected").compute(pos, vel)
+    want = schooling_indices(pos, vel)
+    for name in want.data_vars:
+        np.testing.assert_array_equal(si.results[name].values, want[name].values)
+    assert si.plot() is not None

@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 __all__ = [
     "schooling_indices",
     "schooling_indices_from_dataset",
+    "SchoolingIndices",
     "OSI_WEIGHTS",
     "CONVENTIONS",
     "VARIABLES",
@@ -688,3 +689,49 @@ def _frame_array(da):
     if "atom" in da.dims and "spatial" in da.dims:
         da = da.transpose("atom", "spatial")
     return np.asarray(da.values, dtype=np.float64)
+
+
+class SchoolingIndices:
+    """freud-style wrapper: parameters in the constructor, :meth:`compute`, read-only
+    :attr:`results`, :meth:`plot`.
+
+    >>> si = SchoolingIndices(convention="corrected").compute(positions, velocities)
+    >>> si.results["osi"]
+    """
+
+    def __init__(self, convention="corrected", box=None, group_distance=None):
+        _check_convention(convention)
+        self._convention, self._box, self._group_distance = convention, box, group_distance
+        self._results = None
+
+    def compute(self, positions, velocities, time=None):
+        """Compute the indices of one frame (N, 3) or of frames (T, N, 3); returns self."""
+        self._results = schooling_indices(positions, velocities, box=self._box,
+                                          convention=self._convention,
+                                          group_distance=self._group_distance, time=time)
+        return self
+
+    @property
+    def results(self) -> xr.Dataset:
+        """The Dataset of :func:`schooling_indices` (a copy; computing again replaces it)."""
+        if self._results is None:
+            raise RuntimeError("call compute() first")
+        return self._results.copy()
+
+    def plot(self, ax=None):
+        """P, M and OSI over time (frames) on ``ax`` (a new figure if None); returns ax."""
+        import matplotlib.pyplot as plt
+
+        res = self.results
+        if ax is None:
+            ax = plt.figure().add_subplot()
+        if "time" not in res.dims:
+            names = ["polarization", "milling", "osi"]
+            ax.bar(names, [float(res[n]) for n in names])
+        else:
+            for name in ("polarization", "milling", "osi"):
+                ax.plot(res["time"], res[name], label=name)
+            ax.set_xlabel("time")
+            ax.legend()
+        ax.set_ylim(0, 1)
+        return ax
