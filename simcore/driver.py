@@ -127,7 +127,7 @@ def run_model(
                 "given now; resume with the same command line, or pass --overwrite to start over."
             )
         frames_done = int(meta["frames_written"])
-        writer = TrajectoryWriter(part, 0, {}, model.EXTRA_VARIABLES, settings.format,
+        writer = TrajectoryWriter(part, 0, {}, model.extra_variables(params), settings.format,
                                   settings.precision, start_frame=frames_done)
         old = json.loads(str(meta.get("provenance", "{}")))
         old.setdefault("resumed", []).append(json.loads(provenance(argv))["utc_start"])
@@ -151,7 +151,7 @@ def run_model(
             "run_parameters": run_json,
             "provenance": provenance(argv),
         }
-        writer = TrajectoryWriter(part, params.n, attrs, model.EXTRA_VARIABLES,
+        writer = TrajectoryWriter(part, params.n, attrs, model.extra_variables(params),
                                   settings.format, settings.precision)
         writer.append(0.0, model.frame(state, params))
         frames_done = 1

@@ -34,6 +34,13 @@ def plot_file(src: str | Path, out: str | Path, animate: bool = False) -> Path:
         raise UserInputError(f"Cannot tell the figure format of {out}: use .png, .pdf or .svg.")
     with open_trajectory(src) as ds:
         model = ds.simcore.model
+        if model == "abp":
+            if animate:
+                raise UserInputError("Animations are available for Couzin runs only so far.")
+            from simcore.analysis.active import active_diagnostics
+
+            _save(plot_active(ds, active_diagnostics(ds)), out)
+            return out
         if model != "couzin":
             raise UserInputError(f"simcore plot has no figure for model {model!r} yet.")
         if animate:
@@ -137,3 +144,57 @@ def animate_school(ds: xr.Dataset, out: Path, fps: int = 15) -> Path:
     plt.close(fig)
     tmp.replace(out)
     return out
+
+
+def plot_active(ds: xr.Dataset, diag: xr.Dataset):
+    """Figure: last snapshot coloured by orientation and by local density, the density
+    histogram with the MIPS verdict, and the MSD with the free-particle formula."""
+    from scipy.spatial import cKDTree
+
+    params = ds.simcore.params
+    last = ds.isel(time=-1)
+    pos = last["coordinates"].values[:, :2].astype(float)
+    L = params.box
+    a = params.particle_radius
+    if params.propulsion == "abp":
+        angle = last["theta"].values.astype(float)
+    else:
+        g = last["propulsion"].values[:, :2].astype(float)
+        angle = np.arctan2(g[:, 1], g[:, 0])
+    radius = 4 * a
+    counts = cKDTree(pos % L, boxsize=L).query_ball_point(pos % L, radius, return_length=True)
+    local_phi = counts * a * a / radius ** 2
+    fig, axes = plt.subplots(2, 2, figsize=(11, 10), layout="constrained")
+    size = max(0.5, (72 * 2 * a * 4.2 / L) ** 2)  # marker about one diameter wide
+    for ax, values, cmap, label in ((axes[0, 0], (angle + np.pi) / (2 * np.pi), "twilight",
+                                     "orientation θ / 2π"),
+                                    (axes[0, 1], local_phi, "viridis", "local packing fraction")):
+        sc = ax.scatter(pos[:, 0], pos[:, 1], c=values, s=size, cmap=cmap, linewidths=0)
+        ax.set_xlim(0, L)
+        ax.set_ylim(0, L)
+        ax.set_aspect("equal")
+        ax.set_title(f"{label}, t = {float(last.time):g}", fontsize=10)
+        fig.colorbar(sc, ax=ax, shrink=0.8)
+    ax = axes[1, 0]
+    ax.plot(diag["density"], diag["density_hist"], label="grid cells")
+    ax.plot(diag["density"], diag["particle_density_hist"], label="per particle", ls="--")
+    verdict = "MIPS" if int(diag["mips"]) else "homogeneous"
+    if int(diag["mips"]):
+        for name in ("dilute_density", "dense_density"):
+            ax.axvline(float(diag[name]), color="k", lw=0.8, ls=":")
+    ax.set_xlabel("local packing fraction")
+    ax.set_ylabel("probability density")
+    ax.set_title(f"verdict: {verdict}; largest cluster "
+                 f"{float(diag['largest_cluster_fraction']):.2f} of N", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    ax.loglog(diag["lag"], diag["msd"], "o", ms=3, label="simulation")
+    ax.loglog(diag["lag"], diag["msd_free"], "-", label="free particle, closed form")
+    ax.set_xlabel("lag time")
+    ax.set_ylabel("MSD")
+    ax.set_title(f"exact EPR per particle: {float(diag['epr_exact']):.4g} ± "
+                 f"{float(diag['epr_exact_err']):.2g}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{ds.simcore.preset or params.propulsion}: N = {params.n}, φ = {params.phi}, "
+                 f"Pe = {params.peclet:.3g}")
+    return fig

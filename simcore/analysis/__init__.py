@@ -1,6 +1,6 @@
 """Analyses of simcore trajectories, one module per concept.
 
-:mod:`.schooling` (Couzin), and the dispatcher :func:`analyze_dataset` used by
+:mod:`.schooling` (Couzin), :mod:`.active` (ABP/AOUP), and the dispatcher :func:`analyze_dataset` used by
 ``simcore analyze`` and ``ds.simcore.analyze()``.
 """
 
@@ -22,6 +22,10 @@ def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
         except ValueError as err:  # e.g. the dewi convention on an open-space run
             raise UserInputError(f"Cannot analyze this trajectory: {err}") from None
 
+    if model == "abp":
+        from simcore.analysis.active import active_diagnostics
+
+        return active_diagnostics(ds, **kwargs)
     raise UserInputError(f"simcore analyze has no diagnostics for model {model!r} yet.")
 
 

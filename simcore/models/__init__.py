@@ -15,8 +15,8 @@ Each model module defines:
     the first step, ``key`` the counter-based RNG key (:mod:`simcore.rng`).
 ``frame(state, params) -> dict[str, ndarray]``
     the per-frame variables: ``coordinates`` (N, 3), ``velocities`` (N, 3),
-    ``cell_lengths`` (3,) and the extras named in ``EXTRA_VARIABLES``.
-``EXTRA_VARIABLES``
+    ``cell_lengths`` (3,) and the extras named by ``extra_variables``.
+``extra_variables(params)``
     ``{name: (dims after 'frame', units, long_name)}``.
 ``time_per_step(params)``, ``warnings(params) -> list[str]``.
 """
@@ -28,6 +28,7 @@ from types import ModuleType
 
 _MODULES = {
     "couzin": "simcore.models.couzin",
+    "abp": "simcore.models.active",
 }
 
 

@@ -144,7 +144,11 @@ PRESET_DOCS = {
 }
 DEFAULT_PRESET = None
 
-EXTRA_VARIABLES: dict = {}
+
+
+def extra_variables(params: Params) -> dict:
+    """Per-frame variables beyond coordinates and velocities: none for Couzin."""
+    return {}
 
 
 def time_per_step(params: Params) -> float:

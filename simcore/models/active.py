@@ -1,0 +1,476 @@
+"""2D active particles: active Brownian particles (ABP) and active Ornstein–Uhlenbeck
+particles (AOUP), with WCA or soft-harmonic repulsion and an optional harmonic trap.
+
+Overdamped Langevin dynamics in a periodic square box [0, L)² (Euler–Maruyama for
+positions)::
+
+    ABP :  dx_i = (v0 n(θ_i) + μ F_i) dt + √(2 D_t) dW_i,   dθ_i = √(2 D_r) dξ_i
+    AOUP:  dx_i = (v0 g_i   + μ F_i) dt + √(2 D_t) dW_i,   dg_i = −γ g_i dt + √(2γ) dη_i
+
+with F_i the pair forces plus the trap −κ (x_i − centre). The angle update is exact (a
+wrapped Gaussian); the OU update of g is exact,
+g' = e^{−γ dt} g + √(1 − e^{−2γ dt}) ξ. For AOUP, ``D_t`` is the translational noise
+called ε by Boffi & Vanden-Eijnden (ε = 0 is their hypoelliptic MIPS case).
+
+Units: lengths in σ (WCA diameter) or in the soft-disc radius r; time in the model
+unit (for WCA with ε_LJ = 1 and μ = 1, τ = σ²/(μ ε_LJ)).
+
+Pair forces (F_ij along x̂_ij = (x_i − x_j)/|x_i − x_j|, minimum image):
+
+* ``wca``: U = 4ε[(σ/r)¹² − (σ/r)⁶] + ε for r < 2^{1/6} σ;
+* ``soft_harmonic``: the anchor's softplus-smoothed harmonic disc,
+  |F| = k f_β(2r₀ − r_ij), f_β(u) = ln(1 + e^{βu})/β, cut at ``cutoff`` (default 4 r₀,
+  where f_β ≈ 4e-8 for β = 7.5; the anchor sums all N² pairs, which differs from the
+  cut sum by < 1e-7 per pair);
+* ``none``: free particles.
+
+Péclet number (ABP): Pe = 3 v0 / (σ D_r), the convention of Stenhammar et al. with
+D_t = D_r σ²/3. The box side follows from the packing fraction:
+φ = N π a² / L² with a = σ/2 (WCA, none) or a = r₀ (soft discs).
+
+Randomness is counter-based (:mod:`simcore.rng`): identical for any thread count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from numba import njit, prange
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simcore import neighbors, rng
+
+NAME = "abp"
+NDIM = 2
+DEFAULT_STEPS = 20000
+DEFAULT_WRITE_EVERY = 200
+DEFAULT_PRESET = None
+_PARALLEL_MIN_N = 512
+WCA_RANGE = 2.0 ** (1.0 / 6.0)
+
+POTENTIALS = {"none": 0, "wca": 1, "soft_harmonic": 2}
+
+
+class Params(BaseModel):
+    """Parameters of the 2D active-particle model (lengths in σ or r₀, time in model units)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(1024, ge=1, le=100_000_000, description="number of particles")
+    phi: float = Field(0.4, gt=0, lt=0.9069, description="packing fraction N π a² / L²")
+    dt: float = Field(1e-4, gt=0, description="time step")
+    propulsion: Literal["abp", "aoup"] = Field("abp")
+    v0: float = Field(24.0, ge=0, description="self-propulsion speed (ABP) or scale (AOUP)")
+    D_t: float = Field(0.24, ge=0, description="translational diffusion coefficient")
+    D_r: float = Field(0.72, ge=0, description="rotational diffusion coefficient (ABP)")
+    mu: float = Field(1.0, gt=0, description="mobility")
+    gamma: float = Field(1.0, gt=0, description="OU relaxation rate of g (AOUP)")
+    potential: Literal["wca", "soft_harmonic", "none"] = Field("wca")
+    sigma: float = Field(1.0, gt=0, description="WCA diameter")
+    epsilon_lj: float = Field(1.0, gt=0, description="WCA energy scale")
+    k: float = Field(1.0, gt=0, description="soft-disc stiffness")
+    beta: float = Field(7.5, gt=0, description="softplus sharpness of the soft disc")
+    radius: float = Field(1.0, gt=0, description="soft-disc radius r0")
+    cutoff: float | None = Field(
+        None, gt=0, description="soft-disc force cutoff (default 4·radius); WCA uses 2^(1/6)σ"
+    )
+    kappa: float = Field(0.0, ge=0, description="harmonic trap stiffness about the box centre")
+    noise: Literal["gaussian", "uniform"] = Field(
+        "gaussian", description="translational noise: Gaussian, or variance-matched uniform "
+        "(weak order 1, cheaper)"
+    )
+    init: Literal["lattice", "uniform", "blob"] = Field(
+        "lattice", description="square lattice, uniform random, or a Gaussian blob of s.d. L/4"
+    )
+    write_force: bool = Field(False, description="also write the pair+trap force per frame")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        problems = []
+        if self.potential == "wca" and self.cutoff is not None:
+            problems.append("cutoff is fixed at 2^(1/6)·sigma for the WCA potential")
+        if self.propulsion == "abp" and self.D_r == 0 and self.v0 > 0:
+            problems.append("ABP needs D_r > 0")
+        if self.potential == "soft_harmonic" and self.interaction_range <= 2 * self.radius:
+            problems.append("the soft-disc cutoff must exceed the contact distance 2·radius")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def particle_radius(self) -> float:
+        return self.radius if self.potential == "soft_harmonic" else self.sigma / 2
+
+    @property
+    def box(self) -> float:
+        """Side L of the periodic square box."""
+        return math.sqrt(self.n * math.pi * self.particle_radius ** 2 / self.phi)
+
+    @property
+    def interaction_range(self) -> float:
+        if self.potential == "wca":
+            return WCA_RANGE * self.sigma
+        if self.potential == "soft_harmonic":
+            return self.cutoff if self.cutoff is not None else 4.0 * self.radius
+        return 0.0
+
+    @property
+    def peclet(self) -> float:
+        """Pe = 3 v0 / (σ D_r) (ABP), or 3 v0 / (σ γ) for AOUP."""
+        rate = self.D_r if self.propulsion == "abp" else self.gamma
+        return 3 * self.v0 / (2 * self.particle_radius * rate) if rate > 0 else math.inf
+
+
+_BENCH = dict(potential="wca", sigma=1.0, epsilon_lj=1.0, mu=1.0, v0=24.0)
+PRESETS: dict[str, dict] = {
+    # Pe = 3 v0/(σ D_r) with D_t = D_r σ²/3 and F_a = v0 = 24 ε/σ (as in the benchmark system)
+    "mips": dict(_BENCH, n=4096, phi=0.6, D_t=0.16, D_r=0.48, dt=1e-4, steps=200000,
+                 write_every=2000),
+    # same thermal noise, slower swimmers: Pe = 3 · 1.6 / 0.48 = 10
+    "homogeneous": dict(_BENCH, n=4096, phi=0.6, D_t=0.16, D_r=0.48, v0=1.6, dt=1e-4,
+                        steps=200000, write_every=2000),
+    "boffi2023": dict(propulsion="aoup", potential="soft_harmonic", n=4096, phi=0.5, v0=0.025,
+                      gamma=1e-4, dt=0.1, D_t=0.0, k=1.0, beta=7.5, radius=1.0, mu=1.0,
+                      init="blob", steps=100000, write_every=100),
+    "free_abp": dict(potential="none", n=2000, phi=0.1, v0=1.0, D_t=0.1, D_r=0.5, dt=1e-2,
+                     init="uniform", steps=2000, write_every=10),
+    "trapped_abp": dict(potential="none", n=2000, phi=0.01, v0=1.0, D_t=0.25, D_r=0.4,
+                        kappa=0.7, dt=2e-3, init="uniform", steps=50000, write_every=50),
+}
+PRESET_DOCS = {
+    "mips": "ABP + WCA at φ = 0.6, Pe = 150 (deep in the MIPS region)",
+    "homogeneous": "ABP + WCA at φ = 0.6, Pe = 10 (homogeneous fluid)",
+    "boffi2023": "AOUP + soft discs, the MIPS set of Boffi & Vanden-Eijnden (ε = 0)",
+    "free_abp": "non-interacting ABP (closed-form MSD)",
+    "trapped_abp": "non-interacting ABP in a harmonic trap (closed-form moments and EPR)",
+}
+
+
+def time_per_step(params: Params) -> float:
+    return params.dt
+
+
+def warnings(params: Params) -> list[str]:
+    out = []
+    if params.potential == "wca" and params.init == "uniform" and params.phi > 0.3:
+        out.append("uniform random positions overlap strongly at this packing fraction; the "
+                   "WCA forces will be huge at first (use init='lattice')")
+    return out
+
+
+def extra_variables(params: Params) -> dict:
+    """Angles (ABP) or propulsion vectors (AOUP), periodic images, and optionally forces."""
+    out = {}
+    if params.propulsion == "abp":
+        out["theta"] = (("atom",), "radian", "propulsion angle θ (n = (cos θ, sin θ))")
+    else:
+        out["propulsion"] = (("atom", "spatial"), "1", "AOUP propulsion vector g (z = 0)")
+    out["image"] = (("atom", "spatial"), "1",
+                    "periodic image counts: unwrapped = coordinates + image * cell_lengths")
+    if params.write_force:
+        out["force"] = (("atom", "spatial"), "1",
+                        "pair + trap force F_i (model units; drift = v0 n + mu F)")
+    return out
+
+
+# ---------------------------------------------------------------------------- initial state
+def init_state(params: Params, seed: int) -> dict[str, np.ndarray]:
+    """Positions (N, 3, z = 0), propulsion state and image counts, from a PCG64 generator."""
+    g = np.random.default_rng(seed)
+    n, L = params.n, params.box
+    pos = np.zeros((n, 3))
+    if params.init == "lattice":
+        m = int(math.ceil(math.sqrt(n)))
+        a = L / m
+        idx = g.permutation(m * m)[:n]
+        pos[:, 0] = (idx % m + 0.5) * a
+        pos[:, 1] = (idx // m + 0.5) * a
+    elif params.init == "uniform":
+        pos[:, :2] = g.random((n, 2)) * L
+    else:
+        pos[:, :2] = (L / 2 + g.normal(0.0, L / 4, (n, 2))) % L
+    state = {"positions": pos, "image": np.zeros((n, 2), dtype=np.int64)}
+    if params.propulsion == "abp":
+        state["theta"] = g.uniform(-math.pi, math.pi, n)
+    else:
+        state["g"] = g.standard_normal((n, 2))
+    return state
+
+
+# ---------------------------------------------------------------------------- kernels
+@njit(cache=True, inline="always")
+def _pair_force(r2, pot, sig2, eps24, rc2, k, beta, contact):
+    """Magnitude φ(r)/r of the pair force (F_ij = φ/r · r_ij) and φ'(r) for r² = r2 < rc²."""
+    if pot == 1:
+        s6 = (sig2 / r2) ** 3
+        return eps24 * (2.0 * s6 * s6 - s6) / r2
+    r = math.sqrt(r2)
+    u = beta * (contact - r)
+    softplus = max(u, 0.0) + math.log1p(math.exp(-abs(u)))
+    return k * softplus / beta / r
+
+
+@njit(cache=True, inline="always")
+def _pair_divergence(r2, pot, sig2, eps24, k, beta, contact):
+    """∇_i·(φ(r) r̂) = φ'(r) + φ(r)/r in 2D, for the exact score-free EPR."""
+    r = math.sqrt(r2)
+    if pot == 1:
+        s6 = (sig2 / r2) ** 3
+        phi = eps24 * (2.0 * s6 * s6 - s6) / r
+        dphi = -eps24 * (26.0 * s6 * s6 - 7.0 * s6) / r2
+        return dphi + phi / r
+    u = beta * (contact - r)
+    softplus = max(u, 0.0) + math.log1p(math.exp(-abs(u)))
+    sigmoid = 1.0 / (1.0 + math.exp(-u))
+    return -k * sigmoid + k * softplus / beta / r
+
+
+@njit(cache=True)
+def _gather(pos, order, xs, ys):
+    for t in range(order.shape[0]):
+        j = order[t]
+        xs[t] = pos[j, 0]
+        ys[t] = pos[j, 1]
+
+
+@njit(cache=True, inline="always")
+def _force_on(i, pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot, sig2, eps24,
+              rc2, k, beta, contact, want_div):
+    """Pair force on particle i (and optionally its divergence), cell order, no branches
+    on the pair test."""
+    mask = bucket_start.shape[0] - 2
+    px, py = pos[i, 0], pos[i, 1]
+    fx = fy = div = 0.0
+    one_cell = ncell[0] == 1
+    inv_L = 1.0 / L
+    for ox in range(-reach[0], reach[0] + 1):
+        cx, sx = neighbors.neighbor_cell(cell_of[i, 0], ox, ncell[0], L)
+        for oy in range(-reach[1], reach[1] + 1):
+            cy, sy = neighbors.neighbor_cell(cell_of[i, 1], oy, ncell[1], L)
+            b = neighbors.cell_hash(cx, cy, 0, mask)
+            tkey = (cx << 32) | (cy & 0xFFFFFFFF)
+            for t in range(bucket_start[b], bucket_start[b + 1]):
+                dx = px - (xs[t] + sx)
+                dy = py - (ys[t] + sy)
+                if one_cell:
+                    dx -= L * np.floor(dx * inv_L + 0.5)
+                    dy -= L * np.floor(dy * inv_L + 0.5)
+                r2 = dx * dx + dy * dy
+                ok = (keys[t] == tkey) & (r2 < rc2) & (r2 > 0.0)
+                f = _pair_force(r2 if ok else rc2 * 0.5, pot, sig2, eps24, rc2, k, beta, contact)
+                f = f if ok else 0.0
+                fx += f * dx
+                fy += f * dy
+                if want_div:
+                    dv = _pair_divergence(r2 if ok else rc2 * 0.5, pot, sig2, eps24, k, beta,
+                                          contact)
+                    div += dv if ok else 0.0
+    return fx, fy, div
+
+
+@njit(cache=True)
+def _keys(cell_of, order, keys):
+    for t in range(order.shape[0]):
+        j = order[t]
+        keys[t] = (cell_of[j, 0] << 32) | (cell_of[j, 1] & 0xFFFFFFFF)
+
+
+_FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy")
+
+
+@njit(cache=True, parallel=True, **_FAST)
+def _forces_parallel(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot, sig2,
+                     eps24, rc2, k, beta, contact, force, div, want_div):
+    for i in prange(pos.shape[0]):
+        fx, fy, dv = _force_on(i, pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys,
+                               pot, sig2, eps24, rc2, k, beta, contact, want_div)
+        force[i, 0], force[i, 1], div[i] = fx, fy, dv
+
+
+@njit(cache=True, **_FAST)
+def _forces_serial(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot, sig2, eps24,
+                   rc2, k, beta, contact, force, div, want_div):
+    for i in range(pos.shape[0]):
+        fx, fy, dv = _force_on(i, pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys,
+                               pot, sig2, eps24, rc2, k, beta, contact, want_div)
+        force[i, 0], force[i, 1], div[i] = fx, fy, dv
+
+
+@njit(cache=True)
+def _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order, xs, ys,
+                    keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force, div, want_div,
+                    parallel):
+    """Pair forces (cell lists) plus the trap −κ(x − L/2); and ∇·F if ``want_div``."""
+    n = pos.shape[0]
+    if pot == 0:
+        for i in range(n):
+            force[i, 0] = force[i, 1] = div[i] = 0.0
+    else:
+        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+        _gather(pos, order, xs, ys)
+        _keys(cell_of, order, keys)
+        if parallel:
+            _forces_parallel(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot,
+                             sig2, eps24, rc2, k, beta, contact, force, div, want_div)
+        else:
+            _forces_serial(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot, sig2,
+                           eps24, rc2, k, beta, contact, force, div, want_div)
+    if kappa > 0.0:
+        c = 0.5 * L
+        for i in range(n):
+            force[i, 0] -= kappa * (pos[i, 0] - c)
+            force[i, 1] -= kappa * (pos[i, 1] - c)
+            div[i] -= 2.0 * kappa
+
+
+@njit(cache=True, parallel=True)
+def _integrate(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise,
+               key, step, max_jump, unstable):
+    """One Euler–Maruyama step for positions; exact updates for θ (ABP) or g (AOUP).
+
+    Sets ``unstable[0] = 1`` when a force moves a particle farther than ``max_jump`` in
+    one step (or to a non-finite place): the time step is too large.
+    """
+    n = pos.shape[0]
+    s_t = math.sqrt(2.0 * D_t * dt)
+    s_r = math.sqrt(2.0 * D_r * dt)
+    decay = math.exp(-gamma * dt)
+    s_g = math.sqrt(1.0 - decay * decay)
+    for i in prange(n):
+        base = rng.stream_base(key, step, i)
+        if uniform_noise:  # variance-matched uniform: √3·(2u − 1) has unit variance
+            w0 = 1.7320508075688772 * (2.0 * rng.uniform(base, 0) - 1.0)
+            w1 = 1.7320508075688772 * (2.0 * rng.uniform(base, 1) - 1.0)
+        else:
+            w0, w1 = rng.normal_pair(base, 0)
+        if abp:
+            px, py = math.cos(theta[i]), math.sin(theta[i])
+        else:
+            px, py = g[i, 0], g[i, 1]
+        for d in range(2):
+            w = w0 if d == 0 else w1
+            p = px if d == 0 else py
+            jump = mu * force[i, d] * dt
+            if not abs(jump) <= max_jump:
+                unstable[0] = 1
+            x = pos[i, d] + (v0 * p + mu * force[i, d]) * dt + s_t * w
+            shift = math.floor(x / L)
+            x -= shift * L
+            if x >= L:  # round-off can land exactly on L
+                x -= L
+                shift += 1.0
+            pos[i, d] = x
+            image[i, d] += int(shift)
+        if abp:
+            z, _ = rng.normal_pair(base, 2)
+            th = theta[i] + s_r * z
+            theta[i] = th - 2.0 * math.pi * math.floor((th + math.pi) / (2.0 * math.pi))
+        else:
+            z0, z1 = rng.normal_pair(base, 2)
+            g[i, 0] = decay * g[i, 0] + s_g * z0
+            g[i, 1] = decay * g[i, 1] + s_g * z1
+
+
+def _work(state, params: Params):
+    n = params.n
+    work = state.get("_work")
+    if work is None or work["order"].shape[0] != n:
+        work = neighbors.allocate(n)
+        work.update(xs=np.empty(n), ys=np.empty(n), keys=np.empty(n, dtype=np.int64),
+                    force=np.zeros((n, 2)), div=np.zeros(n))
+        work["plan"] = neighbors.auto_plan([params.box, params.box, 0.0],
+                                           max(params.interaction_range, 1e-12),
+                                           density=params.n / params.box ** 2, ndim=2)
+        state["_work"] = work
+    return work
+
+
+def _force_args(params: Params):
+    return (POTENTIALS[params.potential], params.sigma ** 2, 24.0 * params.epsilon_lj,
+            params.interaction_range ** 2, params.k, params.beta, 2.0 * params.radius)
+
+
+def forces(state, params: Params, divergence: bool = False, parallel: bool | None = None):
+    """Forces F_i (N, 2) on the current positions (pair + trap) and, if asked, ∇_i·F_i (N,)."""
+    import numba
+
+    work = _work(state, params)
+    _, side, ncell, reach = work["plan"]
+    if parallel is None:
+        parallel = params.n >= _PARALLEL_MIN_N and numba.get_num_threads() > 1
+    _compute_forces(state["positions"], params.box, side, ncell, reach, work["cell_of"],
+                    work["bucket_of"], work["bucket_start"], work["order"], work["xs"],
+                    work["ys"], work["keys"], *_force_args(params), params.kappa, work["force"],
+                    work["div"], divergence, parallel)
+    return work["force"].copy(), work["div"].copy()
+
+
+@njit(cache=True)
+def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
+               bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
+               dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
+               max_jump, unstable):
+    for s in range(n_steps):
+        _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order, xs,
+                        ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force, div,
+                        False, parallel)
+        _integrate(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
+                   uniform_noise, key, step0 + s, max_jump, unstable)
+        if unstable[0]:
+            return
+
+
+def _max_jump(params: Params) -> float:
+    """Largest force displacement per step that is still a resolved collision: a quarter of
+    the particle diameter (the trap alone can never trigger it unless dt·κ is absurd)."""
+    return 0.5 * params.particle_radius if params.potential != "none" else 0.25 * params.box
+
+
+def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None):
+    """Advance ``state`` in place by ``n_steps`` steps from global step ``step``."""
+    import numba
+
+    work = _work(state, params)
+    _, side, ncell, reach = work["plan"]
+    if parallel is None:
+        parallel = params.n >= _PARALLEL_MIN_N and numba.get_num_threads() > 1
+    abp = params.propulsion == "abp"
+    unstable = np.zeros(1, dtype=np.int64)
+    theta = state["theta"] if abp else np.zeros(0)
+    g = state["g"] if not abp else np.zeros((0, 2))
+    _run_steps(state["positions"], state["image"], theta, g, work["force"], work["div"],
+               params.box, side, ncell, reach, work["cell_of"], work["bucket_of"],
+               work["bucket_start"], work["order"], work["xs"], work["ys"], work["keys"],
+               *_force_args(params), params.kappa, params.dt, params.v0, params.mu, params.D_t,
+               params.D_r, params.gamma, abp, params.noise == "uniform", np.uint64(key),
+               np.int64(step), np.int64(n_steps), bool(parallel), _max_jump(params), unstable)
+    if unstable[0] or not np.isfinite(state["positions"]).all():
+        from simcore._errors import UserInputError
+
+        raise UserInputError(
+            f"The integration became unstable before step {step + n_steps} (non-finite "
+            f"positions): the time step dt = {params.dt} is too large for these forces. "
+            "Reduce dt (for WCA with v0 ~ 24 epsilon/sigma, dt <= 1e-4).")
+
+
+def frame(state, params: Params) -> dict[str, np.ndarray]:
+    """Per-frame variables; ``velocities`` is the deterministic drift b = v0 p + μ F."""
+    force, _ = forces(state, params)
+    if params.propulsion == "abp":
+        p = np.stack([np.cos(state["theta"]), np.sin(state["theta"])], axis=1)
+    else:
+        p = state["g"]
+    drift = np.zeros((params.n, 3))
+    drift[:, :2] = params.v0 * p + params.mu * force
+    out = {"coordinates": state["positions"], "velocities": drift,
+           "cell_lengths": np.array([params.box, params.box, 0.0])}
+    if params.propulsion == "abp":
+        out["theta"] = state["theta"]
+    else:
+        out["propulsion"] = np.concatenate([state["g"], np.zeros((params.n, 1))], axis=1)
+    out["image"] = np.concatenate([state["image"], np.zeros((params.n, 1))], axis=1)
+    if params.write_force:
+        out["force"] = np.concatenate([force, np.zeros((params.n, 1))], axis=1)
+    return out
