@@ -117,14 +117,17 @@ def wrap_cell(c, nc):
 def neighbor_cell(c, offset, nc, box):
     """Visited cell coordinate and the periodic image shift of its members.
 
-    For a periodic axis with nc >= 3 cells, members of a wrapped cell are shifted by ±box
-    so that ``x_j + shift - x_i`` is already the minimum image for any pair closer than
-    the cutoff (no rounding or division per pair).
+    For a periodic axis with nc >= 2·reach + 1 cells, members of a wrapped cell are
+    shifted by ±box so that ``x_j + shift - x_i`` is already the minimum image for any
+    pair closer than the cutoff (no rounding or division per pair). |offset| < nc, so a
+    single compare wraps (no integer division: it would cost more than the pair loop).
     """
     raw = c + offset
     if nc > 1:
-        w = raw % nc
-        return w, (raw - w) // nc * box
+        if raw < 0:
+            return raw + nc, -box
+        if raw >= nc:
+            return raw - nc, box
     return raw, 0.0
 
 
@@ -209,3 +212,44 @@ def count_within(pos, box, ncell, reach, cell_of, bucket_start, order, cutoff, c
                         if dx * dx + dy * dy + dz * dz < c2:
                             m += 1
         counts[i] = m
+
+
+def grid2d_shape(box: float, cutoff: float) -> int:
+    """Cells per side of a direct 2D periodic grid (side >= cutoff), or 0 if under 3."""
+    nc = int(math.floor(box / cutoff)) if cutoff > 0 else 0
+    return nc if nc >= 3 else 0
+
+
+@njit(cache=True)
+def build_grid2d(pos, nc, side, cell_start, order, xs, ys):
+    """Counting sort of 2D periodic positions into an nc × nc row-major grid.
+
+    ``order[cell_start[c]:cell_start[c + 1]]`` are the particles of cell c = cy·nc + cx,
+    and ``xs, ys`` receive their coordinates in that order, so the three cells
+    (cx − 1, cx, cx + 1) of a row are one contiguous range unless the row wraps.
+    """
+    n = pos.shape[0]
+    m = nc * nc
+    for c in range(m + 1):
+        cell_start[c] = 0
+    inv = 1.0 / side
+    for i in range(n):
+        cx = int(pos[i, 0] * inv)
+        cy = int(pos[i, 1] * inv)
+        cx = min(max(cx, 0), nc - 1)
+        cy = min(max(cy, 0), nc - 1)
+        cell_start[cy * nc + cx + 1] += 1
+    for c in range(m):
+        cell_start[c + 1] += cell_start[c]
+    for i in range(n):
+        cx = min(max(int(pos[i, 0] * inv), 0), nc - 1)
+        cy = min(max(int(pos[i, 1] * inv), 0), nc - 1)
+        c = cy * nc + cx
+        t = cell_start[c]
+        order[t] = i
+        xs[t] = pos[i, 0]
+        ys[t] = pos[i, 1]
+        cell_start[c] = t + 1
+    for c in range(m, 0, -1):
+        cell_start[c] = cell_start[c - 1]
+    cell_start[0] = 0

@@ -57,7 +57,8 @@ def spread_configuration(p, seed, min_dist):
 
 
 @pytest.mark.parametrize("potential,min_dist", [("wca", 0.85), ("soft_harmonic", 0.5)])
-@pytest.mark.parametrize("n,phi", [(300, 0.3), (60, 0.5)])  # many cells / one cell
+# direct 2D grid (many cells, few cells) and the hashed one-cell fallback (tiny box)
+@pytest.mark.parametrize("n,phi", [(300, 0.3), (60, 0.5), (4, 0.3)])
 def test_cell_list_forces_equal_all_pairs(potential, min_dist, n, phi):
     p = active.Params(n=n, phi=phi, potential=potential, init="uniform")
     state = active.init_state(p, 0)

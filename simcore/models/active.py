@@ -277,6 +277,69 @@ def _keys(cell_of, order, keys):
         keys[t] = (cell_of[j, 0] << 32) | (cell_of[j, 1] & 0xFFFFFFFF)
 
 
+@njit(cache=True, inline="always")
+def _row_range(i_t, lo, hi, px, py, sx, sy, xs, ys, pot, sig2, eps24, rc2, k, beta, contact,
+               want_div, acc):
+    """Accumulate the force of candidates [lo, hi) (shifted by sx, sy) on a particle."""
+    fx, fy, div = acc
+    for t in range(lo, hi):
+        dx = px - (xs[t] + sx)
+        dy = py - (ys[t] + sy)
+        r2 = dx * dx + dy * dy
+        if r2 < rc2 and t != i_t:
+            f = _pair_force(r2, pot, sig2, eps24, rc2, k, beta, contact)
+            fx += f * dx
+            fy += f * dy
+            if want_div:
+                div += _pair_divergence(r2, pot, sig2, eps24, k, beta, contact)
+    return fx, fy, div
+
+
+@njit(cache=True, inline="always")
+def _grid_force_on(t_i, nc, L, cell_start, xs, ys, pot, sig2, eps24, rc2, k, beta, contact,
+                   want_div, side):
+    """Force on the particle at sorted index t_i: three row ranges of three cells each."""
+    px, py = xs[t_i], ys[t_i]
+    inv = 1.0 / side
+    cx = min(max(int(px * inv), 0), nc - 1)
+    cy = min(max(int(py * inv), 0), nc - 1)
+    acc = (0.0, 0.0, 0.0)
+    for oy in range(-1, 2):
+        ry, sy = neighbors.neighbor_cell(cy, oy, nc, L)
+        row = ry * nc
+        if 0 < cx < nc - 1:
+            acc = _row_range(t_i, cell_start[row + cx - 1], cell_start[row + cx + 2], px, py,
+                             0.0, sy, xs, ys, pot, sig2, eps24, rc2, k, beta, contact, want_div,
+                             acc)
+        else:
+            for ox in range(-1, 2):
+                rx, sx = neighbors.neighbor_cell(cx, ox, nc, L)
+                acc = _row_range(t_i, cell_start[row + rx], cell_start[row + rx + 1], px, py,
+                                 sx, sy, xs, ys, pot, sig2, eps24, rc2, k, beta, contact,
+                                 want_div, acc)
+    return acc
+
+
+@njit(cache=True, parallel=True)
+def _grid_forces_parallel(order, nc, L, side, cell_start, xs, ys, pot, sig2, eps24, rc2, k,
+                          beta, contact, force, div, want_div):
+    for t in prange(order.shape[0]):
+        fx, fy, dv = _grid_force_on(t, nc, L, cell_start, xs, ys, pot, sig2, eps24, rc2, k,
+                                    beta, contact, want_div, side)
+        i = order[t]
+        force[i, 0], force[i, 1], div[i] = fx, fy, dv
+
+
+@njit(cache=True)
+def _grid_forces_serial(order, nc, L, side, cell_start, xs, ys, pot, sig2, eps24, rc2, k, beta,
+                        contact, force, div, want_div):
+    for t in range(order.shape[0]):
+        fx, fy, dv = _grid_force_on(t, nc, L, cell_start, xs, ys, pot, sig2, eps24, rc2, k,
+                                    beta, contact, want_div, side)
+        i = order[t]
+        force[i, 0], force[i, 1], div[i] = fx, fy, dv
+
+
 _FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy")
 
 
@@ -301,12 +364,25 @@ def _forces_serial(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, po
 @njit(cache=True)
 def _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order, xs, ys,
                     keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force, div, want_div,
-                    parallel):
-    """Pair forces (cell lists) plus the trap −κ(x − L/2); and ∇·F if ``want_div``."""
+                    parallel, grid_nc):
+    """Pair forces plus the trap −κ(x − L/2); and ∇·F if ``want_div``.
+
+    With ``grid_nc`` >= 3 a direct row-major grid is used (three contiguous row ranges
+    per particle); otherwise the general hashed cell list (small boxes: one cell).
+    """
     n = pos.shape[0]
     if pot == 0:
         for i in range(n):
             force[i, 0] = force[i, 1] = div[i] = 0.0
+    elif grid_nc >= 3:
+        gside = L / grid_nc
+        neighbors.build_grid2d(pos, grid_nc, gside, bucket_start, order, xs, ys)
+        if parallel:
+            _grid_forces_parallel(order, grid_nc, L, gside, bucket_start, xs, ys, pot, sig2,
+                                  eps24, rc2, k, beta, contact, force, div, want_div)
+        else:
+            _grid_forces_serial(order, grid_nc, L, gside, bucket_start, xs, ys, pot, sig2, eps24,
+                                rc2, k, beta, contact, force, div, want_div)
     else:
         neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
         _gather(pos, order, xs, ys)
@@ -383,6 +459,13 @@ def _work(state, params: Params):
         work["plan"] = neighbors.auto_plan([params.box, params.box, 0.0],
                                            max(params.interaction_range, 1e-12),
                                            density=params.n / params.box ** 2, ndim=2)
+        nc = neighbors.grid2d_shape(params.box, params.interaction_range)
+        if nc * nc > 4 * n + 64:  # a dilute box: the hashed list keeps memory O(N)
+            nc = 0
+        work["grid_nc"] = nc
+        if nc:
+            work["bucket_start"] = np.zeros(max(nc * nc + 1, work["bucket_start"].shape[0]),
+                                            dtype=np.int64)
         state["_work"] = work
     return work
 
@@ -403,7 +486,7 @@ def forces(state, params: Params, divergence: bool = False, parallel: bool | Non
     _compute_forces(state["positions"], params.box, side, ncell, reach, work["cell_of"],
                     work["bucket_of"], work["bucket_start"], work["order"], work["xs"],
                     work["ys"], work["keys"], *_force_args(params), params.kappa, work["force"],
-                    work["div"], divergence, parallel)
+                    work["div"], divergence, parallel, work["grid_nc"])
     return work["force"].copy(), work["div"].copy()
 
 
@@ -411,11 +494,11 @@ def forces(state, params: Params, divergence: bool = False, parallel: bool | Non
 def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
                bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
                dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
-               max_jump, unstable):
+               max_jump, unstable, grid_nc):
     for s in range(n_steps):
         _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order, xs,
                         ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force, div,
-                        False, parallel)
+                        False, parallel, grid_nc)
         _integrate(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
                    uniform_noise, key, step0 + s, max_jump, unstable)
         if unstable[0]:
@@ -445,7 +528,8 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
                work["bucket_start"], work["order"], work["xs"], work["ys"], work["keys"],
                *_force_args(params), params.kappa, params.dt, params.v0, params.mu, params.D_t,
                params.D_r, params.gamma, abp, params.noise == "uniform", np.uint64(key),
-               np.int64(step), np.int64(n_steps), bool(parallel), _max_jump(params), unstable)
+               np.int64(step), np.int64(n_steps), bool(parallel), _max_jump(params), unstable,
+               work["grid_nc"])
     if unstable[0] or not np.isfinite(state["positions"]).all():
         from simcore._errors import UserInputError
 
