@@ -253,3 +253,67 @@ def build_grid2d(pos, nc, side, cell_start, order, xs, ys):
     for c in range(m, 0, -1):
         cell_start[c] = cell_start[c - 1]
     cell_start[0] = 0
+
+
+@njit(cache=True)
+def build_verlet2d(pos, L, nc, side, cell_start, order, xs, ys, r_list, nb, nb_count, ref):
+    """Verlet lists within ``r_list`` (cutoff + skin) in a periodic 2D box, from the grid.
+
+    Each list is sorted by particle index, so a force summed over the pairs inside the
+    cutoff in list order does not depend on when the list was built (nor on the thread
+    count). Returns the largest count found; if it exceeds ``nb.shape[1]`` the lists are
+    incomplete and the caller must enlarge ``nb`` and rebuild. ``ref`` receives the
+    positions at build time, for the displacement criterion.
+    """
+    build_grid2d(pos, nc, side, cell_start, order, xs, ys)
+    n = pos.shape[0]
+    cap = nb.shape[1]
+    rl2 = r_list * r_list
+    inv = 1.0 / side
+    largest = 0
+    for t in range(n):
+        i = order[t]
+        px, py = xs[t], ys[t]
+        cx = min(max(int(px * inv), 0), nc - 1)
+        cy = min(max(int(py * inv), 0), nc - 1)
+        m = 0
+        for oy in range(-1, 2):
+            ry, sy = neighbor_cell(cy, oy, nc, L)
+            for ox in range(-1, 2):
+                rx, sx = neighbor_cell(cx, ox, nc, L)
+                c = ry * nc + rx
+                for u in range(cell_start[c], cell_start[c + 1]):
+                    if u == t:
+                        continue
+                    dx = px - (xs[u] + sx)
+                    dy = py - (ys[u] + sy)
+                    if dx * dx + dy * dy < rl2:
+                        if m < cap:
+                            nb[i, m] = order[u]
+                        m += 1
+        nb_count[i] = m
+        largest = max(largest, m)
+        if m <= cap:  # insertion sort by particle index (lists are short)
+            for a in range(1, m):
+                v = nb[i, a]
+                b = a - 1
+                while b >= 0 and nb[i, b] > v:
+                    nb[i, b + 1] = nb[i, b]
+                    b -= 1
+                nb[i, b + 1] = v
+        ref[i, 0], ref[i, 1] = pos[i, 0], pos[i, 1]
+    return largest
+
+
+@njit(cache=True)
+def max_displacement2(pos, ref, L):
+    """Largest squared minimum-image displacement since the lists were built."""
+    best = 0.0
+    inv = 1.0 / L
+    for i in range(pos.shape[0]):
+        dx = pos[i, 0] - ref[i, 0]
+        dy = pos[i, 1] - ref[i, 1]
+        dx -= L * math.floor(dx * inv + 0.5)
+        dy -= L * math.floor(dy * inv + 0.5)
+        best = max(best, dx * dx + dy * dy)
+    return best

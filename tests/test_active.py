@@ -213,3 +213,18 @@ def test_unstable_time_step_is_a_clear_error(tmp_path):
     with pytest.raises(simcore.UserInputError, match="Reduce dt"):
         simcore.run("abp", preset="mips", steps=3000, overrides={"n": 200, "dt": 5e-3},
                     out=tmp_path / "x.nc")
+
+
+@pytest.mark.parametrize("potential", ["wca", "soft_harmonic"])
+def test_serial_and_threaded_kernels_are_bit_identical(potential):
+    numba = pytest.importorskip("numba")
+    p = active.Params(n=1500, phi=0.5, potential=potential, v0=5.0, dt=1e-4,
+                      propulsion="abp" if potential == "wca" else "aoup", D_t=0.1)
+    results = []
+    for threads, parallel in ((1, False), (numba.config.NUMBA_NUM_THREADS, True)):
+        numba.set_num_threads(threads)
+        st = active.init_state(p, 9)
+        active.advance(st, p, kernel_key(9), 0, 400, parallel=parallel)
+        results.append(st["positions"].tobytes())
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert results[0] == results[1]

@@ -340,6 +340,43 @@ def _grid_forces_serial(order, nc, L, side, cell_start, xs, ys, pot, sig2, eps24
         force[i, 0], force[i, 1], div[i] = fx, fy, dv
 
 
+@njit(cache=True, inline="always")
+def _verlet_force_on(i, pos, L, inv_L, nb, nb_count, pot, sig2, eps24, rc2, k, beta, contact):
+    """Force on particle i from its (index-sorted) Verlet list. Strict IEEE order, no
+    fast-math: the sum over the pairs inside the cutoff is then the same whenever the
+    list was built, which keeps resumed runs bit-identical."""
+    px, py = pos[i, 0], pos[i, 1]
+    fx = fy = 0.0
+    for a in range(nb_count[i]):
+        j = nb[i, a]
+        dx = px - pos[j, 0]
+        dy = py - pos[j, 1]
+        dx -= L * math.floor(dx * inv_L + 0.5)
+        dy -= L * math.floor(dy * inv_L + 0.5)
+        r2 = dx * dx + dy * dy
+        if r2 < rc2:
+            f = _pair_force(r2, pot, sig2, eps24, rc2, k, beta, contact)
+            fx += f * dx
+            fy += f * dy
+    return fx, fy
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta, contact, force):
+    inv_L = 1.0 / L
+    for i in prange(pos.shape[0]):
+        force[i, 0], force[i, 1] = _verlet_force_on(i, pos, L, inv_L, nb, nb_count, pot, sig2,
+                                                    eps24, rc2, k, beta, contact)
+
+
+@njit(cache=True, error_model="numpy")
+def _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta, contact, force):
+    inv_L = 1.0 / L
+    for i in range(pos.shape[0]):
+        force[i, 0], force[i, 1] = _verlet_force_on(i, pos, L, inv_L, nb, nb_count, pot, sig2,
+                                                    eps24, rc2, k, beta, contact)
+
+
 _FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy")
 
 
@@ -463,6 +500,20 @@ def _work(state, params: Params):
         if nc * nc > 4 * n + 64:  # a dilute box: the hashed list keeps memory O(N)
             nc = 0
         work["grid_nc"] = nc
+        # Verlet lists (cutoff + skin) on a grid of side >= cutoff + skin, when it fits
+        skin = 0.3 * 2 * params.particle_radius
+        work["r_list"] = params.interaction_range + skin
+        nv = neighbors.grid2d_shape(params.box, work["r_list"])
+        if nv and params.potential != "none":
+            work["grid_nc"] = nc = nv
+            capacity = int(3 * params.phi / (math.pi * params.particle_radius ** 2)
+                           * math.pi * work["r_list"] ** 2 / params.phi) + 8
+            work["nb"] = np.zeros((n, capacity), dtype=np.int64)
+        else:
+            work["nb"] = np.zeros((0, 1), dtype=np.int64)
+        work["nb_count"] = np.zeros(n, dtype=np.int64)
+        work["ref"] = np.zeros((n, 2))
+        work["status"] = np.zeros(2, dtype=np.int64)  # (needed capacity, lists valid)
         if nc:
             work["bucket_start"] = np.zeros(max(nc * nc + 1, work["bucket_start"].shape[0]),
                                             dtype=np.int64)
@@ -494,15 +545,41 @@ def forces(state, params: Params, divergence: bool = False, parallel: bool | Non
 def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
                bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
                dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
-               max_jump, unstable, grid_nc):
+               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status):
+    """Advance up to ``n_steps``; returns the number of steps done (fewer when the Verlet
+    lists overflowed: ``status[0]`` then holds the capacity they need)."""
+    use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
+    half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
     for s in range(n_steps):
-        _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order, xs,
-                        ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force, div,
-                        False, parallel, grid_nc)
+        if use_verlet:
+            if status[1] == 0 or neighbors.max_displacement2(pos, ref, L) > half_skin2:
+                largest = neighbors.build_verlet2d(pos, L, grid_nc, L / grid_nc, bucket_start,
+                                                   order, xs, ys, r_list, nb, nb_count, ref)
+                if largest > nb.shape[1]:
+                    status[0] = largest
+                    status[1] = 0
+                    return s
+                status[1] = 1
+            if parallel:
+                _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
+                                        contact, force)
+            else:
+                _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
+                                      contact, force)
+            if kappa > 0.0:
+                c = 0.5 * L
+                for i in range(pos.shape[0]):
+                    force[i, 0] -= kappa * (pos[i, 0] - c)
+                    force[i, 1] -= kappa * (pos[i, 1] - c)
+        else:
+            _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order,
+                            xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force,
+                            div, False, parallel, grid_nc)
         _integrate(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
                    uniform_noise, key, step0 + s, max_jump, unstable)
         if unstable[0]:
-            return
+            return s + 1
+    return n_steps
 
 
 def _max_jump(params: Params) -> float:
@@ -523,13 +600,21 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
     unstable = np.zeros(1, dtype=np.int64)
     theta = state["theta"] if abp else np.zeros(0)
     g = state["g"] if not abp else np.zeros((0, 2))
-    _run_steps(state["positions"], state["image"], theta, g, work["force"], work["div"],
-               params.box, side, ncell, reach, work["cell_of"], work["bucket_of"],
-               work["bucket_start"], work["order"], work["xs"], work["ys"], work["keys"],
-               *_force_args(params), params.kappa, params.dt, params.v0, params.mu, params.D_t,
-               params.D_r, params.gamma, abp, params.noise == "uniform", np.uint64(key),
-               np.int64(step), np.int64(n_steps), bool(parallel), _max_jump(params), unstable,
-               work["grid_nc"])
+    done = 0
+    while done < n_steps:
+        done += _run_steps(
+            state["positions"], state["image"], theta, g, work["force"], work["div"], params.box,
+            side, ncell, reach, work["cell_of"], work["bucket_of"], work["bucket_start"],
+            work["order"], work["xs"], work["ys"], work["keys"], *_force_args(params),
+            params.kappa, params.dt, params.v0, params.mu, params.D_t, params.D_r, params.gamma,
+            abp, params.noise == "uniform", np.uint64(key), np.int64(step + done),
+            np.int64(n_steps - done), bool(parallel), _max_jump(params), unstable,
+            work["grid_nc"], work["nb"], work["nb_count"], work["ref"], work["r_list"],
+            work["status"])
+        if unstable[0]:
+            break
+        if work["status"][0] > work["nb"].shape[1]:  # lists overflowed: enlarge, rebuild
+            work["nb"] = np.zeros((params.n, int(work["status"][0] * 1.3) + 4), dtype=np.int64)
     if unstable[0] or not np.isfinite(state["positions"]).all():
         from simcore._errors import UserInputError
 
