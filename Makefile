@@ -25,6 +25,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/couzin.py
+	$(PY) benchmarks/active.py
 
 clean:
 	rm -rf demo_output .pytest_cache
