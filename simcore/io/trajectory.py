@@ -86,6 +86,11 @@ class TrajectoryWriter:
             self.n_frames = 0
         else:
             self._ds = netCDF4.Dataset(self.path, "a")
+            netcdf4 = self._ds.data_model.startswith("NETCDF4")
+            for v in self._ds.variables.values() if netcdf4 else ():
+                if v.chunking() != "contiguous" and v.dimensions[:1] == ("frame",):
+                    chunk_bytes = int(np.prod(v.chunking())) * v.dtype.itemsize
+                    v.set_var_chunk_cache(size=max(chunk_bytes, 1 << 20), nelems=17)
             if self._ds.dimensions["frame"].size < start_frame:
                 raise UserInputError(
                     f"The partial trajectory {self.path} holds fewer frames than its checkpoint "
@@ -114,6 +119,9 @@ class TrajectoryWriter:
                     shape[0] = 1024
                 kw = dict(zlib=True, complevel=4, shuffle=True, chunksizes=shape)
             v = ds.createVariable(name, dtype, dims, **kw)
+            if kw:  # frames are written once, in order: a cache of one chunk suffices
+                chunk_bytes = int(np.prod(kw["chunksizes"])) * np.dtype(dtype).itemsize
+                v.set_var_chunk_cache(size=max(chunk_bytes, 1 << 20), nelems=17)
             if units is not None:
                 v.units = units
             v.long_name = long_name
