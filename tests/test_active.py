@@ -228,3 +228,19 @@ def test_serial_and_threaded_kernels_are_bit_identical(potential):
         results.append(st["positions"].tobytes())
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert results[0] == results[1]
+
+
+def test_optional_force_and_drift_variables(tmp_path):
+    out = simcore.run("abp", preset="trapped_abp", steps=20, write_every=10,
+                      overrides={"n": 50, "write_force": True, "write_drift": True},
+                      out=tmp_path / "fd.nc")
+    with simcore.open_trajectory(out) as ds:
+        p = ds.simcore.params
+        x = ds["coordinates"].values[..., :2].astype(float)
+        th = ds["theta"].values.astype(float)
+        force = ds["force"].values[..., :2].astype(float)
+        drift = ds["drift"].values[..., :2].astype(float)
+        np.testing.assert_array_equal(drift, ds["velocities"].values[..., :2])
+    np.testing.assert_allclose(force, -p.kappa * (x - p.box / 2), rtol=1e-5, atol=1e-5)
+    n = np.stack([np.cos(th), np.sin(th)], -1)
+    np.testing.assert_allclose(drift, p.v0 * n + p.mu * force, rtol=1e-5, atol=1e-5)

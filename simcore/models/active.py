@@ -85,6 +85,9 @@ class Params(BaseModel):
         "lattice", description="square lattice, uniform random, or a Gaussian blob of s.d. L/4"
     )
     write_force: bool = Field(False, description="also write the pair+trap force per frame")
+    write_drift: bool = Field(
+        False, description="also write the drift b = v0 p + mu F as `drift` (it is always in "
+        "`velocities`; the named copy is for EPR tools that look for it)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -172,6 +175,9 @@ def extra_variables(params: Params) -> dict:
     if params.write_force:
         out["force"] = (("atom", "spatial"), "1",
                         "pair + trap force F_i (model units; drift = v0 n + mu F)")
+    if params.write_drift:
+        out["drift"] = (("atom", "spatial"), "1",
+                        "deterministic drift b_x = v0 p + mu F (same as velocities)")
     return out
 
 
@@ -642,4 +648,6 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
     out["image"] = np.concatenate([state["image"], np.zeros((params.n, 1))], axis=1)
     if params.write_force:
         out["force"] = np.concatenate([force, np.zeros((params.n, 1))], axis=1)
+    if params.write_drift:
+        out["drift"] = drift
     return out
