@@ -560,7 +560,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     """Advance ``state`` in place by ``n_steps`` steps starting at global step ``step``.
 
     ``all_pairs=True`` uses the O(N²) reference search; ``parallel`` forces the threaded
-    (True) or serial (False) kernel; by default threads are used for n >= 400. Results
+    (True) or serial (False) kernel; by default threads are used for n >= 128. Results
     are identical either way.
     """
     n = params.n

@@ -1,0 +1,130 @@
+"""Helpers shared by the benchmark scripts: machine description, timing, plain tables."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import resource
+import sys
+import time
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform's best guess)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_header(title: str) -> str:
+    """A header naming the benchmark, the date, the core count, the CPU, the Python and
+    the current load."""
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return (f"{title}\n"
+            f"date: {now}; cores (os.cpu_count): {os.cpu_count()}; CPU: {cpu_model()}\n"
+            f"python {platform.python_version()} ({sys.executable})\n"
+            f"{load_note()}")
+
+
+def load_note() -> str:
+    """Cores used by other processes over one second, flagged when they compete."""
+    probe = ForeignLoad()
+    time.sleep(1.0)
+    cores = probe.cores()
+    note = f"other processes at start: {cores:.2f} cores (1 s sample)"
+    if cores >= 0.25:
+        note += " -- timings, multi-threaded ones above all, may be unreliable"
+    return note
+
+
+class ForeignLoad:
+    """CPU time used by other processes (and stolen by the hypervisor) since creation.
+
+    Read from /proc/stat minus this process's and its children's own CPU time: the
+    machine is shared, and a competing process distorts timings, threaded ones most.
+    """
+
+    def __init__(self):
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float, float]:
+        with open("/proc/stat") as f:
+            user, nice, system, _, _, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        tick = os.sysconf("SC_CLK_TCK")
+        own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+        busy = (user + nice + system + irq + softirq) / tick
+        return time.perf_counter(), busy, steal / tick, own
+
+    def _since(self) -> tuple[float, float]:
+        """(cores used by other processes, cores stolen), averaged since creation."""
+        t0, busy0, steal0, own0 = self._start
+        t1, busy1, steal1, own1 = self._sample()
+        wall = max(t1 - t0, 1e-9)
+        foreign = max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
+        return foreign, (steal1 - steal0) / wall
+
+    def cores(self) -> float:
+        """Mean number of cores used by other processes plus stolen, since creation."""
+        return sum(self._since())
+
+    def note(self) -> str:
+        """Mean number of cores used by other processes and stolen, since creation."""
+        foreign, stolen = self._since()
+        return (f"other processes used {foreign:.2f} cores on average during the run, "
+                f"the hypervisor stole {stolen:.2f} (0 = quiet machine)")
+
+
+def wait_quiet(max_wait: float, quiet_cores: float = 0.25) -> float:
+    """Wait until other processes use < ``quiet_cores`` cores (1 s samples), at most
+    ``max_wait`` seconds; return the load of the last sample."""
+    deadline = time.perf_counter() + max_wait
+    while True:
+        probe = ForeignLoad()
+        time.sleep(1.0)
+        cores = probe.cores()
+        if cores < quiet_cores or time.perf_counter() >= deadline:
+            return cores
+
+
+def best_time(run, repeats: int, target_s: float) -> tuple[float, int]:
+    """Best-of-``repeats`` seconds per call of ``run()``, and the calls per repeat.
+
+    ``run()`` is called once untimed (warm-up: JIT loading, thread pool start), once
+    timed to size a repeat to about ``target_s`` seconds, then ``repeats`` times in
+    blocks of that many calls; the best block mean is returned.
+    """
+    run()
+    t0 = time.perf_counter()
+    run()
+    probe = time.perf_counter() - t0
+    calls = max(1, round(target_s / max(probe, 1e-9)))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            run()
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best, calls
+
+
+def table(headers: list[str], rows: list[list], align: str | None = None) -> str:
+    """A Markdown pipe table with padded columns (``align``: 'l'/'r' per column)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    align = align or "l" + "r" * (len(headers) - 1)
+    widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
+
+    def line(r):
+        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w)
+                                 for c, w, a in zip(r, widths, align)) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
+                          for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])

@@ -1,0 +1,393 @@
+"""Throughput of simcore's 3D Couzin engine, against an all-pairs kernel and dewi-kadita 0.0.4.
+
+What is measured (agent-steps per second = agents × steps / wall time; compile time is
+excluded, every timing is the best of several repeats after a warm-up):
+
+A. **Anchor comparison.** dewi-kadita's configs/case4 parameters (simcore preset
+   ``dewi_highly_parallel``, rule "dewi": N = 250 in a periodic cube of side 35) with the
+   cube scaled to keep the number density ρ = 250/35³ fixed, N = 250 ... 10^5. Each N is
+   timed with simcore's cell lists and with its all-pairs reference search (same kernel,
+   every agent a candidate: ns per candidate pair = time / N² per step), at each thread
+   count. The all-pairs search is skipped above N = 10^4.
+B. **dewi-kadita 0.0.4**, installed by this script into its own virtual environment,
+   runs the same N, box, parameters, initial condition (same seed) and number of steps
+   for N = 250 and 1000, at its default thread count and at one thread; the ratios
+   simcore / dewi-kadita are checked against the targets (>= 100x at 250 fish,
+   >= 300x at 1000 fish), fastest simcore against fastest dewi-kadita.
+C. **Linear scaling at fixed density.** Couzin 2002 ``highly_parallel`` parameters
+   (r_a = 27) in a periodic cube at ρ = 0.001 and 0.01, N = 10^3, 10^4, 10^5, a few
+   steps from the uniform random start: the cost per agent-step should not grow with N.
+D. **Cohesive school.** N = 2000 agents, open space, all within r_a of one another
+   (a cube of diagonal 0.95·r_a, r_a = 14, r_o = 6, no noise), one step repeated from
+   the same state: the neighbour search cannot prune anything, so cell lists should
+   cost about what the all-pairs kernel costs per pair (3-5 ns).
+
+Each simcore timing runs a segment of ``steps`` steps from a fresh copy of the initial
+state (so every repeat and every method simulates the same trajectory); short segments
+are repeated within a timing so that it lasts about a second.
+
+The machine may be shared: before each timing the script waits (up to ``--max-wait``
+seconds) until other processes use less than a quarter of a core, and every row shows
+the cores other processes used while it was measured ("others"); rows marked * were
+measured under load and are unreliable, threaded ones above all.
+
+Run ``python benchmarks/couzin.py`` (about 5-10 minutes on 2 cores plus the one-off
+dewi-kadita install) or ``--quick --no-dewi`` for a smoke test (< 1 minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from _common import ForeignLoad, best_time, machine_header, table, wait_quiet
+from simcore.models import couzin
+from simcore.rng import kernel_key
+
+SEED = 789  # the case-4 preset's seed
+DEWI_VERSION = "0.0.4"
+DEWI_STEPS = 100  # steps timed at N = 250 and 1000, by both codes
+TARGETS = {250: 100.0, 1000: 300.0}  # simcore / dewi-kadita agent-steps/s
+LINEAR_TOLERANCE = 1.5  # accepted growth of the per-agent cost from 10^4 to 10^5
+PAIR_COST_TARGET_NS = 5.0  # upper end of the all-pairs kernel's 3-5 ns per candidate pair
+QUIET_CORES = 0.25  # other processes' load below which a timing counts as clean
+
+# steps per timed segment, (full run, quick run): per N for A, any N for C; D times one step
+STEPS_A = {250: (DEWI_STEPS, 20), 1000: (DEWI_STEPS, 10), 2000: (20, 5), 10_000: (3, 1),
+           100_000: (2, 1)}
+STEPS_C = (2, 1)
+ALL_PAIRS_MAX_N = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to time: thread counts, repeats, seconds per repeat, wait for a quiet machine."""
+
+    threads: tuple[int, ...]
+    quick: bool
+    repeats: int
+    target_s: float
+    max_wait: float
+
+
+def case4_params(n: int) -> couzin.Params:
+    """Case-4 ("dewi") parameters for ``n`` fish at the case-4 number density 250/35³."""
+    preset = couzin.PRESETS["dewi_highly_parallel"]
+    base = {k: v for k, v in preset.items() if k not in ("steps", "seed")}
+    return couzin.Params(**dict(base, n=n, box=preset["box"] * (n / preset["n"]) ** (1 / 3)))
+
+
+def dense_periodic_params(n: int, density: float) -> couzin.Params:
+    """Couzin 2002 highly-parallel parameters, ``n`` agents in a periodic cube at ``density``."""
+    preset = couzin.PRESETS["highly_parallel"]
+    return couzin.Params(**dict(preset, n=n, boundary="periodic", box=(n / density) ** (1 / 3)))
+
+
+def cohesive_params(n: int) -> couzin.Params:
+    """Open space, ``n`` agents in a cube whose diagonal is 0.95·r_a (all within r_a)."""
+    r_a = 14.0
+    return couzin.Params(n=n, r_r=1.0, r_o=6.0, r_a=r_a, noise=0.0,
+                         init_size=0.95 * r_a / math.sqrt(3))
+
+
+def grid_label(params: couzin.Params) -> str:
+    """The cell grid simcore picks for a periodic box, e.g. '11³, reach 2'."""
+    _, _, ncell, reach = couzin.cell_plan(params, np.zeros((1, 3)))
+    return "one cell" if ncell[0] == 1 else f"{ncell[0]}³, reach {reach[0]}"
+
+
+def quiet(run, settings: Settings) -> tuple[object, float]:
+    """``run()`` after waiting for a quiet machine; (its result, others' cores meanwhile)."""
+    if settings.max_wait > 0:
+        wait_quiet(settings.max_wait, QUIET_CORES)
+    load = ForeignLoad()
+    result = run()
+    return result, load.cores()
+
+
+def time_simcore(params: couzin.Params, steps: int, threads: int, all_pairs: bool,
+                 settings: Settings) -> tuple[float, float]:
+    """(Seconds per ``steps``-step segment from the seeded initial state, others' cores).
+
+    ``threads`` > 1 selects the threaded kernel with that many Numba threads, 1 the
+    serial kernel.
+    """
+    numba.set_num_threads(threads)
+    initial = couzin.init_state(params, SEED)
+    key = kernel_key(SEED)
+
+    def run():
+        state = {name: array.copy() for name, array in initial.items()}
+        couzin.advance(state, params, key, 0, steps, all_pairs=all_pairs,
+                       parallel=threads > 1)
+
+    (seconds, _), others = quiet(lambda: best_time(run, settings.repeats, settings.target_s),
+                                 settings)
+    return seconds, others
+
+
+def fmt_rate(x: float) -> str:
+    """Agent-steps/s with a k/M suffix."""
+    return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
+
+
+def fmt_load(cores: float) -> str:
+    """Others' cores, starred when the timing was not clean."""
+    return f"{cores:.2f}" + ("*" if cores >= QUIET_CORES else "")
+
+
+def verdict(ok: bool) -> str:
+    """'met' or 'NOT met'."""
+    return "met" if ok else "NOT met"
+
+
+def log(message: str) -> None:
+    """Progress on stderr (the report goes to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- A: anchor comparison
+def bench_anchor(sizes, settings: Settings) -> tuple[str, dict]:
+    """System A: case-4 parameters at fixed density. Returns (table, {(n, threads): rate})."""
+    rows, rates = [], {}
+    for n in sizes:
+        params = case4_params(n)
+        steps = STEPS_A[n][1 if settings.quick else 0]
+        searches = [(f"cell lists ({grid_label(params)})", False)]
+        if n <= ALL_PAIRS_MAX_N:
+            searches.append(("all pairs", True))
+        for label, all_pairs in searches:
+            for threads in settings.threads:
+                seconds, others = time_simcore(params, steps, threads, all_pairs, settings)
+                rate = n * steps / seconds
+                if not all_pairs:
+                    rates[n, threads] = rate
+                pair_ns = f"{seconds / steps / n**2 * 1e9:.2f}" if all_pairs else ""
+                rows.append([n, f"{params.box:.1f}", steps, label, threads, fmt_rate(rate),
+                             f"{1e9 / rate:.0f}", pair_ns, fmt_load(others)])
+                log(f"  A  N={n} {label} {threads} thr: {fmt_rate(rate)} agent-steps/s")
+    headers = ["N", "L", "steps", "search", "threads", "agent-steps/s", "ns/agent-step",
+               "ns/cand. pair", "others"]
+    return table(headers, rows, "rrrlrrrrr"), rates
+
+
+# ---------------------------------------------------------------- B: dewi-kadita
+_DEWI_TIMER = r"""
+import json, sys, time
+cfg = json.loads(sys.argv[1])
+import numba
+from dewi_kadita.core.solver import CouzinSolver
+from dewi_kadita.core.systems import CouzinSystem
+
+def system(n, box):
+    return CouzinSystem(n_fish=n, box_size=box, seed=cfg["seed"], **cfg["params"])
+
+n, box, steps = cfg["n"], cfg["box"], cfg["steps"]
+solver = CouzinSolver(dt=cfg["dt"])
+solver.solve(system(n, box), n_steps=2, save_interval=2, verbose=False)  # JIT, threads
+times = []
+while len(times) < 3 and sum(times) < cfg["budget_s"]:
+    sim = system(n, box)
+    t0 = time.perf_counter()
+    solver.solve(sim, n_steps=steps, save_interval=steps, verbose=False)
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"numba": numba.__version__, "threads": numba.get_num_threads(),
+                  "seconds": min(times), "repeats": len(times)}))
+"""
+
+
+def ensure_dewi(venv: Path) -> Path:
+    """The Python of a virtual environment holding dewi-kadita 0.0.4 (created if missing)."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c",
+             "import importlib.metadata as m; print(m.version('dewi-kadita'))"]
+    if python.exists():
+        found = subprocess.run(check, capture_output=True, text=True)
+        if found.returncode == 0 and found.stdout.strip() == DEWI_VERSION:
+            return python
+    log(f"installing dewi-kadita=={DEWI_VERSION} into {venv} ...")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                    f"dewi-kadita=={DEWI_VERSION}"], check=True)
+    return python
+
+
+def time_dewi(python: Path, n: int, threads: int | None, settings: Settings) -> dict:
+    """dewi-kadita's best time for N = ``n`` (``threads`` None: its default thread count)."""
+    params = case4_params(n)
+    cfg = {
+        "seed": SEED, "dt": params.dt, "budget_s": 20.0,
+        "n": n, "box": params.box, "steps": STEPS_A[n][0],
+        "params": dict(speed=params.speed, r_repulsion=params.r_r,
+                       r_orientation=params.r_o, r_attraction=params.r_a,
+                       max_turn=params.turning_rate * params.dt, noise=params.noise,
+                       blind_angle=(360.0 - params.field_of_view) / 2,
+                       orientation_weight=params.orientation_weight),
+    }
+    env = dict(os.environ)
+    env.pop("NUMBA_NUM_THREADS", None)
+    if threads is not None:
+        env["NUMBA_NUM_THREADS"] = str(threads)
+
+    def run():
+        out = subprocess.run([str(python), "-c", _DEWI_TIMER, json.dumps(cfg)], env=env,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    result, others = quiet(run, settings)
+    return dict(result, n=n, steps=cfg["steps"], others=others, default=threads is None)
+
+
+def bench_dewi(python: Path, rates: dict, settings: Settings) -> str:
+    """System B: dewi-kadita at N = 250, 1000; ratios and target verdicts."""
+    runs = []
+    for threads in (None, 1):
+        for n in TARGETS:
+            log(f"  B  dewi-kadita N={n}, NUMBA_NUM_THREADS={threads or 'default'} ...")
+            runs.append(time_dewi(python, n, threads, settings))
+    headers = ["N", "steps", "dewi threads", "dewi s", "dewi agent-steps/s"] + \
+              [f"simcore {t} thr / dewi" for t in settings.threads] + ["others"]
+    rows, best_dewi = [], {}
+    for run in sorted(runs, key=lambda r: (r["n"], not r["default"])):
+        n, rate = run["n"], run["n"] * run["steps"] / run["seconds"]
+        best_dewi[n] = max(best_dewi.get(n, 0.0), rate)
+        rows.append([n, run["steps"], f"{run['threads']}" + (" (default)" if run["default"]
+                                                             else ""),
+                     f"{run['seconds']:.2f}", fmt_rate(rate)]
+                    + [f"{rates[n, t] / rate:.0f}x" for t in settings.threads]
+                    + [fmt_load(run["others"])])
+    lines = [f"dewi-kadita {DEWI_VERSION} (numba {runs[0]['numba']}, its own venv), same N, "
+             "L, parameters, seed and steps; best of up to 3 runs:",
+             table(headers, rows), "", "Targets (fastest simcore / fastest dewi-kadita):"]
+    for n, target in TARGETS.items():
+        best = max(rates[n, t] for t in settings.threads)
+        ratio = best / best_dewi[n]
+        lines.append(f"  N = {n}: {fmt_rate(best)} / {fmt_rate(best_dewi[n])} = {ratio:.0f}x, "
+                     f"target >= {target:.0f}x: {verdict(ratio >= target)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- C: linear scaling
+def bench_linear(sizes, densities, settings: Settings) -> str:
+    """System C: per-agent cost against N at fixed density (periodic, highly parallel)."""
+    steps = STEPS_C[1 if settings.quick else 0]
+    rows, cost = [], {}
+    for density in densities:
+        for n in sizes:
+            params = dense_periodic_params(n, density)
+            row, loads = [density, n, f"{params.box:.0f}", grid_label(params), steps], []
+            for threads in settings.threads:
+                seconds, others = time_simcore(params, steps, threads, False, settings)
+                cost[density, n, threads] = seconds / steps / n * 1e9
+                row.append(f"{cost[density, n, threads]:.0f}")
+                loads.append(fmt_load(others))
+                log(f"  C  rho={density} N={n} {threads} thr: "
+                    f"{cost[density, n, threads]:.0f} ns/agent-step")
+            rows.append(row + [" / ".join(loads)])
+    headers = ["rho", "N", "L", "cells", "steps"] + [f"ns/agent-step {t} thr"
+                                                     for t in settings.threads] + ["others"]
+    lines = [table(headers, rows), "",
+             f"Per-agent cost growth (target: linear, <= {LINEAR_TOLERANCE}x from "
+             f"N = {sizes[-2]} to {sizes[-1]}):"]
+    for density in densities:
+        for threads in settings.threads:
+            top = cost[density, sizes[-1], threads]
+            growth = [f"N={sizes[-1]} / N={m} = {top / cost[density, m, threads]:.2f}x"
+                      for m in sizes[-2::-1]]
+            mid = top / cost[density, sizes[-2], threads]
+            lines.append(f"  rho = {density}, {threads} thr: {', '.join(growth)}: "
+                         f"{verdict(mid <= LINEAR_TOLERANCE)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- D: cohesive school
+def bench_cohesive(n: int, settings: Settings) -> str:
+    """System D: everyone within r_a; ns per candidate pair (N² per step) by search."""
+    params = cohesive_params(n)
+    rows, pair_ns = [], {}
+    for label, all_pairs in (("cell lists", False), ("all pairs", True)):
+        row, loads = [label], []
+        for threads in settings.threads:
+            seconds, others = time_simcore(params, 1, threads, all_pairs, settings)
+            pair_ns[label, threads] = seconds / n**2 * 1e9
+            row.append(f"{pair_ns[label, threads]:.2f}")
+            loads.append(fmt_load(others))
+        rows.append(row + [" / ".join(loads)])
+        log(f"  D  {label}: {row[1:]} ns/pair")
+    headers = ["search"] + [f"ns/cand. pair {t} thr" for t in settings.threads] + ["others"]
+    one = settings.threads[0]
+    cells, pairs = pair_ns["cell lists", one], pair_ns["all pairs", one]
+    return "\n".join([
+        f"N = {n}, open space, cube side {params.init_size:.2f} (diagonal 0.95 r_a), "
+        "r_r = 1, r_o = 6, r_a = 14, noise 0, one step from the same state:",
+        table(headers, rows), "",
+        f"at {one} thr: cell lists / all pairs = {cells / pairs:.2f}x; cell lists "
+        f"{cells:.2f} ns/pair, target <= {PAIR_COST_TARGET_NS:.0f} ns: "
+        f"{verdict(cells <= PAIR_COST_TARGET_NS)}"])
+
+
+def main(argv=None) -> None:
+    """Parse the options, run the benchmarks and print the report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="N <= 2000, short timings, no dewi-kadita (smoke test, < 1 min)")
+    parser.add_argument("--no-dewi", action="store_true", help="skip dewi-kadita")
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated Numba thread counts (default: 1 and the maximum)")
+    parser.add_argument("--dewi-venv", type=Path,
+                        default=Path("/tmp/simcore-bench-dewi-kadita-venv"),
+                        help="virtual environment for dewi-kadita (created if missing)")
+    parser.add_argument("--max-wait", type=float, default=None,
+                        help="seconds to wait for a quiet machine before each timing "
+                             "(default 60, --quick 0: no wait)")
+    args = parser.parse_args(argv)
+
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    if args.threads:
+        thread_counts = tuple(sorted({int(t) for t in args.threads.split(",")}))
+        if thread_counts[0] < 1 or thread_counts[-1] > max_threads:
+            parser.error(f"thread counts must lie in 1..{max_threads}")
+    else:
+        thread_counts = tuple(sorted({1, max_threads}))
+    max_wait = args.max_wait if args.max_wait is not None else (0.0 if args.quick else 60.0)
+    if args.quick:
+        settings = Settings(thread_counts, True, 2, 0.1, max_wait)
+        sizes_a, sizes_c = [250, 1000, 2000], [1000, 2000]
+    else:
+        settings = Settings(thread_counts, False, 3, 1.0, max_wait)
+        sizes_a, sizes_c = list(STEPS_A), [1000, 10_000, 100_000]
+    with_dewi = not (args.quick or args.no_dewi)
+
+    started, load = time.perf_counter(), ForeignLoad()
+    dewi_python = ensure_dewi(args.dewi_venv) if with_dewi else None
+    report = [machine_header("simcore Couzin throughput (benchmarks/couzin.py"
+                             + (" --quick" if args.quick else "") + ")"),
+              f"numba {numba.__version__}, thread counts {list(thread_counts)}; timings: best "
+              f"of {settings.repeats} after a warm-up, ~{settings.target_s:g} s each; "
+              f"'others': cores used by other processes meanwhile (* >= {QUIET_CORES}: "
+              "unreliable)", ""]
+
+    text_a, rates = bench_anchor(sizes_a, settings)
+    report += ["A. dewi case-4 parameters (rule 'dewi', r_a = 20), periodic cube at "
+               f"rho = 250/35^3 = {250 / 35**3:.5f}", text_a, ""]
+    report += ["B. " + (bench_dewi(dewi_python, rates, settings) if with_dewi
+                        else "dewi-kadita: skipped"), ""]
+    report += ["C. Fixed density, Couzin 2002 highly_parallel (r_a = 27), periodic cube",
+               bench_linear(sizes_c, [0.001, 0.01], settings), ""]
+    report += ["D. Cohesive school (everyone within r_a)", bench_cohesive(2000, settings), ""]
+    report.append(f"total wall time {time.perf_counter() - started:.0f} s; {load.note()}")
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
