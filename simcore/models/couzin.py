@@ -321,7 +321,10 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs, 
                 cz, sz = neighbors.neighbor_cell(cell_of[i, 2], oz, ncell[2], box[2])
                 b = neighbors.cell_hash(cx, cy, cz, mask)
                 tkey = _pack(cx, cy, cz)
-                for t in range(bucket_start[b], bucket_start[b + 1]):
+                lo = np.uint64(bucket_start[b])
+                for u in range(bucket_start[b + 1] - bucket_start[b]):
+                    t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
+                    # loads stay contiguous and the loop vectorises without gathers
                     rx = xs[t] + sx - px
                     ry = ys[t] + sy - py
                     rz = zs[t] + sz - pz
