@@ -244,3 +244,13 @@ def test_optional_force_and_drift_variables(tmp_path):
     np.testing.assert_allclose(force, -p.kappa * (x - p.box / 2), rtol=1e-5, atol=1e-5)
     n = np.stack([np.cos(th), np.sin(th)], -1)
     np.testing.assert_allclose(drift, p.v0 * n + p.mu * force, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [1, 2024, 2025])
+def test_boffi2023_preset_starts_from_its_overlapping_blob(seed):
+    """Soft discs have bounded forces: the overlapping blob start must not be refused."""
+    spec = {k: v for k, v in active.PRESETS["boffi2023"].items() if k not in ("steps", "write_every")}
+    p = active.Params(**spec)
+    state = active.init_state(p, seed)
+    active.advance(state, p, kernel_key(seed), 0, 5)
+    assert np.isfinite(state["positions"]).all()

@@ -444,52 +444,69 @@ def _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start
             div[i] -= 2.0 * kappa
 
 
-@njit(cache=True, parallel=True)
-def _integrate(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise,
-               key, step, max_jump, unstable):
-    """One Euler–Maruyama step for positions; exact updates for θ (ABP) or g (AOUP).
+@njit(cache=True, inline="always")
+def _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, decay, s_g, abp,
+                   uniform_noise, key, step, max_jump, unstable):
+    """One Euler–Maruyama step of particle i; exact updates for θ (ABP) or g (AOUP).
 
-    Sets ``unstable[0] = 1`` when a force moves a particle farther than ``max_jump`` in
-    one step (or to a non-finite place): the time step is too large.
+    ``s_t = √(2 D_t dt)``, ``s_r = √(2 D_r dt)``, ``decay = e^{−γ dt}``,
+    ``s_g = √(1 − decay²)``. Sets ``unstable[0] = 1`` when a force moves the particle
+    farther than ``max_jump`` in one step (or to a non-finite place).
     """
-    n = pos.shape[0]
-    s_t = math.sqrt(2.0 * D_t * dt)
-    s_r = math.sqrt(2.0 * D_r * dt)
+    base = rng.stream_base(key, step, i)
+    if uniform_noise:  # variance-matched uniform: √3·(2u − 1) has unit variance
+        w0 = 1.7320508075688772 * (2.0 * rng.uniform(base, 0) - 1.0)
+        w1 = 1.7320508075688772 * (2.0 * rng.uniform(base, 1) - 1.0)
+    else:
+        w0, w1 = rng.normal_pair(base, 0)
+    if abp:
+        px, py = math.cos(theta[i]), math.sin(theta[i])
+    else:
+        px, py = g[i, 0], g[i, 1]
+    for d in range(2):
+        w = w0 if d == 0 else w1
+        p = px if d == 0 else py
+        jump = mu * force[i, d] * dt
+        if not abs(jump) <= max_jump:
+            unstable[0] = 1
+        x = pos[i, d] + (v0 * p + mu * force[i, d]) * dt + s_t * w
+        shift = math.floor(x / L)
+        x -= shift * L
+        if x >= L:  # round-off can land exactly on L
+            x -= L
+            shift += 1.0
+        pos[i, d] = x
+        image[i, d] += int(shift)
+    if abp:
+        z, _ = rng.normal_pair(base, 2)
+        th = theta[i] + s_r * z
+        theta[i] = th - 2.0 * math.pi * math.floor((th + math.pi) / (2.0 * math.pi))
+    else:
+        z0, z1 = rng.normal_pair(base, 2)
+        g[i, 0] = decay * g[i, 0] + s_g * z0
+        g[i, 1] = decay * g[i, 1] + s_g * z1
+
+
+@njit(cache=True, parallel=True)
+def _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
+                        uniform_noise, key, step, max_jump, unstable):
+    s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
     decay = math.exp(-gamma * dt)
     s_g = math.sqrt(1.0 - decay * decay)
-    for i in prange(n):
-        base = rng.stream_base(key, step, i)
-        if uniform_noise:  # variance-matched uniform: √3·(2u − 1) has unit variance
-            w0 = 1.7320508075688772 * (2.0 * rng.uniform(base, 0) - 1.0)
-            w1 = 1.7320508075688772 * (2.0 * rng.uniform(base, 1) - 1.0)
-        else:
-            w0, w1 = rng.normal_pair(base, 0)
-        if abp:
-            px, py = math.cos(theta[i]), math.sin(theta[i])
-        else:
-            px, py = g[i, 0], g[i, 1]
-        for d in range(2):
-            w = w0 if d == 0 else w1
-            p = px if d == 0 else py
-            jump = mu * force[i, d] * dt
-            if not abs(jump) <= max_jump:
-                unstable[0] = 1
-            x = pos[i, d] + (v0 * p + mu * force[i, d]) * dt + s_t * w
-            shift = math.floor(x / L)
-            x -= shift * L
-            if x >= L:  # round-off can land exactly on L
-                x -= L
-                shift += 1.0
-            pos[i, d] = x
-            image[i, d] += int(shift)
-        if abp:
-            z, _ = rng.normal_pair(base, 2)
-            th = theta[i] + s_r * z
-            theta[i] = th - 2.0 * math.pi * math.floor((th + math.pi) / (2.0 * math.pi))
-        else:
-            z0, z1 = rng.normal_pair(base, 2)
-            g[i, 0] = decay * g[i, 0] + s_g * z0
-            g[i, 1] = decay * g[i, 1] + s_g * z1
+    for i in prange(pos.shape[0]):
+        _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, decay, s_g, abp,
+                       uniform_noise, key, step, max_jump, unstable)
+
+
+@njit(cache=True)
+def _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
+                      uniform_noise, key, step, max_jump, unstable):
+    s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
+    decay = math.exp(-gamma * dt)
+    s_g = math.sqrt(1.0 - decay * decay)
+    for i in range(pos.shape[0]):
+        _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, decay, s_g, abp,
+                       uniform_noise, key, step, max_jump, unstable)
 
 
 def _work(state, params: Params):
@@ -581,17 +598,30 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
             _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order,
                             xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force,
                             div, False, parallel, grid_nc)
-        _integrate(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
-                   uniform_noise, key, step0 + s, max_jump, unstable)
+        if parallel:
+            _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma,
+                                abp, uniform_noise, key, step0 + s, max_jump, unstable)
+        else:
+            _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
+                              uniform_noise, key, step0 + s, max_jump, unstable)
         if unstable[0]:
             return s + 1
     return n_steps
 
 
 def _max_jump(params: Params) -> float:
-    """Largest force displacement per step that is still a resolved collision: a quarter of
-    the particle diameter (the trap alone can never trigger it unless dt·κ is absurd)."""
-    return 0.5 * params.particle_radius if params.potential != "none" else 0.25 * params.box
+    """Largest force displacement per step that is still a resolved collision.
+
+    WCA: a quarter of the diameter (beyond, the r^-13 wall makes explicit Euler blow up).
+    Soft discs: a whole diameter (their force is bounded, about k per overlapping
+    neighbour, so large first steps out of an overlapping start are harmless).
+    Free particles: a quarter of the box (only an absurd trap κ·dt can reach it).
+    """
+    if params.potential == "wca":
+        return 0.5 * params.particle_radius
+    if params.potential == "soft_harmonic":
+        return 2.0 * params.radius
+    return 0.25 * params.box
 
 
 def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None):
@@ -625,9 +655,10 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
         from simcore._errors import UserInputError
 
         raise UserInputError(
-            f"The integration became unstable before step {step + n_steps} (non-finite "
-            f"positions): the time step dt = {params.dt} is too large for these forces. "
-            "Reduce dt (for WCA with v0 ~ 24 epsilon/sigma, dt <= 1e-4).")
+            f"The integration became unstable before step {step + n_steps}: a force moved a "
+            f"particle by more than {_max_jump(params):g} length units in one step, so the "
+            f"time step dt = {params.dt} is too large for these forces. Reduce dt (for WCA "
+            "with v0 ~ 24 epsilon/sigma, dt <= 1e-4).")
 
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:
