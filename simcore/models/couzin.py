@@ -114,7 +114,7 @@ _C = dict(r_r=1.0, field_of_view=270.0, turning_rate=math.radians(40.0), speed=3
 PRESETS: dict[str, dict] = {
     # Couzin 2002 regimes at N = 100 (r_r = 1, Δr_a = 14): Δr_o sets the state.
     "swarm": dict(_C, r_o=1.0, r_a=15.0),
-    "torus": dict(_C, r_o=2.5, r_a=16.5, init="mill"),
+    "torus": dict(_C, r_o=2.5, r_a=16.5),
     "dynamic_parallel": dict(_C, r_o=5.0, r_a=19.0),
     "highly_parallel": dict(_C, r_o=13.0, r_a=27.0),
     # dewi-kadita configs/case1..4 (turning_rate = max_turn / dt, fov = 360 - 2·blind angle)
@@ -134,7 +134,7 @@ PRESETS: dict[str, dict] = {
 }
 PRESET_DOCS = {
     "swarm": "Couzin 2002 swarm: Δr_o = 0 (no orientation zone), Δr_a = 14; low P, low M",
-    "torus": "Couzin 2002 torus: Δr_o = 1.5, Δr_a = 14, started from a ring (init='mill'); high M",
+    "torus": "Couzin 2002 torus: Δr_o = 1.5, Δr_a = 14, from a random start; high M",
     "dynamic_parallel": "Couzin 2002 dynamic parallel group: Δr_o = 4, Δr_a = 14; P ≈ 0.6-0.9",
     "highly_parallel": "Couzin 2002 highly parallel group: Δr_o = 12, Δr_a = 14; P > 0.9",
     "dewi_swarm": "dewi-kadita configs/case1_swarm (rule 'dewi')",
