@@ -132,12 +132,6 @@ def neighbor_cell(c, offset, nc, box):
 
 
 @njit(cache=True, inline="always")
-def round_image(d, box, inv_box):
-    """Minimum image by rounding, for a periodic axis held as one cell (box > 0)."""
-    return d - box * math.floor(d * inv_box + 0.5)
-
-
-@njit(cache=True, inline="always")
 def min_image(d, box):
     """Minimum-image displacement along an axis of side ``box`` (no-op when box == 0)."""
     if box > 0.0:
