@@ -1,7 +1,7 @@
 """Analyses of simcore trajectories, one module per concept.
 
-:mod:`.schooling` (Couzin), :mod:`.active` (ABP/AOUP), and the dispatcher :func:`analyze_dataset` used by
-``simcore analyze`` and ``ds.simcore.analyze()``.
+:mod:`.schooling` (Couzin), :mod:`.active` (ABP/AOUP), :mod:`.linear` (linear SDE), and the
+dispatcher :func:`analyze_dataset` used by ``simcore analyze`` and ``ds.simcore.analyze()``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
         from simcore.analysis.active import active_diagnostics
 
         return active_diagnostics(ds, **kwargs)
+    if model == "linear":
+        from simcore.analysis.linear import linear_diagnostics
+
+        return linear_diagnostics(ds, **kwargs)
     raise UserInputError(f"simcore analyze has no diagnostics for model {model!r} yet.")
 
 

@@ -58,7 +58,10 @@ class TrajectoryWriter:
     path : file to create (or to reopen with ``start_frame`` for a resumed run).
     n_atoms : number of agents/particles N.
     attrs : global attributes (strings or numbers only; structured data as JSON).
-    extras : ``{name: (dims, units, long_name)}`` with dims from ``("atom", "spatial")``.
+    extras : ``{name: (dims, units, long_name)}`` with dims from ``("atom", "spatial")``,
+        or ``(dims, units, long_name, {new_dim: size})`` to declare extra fixed dimensions
+        (e.g. the linear model's ``component``, the state dimension d). Extras with dims
+        ``()`` or ``("spatial",)`` (per-frame totals such as an energy) are always float64.
     fmt : ``"netcdf4"`` (zlib 4 + shuffle, chunked along frame) or ``"amber"``.
     precision : ``"float32"`` or ``"float64"`` for per-atom variables.
     start_frame : None to create a new file; an int to reopen an existing file and
@@ -144,8 +147,14 @@ class TrajectoryWriter:
         var("cell_lengths", "f8", ("frame", "cell_spatial"), "angstrom",
             "periodic box side per axis; 0 for a non-periodic axis")
         var("cell_angles", "f8", ("frame", "cell_angular"), "degree", "box angles")
-        for name, (dims, units, long_name) in self.extras.items():
-            var(name, self._dtype, ("frame", *dims), units, long_name, per_atom=True)
+        for spec in self.extras.values():
+            for dim, size in (spec[3] if len(spec) > 3 else {}).items():
+                if dim not in ds.dimensions:
+                    ds.createDimension(dim, int(size))
+        for name, (dims, units, long_name, *_) in self.extras.items():
+            total = tuple(dims) in ((), ("spatial",))  # per-frame totals are always f8
+            var(name, "f8" if total else self._dtype, ("frame", *dims), units, long_name,
+                per_atom=not total)
 
     def append(self, time: float, variables: Mapping[str, np.ndarray]) -> None:
         """Write one frame at model time ``time`` (variables as returned by ``model.frame``)."""
@@ -157,7 +166,7 @@ class TrajectoryWriter:
             ds["cell_lengths"][k] = variables["cell_lengths"]
             ds["cell_angles"][k] = (90.0, 90.0, 90.0)
             for name in self.extras:
-                ds[name][k] = np.asarray(variables[name], dtype=self._dtype)
+                ds[name][k] = np.asarray(variables[name], dtype=ds[name].dtype)
         except (OSError, RuntimeError) as exc:
             self._fail(exc)
         self.n_frames = k + 1

@@ -29,6 +29,7 @@ from types import ModuleType
 _MODULES = {
     "couzin": "simcore.models.couzin",
     "abp": "simcore.models.active",
+    "linear": "simcore.models.linear",
 }
 
 

@@ -1,0 +1,319 @@
+"""d-dimensional linear (Ornstein–Uhlenbeck) SDE, the validation system of the EPR estimators.
+
+Each of the ``n`` independent copies ("atoms") follows::
+
+    dx = −B x dt + √(2D) dW,     x ∈ R^d,
+
+with B (d×d, every eigenvalue with positive real part, so that a stationary state exists)
+and D (d×d, symmetric positive semi-definite) given as nested lists. The stationary
+density is the Gaussian N(0, C) with BC + CBᵀ = 2D (Lyapunov), and the entropy production
+rate of one copy (k_B = 1, all coordinates even under time reversal) is
+Σ̇ = tr(Bᵀ D⁻¹ B C) − tr B (see :func:`exact_epr`). Units: x and time are dimensionless;
+B is a rate (1/time), D a diffusion matrix (x²/time).
+
+Integrators
+-----------
+``integrator = "exact"`` (default) samples the transition density exactly:
+x' = A x + F ξ with A = e^{−B dt}, F Fᵀ = Σ_dt = ∫₀^dt e^{−Bs} 2D e^{−Bᵀs} ds (Van Loan's
+block exponential, computed once in Python), ξ ~ N(0, I_d); any dt is exact.
+``integrator = "euler"`` is Euler–Maruyama: A = I − B dt, F Fᵀ = 2D dt (first order in dt;
+its stationary covariance differs from C by O(dt)).
+
+Initial state: ``init = "stationary"`` draws x ~ N(0, C) (PCG64 from the seed) so every
+frame is a stationary sample; ``init = "zero"`` starts at x = 0.
+
+File layout (AMBER NetCDF, see docs/models/linear.md)
+-------------------------------------------------------
+* ``x(frame, atom, component)`` — the full state, ``component`` = 0..d−1;
+* ``drift(frame, atom, component)`` — the deterministic drift b = −B x of each copy;
+* ``coordinates(frame, atom, spatial)`` — x_0..x_{min(d,3)−1}, zero-padded to 3;
+* ``velocities(frame, atom, spatial)`` — the same components of the drift, zero-padded;
+* ``cell_lengths`` = (0, 0, 0) (not periodic). ``simcore_ndim`` is 3 for this model (the
+  coordinate padding convention); the state dimension d is the size of ``component``.
+
+Randomness is counter-based (:mod:`simcore.rng`): noise component k of copy i at step s
+is a pure function of (seed, s, i, k), so results do not depend on the thread count and
+``--resume`` is bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from numba import njit, prange
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simcore import rng
+
+NAME = "linear"
+NDIM = 3
+MAX_DIM = 64
+DEFAULT_STEPS = 50000
+DEFAULT_WRITE_EVERY = 50
+DEFAULT_PRESET = "rotational_ou"
+_PARALLEL_MIN_WORK = 2000  # n·d²·steps below which a prange launch costs more than it saves
+
+
+def _as_matrix(name: str, value) -> np.ndarray:
+    a = np.asarray(value, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
+        raise ValueError(
+            f"{name} must be a square d×d matrix given as a nested list, e.g. "
+            f"{name} = [[1.0, 0.0], [0.0, 1.0]] (got shape {a.shape})")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} has non-finite entries")
+    return a
+
+
+class Params(BaseModel):
+    """Parameters of the linear SDE dx = −Bx dt + √(2D) dW (dimensionless units)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    B: list[list[float]] = Field(
+        [[1.3, -0.7], [0.7, 1.3]],
+        description="drift matrix (d×d, rate units); eigenvalues need a positive real part")
+    D: list[list[float]] = Field(
+        [[1.0, 0.0], [0.0, 1.0]],
+        description="diffusion matrix (d×d, symmetric positive semi-definite)")
+    n: int = Field(1000, ge=1, le=100_000_000, description="number of independent copies")
+    dt: float = Field(0.01, gt=0, description="time step")
+    integrator: Literal["exact", "euler"] = Field(
+        "exact", description="exact transition sampling or Euler–Maruyama")
+    init: Literal["stationary", "zero"] = Field(
+        "stationary", description="start from the stationary Gaussian N(0, C) or from x = 0")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        B = _as_matrix("B", self.B)
+        D = _as_matrix("D", self.D)
+        d = B.shape[0]
+        if D.shape != B.shape:
+            raise ValueError(f"B is {d}×{d} but D is {D.shape[0]}×{D.shape[1]}; they must have "
+                             "the same size d")
+        if d > MAX_DIM:
+            raise ValueError(f"the state dimension d = {d} exceeds the supported {MAX_DIM}")
+        scale = max(np.abs(D).max(), 1e-300)
+        if np.abs(D - D.T).max() > 1e-12 * scale:
+            raise ValueError("D must be symmetric (D = Dᵀ)")
+        w = np.linalg.eigvalsh(0.5 * (D + D.T))
+        if w.min() < -1e-12 * scale:
+            raise ValueError(f"D must be positive semi-definite (its smallest eigenvalue is "
+                             f"{w.min():.6g})")
+        lam = np.linalg.eigvals(B)
+        if lam.real.min() <= 1e-12 * max(1.0, np.abs(B).max()):
+            raise ValueError(
+                "every eigenvalue of B must have a positive real part, otherwise dx = −Bx dt + "
+                f"√(2D) dW has no stationary state (eigenvalues of B: "
+                f"{', '.join(f'{z:.4g}' for z in np.round(lam, 12))})")
+        if self.integrator == "euler":
+            rho = np.abs(np.linalg.eigvals(np.eye(d) - self.dt * B)).max()
+            if rho >= 1.0:
+                raise ValueError(
+                    f"Euler–Maruyama is unstable at dt = {self.dt} for this B (spectral radius "
+                    f"of I − B dt = {rho:.4g} ≥ 1); reduce dt or use integrator = 'exact'")
+        return self
+
+    @property
+    def d(self) -> int:
+        """State dimension."""
+        return len(self.B)
+
+    @property
+    def B_matrix(self) -> np.ndarray:
+        return np.asarray(self.B, dtype=float)
+
+    @property
+    def D_matrix(self) -> np.ndarray:
+        return np.asarray(self.D, dtype=float)
+
+
+# --------------------------------------------------------------------------- closed forms
+def stationary_covariance(B, D) -> np.ndarray:
+    """Stationary covariance C of dx = −Bx dt + √(2D) dW: the solution of BC + CBᵀ = 2D."""
+    from scipy.linalg import solve_continuous_lyapunov
+
+    B, D = np.asarray(B, float), np.asarray(D, float)
+    C = solve_continuous_lyapunov(B, 2.0 * D)
+    return 0.5 * (C + C.T)
+
+
+def exact_epr(B, D) -> float:
+    """Entropy production rate of one copy (k_B = 1, per model time unit).
+
+    Σ̇ = ⟨vᵀ D⁻¹ v⟩ with v = b − D∇log ρ = −(B − D C⁻¹) x, i.e. tr(Bᵀ D⁻¹ B C) − tr B.
+    Singular D: finite (with the pseudo-inverse) when v lies in the range of D, else ∞;
+    NaN when C itself is singular (the noise does not reach every coordinate).
+    """
+    B, D = np.asarray(B, float), np.asarray(D, float)
+    C = stationary_covariance(B, D)
+    if np.linalg.matrix_rank(C) < C.shape[0]:
+        return math.nan
+    M = B - D @ np.linalg.inv(C)
+    Dp = np.linalg.pinv(D, hermitian=True)
+    leak = (np.eye(len(D)) - D @ Dp) @ M
+    if np.abs(leak).max() > 1e-9 * max(1.0, np.abs(M).max()):
+        return math.inf
+    return float(np.trace(M.T @ Dp @ M @ C))
+
+
+def _psd_factor(S: np.ndarray) -> np.ndarray:
+    """F with F Fᵀ = S for a symmetric positive semi-definite S (Cholesky, else eigh)."""
+    S = 0.5 * (S + S.T)
+    try:
+        return np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        w, V = np.linalg.eigh(S)
+        return V * np.sqrt(np.clip(w, 0.0, None))
+
+
+def transition(params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """(A, F) of the one-step update x' = A x + F ξ, ξ ~ N(0, I_d)."""
+    from scipy.linalg import expm
+
+    B, D, dt, d = params.B_matrix, params.D_matrix, params.dt, params.d
+    if params.integrator == "euler":
+        return np.eye(d) - dt * B, _psd_factor(2.0 * dt * D)
+    # Van Loan (1978): expm([[B, 2D], [0, −Bᵀ]] dt) = [[., G12], [0, G22]],
+    # A = G22ᵀ = e^{−B dt}, Σ_dt = A G12
+    M = np.zeros((2 * d, 2 * d))
+    M[:d, :d] = B
+    M[:d, d:] = 2.0 * D
+    M[d:, d:] = -B.T
+    G = expm(M * dt)
+    A = G[d:, d:].T
+    cov = A @ G[:d, d:]
+    return A, _psd_factor(cov)
+
+
+# --------------------------------------------------------------------------- model contract
+_docs = ("rotational OU: B = [[κ, −ω], [ω, κ]], D = T I with κ = 1.3, ω = 0.7, T = 1; "
+         "Σ̇ = 2ω²/κ = 0.753846")
+
+
+def _bead_spring(n_beads=5, T1=10.0, T2=1.0, k=1.0, gamma=1.0):
+    B = (np.diag(np.full(n_beads, 2.0)) - np.diag(np.ones(n_beads - 1), 1)
+         - np.diag(np.ones(n_beads - 1), -1)) * k / gamma
+    D = np.diag(np.linspace(T1, T2, n_beads)) / gamma
+    return B.tolist(), D.tolist()
+
+
+_BS_B, _BS_D = _bead_spring()
+PRESETS: dict[str, dict] = {
+    "rotational_ou": dict(B=[[1.3, -0.7], [0.7, 1.3]], D=[[1.0, 0.0], [0.0, 1.0]], n=1000,
+                          dt=0.01, steps=50000, write_every=50),
+    "bead_spring_5": dict(B=_BS_B, D=_BS_D, n=1000, dt=0.01, steps=100000, write_every=100),
+}
+PRESET_DOCS = {
+    "rotational_ou": _docs,
+    "bead_spring_5": "5 beads, springs k = 1 to fixed walls and neighbours, friction γ = 1, "
+                     "bath temperatures linear from T₁ = 10 to T₂ = 1; Σ̇ = 0.629817",
+}
+
+
+def time_per_step(params: Params) -> float:
+    return params.dt
+
+
+def warnings(params: Params) -> list[str]:
+    out = []
+    if params.integrator == "euler":
+        rate = np.abs(np.linalg.eigvals(params.B_matrix)).max()
+        if rate * params.dt > 0.05:
+            out.append(f"Euler–Maruyama with dt·max|eig B| = {rate * params.dt:.3g}: the "
+                       "stationary covariance is biased by O(dt); integrator = 'exact' is not")
+    return out
+
+
+def extra_variables(params: Params) -> dict:
+    """The full state ``x`` and drift ``drift`` = −Bx, both (atom, component) with d components."""
+    dims = {"component": params.d}
+    return {
+        "x": (("atom", "component"), "1", "state vector x of each independent copy", dims),
+        "drift": (("atom", "component"), "1",
+                  "deterministic drift b = -B x of each copy (model units per time unit)", dims),
+    }
+
+
+def init_state(params: Params, seed: int) -> dict[str, np.ndarray]:
+    """x (n, d): stationary Gaussian N(0, C) from a PCG64 generator, or zeros."""
+    n, d = params.n, params.d
+    if params.init == "zero":
+        return {"x": np.zeros((n, d))}
+    F = _psd_factor(stationary_covariance(params.B_matrix, params.D_matrix))
+    g = np.random.default_rng(seed)
+    return {"x": g.standard_normal((n, d)) @ F.T}
+
+
+@njit(cache=True, inline="always")
+def _step_one(i, x, y, z, A, F, key, step):
+    d = x.shape[1]
+    base = rng.stream_base(key, step, i)
+    for k in range(0, d, 2):
+        a, b = rng.normal_pair(base, 2 * k)
+        z[i, k] = a
+        if k + 1 < d:
+            z[i, k + 1] = b
+    for r in range(d):
+        acc = 0.0
+        for c in range(d):
+            acc += A[r, c] * x[i, c]
+        for c in range(d):
+            acc += F[r, c] * z[i, c]
+        y[i, r] = acc
+    for r in range(d):
+        x[i, r] = y[i, r]
+
+
+# The copies are independent: each thread advances its copies through all n_steps (one
+# parallel region per call, no barrier per step); the noise depends only on (step, copy).
+@njit(cache=True, parallel=True)
+def _steps_parallel(x, y, z, A, F, key, step0, n_steps):
+    for i in prange(x.shape[0]):
+        for s in range(n_steps):
+            _step_one(i, x, y, z, A, F, key, step0 + s)
+
+
+@njit(cache=True)
+def _steps_serial(x, y, z, A, F, key, step0, n_steps):
+    for i in range(x.shape[0]):
+        for s in range(n_steps):
+            _step_one(i, x, y, z, A, F, key, step0 + s)
+
+
+def _work(state, params: Params):
+    work = state.get("_work")
+    if work is None or work["y"].shape != state["x"].shape:
+        A, F = transition(params)
+        work = {"A": np.ascontiguousarray(A), "F": np.ascontiguousarray(F),
+                "y": np.zeros_like(state["x"]), "z": np.zeros_like(state["x"])}
+        state["_work"] = work
+    return work
+
+
+def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None):
+    """Advance every copy in place by ``n_steps`` steps from global step ``step``."""
+    import numba
+
+    work = _work(state, params)
+    if parallel is None:
+        parallel = (params.n * params.d ** 2 * n_steps >= _PARALLEL_MIN_WORK
+                    and numba.get_num_threads() > 1)
+    fn = _steps_parallel if parallel else _steps_serial
+    fn(state["x"], work["y"], work["z"], work["A"], work["F"], np.uint64(key), np.int64(step),
+       np.int64(n_steps))
+
+
+def frame(state, params: Params) -> dict[str, np.ndarray]:
+    """Per-frame variables (see the module docstring for the layout)."""
+    x = state["x"]
+    drift = -x @ params.B_matrix.T
+    m = min(params.d, 3)
+    coords = np.zeros((params.n, 3))
+    vel = np.zeros((params.n, 3))
+    coords[:, :m] = x[:, :m]
+    vel[:, :m] = drift[:, :m]
+    return {"coordinates": coords, "velocities": vel, "cell_lengths": np.zeros(3),
+            "x": x, "drift": drift}
