@@ -26,6 +26,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/couzin.py
 	$(PY) benchmarks/active.py
+	$(PY) benchmarks/harddisc.py
 
 clean:
 	rm -rf demo_output .pytest_cache

@@ -186,6 +186,7 @@ def resolve(
             merged[key] = value
     run_values = {k: v for k, v in merged.items() if k in RUN_KEYS}
     model_values = {k: v for k, v in merged.items() if k not in RUN_KEYS}
+    given = set(merged)  # keys set by a preset, the config, overrides or arguments
     run_values.setdefault("steps", getattr(model, "DEFAULT_STEPS", 1000))
     run_values.setdefault("write_every", getattr(model, "DEFAULT_WRITE_EVERY", 10))
     problems = []
@@ -200,6 +201,8 @@ def resolve(
         problems.append(format_validation_error(err, "run settings", sorted(RUN_KEYS)))
     if problems:
         raise UserInputError(" ".join(problems))
+    if hasattr(model, "resolve_run"):  # e.g. harddisc: steps = t_end / frame_dt
+        params, settings = model.resolve_run(params, settings, given)
     return params, settings, preset
 
 

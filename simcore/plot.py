@@ -41,6 +41,13 @@ def plot_file(src: str | Path, out: str | Path, animate: bool = False) -> Path:
 
             _save(plot_active(ds, active_diagnostics(ds)), out)
             return out
+        if model == "harddisc":
+            if animate:
+                raise UserInputError("Animations are available for Couzin runs only so far.")
+            from simcore.analysis.boltzmann import boltzmann_entropy
+
+            _save(plot_harddisc(boltzmann_entropy(ds)), out)
+            return out
         if model != "couzin":
             raise UserInputError(f"simcore plot has no figure for model {model!r} yet.")
         if animate:
@@ -198,3 +205,126 @@ def plot_active(ds: xr.Dataset, diag: xr.Dataset):
     fig.suptitle(f"{ds.simcore.preset or params.propulsion}: N = {params.n}, φ = {params.phi}, "
                  f"Pe = {params.peclet:.3g}")
     return fig
+
+
+def plot_harddisc(ent: xr.Dataset, title: str | None = None):
+    """Figure: ΔS_B/N against t and against τ = Δv t / L for each Δv, with the free-flight
+    curve F(τ), ln k and the equilibrium references (S(kV) − S(V))/N drawn in."""
+    from simcore.analysis.boltzmann import free_flight_entropy
+
+    fig, (ax_t, ax_tau) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    t = ent["time"].values
+    ln_k = float(ent.attrs.get("ln_expansion", np.log(2.0)))
+    tau_max = 0.0
+    for k, dv in enumerate(ent["dv"].values):
+        color = f"C{k}"
+        ds_st = ent["delta_s_stirling"].isel(dv=k).values
+        tau = ent["tau"].isel(dv=k).values
+        tau_max = max(tau_max, float(tau.max()))
+        ax_t.plot(t, ds_st, color=color, label=f"Δv = {dv:g}")
+        ax_tau.plot(tau, ds_st, color=color, label=f"Δv = {dv:g}")
+        ref = float(ent["delta_s_eq_stirling"].isel(dv=k))
+        for ax in (ax_t, ax_tau):
+            ax.axhline(ref, color=color, ls=":", lw=1)
+    grid = np.linspace(0.0, max(tau_max, 1e-9), 400)
+    ax_tau.plot(grid, free_flight_entropy(grid, ent.attrs.get("geometry", "walls")), "k--",
+                lw=1.2, label="F(τ), free flight")
+    for ax in (ax_t, ax_tau):
+        ax.axhline(ln_k, color="0.4", lw=1, label=f"ln {ent.attrs.get('expansion', 2):g}")
+        ax.set_ylabel("ΔS_B / N  (k_B)")
+    ax_t.set_xlabel("t  (σ √(m/k_BT))")
+    ax_tau.set_xlabel("τ = Δv t / L")
+    ax_tau.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title or f"Boltzmann entropy, N = {ent.attrs.get('n')}, "
+                 f"{ent.attrs.get('cells')} Δx = {ent.attrs.get('dx', 0):.4g} "
+                 "(dotted: equilibrium references)", fontsize=10)
+    return fig
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def _mean_and_spread(da: xr.DataArray, over: str | None):
+    """Mean and standard deviation over ``over`` (e.g. ``replica``) if that dimension exists."""
+    if over and over in da.dims:
+        spread = da.std(over) if da.sizes[over] > 1 else None
+        return da.mean(over), spread
+    return da, None
+
+
+def plot_sweep(da: xr.DataArray, x: str, *, hue: str | None = None, ax=None, over: str = "replica",
+               label: str | None = None, **line_kw):
+    """Lines of ``da`` against sweep dimension ``x``, one per value of ``hue``.
+
+    ``da`` has dimensions ``x`` (and optionally ``hue`` and ``over``); the mean over
+    ``over`` (the replicas) is drawn with a band of ± one standard deviation when there is
+    more than one replica. Returns the axes.
+    """
+    if ax is None:
+        ax = plt.figure(figsize=(5, 3.5), layout="constrained").add_subplot()
+    extra = set(da.dims) - {x, hue, over}
+    if extra:
+        raise ValueError(f"plot_sweep: reduce the dimensions {sorted(extra)} first")
+    mean, spread = _mean_and_spread(da, over)
+    groups = [(None, mean, spread)] if hue is None else [
+        (v, mean.sel({hue: v}), None if spread is None else spread.sel({hue: v}))
+        for v in mean[hue].values]
+    for value, m, s in groups:
+        xs = m[x].values
+        text = label if value is None else f"{hue} = {value}"
+        (line,) = ax.plot(xs, m.transpose(x).values, marker="o", ms=3, label=text, **line_kw)
+        if s is not None:
+            lo = (m - s).transpose(x).values
+            hi = (m + s).transpose(x).values
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel(x)
+    ax.set_ylabel(da.attrs.get("long_name", da.name or ""))
+    if hue is not None or label is not None:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def plot_phase_diagram(da: xr.DataArray, x: str, y: str, *, ax=None, over: str = "replica",
+                       cmap: str = "viridis", vmin=None, vmax=None, annotate: bool = True,
+                       colorbar_label: str | None = None, xlabel: str | None = None,
+                       ylabel: str | None = None, xvalues=None, yvalues=None):
+    """A phase diagram: ``da`` (mean over ``over``) as coloured cells over sweep dims ``x``, ``y``.
+
+    Cells are placed by index (the sweep values need not be evenly spaced) and labelled
+    with the values of ``x``/``y`` (or ``xvalues``/``yvalues``, e.g. a derived Péclet
+    number); ``annotate`` writes each cell's value. Returns the axes.
+    """
+    if ax is None:
+        ax = plt.figure(figsize=(5, 4), layout="constrained").add_subplot()
+    mean, _ = _mean_and_spread(da, over)
+    extra = set(mean.dims) - {x, y}
+    if extra:
+        raise ValueError(f"plot_phase_diagram: reduce the dimensions {sorted(extra)} first")
+    grid = mean.transpose(y, x).values.astype(float)
+    im = ax.imshow(grid, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
+                   interpolation="nearest")
+    xs = mean[x].values if xvalues is None else np.asarray(xvalues)
+    ys = mean[y].values if yvalues is None else np.asarray(yvalues)
+    ax.set_xticks(range(len(xs)), [f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
+                                   for v in xs])
+    ax.set_yticks(range(len(ys)), [f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
+                                   for v in ys])
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    if annotate:
+        lo = np.nanmin(grid) if vmin is None else vmin
+        hi = np.nanmax(grid) if vmax is None else vmax
+        for (j, i), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                dark = (value - lo) / (hi - lo) < 0.5 if hi > lo else True
+                ax.text(i, j, f"{value:.2g}", ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+    plt.colorbar(im, ax=ax, label=colorbar_label or da.attrs.get("long_name", da.name or ""))
+    return ax
+
+
+def save_figure(fig, out: str | Path) -> Path:
+    """Save ``fig`` atomically (temporary name, then rename) and close it."""
+    out = Path(out)
+    _save(fig, out)
+    return out

@@ -30,6 +30,10 @@ def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
         from simcore.analysis.linear import linear_diagnostics
 
         return linear_diagnostics(ds, **kwargs)
+    if model == "harddisc":
+        from simcore.analysis.boltzmann import boltzmann_entropy
+
+        return boltzmann_entropy(ds, **kwargs)
     raise UserInputError(f"simcore analyze has no diagnostics for model {model!r} yet.")
 
 

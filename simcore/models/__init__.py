@@ -30,6 +30,7 @@ _MODULES = {
     "couzin": "simcore.models.couzin",
     "abp": "simcore.models.active",
     "linear": "simcore.models.linear",
+    "harddisc": "simcore.models.harddisc",
 }
 
 
