@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/couzin.py
 	$(PY) benchmarks/active.py
 	$(PY) benchmarks/harddisc.py
+	$(PY) benchmarks/score.py
 
 clean:
 	rm -rf demo_output .pytest_cache

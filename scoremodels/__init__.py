@@ -1,3 +1,8 @@
 """scoremodels: score networks (JAX/Flax) and entropy production rates from simcore
-trajectories. Not implemented yet: the estimators arrive with their own issue; until
-then this package only reserves the import name."""
+trajectories.
+
+Modules (imported on demand, so ``import scoremodels`` does not import JAX):
+``data`` (chunked NetCDF reading, cell-list neighbourhoods, batches), ``nets`` (flax.nnx
+local transformer and MLP), ``losses`` (DSM, Hyvärinen, Fokker–Planck residual),
+``train`` (``scoremodels train``), ``epr`` (``scoremodels epr``), ``exact`` (closed
+forms, NumPy only). See docs/scoremodels.md."""

@@ -1,0 +1,5 @@
+import sys
+
+from scoremodels.cli import main
+
+sys.exit(main())

@@ -1,0 +1,222 @@
+"""Score networks (flax.nnx).
+
+Both networks map a batch of samples (see :mod:`scoremodels.data`) to the score of each
+sample's own state over the chosen score dimensions: ``model(y, ctx, log_sigma)`` with
+``y`` (B, S), ``ctx`` a dict of per-sample context arrays and ``log_sigma`` (B,) the
+log noise level the score belongs to (a constant for single-level training). Output
+(B, len(score_dims)), in inverse state units.
+
+:class:`LocalTransformer` — the spatially local transformer of Boffi & Vanden-Eijnden
+(2024), with pre-LN blocks and a smooth cutoff envelope: tokens are the particle itself
+(token 0) and its K neighbours; token j embeds the minimum-image displacement
+(x_j − x_i)/length_scale and the propulsion features (cos θ_j, sin θ_j) or g_j; the
+particle's own displacement u = y[:2] shifts every neighbour displacement by −u, so
+derivatives with respect to u are derivatives with respect to x_i. Attention weights
+are multiplied by the envelope weight of each key token (exactly 0 for padding), so the
+output is invariant to neighbour order and smooth as neighbours cross the cutoff. No
+positional encoding: translation invariant by construction (unless
+``absolute_position`` adds x_i − box centre to token 0, for trapped systems).
+
+:class:`MLP` — for low-dimensional systems (one linear-SDE copy, or one non-interacting
+particle with its absolute position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+SIZES = {
+    # the anchor's production network: 4 layers x 4 heads x 256 wide, 64 neighbours
+    "anchor": dict(depth=4, heads=4, width=256, neighbours=64, ffn=256, embed_depth=2,
+                   readout_depth=2),
+    "small": dict(depth=2, heads=4, width=64, neighbours=16, ffn=128, embed_depth=2,
+                  readout_depth=2),
+    "tiny": dict(depth=1, heads=2, width=16, neighbours=6, ffn=32, embed_depth=1,
+                 readout_depth=1),
+}
+
+
+@dataclass
+class NetConfig:
+    """Architecture of a score network (saved with the run)."""
+
+    kind: str = "transformer"           # "transformer" | "mlp"
+    depth: int = 2                      # transformer blocks, or MLP hidden layers
+    heads: int = 4
+    width: int = 64
+    ffn: int = 128
+    neighbours: int = 16                # K
+    embed_depth: int = 2
+    readout_depth: int = 2
+    cutoff: float | None = None         # neighbour radius (None: K nearest at any distance)
+    envelope_width: float = 0.2         # envelope ramps over the outer 20 % of the cutoff
+    length_scale: float = 1.0           # displacements are divided by this
+    state_dim: int = 3                  # S
+    score_dims: tuple = (0, 1, 2)       # which of the S components the score covers
+    x_dims: tuple = (0, 1)
+    prop_kind: str | None = "angle"     # "angle" | "vector" | None
+    absolute_position: bool = False     # token 0 also sees x_i − centre (trapped systems)
+    propulsion_prior: bool = False      # s_g = −g + NN (the stationary OU marginal)
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def named(cls, size: str, **kw) -> "NetConfig":
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
+        return cls(**{**SIZES[size], **kw})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["score_dims"], d["x_dims"] = list(self.score_dims), list(self.x_dims)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetConfig":
+        d = dict(d)
+        d["score_dims"], d["x_dims"] = tuple(d["score_dims"]), tuple(d["x_dims"])
+        return cls(**d)
+
+
+def _mlp(sizes, rngs):
+    return nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+
+
+def _run_mlp(layers, h):
+    for m, layer in enumerate(layers):
+        h = layer(h)
+        if m < len(layers) - 1:
+            h = jax.nn.gelu(h)
+    return h
+
+
+def _prop_features(p, kind):
+    if kind == "angle":
+        return jnp.concatenate([jnp.cos(p), jnp.sin(p)], axis=-1)
+    return p
+
+
+def smooth_envelope(r, cutoff, width):
+    """1 inside (1 − width)·cutoff, C² smoothstep to 0 at the cutoff (JAX)."""
+    r_on = (1 - width) * cutoff
+    t = jnp.clip((r - r_on) / (cutoff - r_on), 0.0, 1.0)
+    return 1 - t ** 3 * (10 - 15 * t + 6 * t * t)
+
+
+class Block(nnx.Module):
+    """Pre-LN transformer block: h + MHA(LN h), then h + FFN(LN h); attention weights
+    scaled by the key tokens' envelope weights."""
+
+    def __init__(self, width, heads, ffn, rngs):
+        self.heads = heads
+        self.ln1 = nnx.LayerNorm(width, rngs=rngs)
+        self.qkv = nnx.Linear(width, 3 * width, rngs=rngs)
+        self.proj = nnx.Linear(width, width, rngs=rngs)
+        self.ln2 = nnx.LayerNorm(width, rngs=rngs)
+        self.ff1 = nnx.Linear(width, ffn, rngs=rngs)
+        self.ff2 = nnx.Linear(ffn, width, rngs=rngs)
+
+    def __call__(self, h, w):
+        B, T, W = h.shape
+        H = self.heads
+        q, k, v = jnp.split(self.qkv(self.ln1(h)), 3, axis=-1)
+        q, k, v = (a.reshape(B, T, H, W // H) for a in (q, k, v))
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(W // H)
+        logits = logits - jax.lax.stop_gradient(logits.max(-1, keepdims=True))
+        e = jnp.exp(logits) * w[:, None, None, :]
+        att = e / e.sum(-1, keepdims=True)
+        out = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(B, T, W)
+        h = h + self.proj(out)
+        return h + self.ff2(jax.nn.gelu(self.ff1(self.ln2(h))))
+
+
+class LocalTransformer(nnx.Module):
+    """Spatially local transformer score network (see the module docstring)."""
+
+    def __init__(self, cfg: NetConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        P = 2 if cfg.prop_kind else 0
+        n_in = 2 + P + 1 + (2 if cfg.absolute_position else 0) + 1  # rel, p, self flag, pos, logσ
+        W = cfg.width
+        self.embed = _mlp([n_in] + [W] * cfg.embed_depth, rngs)
+        self.blocks = nnx.List([Block(W, cfg.heads, cfg.ffn, rngs) for _ in range(cfg.depth)])
+        self.ln_out = nnx.LayerNorm(W, rngs=rngs)
+        self.readout = _mlp([W] * cfg.readout_depth + [len(cfg.score_dims)], rngs)
+
+    def __call__(self, y, ctx, log_sigma):
+        cfg = self.cfg
+        B = y.shape[0]
+        K = ctx["nb_rel"].shape[1]
+        u = y[:, :2]
+        rel = ctx["nb_rel"] - u[:, None, :]                       # (B, K, 2)
+        tokens_rel = jnp.concatenate([jnp.zeros((B, 1, 2), y.dtype), rel], 1) / cfg.length_scale
+        feats = [tokens_rel]
+        if cfg.prop_kind:
+            p_self = y[:, 2:]
+            p_all = jnp.concatenate([p_self[:, None, :], ctx["nb_p"]], 1)
+            feats.append(_prop_features(p_all, cfg.prop_kind))
+        flag = jnp.zeros((B, K + 1, 1), y.dtype).at[:, 0].set(1.0)
+        feats.append(flag)
+        if cfg.absolute_position:
+            pos = (ctx["pos"] + u) / cfg.length_scale
+            feats.append(jnp.zeros((B, K + 1, 2), y.dtype).at[:, 0].set(pos))
+        feats.append(jnp.broadcast_to(log_sigma[:, None, None], (B, K + 1, 1)).astype(y.dtype))
+        h = _run_mlp(self.embed, jnp.concatenate(feats, -1))
+        mask = ctx["nb_mask"]
+        if cfg.cutoff is not None:
+            r = jnp.sqrt(jnp.sum(rel ** 2, -1) + 1e-12)
+            mask = mask * smooth_envelope(r, cfg.cutoff, cfg.envelope_width)
+        w = jnp.concatenate([jnp.ones((B, 1), y.dtype), mask], 1)
+        for blk in self.blocks:
+            h = blk(h, w)
+        out = _run_mlp(self.readout, self.ln_out(h[:, 0]))
+        return _with_prior(out, y, cfg)
+
+
+class MLP(nnx.Module):
+    """Plain MLP score network for low-dimensional states: input = the own state (angles
+    as cos/sin; for particles also x_i − centre), output = its score components."""
+
+    def __init__(self, cfg: NetConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        n_in = self._n_in(cfg) + 1
+        self.layers = _mlp([n_in] + [cfg.width] * cfg.depth + [len(cfg.score_dims)], rngs)
+
+    @staticmethod
+    def _n_in(cfg):
+        if cfg.prop_kind is None:
+            return cfg.state_dim
+        return 2 + 2 if cfg.prop_kind == "angle" else 2 + 2
+
+    def __call__(self, y, ctx, log_sigma):
+        cfg = self.cfg
+        if cfg.prop_kind is None:
+            feats = [y / cfg.length_scale]
+        else:
+            feats = [(ctx["pos"] + y[:, :2]) / cfg.length_scale,
+                     _prop_features(y[:, 2:], cfg.prop_kind)]
+        feats.append(log_sigma[:, None].astype(y.dtype))
+        out = _run_mlp(self.layers, jnp.concatenate(feats, -1))
+        return _with_prior(out, y, cfg)
+
+
+def _with_prior(out, y, cfg):
+    if cfg.propulsion_prior and cfg.prop_kind == "vector":
+        prior = jnp.stack([-y[:, d] if d >= 2 else jnp.zeros_like(y[:, 0])
+                           for d in cfg.score_dims], -1)
+        out = out + prior
+    return out
+
+
+def build(cfg: NetConfig):
+    """A freshly initialised network for ``cfg`` (parameters from ``cfg.seed``)."""
+    rngs = nnx.Rngs(cfg.seed)
+    return LocalTransformer(cfg, rngs) if cfg.kind == "transformer" else MLP(cfg, rngs)
+
+
+def count_parameters(model) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,442 @@
+"""Training score networks on simcore trajectories (``scoremodels train``).
+
+A run directory holds ``run.json`` (the resolved configuration: data, network,
+objective, optimiser), ``checkpoints/`` (orbax: parameters, EMA parameters, optimiser
+state, step), ``metrics.csv`` (step, wall time, learning rate, training loss, validation
+loss of the raw and the EMA parameters) and ``loss.png``.
+
+Reproducibility: the batch of step t is a pure function of (seed, t) (see
+:class:`scoremodels.data.BatchStream`) and the loss noise key is fold_in(seed, t), so
+training interrupted and resumed from a checkpoint ends with the same parameters as an
+uninterrupted run (bit-identical on the same devices).
+
+Data parallel: batches are sharded along their first axis over all local JAX devices
+(``jax.sharding`` mesh ("data",)); parameters and optimiser state are replicated.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from simcore._errors import UserInputError
+from scoremodels import data as sdata
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (all overridable from a TOML file or flags).
+
+    Units: ``sigmas`` in state units (model lengths, radians, g units); ``cutoff`` in
+    model lengths; ``memory_budget_mb`` in MiB; ``lr`` per step.
+    """
+
+    size: str = "auto"                 # "tiny" | "small" | "anchor" | "mlp" | "auto"
+    depth: int | None = None
+    width: int | None = None
+    heads: int | None = None
+    neighbours: int | None = None
+    cutoff: float | None = None        # None: K nearest neighbours at any distance
+    absolute_position: bool | None = None  # None: on for a trapped system
+    sector: str = "auto"               # "full" | "propulsion" | "auto"
+    objective: str = "auto"            # "dsm" | "hyvarinen" | "auto"
+    sigmas: list = field(default_factory=lambda: [0.05])
+    div_mode: str = "exact"
+    fpe_weight: float = 0.0
+    rotate: bool = False
+    optimizer: str = "adamw"           # "adamw" | "radam"
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    ema: float = 0.999
+    steps: int = 2000
+    batch_size: int = 256
+    particles_per_frame: int | None = None
+    burn_in: float = 0.2
+    val_fraction: float = 0.1
+    n_blocks: int = 10
+    stride: int = 1
+    val_samples: int = 2048
+    val_every: int = 200
+    checkpoint_every: int = 500
+    memory_budget_mb: float = 512.0
+    seed: int = 0
+
+    @classmethod
+    def from_toml(cls, path) -> dict:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as exc:
+            raise UserInputError(f"Cannot read the config {path}: {exc.strerror}.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UserInputError(f"The config {path} is not valid TOML: {exc}.") from None
+        raw = raw.get("train", raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(raw) - known)
+        if bad:
+            raise UserInputError(f"Unknown training setting(s) {bad} in {path}; known: "
+                                 f"{', '.join(sorted(known))}.")
+        return raw
+
+
+def drift_divergence(adapter: sdata.Adapter, dims) -> float | None:
+    """∇·b over the score dims when it is a constant (linear SDE, non-interacting
+    particles), else None."""
+    if adapter.model == "linear":
+        return float(-np.trace(np.asarray(adapter.params["B"], float)))
+    p = adapter.params
+    out = 0.0
+    for d in dims:
+        if d in adapter.x_dims:
+            if adapter.interacting:
+                return None
+            out -= p.get("kappa", 0.0) * p.get("mu", 1.0)
+        elif adapter.prop_kind == "vector":
+            out -= p["gamma"]
+    return out
+
+
+def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
+    """Network config, score dims and objective for this data and settings."""
+    from scoremodels.losses import Objective
+    from scoremodels.nets import SIZES, NetConfig
+
+    a = tset.adapter
+    sector = a.default_sector() if cfg.sector == "auto" else cfg.sector
+    if sector == "full" and a.x_dims and np.any(np.diag(a.diffusion)[list(a.x_dims)] == 0):
+        raise UserInputError("The positions of this system are noiseless (D_t = 0): the "
+                             "all-variables EPR is infinite (hypoelliptic). Train the "
+                             "propulsion sector instead (--sector propulsion).")
+    dims = a.sector_dims(sector)
+    size = cfg.size
+    if size == "auto":
+        size = "small" if a.local and a.interacting else "mlp"
+    if size != "mlp" and not a.local:
+        raise UserInputError("The linear model has no neighbourhoods; use --size mlp.")
+    base = dict(depth=3, width=64, heads=1, neighbours=1) if size == "mlp" else dict(SIZES[size])
+    for key in ("depth", "width", "heads", "neighbours"):
+        if getattr(cfg, key) is not None:
+            base[key] = getattr(cfg, key)
+    absolute = cfg.absolute_position
+    if absolute is None:
+        absolute = a.kappa > 0
+    net = NetConfig(**{k: v for k, v in base.items() if k in NetConfig.__dataclass_fields__},
+                    kind="mlp" if size == "mlp" else "transformer", cutoff=cfg.cutoff,
+                    state_dim=a.state_dim, score_dims=tuple(dims), x_dims=a.x_dims,
+                    prop_kind=a.prop_kind, absolute_position=bool(absolute),
+                    propulsion_prior=a.prop_kind == "vector", seed=cfg.seed)
+    if stream_sample is not None:
+        net.length_scale = _length_scale(stream_sample, net)
+    kind = cfg.objective
+    if kind == "auto":
+        kind = "hyvarinen" if net.kind == "mlp" else "dsm"
+    if cfg.fpe_weight > 0:
+        if net.kind != "mlp" or drift_divergence(a, dims) is None or sector != "full":
+            raise UserInputError("The Fokker–Planck residual needs the whole system in one "
+                                 "sample (the MLP on a linear-SDE copy or a non-interacting "
+                                 "particle, sector full); it is not available here.")
+    obj = Objective(kind=kind, sigmas=[float(s) for s in cfg.sigmas], div_mode=cfg.div_mode,
+                    fpe_weight=cfg.fpe_weight, rotate=cfg.rotate)
+    if any(s <= 0 for s in obj.sigmas):
+        raise UserInputError("Noise levels (sigmas) must be positive.")
+    return net, dims, sector, obj
+
+
+def _length_scale(sample, net) -> float:
+    """Data-driven input scale: RMS neighbour distance (transformer), or RMS of the
+    position / state inputs (MLP)."""
+    if net.kind == "transformer":
+        r2 = (sample["nb_rel"] ** 2).sum(-1)
+        m = sample["nb_mask"] > 0
+        val = math.sqrt(r2[m].mean()) if m.any() else 1.0
+    elif net.prop_kind is None:
+        val = float(np.sqrt((sample["y"] ** 2).mean()))
+    else:
+        val = float(np.sqrt((sample["pos"] ** 2).mean()))
+    return val if val > 0 and math.isfinite(val) else 1.0
+
+
+# ---------------------------------------------------------------------------- model I/O
+def _optimizer(cfg: TrainConfig):
+    import optax
+
+    warm = max(1, min(cfg.warmup, cfg.steps - 1))
+    sched = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warm, max(cfg.steps, warm + 1),
+                                               end_value=cfg.lr * 1e-2)
+    if cfg.optimizer == "adamw":
+        opt = optax.adamw(sched, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "radam":
+        opt = optax.chain(optax.radam(sched), optax.add_decayed_weights(cfg.weight_decay)
+                          if cfg.weight_decay else optax.identity())
+    else:
+        raise UserInputError(f"Unknown optimizer {cfg.optimizer!r}: use adamw or radam.")
+    return optax.chain(optax.clip_by_global_norm(cfg.clip), opt), sched
+
+
+def _manager(run_dir: Path):
+    import orbax.checkpoint as ocp
+
+    return ocp.CheckpointManager((run_dir / "checkpoints").absolute(),
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=2))
+
+
+def load_run(run_dir, use_ema: bool = True):
+    """``(model, record)`` of a trained run: the network with its latest (EMA)
+    parameters and the run.json record."""
+    import jax
+    import orbax.checkpoint as ocp
+    from flax import nnx
+
+    from scoremodels.nets import NetConfig, build
+
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        raise UserInputError(f"{run_dir} is not a scoremodels run directory (no {RUN_FILE}).")
+    record = json.loads(path.read_text())
+    net_cfg = NetConfig.from_dict(record["net"])
+    model = build(net_cfg)
+    mgr = _manager(run_dir)
+    step = mgr.latest_step()
+    if step is None:
+        raise UserInputError(f"The run {run_dir} has no checkpoint yet.")
+    graphdef, params = nnx.split(model)
+    tx, _ = _optimizer(TrainConfig(**record["train"]))
+    tree = {"params": params, "ema": params, "opt": tx.init(params), "step": jax.numpy.asarray(0)}
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+    restored = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    model = nnx.merge(graphdef, restored["ema" if use_ema else "params"])
+    record["checkpoint_step"] = int(step)
+    return model, record
+
+
+# ---------------------------------------------------------------------------- training
+def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
+          overwrite: bool = False, quiet: bool = True, stop_after: int | None = None) -> Path:
+    """Train a score network on the trajectories ``paths``; write the run to ``out``.
+
+    ``stop_after``: leave after this many steps of this call (checkpointed), as if
+    interrupted; ``resume`` continues a run from its latest checkpoint with its saved
+    configuration (``cfg.steps`` may extend it).
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+    import orbax.checkpoint as ocp
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from tqdm.auto import tqdm
+
+    from scoremodels.losses import Objective, make_loss
+    from scoremodels.nets import NetConfig, build
+
+    out = Path(out)
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    record_path = out / RUN_FILE
+    if resume:
+        if not record_path.exists():
+            raise UserInputError(f"Nothing to resume in {out} (no {RUN_FILE}); drop --resume.")
+        record = json.loads(record_path.read_text())
+        saved = TrainConfig(**record["train"])
+        if cfg is not None and cfg.steps > saved.steps:
+            saved.steps = cfg.steps
+        cfg = saved
+        paths = [Path(p) for p in record["trajectories"]]
+    else:
+        cfg = cfg or TrainConfig()
+        if out.exists() and any(out.iterdir()):
+            if not overwrite:
+                raise UserInputError(f"The run directory {out} already exists and is not "
+                                     "empty. Pass --resume to continue it or --overwrite to "
+                                     "start over.")
+            shutil.rmtree(out)
+        if not out.parent.exists():
+            raise UserInputError(f"The folder {out.parent} does not exist.")
+    if cfg.batch_size < 1 or cfg.steps < 1:
+        raise UserInputError("batch_size and steps must be positive.")
+
+    tset = sdata.TrajectorySet(paths)
+    try:
+        a = tset.adapter
+        budget = int(cfg.memory_budget_mb * 2 ** 20)
+        train_fr, val_fr = sdata.split_frames(len(tset), cfg.burn_in, cfg.val_fraction,
+                                              cfg.n_blocks, cfg.stride)
+        net_cfg, dims, sector, obj = resolve(tset, cfg)
+        K = net_cfg.neighbours
+        stream = sdata.BatchStream(tset, train_fr, cfg.batch_size, K, cfg.cutoff, cfg.seed,
+                                   budget, cfg.particles_per_frame)
+        if resume:
+            net_cfg = NetConfig.from_dict(record["net"])
+            obj = Objective(**record["objective"])
+        else:
+            net_cfg.length_scale = _length_scale(stream.batch(0), net_cfg)
+        val = sdata.fixed_samples(tset, val_fr, cfg.val_samples, K, cfg.cutoff, cfg.seed,
+                                  budget)
+        D_sel = a.diffusion[np.ix_(dims, dims)]
+        divb = drift_divergence(a, dims)
+        record = {"trajectories": [str(p.resolve()) for p in paths], "train": dataclasses.asdict(cfg),
+                  "net": net_cfg.to_dict(), "objective": dataclasses.asdict(obj),
+                  "adapter": json.loads(a.to_json()), "sector": sector, "score_dims": list(dims),
+                  "devices": jax.local_device_count(), "time_per_frame": tset.time_per_frame}
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_text(record_path, json.dumps(record, indent=1))
+
+        n_dev = jax.local_device_count()
+        if cfg.batch_size % n_dev:
+            raise UserInputError(f"The batch size {cfg.batch_size} is not a multiple of the "
+                                 f"{n_dev} local devices.")
+        mesh = jax.make_mesh((n_dev,), ("data",))
+        repl, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+        model = build(net_cfg)
+        graphdef, params = nnx.split(model)
+        tx, sched = _optimizer(cfg)
+        opt_state = tx.init(params)
+        ema = params
+        start = 0
+        mgr = _manager(out)
+        if resume and mgr.latest_step() is not None:
+            tree = {"params": params, "ema": ema, "opt": opt_state, "step": jnp.asarray(0)}
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+            r = mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore(abstract))
+            params, ema, opt_state, start = r["params"], r["ema"], r["opt"], int(r["step"])
+        params, ema, opt_state = jax.device_put((params, ema, opt_state), repl)
+
+        loss = make_loss(obj, dims, a.prop_kind, D_sel, divb if divb is not None else 0.0)
+        decay = cfg.ema
+
+        @jax.jit
+        def step_fn(params, opt_state, ema, batch, key):
+            def lossf(p):
+                return loss(nnx.merge(graphdef, p), batch, key)
+
+            val_, grads = jax.value_and_grad(lossf)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
+            return params, opt_state, ema, val_
+
+        @jax.jit
+        def eval_fn(params, batch, key):
+            return loss(nnx.merge(graphdef, params), batch, key)
+
+        base_key = jax.random.key(cfg.seed)
+        val_key = jax.random.fold_in(base_key, 2 ** 31 - 1)
+
+        def validate(p):
+            if val is None:
+                return float("nan")
+            bs = cfg.batch_size
+            n = (len(val["y"]) // bs) * bs or len(val["y"])
+            tot, cnt = 0.0, 0
+            for i0 in range(0, n, bs):
+                b = {k: v[i0:i0 + bs] for k, v in val.items()}
+                if len(b["y"]) % n_dev:
+                    break
+                b = jax.device_put(b, shard)
+                tot += float(eval_fn(p, b, jax.random.fold_in(val_key, i0))) * len(b["y"])
+                cnt += len(b["y"])
+            return tot / max(cnt, 1)
+
+        metrics_path = out / "metrics.csv"
+        rows = _read_metrics(metrics_path, start) if resume else []
+        end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+        t0 = time.perf_counter()
+        acc, acc_n = 0.0, 0
+        bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=True if quiet else None,
+                   desc="train")
+        step = start
+        for step in range(start, end):
+            batch = jax.device_put(stream.batch(step), shard)
+            params, opt_state, ema, lv = step_fn(params, opt_state, ema, batch,
+                                                 jax.random.fold_in(base_key, step))
+            acc += float(lv)
+            acc_n += 1
+            bar.update(1)
+            done = step + 1
+            if done % cfg.val_every == 0 or done == cfg.steps:
+                row = {"step": done, "wall_s": round(time.perf_counter() - t0, 3),
+                       "lr": float(sched(step)), "train_loss": acc / acc_n,
+                       "val_loss": validate(params), "val_loss_ema": validate(ema)}
+                rows.append(row)
+                bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{row['val_loss_ema']:.4g}")
+                acc, acc_n = 0.0, 0
+                _write_metrics(metrics_path, rows)
+            if done % cfg.checkpoint_every == 0 or done == end:
+                tree = {"params": params, "ema": ema, "opt": opt_state,
+                        "step": jnp.asarray(done)}
+                mgr.save(done, args=ocp.args.StandardSave(tree), force=True)
+        bar.close()
+        mgr.wait_until_finished()
+        if end > start and mgr.latest_step() != end:
+            tree = {"params": params, "ema": ema, "opt": opt_state, "step": jnp.asarray(end)}
+            mgr.save(end, args=ocp.args.StandardSave(tree), force=True)
+            mgr.wait_until_finished()
+        _write_metrics(metrics_path, rows)
+        if rows:
+            _loss_figure(rows, out / "loss.png")
+        return out
+    finally:
+        tset.close()
+
+
+def _atomic_text(path: Path, text: str):
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+FIELDS = ["step", "wall_s", "lr", "train_loss", "val_loss", "val_loss_ema"]
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)
+                if float(r["step"]) <= upto]
+
+
+def _write_metrics(path: Path, rows):
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (int(r[k]) if k == "step" else r[k]) for k in FIELDS})
+    os.replace(tmp, path)
+
+
+def _loss_figure(rows, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.plot(s, [r["train_loss"] for r in rows], label="train")
+    ax.plot(s, [r["val_loss"] for r in rows], label="validation")
+    ax.plot(s, [r["val_loss_ema"] for r in rows], label="validation (EMA)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
