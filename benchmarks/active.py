@@ -10,7 +10,7 @@ time are excluded; each number is the best of 3 timed runs of the same step coun
 300-step warm-up, the runs continuing one trajectory):
 
 A. **simcore** (`simcore.models.active`, imported fresh from this checkout) at N = 4096,
-   16384, 65536, with Gaussian (Box–Muller) and variance-matched uniform translational
+   16384, 65536, with Gaussian (ziggurat) and variance-matched uniform translational
    noise, on 1 thread (``parallel=False``, ``numba.set_num_threads(1)``) and 2 threads
    (``parallel=True``). It also checks that the state after the warm-up is bit-identical on
    1 and 2 threads (counter-based noise).
@@ -31,7 +31,7 @@ D. **AOUP soft-harmonic** (preset ``boffi2023``, N = 4096) against a Numba all-p
 E. **Breakdown** (N = smallest size, 1 thread): simcore's step split into ``forces()``
    (cell sort + pair forces) and the rest (integration + noise), and the cost of several
    counter-based noise generators (3 numbers per particle-step, thread-count independent):
-   simcore's Box–Muller, uniform, one-hash uniforms, an Irwin–Hall Gaussian, ...
+   simcore's ziggurat, uniform, one-hash uniforms, an Irwin–Hall Gaussian, Box–Muller...
 
 Targets (issue text): simcore ≥ 1.25× LAMMPS serial on 1 thread and ≥ 1.1× LAMMPS on
 2 MPI ranks on 2 threads. LAMMPS's default noise is uniform, which is what the anchor's
@@ -546,12 +546,14 @@ def _noise_kernel(kind, key, step0, n_steps, out):
     for s in range(n_steps):
         for i in range(n):
             base = rng.stream_base(key, step0 + s, i)
-            if kind == 0:  # Box-Muller pair (x, y) + Box-Muller for the angle: simcore G
-                w0, w1 = rng.normal_pair(base, 0)
-                z, _ = rng.normal_pair(base, 2)
-            elif kind == 1:  # uniform (x, y) + Box-Muller angle: simcore U
+            if kind == 0:  # three ziggurat normals (x, y, angle): simcore G
+                w0, w1, z = rng.normal(base, 0), rng.normal(base, 1), rng.normal(base, 2)
+            elif kind == 1:  # uniform (x, y) + ziggurat angle: simcore U
                 w0 = _SQRT3 * (2.0 * rng.uniform(base, 0) - 1.0)
                 w1 = _SQRT3 * (2.0 * rng.uniform(base, 1) - 1.0)
+                z = rng.normal(base, 2)
+            elif kind == 6:  # Box-Muller pair (x, y) + Box-Muller angle: simcore G before 11/28
+                w0, w1 = rng.normal_pair(base, 0)
                 z, _ = rng.normal_pair(base, 2)
             elif kind == 2:  # three uniforms, three hashes (LAMMPS's default noise)
                 w0 = _SQRT3 * (2.0 * rng.uniform(base, 0) - 1.0)
@@ -575,7 +577,7 @@ def _noise_kernel(kind, key, step0, n_steps, out):
                         w1 = v
                     else:
                         z = v
-            else:  # Box-Muller from 32-bit halves of one hash per pair (2 hashes)
+            elif kind == 5:  # Box-Muller from 32-bit halves of one hash per pair (2 hashes)
                 h = rng.mix64(base)
                 u1 = (float(h >> 32) + 0.5) * _TWO_M32
                 u2 = float(h & 0xFFFFFFFF) * _TWO_M32
@@ -586,16 +588,19 @@ def _noise_kernel(kind, key, step0, n_steps, out):
                 u1 = (float(h >> 32) + 0.5) * _TWO_M32
                 u2 = float(h & 0xFFFFFFFF) * _TWO_M32
                 z = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+            else:
+                w0 = w1 = z = 0.0
             out[i] += w0 + w1 + z
 
 
 NOISE_KINDS = [
-    "Box-Muller x, y + Box-Muller angle (simcore noise='gaussian')",
-    "uniform x, y + Box-Muller angle (simcore noise='uniform')",
+    "ziggurat x, y + ziggurat angle (simcore noise='gaussian')",
+    "uniform x, y + ziggurat angle (simcore noise='uniform')",
     "3 uniforms, 3 hashes (like LAMMPS's default rng uniform)",
     "3 x 21-bit uniforms from 1 hash",
     "Irwin-Hall Gaussian (sum of 4 16-bit uniforms), 1 hash per number",
     "Box-Muller, 32-bit halves of 1 hash per pair (2 hashes)",
+    "Box-Muller x, y + Box-Muller angle (simcore's Gaussian until 2026-11-28)",
 ]
 
 
@@ -776,7 +781,7 @@ def main(argv=None) -> None:
         f"{REPEATS} runs of the same step count for every engine: "
         + ", ".join(f"N = {n}: {steps_for(n)} steps (L = {abp_params(n, 'uniform').box:.4f})"
                     for n in sizes) + ".",
-        "Noise: G = Gaussian (Box-Muller in simcore), U = variance-matched uniform (LAMMPS's "
+        "Noise: G = Gaussian (ziggurat in simcore), U = variance-matched uniform (LAMMPS's "
         "default `rng uniform`). simcore 1 thread = serial kernels; 2 threads = threaded "
         f"kernels. LAMMPS/jax-md neighbour skin {args.skin}.", ""]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 _P1, _P2, _P3 = 73856093, 19349663, 83492791
 
@@ -249,6 +249,42 @@ def build_grid2d(pos, nc, side, cell_start, order, xs, ys):
     cell_start[0] = 0
 
 
+@njit(cache=True, inline="always")
+def _verlet_row(t, L, nc, inv, cell_start, order, xs, ys, rl2, nb, nb_count, ref, pos):
+    """The index-sorted Verlet list of the particle at sorted slot ``t``; returns its size."""
+    cap = nb.shape[1]
+    i = order[t]
+    px, py = xs[t], ys[t]
+    cx = min(max(int(px * inv), 0), nc - 1)
+    cy = min(max(int(py * inv), 0), nc - 1)
+    m = 0
+    for oy in range(-1, 2):
+        ry, sy = neighbor_cell(cy, oy, nc, L)
+        for ox in range(-1, 2):
+            rx, sx = neighbor_cell(cx, ox, nc, L)
+            c = ry * nc + rx
+            for u in range(cell_start[c], cell_start[c + 1]):
+                if u == t:
+                    continue
+                dx = px - (xs[u] + sx)
+                dy = py - (ys[u] + sy)
+                if dx * dx + dy * dy < rl2:
+                    if m < cap:
+                        nb[i, m] = order[u]
+                    m += 1
+    nb_count[i] = m
+    if m <= cap:  # insertion sort by particle index (lists are short)
+        for a in range(1, m):
+            v = nb[i, a]
+            b = a - 1
+            while b >= 0 and nb[i, b] > v:
+                nb[i, b + 1] = nb[i, b]
+                b -= 1
+            nb[i, b + 1] = v
+    ref[i, 0], ref[i, 1] = pos[i, 0], pos[i, 1]
+    return m
+
+
 @njit(cache=True)
 def build_verlet2d(pos, L, nc, side, cell_start, order, xs, ys, r_list, nb, nb_count, ref):
     """Verlet lists within ``r_list`` (cutoff + skin) in a periodic 2D box, from the grid.
@@ -260,43 +296,34 @@ def build_verlet2d(pos, L, nc, side, cell_start, order, xs, ys, r_list, nb, nb_c
     positions at build time, for the displacement criterion.
     """
     build_grid2d(pos, nc, side, cell_start, order, xs, ys)
-    n = pos.shape[0]
-    cap = nb.shape[1]
-    rl2 = r_list * r_list
     inv = 1.0 / side
     largest = 0
-    for t in range(n):
-        i = order[t]
-        px, py = xs[t], ys[t]
-        cx = min(max(int(px * inv), 0), nc - 1)
-        cy = min(max(int(py * inv), 0), nc - 1)
-        m = 0
-        for oy in range(-1, 2):
-            ry, sy = neighbor_cell(cy, oy, nc, L)
-            for ox in range(-1, 2):
-                rx, sx = neighbor_cell(cx, ox, nc, L)
-                c = ry * nc + rx
-                for u in range(cell_start[c], cell_start[c + 1]):
-                    if u == t:
-                        continue
-                    dx = px - (xs[u] + sx)
-                    dy = py - (ys[u] + sy)
-                    if dx * dx + dy * dy < rl2:
-                        if m < cap:
-                            nb[i, m] = order[u]
-                        m += 1
-        nb_count[i] = m
-        largest = max(largest, m)
-        if m <= cap:  # insertion sort by particle index (lists are short)
-            for a in range(1, m):
-                v = nb[i, a]
-                b = a - 1
-                while b >= 0 and nb[i, b] > v:
-                    nb[i, b + 1] = nb[i, b]
-                    b -= 1
-                nb[i, b + 1] = v
-        ref[i, 0], ref[i, 1] = pos[i, 0], pos[i, 1]
+    for t in range(pos.shape[0]):
+        largest = max(largest, _verlet_row(t, L, nc, inv, cell_start, order, xs, ys,
+                                           r_list * r_list, nb, nb_count, ref, pos))
     return largest
+
+
+@njit(cache=True, parallel=True)
+def build_verlet2d_parallel(pos, L, nc, side, cell_start, order, xs, ys, r_list, nb, nb_count,
+                            ref):
+    """Threaded :func:`build_verlet2d` (same lists; the grid sort itself stays serial)."""
+    build_grid2d(pos, nc, side, cell_start, order, xs, ys)
+    inv = 1.0 / side
+    largest = 0
+    for t in prange(pos.shape[0]):
+        largest = max(largest, _verlet_row(t, L, nc, inv, cell_start, order, xs, ys,
+                                           r_list * r_list, nb, nb_count, ref, pos))
+    return largest
+
+
+@njit(cache=True, inline="always")
+def _displacement2(i, pos, ref, L, inv):
+    dx = pos[i, 0] - ref[i, 0]
+    dy = pos[i, 1] - ref[i, 1]
+    dx -= L * math.floor(dx * inv + 0.5)
+    dy -= L * math.floor(dy * inv + 0.5)
+    return dx * dx + dy * dy
 
 
 @njit(cache=True)
@@ -305,9 +332,15 @@ def max_displacement2(pos, ref, L):
     best = 0.0
     inv = 1.0 / L
     for i in range(pos.shape[0]):
-        dx = pos[i, 0] - ref[i, 0]
-        dy = pos[i, 1] - ref[i, 1]
-        dx -= L * math.floor(dx * inv + 0.5)
-        dy -= L * math.floor(dy * inv + 0.5)
-        best = max(best, dx * dx + dy * dy)
+        best = max(best, _displacement2(i, pos, ref, L, inv))
+    return best
+
+
+@njit(cache=True, parallel=True)
+def max_displacement2_parallel(pos, ref, L):
+    """Threaded :func:`max_displacement2` (a max reduction: independent of the order)."""
+    best = 0.0
+    inv = 1.0 / L
+    for i in prange(pos.shape[0]):
+        best = max(best, _displacement2(i, pos, ref, L, inv))
     return best

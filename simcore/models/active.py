@@ -377,10 +377,39 @@ def _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta
 
 @njit(cache=True, error_model="numpy")
 def _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta, contact, force):
+    """Newton's third law over the upper half (j > i) of the index-sorted lists.
+
+    Each pair is computed once and scattered to i (+) and j (−). Visiting i in
+    increasing order, particle i receives its terms in increasing j, exactly the order of
+    :func:`_verlet_force_on`'s sum, and −(f·d) is the exact negation, so the forces are
+    bit-identical to the threaded full-list kernel at half the pair work.
+    """
     inv_L = 1.0 / L
-    for i in range(pos.shape[0]):
-        force[i, 0], force[i, 1] = _verlet_force_on(i, pos, L, inv_L, nb, nb_count, pot, sig2,
-                                                    eps24, rc2, k, beta, contact)
+    n = pos.shape[0]
+    for i in range(n):
+        force[i, 0] = 0.0
+        force[i, 1] = 0.0
+    for i in range(n):
+        px, py = pos[i, 0], pos[i, 1]
+        fx, fy = force[i, 0], force[i, 1]
+        m = nb_count[i]
+        a = m
+        while a > 0 and nb[i, a - 1] > i:  # start of the j > i half (lists are short)
+            a -= 1
+        for b in range(a, m):
+            j = nb[i, b]
+            dx = px - pos[j, 0]
+            dy = py - pos[j, 1]
+            dx -= L * math.floor(dx * inv_L + 0.5)
+            dy -= L * math.floor(dy * inv_L + 0.5)
+            r2 = dx * dx + dy * dy
+            if r2 < rc2:
+                f = _pair_force(r2, pot, sig2, eps24, rc2, k, beta, contact)
+                fx += f * dx
+                fy += f * dy
+                force[j, 0] -= f * dx
+                force[j, 1] -= f * dy
+        force[i, 0], force[i, 1] = fx, fy
 
 
 _FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy")
@@ -458,9 +487,9 @@ def _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, deca
         w0 = 1.7320508075688772 * (2.0 * rng.uniform(base, 0) - 1.0)
         w1 = 1.7320508075688772 * (2.0 * rng.uniform(base, 1) - 1.0)
     else:
-        w0, w1 = rng.normal_pair(base, 0)
+        w0, w1 = rng.normal(base, 0), rng.normal(base, 1)
     if abp:
-        px, py = math.cos(theta[i]), math.sin(theta[i])
+        py, px = rng.sincos(theta[i])
     else:
         px, py = g[i, 0], g[i, 1]
     for d in range(2):
@@ -470,21 +499,22 @@ def _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, deca
         if not abs(jump) <= max_jump:
             unstable[0] = 1
         x = pos[i, d] + (v0 * p + mu * force[i, d]) * dt + s_t * w
-        shift = math.floor(x / L)
-        x -= shift * L
-        if x >= L:  # round-off can land exactly on L
-            x -= L
-            shift += 1.0
+        if x < 0.0 or x >= L:  # rare: the particle left the box
+            shift = math.floor(x / L)
+            x -= shift * L
+            if x >= L:  # round-off can land exactly on L
+                x -= L
+                shift += 1.0
+            image[i, d] += int(shift)
         pos[i, d] = x
-        image[i, d] += int(shift)
     if abp:
-        z, _ = rng.normal_pair(base, 2)
-        th = theta[i] + s_r * z
-        theta[i] = th - 2.0 * math.pi * math.floor((th + math.pi) / (2.0 * math.pi))
+        th = theta[i] + s_r * rng.normal(base, 2)
+        if th < -math.pi or th >= math.pi:  # keep θ in [−π, π)
+            th -= 2.0 * math.pi * math.floor((th + math.pi) / (2.0 * math.pi))
+        theta[i] = th
     else:
-        z0, z1 = rng.normal_pair(base, 2)
-        g[i, 0] = decay * g[i, 0] + s_g * z0
-        g[i, 1] = decay * g[i, 1] + s_g * z1
+        g[i, 0] = decay * g[i, 0] + s_g * rng.normal(base, 2)
+        g[i, 1] = decay * g[i, 1] + s_g * rng.normal(base, 3)
 
 
 @njit(cache=True, parallel=True)
@@ -575,9 +605,19 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
     half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
     for s in range(n_steps):
         if use_verlet:
-            if status[1] == 0 or neighbors.max_displacement2(pos, ref, L) > half_skin2:
-                largest = neighbors.build_verlet2d(pos, L, grid_nc, L / grid_nc, bucket_start,
-                                                   order, xs, ys, r_list, nb, nb_count, ref)
+            if parallel:
+                moved2 = neighbors.max_displacement2_parallel(pos, ref, L)
+            else:
+                moved2 = neighbors.max_displacement2(pos, ref, L)
+            if status[1] == 0 or moved2 > half_skin2:
+                if parallel:
+                    largest = neighbors.build_verlet2d_parallel(
+                        pos, L, grid_nc, L / grid_nc, bucket_start, order, xs, ys, r_list, nb,
+                        nb_count, ref)
+                else:
+                    largest = neighbors.build_verlet2d(pos, L, grid_nc, L / grid_nc,
+                                                       bucket_start, order, xs, ys, r_list, nb,
+                                                       nb_count, ref)
                 if largest > nb.shape[1]:
                     status[0] = largest
                     status[1] = 0
