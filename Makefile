@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,cluster]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +26,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/couzin.py
 	$(PY) benchmarks/active.py
+	$(PY) benchmarks/sweep.py
 	$(PY) benchmarks/harddisc.py
 	$(PY) benchmarks/score.py
 

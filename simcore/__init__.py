@@ -6,7 +6,9 @@ The public API is small; everything else lives in private or per-concept modules
 * :func:`presets` — a model's presets as validated parameter objects;
 * :func:`open_trajectory` — open a trajectory lazily as an xarray Dataset
   (with the ``ds.simcore`` accessor);
-* :func:`schooling_indices` — order parameters, seven entropies and the OSI.
+* :func:`schooling_indices` — order parameters, seven entropies and the OSI;
+* :func:`sweep` — run a parameter sweep (same as ``simcore sweep``), resumable;
+* :func:`open_sweep` — a finished sweep as one lazy Dataset, parameters as dimensions.
 """
 
 __version__ = "0.1.0"
@@ -15,6 +17,7 @@ from simcore.api import run  # noqa: E402
 from simcore.config import presets  # noqa: E402
 from simcore.io.trajectory import open_trajectory  # noqa: E402
 from simcore._errors import UserInputError  # noqa: E402
+from simcore.sweep import open_sweep, run_sweep as sweep  # noqa: E402
 from simcore import accessor as _accessor  # noqa: E402,F401
 
 
@@ -25,4 +28,5 @@ def schooling_indices(*args, **kwargs):
     return _impl(*args, **kwargs)
 
 
-__all__ = ["run", "presets", "open_trajectory", "schooling_indices", "UserInputError", "__version__"]
+__all__ = ["run", "presets", "open_trajectory", "schooling_indices", "sweep", "open_sweep",
+           "UserInputError", "__version__"]

@@ -1,4 +1,4 @@
-"""``simcore presets | run | analyze | plot | info`` (design §4).
+"""``simcore presets | run | analyze | sweep | plot | info`` (design §4).
 
 Exit codes: 0 success, 2 bad input (one paragraph on stderr, no traceback), 1 internal
 error, 130 interrupted.
@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from simcore._errors import UserInputError
+from simcore.sweep import SweepFailed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,12 +53,38 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, help="Numba threads (results do not depend on it)")
     s.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
-    s = sub.add_parser("analyze", help="compute the model's diagnostics of a trajectory")
-    s.add_argument("input", metavar="IN.nc")
-    s.add_argument("-o", "--out", metavar="OUT.nc", help="write the diagnostics as NetCDF")
+    s = sub.add_parser("analyze", help="compute the model's diagnostics of a trajectory "
+                       "or of a sweep folder (combined along the sweep parameters)")
+    s.add_argument("input", metavar="IN.nc|SWEEP_DIR")
+    s.add_argument("-o", "--out", metavar="OUT.nc", help="write the diagnostics as NetCDF "
+                   "(for a sweep folder: default SWEEP_DIR/diagnostics.nc)")
     s.add_argument("--convention", choices=["corrected", "dewi"], default="corrected",
                    help="schooling entropies: corrected (default) or the dewi-kadita definitions")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    s = sub.add_parser("sweep", help="run many runs of a model (resumable)",
+                       description="Run every missing run of the sweep in SWEEP.toml (see "
+                       "docs/sweeps.md); finished runs are skipped, interrupted ones resumed.")
+    s.add_argument("sweep_file", metavar="SWEEP.toml")
+    s.add_argument("--backend", choices=["serial", "processes", "dask"], default="serial")
+    s.add_argument("--scheduler", metavar="ADDRESS|local|slurm|pbs",
+                   help="dask only: local (default), tcp://HOST:PORT, slurm or pbs")
+    s.add_argument("--workers", type=int, help="parallel workers (default: usable cores)")
+    s.add_argument("--threads-per-worker", type=int,
+                   help="Numba threads per run (default 1 for processes/dask)")
+    s.add_argument("--out", metavar="DIR", help="output folder (default: the sweep file's out)")
+    g = s.add_argument_group("batch jobs (--scheduler slurm|pbs, via dask-jobqueue)")
+    g.add_argument("--cores", type=int, help="cores per job (one worker per core)")
+    g.add_argument("--memory", help="memory per job, e.g. 8GB")
+    g.add_argument("--walltime", help="wall time per job, e.g. 02:00:00")
+    g.add_argument("--queue", help="partition / queue")
+    g.add_argument("--account", help="account / project to charge")
+    g.add_argument("--jobs", type=int, default=1, help="number of batch jobs (default 1)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="list the runs and their states (and the job script) without running")
+    s.add_argument("--print-job-script", action="store_true",
+                   help="print the SLURM/PBS job script and exit (SLURM/PBS need not be present)")
+    s.add_argument("--quiet", action="store_true", help="no progress messages")
 
     s = sub.add_parser("plot", help="draw a trajectory's diagnostics and a snapshot")
     s.add_argument("input", metavar="IN.nc")
@@ -112,10 +139,41 @@ def _check_new_output(path: Path, overwrite: bool) -> None:
         raise UserInputError(f"The output folder {path.parent} does not exist.")
 
 
+def _cmd_sweep(args) -> None:
+    from simcore.sweep import ClusterOptions, describe, job_script, plan_sweep, run_sweep
+
+    options = ClusterOptions(cores=args.cores, memory=args.memory, walltime=args.walltime,
+                             queue=args.queue, account=args.account, jobs=args.jobs)
+    if args.print_job_script or args.dry_run:
+        if args.scheduler in ("slurm", "pbs"):
+            script = job_script(args.scheduler, options,
+                                threads_per_worker=args.threads_per_worker or 1)
+            if args.print_job_script:
+                print(script, end="")
+                return
+            print(f"# {args.scheduler.upper()} job script ({args.jobs} job(s); the scheduler "
+                  f"address is filled in at run time):\n{script}")
+        elif args.print_job_script:
+            raise UserInputError("--print-job-script needs --backend dask --scheduler slurm "
+                                 "(or pbs).")
+        print(describe(plan_sweep(args.sweep_file, out=args.out)))
+        return
+    run_sweep(args.sweep_file, backend=args.backend, scheduler=args.scheduler,
+              workers=args.workers, threads_per_worker=args.threads_per_worker, out=args.out,
+              cluster=options, quiet=args.quiet, argv=sys.argv)
+
+
 def _cmd_analyze(args) -> None:
     from simcore.analysis import analyze_dataset, summarize
     from simcore.io.trajectory import open_trajectory
+    from simcore.sweep import is_sweep_folder
 
+    if is_sweep_folder(args.input):
+        _analyze_sweep(args)
+        return
+    if Path(args.input).is_dir():
+        raise UserInputError(f"{args.input} is a folder but not a sweep folder (it has no "
+                             "manifest.json); give a trajectory file or a sweep's output folder.")
     if args.out:
         _check_new_output(Path(args.out), args.overwrite)
     with open_trajectory(args.input) as ds:
@@ -129,6 +187,22 @@ def _cmd_analyze(args) -> None:
 
         write_dataset(result, args.out)
         print(f"Wrote {args.out}")
+
+
+def _analyze_sweep(args) -> None:
+    from simcore.io.results import write_dataset
+    from simcore.sweep import analyze_sweep, read_manifest
+
+    out = Path(args.out) if args.out else Path(args.input) / "diagnostics.nc"
+    _check_new_output(out, args.overwrite)
+    kwargs = ({"convention": args.convention}
+              if read_manifest(args.input)["model"] == "couzin" else {})
+    result = analyze_sweep(args.input, quiet=False, **kwargs)
+    dims = result.attrs["simcore_sweep_dims"].split()
+    print(f"{args.input}: sweep of model {result.attrs['simcore_model']}, dimensions "
+          + ", ".join(f"{d} ({result.sizes[d]})" for d in dims))
+    write_dataset(result, out)
+    print(f"Wrote {out}")
 
 
 def _cmd_plot(args) -> None:
@@ -180,7 +254,7 @@ def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     warnings.showwarning = _show_warning
     handlers = {"presets": _cmd_presets, "run": _cmd_run, "analyze": _cmd_analyze,
-                "plot": _cmd_plot, "info": _cmd_info}
+                "plot": _cmd_plot, "info": _cmd_info, "sweep": _cmd_sweep}
     try:
         handlers[args.command](args)
     except UserInputError as err:
@@ -189,6 +263,9 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("simcore: interrupted", file=sys.stderr)
         return 130
+    except SweepFailed as err:
+        print(textwrap.fill(f"simcore {args.command}: {err}", width=100), file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
     except Exception:  # noqa: BLE001 - report internal errors distinctly from bad input

@@ -12,9 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("jax")
-pytest.importorskip("flax")
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 

@@ -10,8 +10,6 @@ import math
 
 import pytest
 
-pytest.importorskip("jax")
-
 import simcore  # noqa: E402
 from scoremodels.epr import estimate  # noqa: E402
 from scoremodels.train import TrainConfig, train  # noqa: E402
