@@ -12,6 +12,7 @@ Frames are appended with netCDF4 directly (xarray cannot append along a dimensio
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 from pathlib import Path
@@ -246,14 +247,12 @@ def open_trajectory(path: str | Path, **kwargs):
     return ds.set_coords("time").swap_dims(frame="time")
 
 
-def provenance(argv=None, extra: Mapping[str, object] | None = None) -> str:
-    """JSON provenance: package versions, git commit, argv, UTC time, host."""
-    import datetime
+@functools.lru_cache(maxsize=1)
+def _software_versions() -> tuple[dict, str | None]:
+    """Package versions and the git commit of the simcore checkout (once per process:
+    two ``git`` calls cost ~20 ms, which adds up over the runs of a sweep)."""
     import importlib.metadata as md
-    import platform
-    import socket
     import subprocess
-    import sys
 
     versions = {}
     for pkg in ("simcore", "numpy", "numba", "netCDF4", "xarray", "pydantic"):
@@ -275,9 +274,20 @@ def provenance(argv=None, extra: Mapping[str, object] | None = None) -> str:
             commit += "-dirty" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         pass
+    return versions, commit
+
+
+def provenance(argv=None, extra: Mapping[str, object] | None = None) -> str:
+    """JSON provenance: package versions, git commit, argv, UTC time, host."""
+    import datetime
+    import platform
+    import socket
+    import sys
+
+    versions, commit = _software_versions()
     record = {
         "python": sys.version.split()[0],
-        "versions": versions,
+        "versions": dict(versions),
         "git_commit": commit,
         "argv": list(sys.argv if argv is None else argv),
         "utc_start": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
