@@ -55,6 +55,7 @@ class NetConfig:
     cutoff: float | None = None         # neighbour radius (None: K nearest at any distance)
     envelope_width: float = 0.2         # envelope ramps over the outer 20 % of the cutoff
     length_scale: float = 1.0           # displacements are divided by this
+    input_scale: list | None = None     # MLP on a linear-SDE copy: per-component scale of y
     state_dim: int = 3                  # S
     score_dims: tuple = (0, 1, 2)       # which of the S components the score covers
     x_dims: tuple = (0, 1)
@@ -195,7 +196,9 @@ class MLP(nnx.Module):
     def __call__(self, y, ctx, log_sigma):
         cfg = self.cfg
         if cfg.prop_kind is None:
-            feats = [y / cfg.length_scale]
+            scale = (jnp.asarray(cfg.input_scale, y.dtype) if cfg.input_scale is not None
+                     else cfg.length_scale)
+            feats = [y / scale]
         else:
             feats = [(ctx["pos"] + y[:, :2]) / cfg.length_scale,
                      _prop_features(y[:, 2:], cfg.prop_kind)]

@@ -140,7 +140,7 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
                     prop_kind=a.prop_kind, absolute_position=bool(absolute),
                     propulsion_prior=a.prop_kind == "vector", seed=cfg.seed)
     if stream_sample is not None:
-        net.length_scale = _length_scale(stream_sample, net)
+        _set_scales(net, stream_sample)
     kind = cfg.objective
     if kind == "auto":
         kind = "hyvarinen" if net.kind == "mlp" else "dsm"
@@ -154,6 +154,16 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
     if any(s <= 0 for s in obj.sigmas):
         raise UserInputError("Noise levels (sigmas) must be positive.")
     return net, dims, sector, obj
+
+
+def _set_scales(net, sample):
+    """Input normalisation from a training batch: the length scale and, for the MLP on
+    a linear-SDE copy, the RMS of every component (components may differ by orders of
+    magnitude, e.g. bead temperatures)."""
+    net.length_scale = _length_scale(sample, net)
+    if net.kind == "mlp" and net.prop_kind is None:
+        rms = np.sqrt((np.asarray(sample["y"], float) ** 2).mean(0))
+        net.input_scale = [float(v) if v > 0 and math.isfinite(v) else 1.0 for v in rms]
 
 
 def _length_scale(sample, net) -> float:
@@ -283,7 +293,7 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
             net_cfg = NetConfig.from_dict(record["net"])
             obj = Objective(**record["objective"])
         else:
-            net_cfg.length_scale = _length_scale(stream.batch(0), net_cfg)
+            _set_scales(net_cfg, stream.batch(0))
         val = sdata.fixed_samples(tset, val_fr, cfg.val_samples, K, cfg.cutoff, cfg.seed,
                                   budget)
         D_sel = a.diffusion[np.ix_(dims, dims)]
@@ -320,14 +330,18 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         decay = cfg.ema
 
         @jax.jit
-        def step_fn(params, opt_state, ema, batch, key):
+        def step_fn(params, opt_state, ema, batch, key, t):
             def lossf(p):
                 return loss(nnx.merge(graphdef, p), batch, key)
 
             val_, grads = jax.value_and_grad(lossf)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
+            # EMA with a warm-up of its decay, min(decay, (1 + t)/(10 + t)): a fixed decay
+            # would keep decay^steps of the random initial weights (5 % after 3000 steps
+            # at 0.999), a bias that no amount of training removes
+            d = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+            ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema, params)
             return params, opt_state, ema, val_
 
         @jax.jit
@@ -363,7 +377,8 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         for step in range(start, end):
             batch = jax.device_put(stream.batch(step), shard)
             params, opt_state, ema, lv = step_fn(params, opt_state, ema, batch,
-                                                 jax.random.fold_in(base_key, step))
+                                                 jax.random.fold_in(base_key, step),
+                                                 jnp.float32(step))
             acc += float(lv)
             acc_n += 1
             bar.update(1)

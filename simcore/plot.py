@@ -372,3 +372,47 @@ def save_figure(fig, out: str | Path) -> Path:
     out = Path(out)
     _save(fig, out)
     return out
+
+
+def plot_epr_map(pos: np.ndarray, epr: np.ndarray, box: float, *, cls: np.ndarray | None = None,
+                 class_names=("dense", "interface", "dilute"), title: str = "",
+                 label: str = "local EPR per particle", radius: float = 1.0):
+    """Figure: particles of one snapshot coloured by their local entropy production
+    (log colour scale, clipped to the 1st–99.5th percentiles of the positive values) and,
+    when ``cls`` (0 dense, 1 interface, 2 dilute per particle) is given, the mean local
+    EPR of each class with its particle fraction. ``pos`` (N, 2) in [0, box)."""
+    from matplotlib.colors import LogNorm
+
+    pos = np.asarray(pos, float)
+    epr = np.asarray(epr, float)
+    ncols = 2 if cls is not None else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.4 * ncols if ncols == 1 else 11.5, 5.4),
+                             layout="constrained",
+                             gridspec_kw={"width_ratios": [2.1, 1]} if ncols == 2 else None)
+    axes = np.atleast_1d(axes)
+    ax = axes[0]
+    pvals = epr[epr > 0]
+    lo, hi = (np.percentile(pvals, [1, 99.5]) if len(pvals) else (1e-3, 1.0))
+    lo = max(lo, hi * 1e-4)
+    order = np.argsort(epr)  # the largest on top
+    size = max(0.05, (72 * 2 * radius * 5.0 / box) ** 2)
+    sc = ax.scatter(pos[order, 0], pos[order, 1], c=np.clip(epr[order], lo, hi), s=size,
+                    cmap="inferno", norm=LogNorm(lo, hi), linewidths=0)
+    ax.set_facecolor("0.85")
+    ax.set_xlim(0, box)
+    ax.set_ylim(0, box)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(sc, ax=ax, shrink=0.85, label=label)
+    if cls is not None:
+        ax = axes[1]
+        cls = np.asarray(cls)
+        means = [epr[cls == c].mean() if np.any(cls == c) else np.nan for c in range(3)]
+        frac = [np.mean(cls == c) for c in range(3)]
+        bars = ax.bar(class_names, means, color=["0.3", "tab:orange", "0.7"])
+        for b, f in zip(bars, frac):
+            ax.annotate(f"{100 * f:.0f} % of N", (b.get_x() + b.get_width() / 2, b.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel(f"mean {label}")
+        ax.set_title("by local environment", fontsize=10)
+    return fig
