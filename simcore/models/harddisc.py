@@ -24,10 +24,15 @@ Algorithm (everything inside one Numba function per frame interval):
   stores the partner's counter and is recomputed on pop if the partner has collided;
 * **delayed states** (Lubachevsky): each particle stores (r, v, t_local) and is streamed
   only when touched;
-* **priority queue**: an indexed binary heap over the N particles (``queue="heap"``,
-  default) or a calendar queue (``queue="calendar"``); both give bit-identical
-  trajectories (ties are broken by the particle index in both), the choice is by speed —
-  see ``benchmarks/harddisc.py`` and ``benchmarks/RESULTS.md``.
+* **priority queue**: an indexed 4-ary heap over the N particles with the keys stored
+  inline (``queue="heap"``, default) or a calendar queue (``queue="calendar"``); both give
+  bit-identical trajectories (ties are broken by the particle index in both), the choice
+  is by speed — see ``benchmarks/harddisc.py`` and ``benchmarks/RESULTS.md``;
+* **spatial renumbering**: the kernel renumbers the particles by cell at its start and
+  every ``RESORT_EVENTS_PER_PARTICLE``·N events (rows move, no arithmetic changes), so
+  neighbouring discs are neighbours in memory; the caller sees its own particle order;
+* the helpers are inlined into the event loop at the Numba IR level (``inline="always"``),
+  which removes per-call array reference counting.
 
 Driver contract: one driver step is one frame interval ``frame_dt`` (``time_per_step``),
 ``steps = t_end / frame_dt``. Every frame interval is an independent kernel call that
@@ -61,6 +66,8 @@ MAX_INITIAL_PHI = 0.45  # random sequential placement jams at 0.547 in 2D
 # indices of the cumulative counters in state["stats"]
 ST_COLL, ST_WALL, ST_IMP_X, ST_IMP_Y, ST_VIRIAL, ST_EVENTS, ST_CROSS, ST_STALE = range(8)
 N_STATS = 8
+# the kernel renumbers the particles by cell every this many events per particle
+RESORT_EVENTS_PER_PARTICLE = 4
 
 
 class Params(BaseModel):
@@ -316,20 +323,45 @@ def _pair_time(P, i, j, t, sig2, Lx, Ly, xper, yper):
     return t + q / (-b + math.sqrt(disc))
 
 
-@njit(cache=True)
-def _scan_cell(P, head, nxt, c, i, t, best_t, best_j, sig2, Lx, Ly, xper, yper):
+@njit(cache=True, inline="always")
+def _scan_cell(P, head, nxt, c, i, t, best_t, best_j, sig2, Lx, Ly, xper, yper, xi, yi, vxi,
+               vyi):
+    """Best pair of i (state xi, yi, vxi, vyi at time t) among the discs of cell c: the
+    arithmetic of :func:`_pair_time` with i's streamed position computed once."""
     j = head[c]
     while j >= 0:
         if j != i:
-            tij = _pair_time(P, i, j, t, sig2, Lx, Ly, xper, yper)
-            if tij < best_t or (tij == best_t and j < best_j):
-                best_t = tij
-                best_j = j
+            dtj = t - P[j, 4]
+            dx = xi - (P[j, 0] + P[j, 2] * dtj)
+            dy = yi - (P[j, 1] + P[j, 3] * dtj)
+            if xper:
+                if dx > 0.5 * Lx:
+                    dx -= Lx
+                elif dx < -0.5 * Lx:
+                    dx += Lx
+            if yper:
+                if dy > 0.5 * Ly:
+                    dy -= Ly
+                elif dy < -0.5 * Ly:
+                    dy += Ly
+            dvx = vxi - P[j, 2]
+            dvy = vyi - P[j, 3]
+            b = dx * dvx + dy * dvy
+            if b < 0.0:
+                q = dx * dx + dy * dy - sig2
+                if q <= 0.0:  # overlapping by round-off and approaching: collide now
+                    tij = t
+                else:
+                    disc = b * b - (dvx * dvx + dvy * dvy) * q
+                    tij = t + q / (-b + math.sqrt(disc)) if disc > 0.0 else _INF
+                if tij < best_t or (tij == best_t and j < best_j):
+                    best_t = tij
+                    best_j = j
         j = nxt[j]
     return best_t, best_j
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _wrap_cell(c, o, nc, per):
     k = c + o
     if k < 0:
@@ -339,13 +371,18 @@ def _wrap_cell(c, o, nc, per):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _full_scan(P, I, head, nxt, i, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E):
     """Best pair of i over the 3×3 block: sets E[i, 0] (time), I[i, 3] (partner), I[i, 4]."""
     best_t = _INF
     best_j = -1
     cx = I[i, 1]
     cy = I[i, 2]
+    dti = t - P[i, 4]
+    xi = P[i, 0] + P[i, 2] * dti
+    yi = P[i, 1] + P[i, 3] * dti
+    vxi = P[i, 2]
+    vyi = P[i, 3]
     for ox in range(-1, 2):
         kx = _wrap_cell(cx, ox, ncx, xper)
         if kx < 0 or (ncx < 3 and ox == 1 and kx == _wrap_cell(cx, -1, ncx, xper)):
@@ -355,13 +392,13 @@ def _full_scan(P, I, head, nxt, i, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E):
             if ky < 0 or (ncy < 3 and oy == 1 and ky == _wrap_cell(cy, -1, ncy, yper)):
                 continue
             best_t, best_j = _scan_cell(P, head, nxt, kx * ncy + ky, i, t, best_t,
-                                        best_j, sig2, Lx, Ly, xper, yper)
+                                        best_j, sig2, Lx, Ly, xper, yper, xi, yi, vxi, vyi)
     E[i, 0] = best_t
     I[i, 3] = best_j
     I[i, 4] = I[best_j, 0] if best_j >= 0 else -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _partial_scan(P, I, head, nxt, i, t, d, ncx, ncy, xper, yper, sig2, Lx, Ly, E):
     """After a crossing in direction d, scan the 3 newly adjacent cells; keep the old best
     pair if its partner has not collided since (else scan the whole block)."""
@@ -373,6 +410,11 @@ def _partial_scan(P, I, head, nxt, i, t, d, ncx, ncy, xper, yper, sig2, Lx, Ly, 
     best_j = j
     cx = I[i, 1]
     cy = I[i, 2]
+    dti = t - P[i, 4]
+    xi = P[i, 0] + P[i, 2] * dti
+    yi = P[i, 1] + P[i, 3] * dti
+    vxi = P[i, 2]
+    vyi = P[i, 3]
     if d < 2:
         kx = _wrap_cell(cx, 1 if d == 0 else -1, ncx, xper)
         if kx >= 0:
@@ -381,7 +423,8 @@ def _partial_scan(P, I, head, nxt, i, t, d, ncx, ncy, xper, yper, sig2, Lx, Ly, 
                 if ky < 0 or (ncy < 3 and oy == 1 and ky == _wrap_cell(cy, -1, ncy, yper)):
                     continue
                 best_t, best_j = _scan_cell(P, head, nxt, kx * ncy + ky, i, t,
-                                            best_t, best_j, sig2, Lx, Ly, xper, yper)
+                                            best_t, best_j, sig2, Lx, Ly, xper, yper, xi,
+                                            yi, vxi, vyi)
     else:
         ky = _wrap_cell(cy, 1 if d == 2 else -1, ncy, yper)
         if ky >= 0:
@@ -390,14 +433,15 @@ def _partial_scan(P, I, head, nxt, i, t, d, ncx, ncy, xper, yper, sig2, Lx, Ly, 
                 if kx < 0 or (ncx < 3 and ox == 1 and kx == _wrap_cell(cx, -1, ncx, xper)):
                     continue
                 best_t, best_j = _scan_cell(P, head, nxt, kx * ncy + ky, i, t,
-                                            best_t, best_j, sig2, Lx, Ly, xper, yper)
+                                            best_t, best_j, sig2, Lx, Ly, xper, yper, xi,
+                                            yi, vxi, vyi)
     if best_j != j:
         E[i, 0] = best_t
         I[i, 3] = best_j
         I[i, 4] = I[best_j, 0]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _wall_time(P, i, Lx, Ly, xper, yper, rw, I):
     """Next wall contact of i: sets E[i,1] via the return value and I[i, 5] (0 = x, 1 = y)."""
     tw = _INF
@@ -422,7 +466,7 @@ def _wall_time(P, i, Lx, Ly, xper, yper, rw, I):
     return P[i, 4] + tw
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cross_time(P, i, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper):
     """Next cell-boundary crossing of i; sets I[i, 6] to its direction (0 +x, 1 −x, 2 +y, 3 −y)."""
     tc = _INF
@@ -453,59 +497,86 @@ def _cross_time(P, i, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper):
     return P[i, 4] + tc
 
 
-# ---- indexed binary heap keyed by E[:, 3]; ties broken by the particle index
-@njit(cache=True)
+# ---- indexed 4-ary heap with the keys stored inline (hkey[k] = E[heap[k], 3], so the
+# sifts touch only the heap arrays; the 4 children of k, 4k+1..4k+4, share a cache
+# line or two); ties broken by the particle index
+@njit(cache=True, inline="always")
 def _less(E, a, b):
     ka = E[a, 3]
     kb = E[b, 3]
     return ka < kb or (ka == kb and a < b)
 
 
-@njit(cache=True)
-def _sift_up(heap, hpos, E, k):
+@njit(cache=True, inline="always")
+def _sift_up(heap, hkey, hpos, k):
     i = heap[k]
+    key = hkey[k]
     while k > 0:
-        p = (k - 1) >> 1
-        j = heap[p]
-        if not _less(E, i, j):
+        p = (k - 1) >> 2
+        kp = hkey[p]
+        if not (key < kp or (key == kp and i < heap[p])):
             break
+        j = heap[p]
         heap[k] = j
+        hkey[k] = kp
         hpos[j] = k
         k = p
     heap[k] = i
+    hkey[k] = key
     hpos[i] = k
     return k
 
 
-@njit(cache=True)
-def _sift_down(heap, hpos, E, k, n):
+@njit(cache=True, inline="always")
+def _sift_down(heap, hkey, hpos, k, n):
     i = heap[k]
+    key = hkey[k]
     while True:
-        c = 2 * k + 1
+        c = 4 * k + 1
         if c >= n:
             break
-        if c + 1 < n and _less(E, heap[c + 1], heap[c]):
-            c += 1
-        if not _less(E, heap[c], i):
+        kc = hkey[c]
+        jc = heap[c]
+        for c2 in range(c + 1, min(c + 4, n)):
+            k2 = hkey[c2]
+            j2 = heap[c2]
+            if k2 < kc or (k2 == kc and j2 < jc):
+                c = c2
+                kc = k2
+                jc = j2
+        if not (kc < key or (kc == key and jc < i)):
             break
-        heap[k] = heap[c]
-        hpos[heap[k]] = k
+        heap[k] = jc
+        hkey[k] = kc
+        hpos[jc] = k
         k = c
     heap[k] = i
+    hkey[k] = key
     hpos[i] = k
 
 
-@njit(cache=True)
-def _heap_update(heap, hpos, E, i, n):
+@njit(cache=True, inline="always")
+def _heap_update(heap, hkey, hpos, i, key, n):
     k = hpos[i]
-    if _sift_up(heap, hpos, E, k) == k:
-        _sift_down(heap, hpos, E, k, n)
+    hkey[k] = key
+    if _sift_up(heap, hkey, hpos, k) == k:
+        _sift_down(heap, hkey, hpos, k, n)
+
+
+@njit(cache=True)
+def _heapify(heap, hkey, hpos, E, n):
+    for k in range(n):
+        heap[k] = k
+        hkey[k] = E[k, 3]
+        hpos[k] = k
+    for k in range((n - 2) // 4, -1, -1):
+        _sift_down(heap, hkey, hpos, k, n)
 
 
 # ---- calendar queue: buckets of width w (doubly linked lists, unsorted), one "year" of
 # nb buckets, an overflow list for later events; the minimum of the current bucket is
 # found by a linear scan. Ties broken by the particle index, as in the heap.
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cq_bucket(key, base, w):
     """Absolute bucket number of a key (-1: beyond any year, e.g. inf)."""
     f = (key - base) / w
@@ -516,7 +587,7 @@ def _cq_bucket(key, base, w):
     return int(f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cq_insert(i, key, Q, bhead, bnext, bprev, binof, nb):
     """Q = [base, w, cur]: buckets [base + b w, base + (b+1) w); the current year is the
     aligned block of nb buckets holding bucket cur; later keys go to the overflow (slot nb)."""
@@ -535,7 +606,7 @@ def _cq_insert(i, key, Q, bhead, bnext, bprev, binof, nb):
     bhead[slot] = i
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cq_remove(i, bhead, bnext, bprev, binof):
     s = binof[i]
     p = bprev[i]
@@ -589,8 +660,8 @@ def _cq_top(E, Q, bhead, bnext, bprev, binof, nb):
             j = nx
 
 
-@njit(cache=True)
-def _schedule(i, P, I, E, heap, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb):
+@njit(cache=True, inline="always")
+def _schedule(i, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb):
     """Key of i = min(pair, wall, crossing); reposition i in the queue."""
     k = min(E[i, 0], E[i, 1], E[i, 2])
     E[i, 3] = k
@@ -598,10 +669,10 @@ def _schedule(i, P, I, E, heap, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, 
         _cq_remove(i, bhead, bnext, bprev, binof)
         _cq_insert(i, k, Q, bhead, bnext, bprev, binof, nb)
     else:
-        _heap_update(heap, hpos, E, i, n)
+        _heap_update(heap, hkey, hpos, i, k, n)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _stream(P, i, t):
     dt = t - P[i, 4]
     P[i, 0] += P[i, 2] * dt
@@ -609,7 +680,7 @@ def _stream(P, i, t):
     P[i, 4] = t
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _link(i, c, head, nxt, prv):
     h = head[c]
     nxt[i] = h
@@ -619,7 +690,7 @@ def _link(i, c, head, nxt, prv):
     head[c] = i
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _unlink(i, c, head, nxt, prv):
     p = prv[i]
     q = nxt[i]
@@ -632,9 +703,46 @@ def _unlink(i, c, head, nxt, prv):
 
 
 @njit(cache=True)
+def _renumber(P, I, E, perm, ncx, ncy):
+    """Renumber the particles by cell (counting sort, stable): rows of P, I, E and perm
+    move together; the partner indices I[:, 3] are mapped to the new numbers."""
+    n = P.shape[0]
+    nc = ncx * ncy
+    start = np.zeros(nc + 1, dtype=np.int64)
+    for i in range(n):
+        start[I[i, 1] * ncy + I[i, 2] + 1] += 1
+    for c in range(nc):
+        start[c + 1] += start[c]
+    new = np.empty(n, dtype=np.int64)  # new number of old particle i
+    for i in range(n):
+        c = I[i, 1] * ncy + I[i, 2]
+        new[i] = start[c]
+        start[c] += 1
+    P2 = np.empty_like(P)
+    I2 = np.empty_like(I)
+    E2 = np.empty_like(E)
+    perm2 = np.empty_like(perm)
+    for i in range(n):
+        k = new[i]
+        for a in range(P.shape[1]):
+            P2[k, a] = P[i, a]
+        for a in range(I.shape[1]):
+            I2[k, a] = I[i, a]
+        for a in range(E.shape[1]):
+            E2[k, a] = E[i, a]
+        perm2[k] = perm[i]
+        if I[i, 3] >= 0:
+            I2[k, 3] = new[I[i, 3]]
+    P[:] = P2
+    I[:] = I2
+    E[:] = E2
+    perm[:] = perm2
+
+
+@njit(cache=True)
 def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, max_coll,
-              stats, P, I, E, head, nxt, prv, heap, hpos, use_cq, Q, bhead, bnext, bprev,
-              binof):
+              stats, P, I, E, head, nxt, prv, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev,
+              binof, perm, resort_every):
     """Run the event loop from the synchronised state (pos, vel) at time 0 until t_stop
     (or until stats[0] reaches max_coll); synchronise everyone to the stop time, write
     pos and vel back and return that time.
@@ -642,6 +750,13 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
     Work arrays (preallocated): P (N, 5) = x, y, vx, vy, t_local; I (N, 7) = counter,
     cell x, cell y, pair partner, partner's counter at prediction, wall kind, crossing
     direction; E (N, 4) = pair, wall, crossing times and the queue key.
+
+    Internally the particles are renumbered by cell (``perm[k]`` = caller's index of
+    internal particle k) at the start and every ``resort_every`` events (0: never), so
+    that a cell's discs and the neighbouring cells' discs sit close in memory. A
+    renumbering moves rows without any arithmetic; only the index tie-break of exactly
+    equal event times could see it, and it is itself a deterministic function of the
+    state at the kernel start, so runs stay reproducible and resumes bit-identical.
     """
     n = pos.shape[0]
     sig2 = sigma * sigma
@@ -672,7 +787,11 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
         I[i, 2] = cy
         I[i, 3] = -1
         I[i, 4] = -1
-        _link(i, cx * ncy + cy, head, nxt, prv)
+        perm[i] = i
+    if inter and n > 1:
+        _renumber(P, I, E, perm, ncx, ncy)
+    for i in range(n - 1, -1, -1):
+        _link(i, I[i, 1] * ncy + I[i, 2], head, nxt, prv)
     for i in range(n):
         if inter:
             _full_scan(P, I, head, nxt, i, 0.0, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
@@ -696,14 +815,26 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
         for i in range(n):
             _cq_insert(i, E[i, 3], Q, bhead, bnext, bprev, binof, nb)
     else:
-        for k in range(n):
-            heap[k] = k
-            hpos[k] = k
-        for k in range(n // 2 - 1, -1, -1):
-            _sift_down(heap, hpos, E, k, n)
+        _heapify(heap, hkey, hpos, E, n)
 
     t_end = t_stop
+    since = 0
     while n > 0:
+        if resort_every > 0 and since >= resort_every and inter:
+            since = 0
+            _renumber(P, I, E, perm, ncx, ncy)
+            for c in range(ncx * ncy):
+                head[c] = -1
+            for i in range(n - 1, -1, -1):
+                _link(i, I[i, 1] * ncy + I[i, 2], head, nxt, prv)
+            if use_cq:
+                for b in range(nb + 1):
+                    bhead[b] = -1
+                for i in range(n):
+                    _cq_insert(i, E[i, 3], Q, bhead, bnext, bprev, binof, nb)
+            else:
+                _heapify(heap, hkey, hpos, E, n)
+        since += 1
         if use_cq:
             i = _cq_top(E, Q, bhead, bnext, bprev, binof, nb)
             if i < 0:
@@ -719,7 +850,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
             if I[j, 0] != I[i, 4]:  # the partner collided since: recompute
                 stats[7] += 1.0
                 _full_scan(P, I, head, nxt, i, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
-                _schedule(i, P, I, E, heap, hpos, n, use_cq, Q, bhead, bnext, bprev, binof,
+                _schedule(i, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof,
                           nb)
                 continue
             _stream(P, i, t)
@@ -753,7 +884,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                 _full_scan(P, I, head, nxt, m, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
                 E[m, 1] = _wall_time(P, m, Lx, Ly, xper, yper, rw, I)
                 E[m, 2] = _cross_time(P, m, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper)
-                _schedule(m, P, I, E, heap, hpos, n, use_cq, Q, bhead, bnext, bprev, binof,
+                _schedule(m, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof,
                           nb)
             if stats[0] >= max_coll:
                 t_end = t
@@ -772,7 +903,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                 _full_scan(P, I, head, nxt, i, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
             E[i, 1] = _wall_time(P, i, Lx, Ly, xper, yper, rw, I)
             E[i, 2] = _cross_time(P, i, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper)
-            _schedule(i, P, I, E, heap, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb)
+            _schedule(i, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb)
         else:
             stats[6] += 1.0
             _stream(P, i, t)
@@ -806,7 +937,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
             if inter:
                 _partial_scan(P, I, head, nxt, i, t, d, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
             E[i, 2] = _cross_time(P, i, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper)
-            _schedule(i, P, I, E, heap, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb)
+            _schedule(i, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb)
     for i in range(n):
         _stream(P, i, t_end)
         x = P[i, 0]
@@ -819,10 +950,11 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
             y -= Ly * math.floor(y / Ly)
             if y >= Ly:
                 y -= Ly
-        pos[i, 0] = x
-        pos[i, 1] = y
-        vel[i, 0] = P[i, 2]
-        vel[i, 1] = P[i, 3]
+        o = perm[i]
+        pos[o, 0] = x
+        pos[o, 1] = y
+        vel[o, 0] = P[i, 2]
+        vel[o, 1] = P[i, 3]
     return t_end
 
 
@@ -900,10 +1032,11 @@ def _work(state, params: Params):
         work = dict(P=np.zeros((n, 5)), I=np.zeros((n, 7), dtype=np.int64),
                     E=np.zeros((n, 4)), head=np.zeros(ncx * ncy, dtype=np.int64),
                     nxt=np.zeros(n, dtype=np.int64), prv=np.zeros(n, dtype=np.int64),
-                    heap=np.zeros(n, dtype=np.int64), hpos=np.zeros(n, dtype=np.int64),
+                    heap=np.zeros(n, dtype=np.int64), hkey=np.zeros(n),
+                    hpos=np.zeros(n, dtype=np.int64),
                     Q=np.zeros(4), bhead=np.zeros(nb + 1, dtype=np.int64),
                     bnext=np.zeros(n, dtype=np.int64), bprev=np.zeros(n, dtype=np.int64),
-                    binof=np.zeros(n, dtype=np.int64))
+                    binof=np.zeros(n, dtype=np.int64), perm=np.zeros(n, dtype=np.int64))
         state["_work"] = work
     return work
 
@@ -919,8 +1052,10 @@ def _run(state, params: Params, lx: float, xper: bool, t_stop: float, max_coll: 
                      params.y_boundary == "periodic", params.wall_radius, params.sigma,
                      params.interactions, ncx, ncy, t_stop, max_coll, stats, work["P"],
                      work["I"], work["E"], work["head"], work["nxt"], work["prv"],
-                     work["heap"], work["hpos"], params.queue == "calendar", work["Q"],
-                     work["bhead"], work["bnext"], work["bprev"], work["binof"])
+                     work["heap"], work["hkey"], work["hpos"], params.queue == "calendar",
+                     work["Q"],
+                     work["bhead"], work["bnext"], work["bprev"], work["binof"], work["perm"],
+                     RESORT_EVENTS_PER_PARTICLE * params.n)
 
 
 # ---------------------------------------------------------------------------- initial state
@@ -935,8 +1070,11 @@ def _initial_positions(params: Params, g: np.random.Generator) -> np.ndarray:
         pos[:, 1] = y0 + u[:, 1] * wy
         return pos
     yper = params.y_boundary == "periodic"
-    ncx = max(1, int(wx / params.sigma))
-    ncy = max(1, int(wy / params.sigma))
+    # cells of side >= σ (the 3×3 block covers every overlap) and about one disc per cell:
+    # σ-cells alone would need (L/σ)² entries, 6 GB for the knudsen preset
+    side = max(params.sigma, math.sqrt(wx * wy / n))
+    ncx = max(1, int(wx / side))
+    ncy = max(1, int(wy / side))
     head = np.full(ncx * ncy, -1, dtype=np.int64)
     nxt = np.full(n, -1, dtype=np.int64)
     placed, tries = 0, 0
