@@ -94,10 +94,11 @@ def test_trap_force_and_wrapping():
     st = active.init_state(q, 4)
     start = st["positions"][:, :2].copy()
     active.advance(st, q, kernel_key(4), 0, 200)
-    x = st["positions"][:, :2]
+    fr = active.frame(st, q)  # particle-identity order (the state is stored in cell order)
+    x, image = fr["coordinates"][:, :2], fr["image"][:, :2]
     assert np.all((x >= 0) & (x < q.box))
-    unwrapped = x + st["image"] * q.box
-    assert np.abs(st["image"]).max() >= 1  # particles did cross the box
+    unwrapped = x + image * q.box
+    assert np.abs(image).max() >= 1  # particles did cross the box
     # displacement per step is bounded, so the unwrapped walk is continuous
     steps = (unwrapped - start) / 200
     assert np.abs(steps).max() < q.v0 * q.dt + 6 * math.sqrt(2 * q.D_t * q.dt) * 2

@@ -197,9 +197,11 @@ def init_state(params: Params, seed: int) -> dict[str, np.ndarray]:
         pos[:, :2] = g.random((n, 2)) * L
     else:
         pos[:, :2] = (L / 2 + g.normal(0.0, L / 4, (n, 2))) % L
-    state = {"positions": pos, "image": np.zeros((n, 2), dtype=np.int64)}
+    state = {"positions": pos, "image": np.zeros((n, 2), dtype=np.int64),
+             "ids": np.arange(n, dtype=np.int64), "sorted_at": np.full(1, -1, dtype=np.int64)}
     if params.propulsion == "abp":
         state["theta"] = g.uniform(-math.pi, math.pi, n)
+        state["n_hat"] = _orientation(state["theta"])
     else:
         state["g"] = g.standard_normal((n, 2))
     return state
@@ -475,23 +477,24 @@ def _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start
 
 @njit(cache=True, inline="always")
 def _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, decay, s_g, abp,
-                   uniform_noise, key, step, max_jump, unstable):
+                   uniform_noise, key, step, max_jump, unstable, ids):
     """One Euler–Maruyama step of particle i; exact updates for θ (ABP) or g (AOUP).
 
-    ``s_t = √(2 D_t dt)``, ``s_r = √(2 D_r dt)``, ``decay = e^{−γ dt}``,
-    ``s_g = √(1 − decay²)``. Sets ``unstable[0] = 1`` when a force moves the particle
-    farther than ``max_jump`` in one step (or to a non-finite place).
+    ``g`` holds the AOUP propulsion g_i, or for ABP the carried orientation
+    n_i = (cos θ_i, sin θ_i), rotated by each angle increment instead of recomputed (a
+    sine and a cosine of a small angle are short series; it is reset from θ at every
+    renumbering, so rounding cannot accumulate). ``s_t = √(2 D_t dt)``,
+    ``s_r = √(2 D_r dt)``, ``decay = e^{−γ dt}``, ``s_g = √(1 − decay²)``. Sets
+    ``unstable[0] = 1`` when a force moves the particle farther than ``max_jump`` in one
+    step (or to a non-finite place).
     """
-    base = rng.stream_base(key, step, i)
+    base = rng.stream_base(key, step, ids[i])  # noise follows the particle, not its slot
     if uniform_noise:  # variance-matched uniform: √3·(2u − 1) has unit variance
         w0 = 1.7320508075688772 * (2.0 * rng.uniform(base, 0) - 1.0)
         w1 = 1.7320508075688772 * (2.0 * rng.uniform(base, 1) - 1.0)
     else:
         w0, w1 = rng.normal(base, 0), rng.normal(base, 1)
-    if abp:
-        py, px = rng.sincos(theta[i])
-    else:
-        px, py = g[i, 0], g[i, 1]
+    px, py = g[i, 0], g[i, 1]
     for d in range(2):
         w = w0 if d == 0 else w1
         p = px if d == 0 else py
@@ -508,35 +511,45 @@ def _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, deca
             image[i, d] += int(shift)
         pos[i, d] = x
     if abp:
-        th = theta[i] + s_r * rng.normal(base, 2)
+        delta = s_r * rng.normal(base, 2)
+        th = theta[i] + delta
         if th < -math.pi or th >= math.pi:  # keep θ in [−π, π)
             th -= 2.0 * math.pi * math.floor((th + math.pi) / (2.0 * math.pi))
         theta[i] = th
+        if abs(delta) < 0.1:  # series exact to double precision (next term < 3e-17)
+            z = delta * delta
+            c = 1.0 - z * (0.5 - z * (1.0 / 24.0 - z * (1.0 / 720.0 - z * (1.0 / 40320.0))))
+            sn = delta * (1.0 - z * (1.0 / 6.0 - z * (1.0 / 120.0 - z * (1.0 / 5040.0
+                                                                        - z / 362880.0))))
+        else:
+            sn, c = rng.sincos(delta)
+        g[i, 0] = c * px - sn * py
+        g[i, 1] = sn * px + c * py
     else:
         g[i, 0] = decay * g[i, 0] + s_g * rng.normal(base, 2)
         g[i, 1] = decay * g[i, 1] + s_g * rng.normal(base, 3)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
-                        uniform_noise, key, step, max_jump, unstable):
+                        uniform_noise, key, step, max_jump, unstable, ids):
     s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
     decay = math.exp(-gamma * dt)
     s_g = math.sqrt(1.0 - decay * decay)
     for i in prange(pos.shape[0]):
         _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, decay, s_g, abp,
-                       uniform_noise, key, step, max_jump, unstable)
+                       uniform_noise, key, step, max_jump, unstable, ids)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
-                      uniform_noise, key, step, max_jump, unstable):
+                      uniform_noise, key, step, max_jump, unstable, ids):
     s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
     decay = math.exp(-gamma * dt)
     s_g = math.sqrt(1.0 - decay * decay)
     for i in range(pos.shape[0]):
         _integrate_one(i, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, decay, s_g, abp,
-                       uniform_noise, key, step, max_jump, unstable)
+                       uniform_noise, key, step, max_jump, unstable, ids)
 
 
 def _work(state, params: Params):
@@ -559,11 +572,12 @@ def _work(state, params: Params):
         nv = neighbors.grid2d_shape(params.box, work["r_list"])
         if nv and params.potential != "none":
             work["grid_nc"] = nc = nv
-            capacity = int(3 * params.phi / (math.pi * params.particle_radius ** 2)
-                           * math.pi * work["r_list"] ** 2 / params.phi) + 8
-            work["nb"] = np.zeros((n, capacity), dtype=np.int64)
+            # neighbours within r_list at close packing (φ = 0.907), with room to spare; an
+            # overflow enlarges the lists. int32 rows of ~16 keep the lists in cache.
+            capacity = int(1.5 * 0.907 * (work["r_list"] / params.particle_radius) ** 2) + 4
+            work["nb"] = np.zeros((n, capacity), dtype=np.int32)
         else:
-            work["nb"] = np.zeros((0, 1), dtype=np.int64)
+            work["nb"] = np.zeros((0, 1), dtype=np.int32)
         work["nb_count"] = np.zeros(n, dtype=np.int64)
         work["ref"] = np.zeros((n, 2))
         work["status"] = np.zeros(2, dtype=np.int64)  # (needed capacity, lists valid)
@@ -598,7 +612,7 @@ def forces(state, params: Params, divergence: bool = False, parallel: bool | Non
 def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
                bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
                dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
-               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status):
+               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids):
     """Advance up to ``n_steps``; returns the number of steps done (fewer when the Verlet
     lists overflowed: ``status[0]`` then holds the capacity they need)."""
     use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
@@ -640,10 +654,10 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                             div, False, parallel, grid_nc)
         if parallel:
             _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma,
-                                abp, uniform_noise, key, step0 + s, max_jump, unstable)
+                                abp, uniform_noise, key, step0 + s, max_jump, unstable, ids)
         else:
             _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
-                              uniform_noise, key, step0 + s, max_jump, unstable)
+                              uniform_noise, key, step0 + s, max_jump, unstable, ids)
         if unstable[0]:
             return s + 1
     return n_steps
@@ -664,6 +678,43 @@ def _max_jump(params: Params) -> float:
     return 0.25 * params.box
 
 
+SORT_EVERY = 1000  # steps between spatial renumberings of the particles
+
+
+def _renumber_by_cell(state, params: Params, work) -> None:
+    """Store the particles in cell order (row-major cells of about two diameters).
+
+    Particles that interact then sit close in memory, so the Verlet-list gathers hit the
+    cache (2x at N = 65536). ``state["ids"]`` keeps each slot's particle identity: the
+    noise is keyed on it and :func:`frame` writes particles in identity order. Done at
+    global steps that are multiples of ``SORT_EVERY`` and stored in the state, so results
+    do not depend on ``write_every``, the thread count or a resume.
+    """
+    L = params.box
+    nc = max(1, int(L / (4.0 * params.particle_radius)))
+    cell = np.minimum((state["positions"][:, :2] * (nc / L)).astype(np.int64), nc - 1)
+    order = np.argsort(cell[:, 1] * nc + cell[:, 0], kind="stable")
+    for name in ("positions", "image", "theta", "g", "n_hat", "ids"):
+        if name in state:
+            state[name][...] = state[name][order]
+    work["status"][1] = 0  # the Verlet lists refer to the old slots
+
+
+def _orientation(theta):
+    """n = (cos θ, sin θ), (N, 2)."""
+    return np.stack([np.cos(theta), np.sin(theta)], axis=1)
+
+
+def _identity_order(state, values):
+    """``values`` (slot order) rearranged into particle-identity order."""
+    ids = state.get("ids")
+    if ids is None:
+        return values
+    out = np.empty_like(values)
+    out[ids] = values
+    return out
+
+
 def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None):
     """Advance ``state`` in place by ``n_steps`` steps from global step ``step``."""
     import numba
@@ -674,23 +725,35 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
         parallel = params.n >= _PARALLEL_MIN_N and numba.get_num_threads() > 1
     abp = params.propulsion == "abp"
     unstable = np.zeros(1, dtype=np.int64)
-    theta = state["theta"] if abp else np.zeros(0)
-    g = state["g"] if not abp else np.zeros((0, 2))
+    if "ids" not in state:  # states made outside init_state (analyses): identity
+        state["ids"] = np.arange(params.n, dtype=np.int64)
+        state["sorted_at"] = np.full(1, -1, dtype=np.int64)
     done = 0
     while done < n_steps:
+        now = step + done
+        if now % SORT_EVERY == 0 and state["sorted_at"][0] != now:
+            _renumber_by_cell(state, params, work)
+            state["sorted_at"][0] = now
+            if abp:  # reset the carried orientation from θ (stored: resumes stay exact)
+                state["n_hat"] = _orientation(state["theta"])
+        if abp and "n_hat" not in state:  # a state built outside init_state
+            state["n_hat"] = _orientation(state["theta"])
+        chunk = min(n_steps - done, SORT_EVERY - now % SORT_EVERY)
+        theta = state["theta"] if abp else np.zeros(0)
+        g = state["n_hat"] if abp else state["g"]
         done += _run_steps(
             state["positions"], state["image"], theta, g, work["force"], work["div"], params.box,
             side, ncell, reach, work["cell_of"], work["bucket_of"], work["bucket_start"],
             work["order"], work["xs"], work["ys"], work["keys"], *_force_args(params),
             params.kappa, params.dt, params.v0, params.mu, params.D_t, params.D_r, params.gamma,
-            abp, params.noise == "uniform", np.uint64(key), np.int64(step + done),
-            np.int64(n_steps - done), bool(parallel), _max_jump(params), unstable,
+            abp, params.noise == "uniform", np.uint64(key), np.int64(now),
+            np.int64(chunk), bool(parallel), _max_jump(params), unstable,
             work["grid_nc"], work["nb"], work["nb_count"], work["ref"], work["r_list"],
-            work["status"])
+            work["status"], state["ids"])
         if unstable[0]:
             break
         if work["status"][0] > work["nb"].shape[1]:  # lists overflowed: enlarge, rebuild
-            work["nb"] = np.zeros((params.n, int(work["status"][0] * 1.3) + 4), dtype=np.int64)
+            work["nb"] = np.zeros((params.n, int(work["status"][0] * 1.3) + 4), dtype=np.int32)
     if unstable[0] or not np.isfinite(state["positions"]).all():
         from simcore._errors import UserInputError
 
@@ -702,23 +765,26 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
 
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:
-    """Per-frame variables; ``velocities`` is the deterministic drift b = v0 p + μ F."""
+    """Per-frame variables in particle-identity order; ``velocities`` is the deterministic
+    drift b = v0 p + μ F."""
     force, _ = forces(state, params)
     if params.propulsion == "abp":
         p = np.stack([np.cos(state["theta"]), np.sin(state["theta"])], axis=1)
     else:
         p = state["g"]
+    ordered = lambda a: _identity_order(state, a)  # noqa: E731
     drift = np.zeros((params.n, 3))
-    drift[:, :2] = params.v0 * p + params.mu * force
-    out = {"coordinates": state["positions"], "velocities": drift,
+    drift[:, :2] = ordered(params.v0 * p + params.mu * force)
+    out = {"coordinates": ordered(state["positions"]), "velocities": drift,
            "cell_lengths": np.array([params.box, params.box, 0.0])}
     if params.propulsion == "abp":
-        out["theta"] = state["theta"]
+        out["theta"] = ordered(state["theta"])
     else:
-        out["propulsion"] = np.concatenate([state["g"], np.zeros((params.n, 1))], axis=1)
-    out["image"] = np.concatenate([state["image"], np.zeros((params.n, 1))], axis=1)
+        out["propulsion"] = np.concatenate([ordered(state["g"]), np.zeros((params.n, 1))],
+                                           axis=1)
+    out["image"] = np.concatenate([ordered(state["image"]), np.zeros((params.n, 1))], axis=1)
     if params.write_force:
-        out["force"] = np.concatenate([force, np.zeros((params.n, 1))], axis=1)
+        out["force"] = np.concatenate([ordered(force), np.zeros((params.n, 1))], axis=1)
     if params.write_drift:
         out["drift"] = drift
     return out
