@@ -226,7 +226,10 @@ def test_ctrl_c_stops_a_process_pool_sweep_promptly_and_it_resumes(tmp_path):
     folder = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "simcore.cli", "sweep", str(path),
                              "--backend", "processes", "--workers", "2"],
-                            start_new_session=True, stderr=subprocess.PIPE, text=True)
+                            start_new_session=True, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job ('cmd &' without job control) starts with
+                            # SIGINT ignored, and Python would keep ignoring it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and len(list(folder.glob("*.ckpt"))) < 2:
         time.sleep(0.05)

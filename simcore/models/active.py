@@ -567,7 +567,7 @@ def _work(state, params: Params):
             nc = 0
         work["grid_nc"] = nc
         # Verlet lists (cutoff + skin) on a grid of side >= cutoff + skin, when it fits
-        skin = 0.3 * 2 * params.particle_radius
+        skin = VERLET_SKIN * 2 * params.particle_radius
         work["r_list"] = params.interaction_range + skin
         nv = neighbors.grid2d_shape(params.box, work["r_list"])
         if nv and params.potential != "none":
@@ -679,6 +679,7 @@ def _max_jump(params: Params) -> float:
 
 
 SORT_EVERY = 1000  # steps between spatial renumberings of the particles
+VERLET_SKIN = 0.3  # Verlet-list skin in particle diameters
 
 
 def _renumber_by_cell(state, params: Params, work) -> None:
