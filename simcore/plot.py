@@ -207,13 +207,13 @@ def plot_active(ds: xr.Dataset, diag: xr.Dataset):
     return fig
 
 
-def plot_harddisc(ent: xr.Dataset, title: str | None = None):
-    """Figure: ΔS_B/N against t and against τ = Δv t / L for each Δv, with the free-flight
-    curve F(τ), ln k and the equilibrium references (S(kV) − S(V))/N drawn in."""
+def _draw_entropy(ax_t, ax_tau, ent: xr.Dataset, time_scale: float = 1.0) -> None:
+    """ΔS_B/N of one Boltzmann-entropy Dataset against t / ``time_scale`` (ax_t) and against
+    τ = Δv t / L (ax_tau), one colour per Δv, with the equilibrium references (dotted),
+    the free-flight curve F(τ) and ln k."""
     from simcore.analysis.boltzmann import free_flight_entropy
 
-    fig, (ax_t, ax_tau) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    t = ent["time"].values
+    t = ent["time"].values / time_scale
     ln_k = float(ent.attrs.get("ln_expansion", np.log(2.0)))
     tau_max = 0.0
     for k, dv in enumerate(ent["dv"].values):
@@ -231,10 +231,18 @@ def plot_harddisc(ent: xr.Dataset, title: str | None = None):
                 lw=1.2, label="F(τ), free flight")
     for ax in (ax_t, ax_tau):
         ax.axhline(ln_k, color="0.4", lw=1, label=f"ln {ent.attrs.get('expansion', 2):g}")
-        ax.set_ylabel("ΔS_B / N  (k_B)")
-    ax_t.set_xlabel("t  (σ √(m/k_BT))")
+    ax_t.set_ylabel("ΔS_B / N  (k_B)")
     ax_tau.set_xlabel("τ = Δv t / L")
     ax_tau.legend(loc="lower right", fontsize=8)
+
+
+def plot_harddisc(ent: xr.Dataset, title: str | None = None):
+    """Figure: ΔS_B/N against t and against τ = Δv t / L for each Δv, with the free-flight
+    curve F(τ), ln k and the equilibrium references (S(kV) − S(V))/N drawn in."""
+    fig, (ax_t, ax_tau) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    _draw_entropy(ax_t, ax_tau, ent)
+    ax_tau.set_ylabel("ΔS_B / N  (k_B)")
+    ax_t.set_xlabel("t  (σ √(m/k_BT))")
     fig.suptitle(title or f"Boltzmann entropy, N = {ent.attrs.get('n')}, "
                  f"{ent.attrs.get('cells')} Δx = {ent.attrs.get('dx', 0):.4g} "
                  "(dotted: equilibrium references)", fontsize=10)
@@ -246,40 +254,17 @@ def plot_free_expansion(entropies, title: str | None = None):
     :func:`simcore.analysis.boltzmann.boltzmann_entropy` Dataset): one row per regime,
     ΔS_B/N against t/L (left) and against τ = Δv t / L (right) for each Δv, with the
     free-flight curve F(τ), ln k and the equilibrium references (dotted) drawn in."""
-    from simcore.analysis.boltzmann import free_flight_entropy
-
     rows = len(entropies)
     fig, axes = plt.subplots(rows, 2, figsize=(11, 3.6 * rows), layout="constrained",
                              squeeze=False, sharey=True)
     for r, (name, ent) in enumerate(entropies.items()):
         ax_t, ax_tau = axes[r]
-        L = float(ent.attrs["L"])
-        t = ent["time"].values / L
-        ln_k = float(ent.attrs.get("ln_expansion", np.log(2.0)))
-        tau_max = 0.0
-        for k, dv in enumerate(ent["dv"].values):
-            color = f"C{k}"
-            ds_st = ent["delta_s_stirling"].isel(dv=k).values
-            tau = ent["tau"].isel(dv=k).values
-            tau_max = max(tau_max, float(tau.max()))
-            ax_t.plot(t, ds_st, color=color, label=f"Δv = {dv:g}")
-            ax_tau.plot(tau, ds_st, color=color, label=f"Δv = {dv:g}")
-            ref = float(ent["delta_s_eq_stirling"].isel(dv=k))
-            for ax in (ax_t, ax_tau):
-                ax.axhline(ref, color=color, ls=":", lw=1)
-        grid = np.linspace(0.0, max(tau_max, 1e-9), 400)
-        ax_tau.plot(grid, free_flight_entropy(grid, ent.attrs.get("geometry", "walls")), "k--",
-                    lw=1.2, label="F(τ), free flight")
-        for ax in (ax_t, ax_tau):
-            ax.axhline(ln_k, color="0.4", lw=1, label=f"ln {ent.attrs.get('expansion', 2):g}")
-        ax_t.set_ylabel("ΔS_B / N  (k_B)")
+        _draw_entropy(ax_t, ax_tau, ent, time_scale=float(ent.attrs["L"]))
         label = f"{name}: N = {ent.attrs.get('n')}"
         if "lambda_over_L" in ent.attrs:
             label += f", λ/L = {float(ent.attrs['lambda_over_L']):.2g}"
         ax_t.set_title(label, fontsize=10, loc="left")
         ax_t.set_xlabel("t / L  (L = initial width; ⟨|v|⟩ = 1.25)")
-        ax_tau.set_xlabel("τ = Δv t / L")
-        ax_tau.legend(loc="lower right", fontsize=8)
     fig.suptitle(title or "Free expansion V → 2V: coarse-grained Boltzmann entropy "
                  "(x-strips; dotted: equilibrium references)", fontsize=10)
     return fig
