@@ -327,15 +327,21 @@ def _knn_grid(pos, L, nc, side, cell_start, order, xs, ys, rc, idx, rel, count):
                     if d2 < rc2:
                         total += 1
                         m = _insert(m, K, d2, order[u], dx, dy, bd, bj, brx, bry)
-        for a in range(m):
-            idx[i, a] = bj[a]
-            rel[i, a, 0] = brx[a]
-            rel[i, a, 1] = bry[a]
-        for a in range(m, K):
-            idx[i, a] = -1
-            rel[i, a, 0] = 0.0
-            rel[i, a, 1] = 0.0
-        count[i] = total
+        _store_row(i, m, total, bj, brx, bry, idx, rel, count)
+
+
+@njit(cache=True)
+def _store_row(i, m, total, bj, brx, bry, idx, rel, count):
+    """Write particle i's m nearest (index, displacement) and pad the row with -1 / 0."""
+    for a in range(m):
+        idx[i, a] = bj[a]
+        rel[i, a, 0] = brx[a]
+        rel[i, a, 1] = bry[a]
+    for a in range(m, idx.shape[1]):
+        idx[i, a] = -1
+        rel[i, a, 0] = 0.0
+        rel[i, a, 1] = 0.0
+    count[i] = total
 
 
 @njit(cache=True)
@@ -362,15 +368,7 @@ def _knn_brute(pos, L, rc, idx, rel, count):
             if d2 < rc2:
                 total += 1
                 m = _insert(m, K, d2, j, dx, dy, bd, bj, brx, bry)
-        for a in range(m):
-            idx[i, a] = bj[a]
-            rel[i, a, 0] = brx[a]
-            rel[i, a, 1] = bry[a]
-        for a in range(m, K):
-            idx[i, a] = -1
-            rel[i, a, 0] = 0.0
-            rel[i, a, 1] = 0.0
-        count[i] = total
+        _store_row(i, m, total, bj, brx, bry, idx, rel, count)
 
 
 def neighbourhoods(pos, L: float, k: int, cutoff: float | None = None):

@@ -79,19 +79,26 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into a flat dict (a ``[params]`` table is flattened)."""
+def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML file; a missing, unreadable or invalid file is a ``UserInputError``
+    naming ``what`` (e.g. "config file", "sweep file")."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserInputError(f"The config file {path} does not exist.") from None
+        raise UserInputError(f"The {what} {path} does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"Cannot read the config file {path}: {exc}.") from None
+        raise UserInputError(f"Cannot read the {what} {path}: {exc}.") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserInputError(f"The config file {path} is not valid TOML: {exc}.") from None
+        raise UserInputError(f"The {what} {path} is not valid TOML: {exc}.") from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a flat dict (a ``[params]`` table is flattened)."""
+    path = Path(path)
+    data = load_toml(path)
     params = data.pop("params", {})
     if not isinstance(params, dict):
         raise UserInputError(f"In {path}, 'params' must be a table ([params]).")

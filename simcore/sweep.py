@@ -151,21 +151,12 @@ def _scalar(value, what, source):
 
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read a sweep TOML file into a dict (``UserInputError`` if unreadable)."""
-    import tomllib
+    from simcore.config import load_toml
 
     path = Path(path)
     if path.is_dir():
         raise UserInputError(f"{path} is a folder; give the sweep file (SWEEP.toml).")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserInputError(f"The sweep file {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"Cannot read the sweep file {path}: {exc}.") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserInputError(f"The sweep file {path} is not valid TOML: {exc}.") from None
+    return load_toml(path, "sweep file")
 
 
 def _axes(spec, source) -> list[Axis]:

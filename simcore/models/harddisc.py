@@ -598,25 +598,12 @@ def _cq_insert(i, key, Q, bhead, bnext, bprev, binof, nb):
     else:
         slot = max(b, cur) % nb
     binof[i] = slot
-    h = bhead[slot]
-    bnext[i] = h
-    bprev[i] = -1
-    if h >= 0:
-        bprev[h] = i
-    bhead[slot] = i
+    _link(i, slot, bhead, bnext, bprev)
 
 
 @njit(cache=True, inline="always")
 def _cq_remove(i, bhead, bnext, bprev, binof):
-    s = binof[i]
-    p = bprev[i]
-    q = bnext[i]
-    if p >= 0:
-        bnext[p] = q
-    else:
-        bhead[s] = q
-    if q >= 0:
-        bprev[q] = p
+    _unlink(i, binof[i], bhead, bnext, bprev)
 
 
 @njit(cache=True)
