@@ -31,8 +31,9 @@ Algorithm (everything inside one Numba function per frame interval):
 * **spatial renumbering**: the kernel renumbers the particles by cell at its start and
   every ``RESORT_EVENTS_PER_PARTICLE``·N events (rows move, no arithmetic changes), so
   neighbouring discs are neighbours in memory; the caller sees its own particle order;
-* the helpers are inlined into the event loop at the Numba IR level (``inline="always"``),
-  which removes per-call array reference counting.
+* the event loop calls no function that takes an array (Numba adds atomic reference-count
+  updates of every array argument to each such call, inlined or not): its helpers take
+  and return scalars, and the cell scan and the heap update are written out in the loop.
 
 Driver contract: one driver step is one frame interval ``frame_dt`` (``time_per_step``),
 ``steps = t_end / frame_dt``. Every frame interval is an independent kernel call that
@@ -288,7 +289,37 @@ def _cell_grid(params: Params, lx: float) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------- kernel
+# Helpers that take arrays are avoided in the event loop: when Numba inlines such a helper
+# it adds reference-count updates of every array argument per call (measured on the ABP
+# kernel: a third of its particle step). The helpers below take and return scalars; the
+# loops over cells and the queue update are written once in the loop.
 _INF = np.inf
+
+
+@njit(cache=True, inline="always")
+def _min_image(d, L, per):
+    if per:
+        if d > 0.5 * L:
+            return d - L
+        if d < -0.5 * L:
+            return d + L
+    return d
+
+
+@njit(cache=True, inline="always")
+def _contact_time(dx, dy, dvx, dvy, sig2, t):
+    """Absolute contact time after t of two discs at separation (dx, dy) and relative
+    velocity (dvx, dvy) (inf if none): the stable root."""
+    b = dx * dvx + dy * dvy
+    if b >= 0.0:
+        return _INF
+    q = dx * dx + dy * dy - sig2
+    if q <= 0.0:  # overlapping by round-off and approaching: collide now
+        return t
+    disc = b * b - (dvx * dvx + dvy * dvy) * q
+    if disc <= 0.0:
+        return _INF
+    return t + q / (-b + math.sqrt(disc))
 
 
 @njit(cache=True)
@@ -296,69 +327,9 @@ def _pair_time(P, i, j, t, sig2, Lx, Ly, xper, yper):
     """Absolute time of the next contact of i and j after t (inf if none)."""
     dti = t - P[i, 4]
     dtj = t - P[j, 4]
-    dx = (P[i, 0] + P[i, 2] * dti) - (P[j, 0] + P[j, 2] * dtj)
-    dy = (P[i, 1] + P[i, 3] * dti) - (P[j, 1] + P[j, 3] * dtj)
-    if xper:
-        if dx > 0.5 * Lx:
-            dx -= Lx
-        elif dx < -0.5 * Lx:
-            dx += Lx
-    if yper:
-        if dy > 0.5 * Ly:
-            dy -= Ly
-        elif dy < -0.5 * Ly:
-            dy += Ly
-    dvx = P[i, 2] - P[j, 2]
-    dvy = P[i, 3] - P[j, 3]
-    b = dx * dvx + dy * dvy
-    if b >= 0.0:
-        return _INF
-    q = dx * dx + dy * dy - sig2
-    if q <= 0.0:  # overlapping by round-off and approaching: collide now
-        return t
-    v2 = dvx * dvx + dvy * dvy
-    disc = b * b - v2 * q
-    if disc <= 0.0:
-        return _INF
-    return t + q / (-b + math.sqrt(disc))
-
-
-@njit(cache=True, inline="always")
-def _scan_cell(P, head, nxt, c, i, t, best_t, best_j, sig2, Lx, Ly, xper, yper, xi, yi, vxi,
-               vyi):
-    """Best pair of i (state xi, yi, vxi, vyi at time t) among the discs of cell c: the
-    arithmetic of :func:`_pair_time` with i's streamed position computed once."""
-    j = head[c]
-    while j >= 0:
-        if j != i:
-            dtj = t - P[j, 4]
-            dx = xi - (P[j, 0] + P[j, 2] * dtj)
-            dy = yi - (P[j, 1] + P[j, 3] * dtj)
-            if xper:
-                if dx > 0.5 * Lx:
-                    dx -= Lx
-                elif dx < -0.5 * Lx:
-                    dx += Lx
-            if yper:
-                if dy > 0.5 * Ly:
-                    dy -= Ly
-                elif dy < -0.5 * Ly:
-                    dy += Ly
-            dvx = vxi - P[j, 2]
-            dvy = vyi - P[j, 3]
-            b = dx * dvx + dy * dvy
-            if b < 0.0:
-                q = dx * dx + dy * dy - sig2
-                if q <= 0.0:  # overlapping by round-off and approaching: collide now
-                    tij = t
-                else:
-                    disc = b * b - (dvx * dvx + dvy * dvy) * q
-                    tij = t + q / (-b + math.sqrt(disc)) if disc > 0.0 else _INF
-                if tij < best_t or (tij == best_t and j < best_j):
-                    best_t = tij
-                    best_j = j
-        j = nxt[j]
-    return best_t, best_j
+    dx = _min_image((P[i, 0] + P[i, 2] * dti) - (P[j, 0] + P[j, 2] * dtj), Lx, xper)
+    dy = _min_image((P[i, 1] + P[i, 3] * dti) - (P[j, 1] + P[j, 3] * dtj), Ly, yper)
+    return _contact_time(dx, dy, P[i, 2] - P[j, 2], P[i, 3] - P[j, 3], sig2, t)
 
 
 @njit(cache=True, inline="always")
@@ -372,134 +343,66 @@ def _wrap_cell(c, o, nc, per):
 
 
 @njit(cache=True, inline="always")
-def _full_scan(P, I, head, nxt, i, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E):
-    """Best pair of i over the 3×3 block: sets E[i, 0] (time), I[i, 3] (partner), I[i, 4]."""
-    best_t = _INF
-    best_j = -1
-    cx = I[i, 1]
-    cy = I[i, 2]
-    dti = t - P[i, 4]
-    xi = P[i, 0] + P[i, 2] * dti
-    yi = P[i, 1] + P[i, 3] * dti
-    vxi = P[i, 2]
-    vyi = P[i, 3]
-    for ox in range(-1, 2):
-        kx = _wrap_cell(cx, ox, ncx, xper)
-        if kx < 0 or (ncx < 3 and ox == 1 and kx == _wrap_cell(cx, -1, ncx, xper)):
-            continue
-        for oy in range(-1, 2):
-            ky = _wrap_cell(cy, oy, ncy, yper)
-            if ky < 0 or (ncy < 3 and oy == 1 and ky == _wrap_cell(cy, -1, ncy, yper)):
-                continue
-            best_t, best_j = _scan_cell(P, head, nxt, kx * ncy + ky, i, t, best_t,
-                                        best_j, sig2, Lx, Ly, xper, yper, xi, yi, vxi, vyi)
-    E[i, 0] = best_t
-    I[i, 3] = best_j
-    I[i, 4] = I[best_j, 0] if best_j >= 0 else -1
+def _skip_cell(c, o, nc, per):
+    """Cell index of c + o (-1: outside a wall, or the same cell as c - 1 when nc < 3)."""
+    k = _wrap_cell(c, o, nc, per)
+    if nc < 3 and o == 1 and k == _wrap_cell(c, -1, nc, per):
+        return -1
+    return k
 
 
 @njit(cache=True, inline="always")
-def _partial_scan(P, I, head, nxt, i, t, d, ncx, ncy, xper, yper, sig2, Lx, Ly, E):
-    """After a crossing in direction d, scan the 3 newly adjacent cells; keep the old best
-    pair if its partner has not collided since (else scan the whole block)."""
-    j = I[i, 3]
-    if j < 0 or I[j, 0] != I[i, 4] or E[i, 0] < t:
-        _full_scan(P, I, head, nxt, i, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
-        return
-    best_t = E[i, 0]
-    best_j = j
-    cx = I[i, 1]
-    cy = I[i, 2]
-    dti = t - P[i, 4]
-    xi = P[i, 0] + P[i, 2] * dti
-    yi = P[i, 1] + P[i, 3] * dti
-    vxi = P[i, 2]
-    vyi = P[i, 3]
-    if d < 2:
-        kx = _wrap_cell(cx, 1 if d == 0 else -1, ncx, xper)
-        if kx >= 0:
-            for oy in range(-1, 2):
-                ky = _wrap_cell(cy, oy, ncy, yper)
-                if ky < 0 or (ncy < 3 and oy == 1 and ky == _wrap_cell(cy, -1, ncy, yper)):
-                    continue
-                best_t, best_j = _scan_cell(P, head, nxt, kx * ncy + ky, i, t,
-                                            best_t, best_j, sig2, Lx, Ly, xper, yper, xi,
-                                            yi, vxi, vyi)
-    else:
-        ky = _wrap_cell(cy, 1 if d == 2 else -1, ncy, yper)
-        if ky >= 0:
-            for ox in range(-1, 2):
-                kx = _wrap_cell(cx, ox, ncx, xper)
-                if kx < 0 or (ncx < 3 and ox == 1 and kx == _wrap_cell(cx, -1, ncx, xper)):
-                    continue
-                best_t, best_j = _scan_cell(P, head, nxt, kx * ncy + ky, i, t,
-                                            best_t, best_j, sig2, Lx, Ly, xper, yper, xi,
-                                            yi, vxi, vyi)
-    if best_j != j:
-        E[i, 0] = best_t
-        I[i, 3] = best_j
-        I[i, 4] = I[best_j, 0]
-
-
-@njit(cache=True, inline="always")
-def _wall_time(P, i, Lx, Ly, xper, yper, rw, I):
-    """Next wall contact of i: sets E[i,1] via the return value and I[i, 5] (0 = x, 1 = y)."""
+def _wall_time(x, y, vx, vy, Lx, Ly, xper, yper, rw):
+    """(time until the next wall contact from (x, y) at velocity (vx, vy), wall: 0 x, 1 y)."""
     tw = _INF
     kind = 0
     if not xper:
-        vx = P[i, 2]
         if vx > 0.0:
-            tw = max((Lx - rw - P[i, 0]) / vx, 0.0)
+            tw = max((Lx - rw - x) / vx, 0.0)
         elif vx < 0.0:
-            tw = max((rw - P[i, 0]) / vx, 0.0)
+            tw = max((rw - x) / vx, 0.0)
     if not yper:
-        vy = P[i, 3]
         ty = _INF
         if vy > 0.0:
-            ty = max((Ly - rw - P[i, 1]) / vy, 0.0)
+            ty = max((Ly - rw - y) / vy, 0.0)
         elif vy < 0.0:
-            ty = max((rw - P[i, 1]) / vy, 0.0)
+            ty = max((rw - y) / vy, 0.0)
         if ty < tw:
             tw = ty
             kind = 1
-    I[i, 5] = kind
-    return P[i, 4] + tw
+    return tw, kind
 
 
 @njit(cache=True, inline="always")
-def _cross_time(P, i, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper):
-    """Next cell-boundary crossing of i; sets I[i, 6] to its direction (0 +x, 1 −x, 2 +y, 3 −y)."""
+def _cross_time(x, y, vx, vy, cx, cy, ncx, ncy, ax, ay, Lx, Ly, xper, yper):
+    """(time until the next cell-boundary crossing from cell (cx, cy), direction: 0 +x,
+    1 −x, 2 +y, 3 −y; -1 if none)."""
     tc = _INF
     d = -1
-    cx = I[i, 1]
-    cy = I[i, 2]
-    vx = P[i, 2]
-    vy = P[i, 3]
     if vx > 0.0 and (xper or cx < ncx - 1):
         b = Lx if cx == ncx - 1 else (cx + 1) * ax
-        tc = max((b - P[i, 0]) / vx, 0.0)
+        tc = max((b - x) / vx, 0.0)
         d = 0
     elif vx < 0.0 and (xper or cx > 0):
-        tc = max((cx * ax - P[i, 0]) / vx, 0.0)
+        tc = max((cx * ax - x) / vx, 0.0)
         d = 1
     if vy > 0.0 and (yper or cy < ncy - 1):
         b = Ly if cy == ncy - 1 else (cy + 1) * ay
-        t2 = max((b - P[i, 1]) / vy, 0.0)
+        t2 = max((b - y) / vy, 0.0)
         if t2 < tc:
             tc = t2
             d = 2
     elif vy < 0.0 and (yper or cy > 0):
-        t2 = max((cy * ay - P[i, 1]) / vy, 0.0)
+        t2 = max((cy * ay - y) / vy, 0.0)
         if t2 < tc:
             tc = t2
             d = 3
-    I[i, 6] = d
-    return P[i, 4] + tc
+    return tc, d
 
 
-# ---- indexed 4-ary heap with the keys stored inline (hkey[k] = E[heap[k], 3], so the
-# sifts touch only the heap arrays; the 4 children of k, 4k+1..4k+4, share a cache
-# line or two); ties broken by the particle index
+# ---- calendar queue: buckets of width w (doubly linked lists, unsorted), one "year" of
+# nb buckets, an overflow list for later events; the minimum of the current bucket is
+# found by a linear scan. Ties broken by the particle index, as in the heap.
 @njit(cache=True, inline="always")
 def _less(E, a, b):
     ka = E[a, 3]
@@ -507,75 +410,6 @@ def _less(E, a, b):
     return ka < kb or (ka == kb and a < b)
 
 
-@njit(cache=True, inline="always")
-def _sift_up(heap, hkey, hpos, k):
-    i = heap[k]
-    key = hkey[k]
-    while k > 0:
-        p = (k - 1) >> 2
-        kp = hkey[p]
-        if not (key < kp or (key == kp and i < heap[p])):
-            break
-        j = heap[p]
-        heap[k] = j
-        hkey[k] = kp
-        hpos[j] = k
-        k = p
-    heap[k] = i
-    hkey[k] = key
-    hpos[i] = k
-    return k
-
-
-@njit(cache=True, inline="always")
-def _sift_down(heap, hkey, hpos, k, n):
-    i = heap[k]
-    key = hkey[k]
-    while True:
-        c = 4 * k + 1
-        if c >= n:
-            break
-        kc = hkey[c]
-        jc = heap[c]
-        for c2 in range(c + 1, min(c + 4, n)):
-            k2 = hkey[c2]
-            j2 = heap[c2]
-            if k2 < kc or (k2 == kc and j2 < jc):
-                c = c2
-                kc = k2
-                jc = j2
-        if not (kc < key or (kc == key and jc < i)):
-            break
-        heap[k] = jc
-        hkey[k] = kc
-        hpos[jc] = k
-        k = c
-    heap[k] = i
-    hkey[k] = key
-    hpos[i] = k
-
-
-@njit(cache=True, inline="always")
-def _heap_update(heap, hkey, hpos, i, key, n):
-    k = hpos[i]
-    hkey[k] = key
-    if _sift_up(heap, hkey, hpos, k) == k:
-        _sift_down(heap, hkey, hpos, k, n)
-
-
-@njit(cache=True)
-def _heapify(heap, hkey, hpos, E, n):
-    for k in range(n):
-        heap[k] = k
-        hkey[k] = E[k, 3]
-        hpos[k] = k
-    for k in range((n - 2) // 4, -1, -1):
-        _sift_down(heap, hkey, hpos, k, n)
-
-
-# ---- calendar queue: buckets of width w (doubly linked lists, unsorted), one "year" of
-# nb buckets, an overflow list for later events; the minimum of the current bucket is
-# found by a linear scan. Ties broken by the particle index, as in the heap.
 @njit(cache=True, inline="always")
 def _cq_bucket(key, base, w):
     """Absolute bucket number of a key (-1: beyond any year, e.g. inf)."""
@@ -648,26 +482,6 @@ def _cq_top(E, Q, bhead, bnext, bprev, binof, nb):
 
 
 @njit(cache=True, inline="always")
-def _schedule(i, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb):
-    """Key of i = min(pair, wall, crossing); reposition i in the queue."""
-    k = min(E[i, 0], E[i, 1], E[i, 2])
-    E[i, 3] = k
-    if use_cq:
-        _cq_remove(i, bhead, bnext, bprev, binof)
-        _cq_insert(i, k, Q, bhead, bnext, bprev, binof, nb)
-    else:
-        _heap_update(heap, hkey, hpos, i, k, n)
-
-
-@njit(cache=True, inline="always")
-def _stream(P, i, t):
-    dt = t - P[i, 4]
-    P[i, 0] += P[i, 2] * dt
-    P[i, 1] += P[i, 3] * dt
-    P[i, 4] = t
-
-
-@njit(cache=True, inline="always")
 def _link(i, c, head, nxt, prv):
     h = head[c]
     nxt[i] = h
@@ -727,6 +541,86 @@ def _renumber(P, I, E, perm, ncx, ncy):
 
 
 @njit(cache=True)
+def _index_cells(I, head, nxt, prv, ncx, ncy):
+    """Rebuild the cell lists from the cells stored in I[:, 1:3] (each list ascending)."""
+    for c in range(ncx * ncy):
+        head[c] = -1
+    for i in range(I.shape[0] - 1, -1, -1):
+        _link(i, I[i, 1] * ncy + I[i, 2], head, nxt, prv)
+
+
+@njit(cache=True)
+def _build_queue(E, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev, binof, first):
+    """Queue all particles by their keys E[:, 3]. The heap is built sorted (a sorted array
+    is a valid heap; a stable sort keeps the index tie-break); the calendar queue's bucket
+    width is set on the ``first`` build to about three events per bucket."""
+    n = E.shape[0]
+    if use_cq:
+        nb = bhead.shape[0] - 1
+        if first:
+            rate = 0.0  # total event rate ≈ Σ 1/key
+            for i in range(n):
+                if 0.0 < E[i, 3] < _INF:
+                    rate += 1.0 / E[i, 3]
+            Q[0] = 0.0
+            Q[1] = 3.0 / rate if rate > 0.0 else 1.0
+            Q[2] = 0.0
+        for b in range(nb + 1):
+            bhead[b] = -1
+        for i in range(n):
+            _cq_insert(i, E[i, 3], Q, bhead, bnext, bprev, binof, nb)
+    else:
+        order = np.argsort(E[:, 3], kind="mergesort")
+        for k in range(n):
+            i = order[k]
+            heap[k] = i
+            hkey[k] = E[i, 3]
+            hpos[i] = k
+
+
+@njit(cache=True)
+def _cq_move(i, key, Q, bhead, bnext, bprev, binof):
+    nb = bhead.shape[0] - 1
+    _cq_remove(i, bhead, bnext, bprev, binof)
+    _cq_insert(i, key, Q, bhead, bnext, bprev, binof, nb)
+
+
+@njit(cache=True)
+def _load(pos, vel, Lx, Ly, xper, yper, ncx, ncy, P, I, perm):
+    """Particle rows from the synchronised state at local time 0: P = (x, y, vx, vy, 0)
+    wrapped into a periodic box, I = (counter 0, cell x, cell y, no partner)."""
+    ax = Lx / ncx
+    ay = Ly / ncy
+    for i in range(pos.shape[0]):
+        x = pos[i, 0]
+        y = pos[i, 1]
+        if xper:
+            x -= Lx * math.floor(x / Lx)
+            if x >= Lx:
+                x -= Lx
+        if yper:
+            y -= Ly * math.floor(y / Ly)
+            if y >= Ly:
+                y -= Ly
+        P[i, 0] = x
+        P[i, 1] = y
+        P[i, 2] = vel[i, 0]
+        P[i, 3] = vel[i, 1]
+        P[i, 4] = 0.0
+        I[i, 0] = 0
+        I[i, 1] = min(max(int(x / ax), 0), ncx - 1)
+        I[i, 2] = min(max(int(y / ay), 0), ncy - 1)
+        I[i, 3] = -1
+        I[i, 4] = -1
+        perm[i] = i
+
+
+@njit(cache=True, inline="always")
+def _streamed(x, v, dt):
+    return x + v * dt
+
+
+@njit(cache=True)
 def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, max_coll,
               stats, P, I, E, head, nxt, prv, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev,
               binof, perm, resort_every):
@@ -744,191 +638,274 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
     renumbering moves rows without any arithmetic; only the index tie-break of exactly
     equal event times could see it, and it is itself a deterministic function of the
     state at the kernel start, so runs stay reproducible and resumes bit-identical.
+
+    The loop calls no function that takes an array (each such call, inlined or not,
+    costs atomic reference-count updates of every array argument): the cell scan and
+    the heap update are written out once, inside it, and the initial predictions go
+    through the same code (``pending`` particles at t = 0, before the first event).
     """
     n = pos.shape[0]
     sig2 = sigma * sigma
     ax = Lx / ncx
     ay = Ly / ncy
-    for c in range(ncx * ncy):
-        head[c] = -1
-    for i in range(n):
-        x = pos[i, 0]
-        y = pos[i, 1]
-        if xper:
-            x -= Lx * math.floor(x / Lx)
-            if x >= Lx:
-                x -= Lx
-        if yper:
-            y -= Ly * math.floor(y / Ly)
-            if y >= Ly:
-                y -= Ly
-        P[i, 0] = x
-        P[i, 1] = y
-        P[i, 2] = vel[i, 0]
-        P[i, 3] = vel[i, 1]
-        P[i, 4] = 0.0
-        cx = min(max(int(x / ax), 0), ncx - 1)
-        cy = min(max(int(y / ay), 0), ncy - 1)
-        I[i, 0] = 0
-        I[i, 1] = cx
-        I[i, 2] = cy
-        I[i, 3] = -1
-        I[i, 4] = -1
-        perm[i] = i
+    _load(pos, vel, Lx, Ly, xper, yper, ncx, ncy, P, I, perm)
     if inter and n > 1:
         _renumber(P, I, E, perm, ncx, ncy)
-    for i in range(n - 1, -1, -1):
-        _link(i, I[i, 1] * ncy + I[i, 2], head, nxt, prv)
-    for i in range(n):
-        if inter:
-            _full_scan(P, I, head, nxt, i, 0.0, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
-        else:
-            E[i, 0] = _INF
-        E[i, 1] = _wall_time(P, i, Lx, Ly, xper, yper, rw, I)
-        E[i, 2] = _cross_time(P, i, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper)
-        E[i, 3] = min(E[i, 0], E[i, 1], E[i, 2])
-    nb = bhead.shape[0] - 1
-    if use_cq:
-        # bucket width: about three events per bucket (total event rate ≈ Σ 1/key)
-        rate = 0.0
-        for i in range(n):
-            if 0.0 < E[i, 3] < _INF:
-                rate += 1.0 / E[i, 3]
-        Q[0] = 0.0
-        Q[1] = 3.0 / rate if rate > 0.0 else 1.0
-        Q[2] = 0.0
-        for s in range(nb + 1):
-            bhead[s] = -1
-        for i in range(n):
-            _cq_insert(i, E[i, 3], Q, bhead, bnext, bprev, binof, nb)
-    else:
-        _heapify(heap, hkey, hpos, E, n)
-
+    _index_cells(I, head, nxt, prv, ncx, ncy)
+    cells = np.empty(9, dtype=np.int64)
     t_end = t_stop
     since = 0
+    pending = 0  # particles 0..pending-1 have their first predictions
     while n > 0:
-        if resort_every > 0 and since >= resort_every and inter:
-            since = 0
-            _renumber(P, I, E, perm, ncx, ncy)
-            for c in range(ncx * ncy):
-                head[c] = -1
-            for i in range(n - 1, -1, -1):
-                _link(i, I[i, 1] * ncy + I[i, 2], head, nxt, prv)
+        j = -1
+        d = -1
+        stop = False
+        if pending < n:  # initial predictions: as after a velocity change, at t = 0
+            i = pending
+            pending += 1
+            t = 0.0
+            mode = 0
+        else:
+            if pending == n:
+                pending += 1
+                _build_queue(E, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev, binof, True)
+            if resort_every > 0 and since >= resort_every and inter:
+                since = 0
+                _renumber(P, I, E, perm, ncx, ncy)
+                _index_cells(I, head, nxt, prv, ncx, ncy)
+                _build_queue(E, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev, binof,
+                             False)
+            since += 1
             if use_cq:
-                for b in range(nb + 1):
-                    bhead[b] = -1
-                for i in range(n):
-                    _cq_insert(i, E[i, 3], Q, bhead, bnext, bprev, binof, nb)
+                i = _cq_top(E, Q, bhead, bnext, bprev, binof, bhead.shape[0] - 1)
+                if i < 0:
+                    break
             else:
-                _heapify(heap, hkey, hpos, E, n)
-        since += 1
-        if use_cq:
-            i = _cq_top(E, Q, bhead, bnext, bprev, binof, nb)
-            if i < 0:
+                i = heap[0]
+            t = E[i, 3]
+            if t > t_stop or t == _INF:
                 break
-        else:
-            i = heap[0]
-        t = E[i, 3]
-        if t > t_stop or t == _INF:
+            stats[5] += 1.0
+            # handle the event; then i (and j after a collision) get new predictions:
+            # mode 0 after a velocity change (pair, wall and crossing times), 1 for a stale
+            # pair event (pair time only), 2 after a crossing in direction d (partial scan)
+            if E[i, 0] <= E[i, 1] and E[i, 0] <= E[i, 2]:
+                j = I[i, 3]
+                if I[j, 0] != I[i, 4]:  # the partner collided since: recompute
+                    stats[7] += 1.0
+                    mode = 1
+                    j = -1
+                else:
+                    mode = 0
+                    for m in (i, j):
+                        dt = t - P[m, 4]
+                        P[m, 0] = _streamed(P[m, 0], P[m, 2], dt)
+                        P[m, 1] = _streamed(P[m, 1], P[m, 3], dt)
+                        P[m, 4] = t
+                    dx = _min_image(P[i, 0] - P[j, 0], Lx, xper)
+                    dy = _min_image(P[i, 1] - P[j, 1], Ly, yper)
+                    r = math.sqrt(dx * dx + dy * dy)
+                    nx_ = dx / r
+                    ny_ = dy / r
+                    dvn = (P[i, 2] - P[j, 2]) * nx_ + (P[i, 3] - P[j, 3]) * ny_
+                    if dvn < 0.0:
+                        P[i, 2] -= dvn * nx_
+                        P[i, 3] -= dvn * ny_
+                        P[j, 2] += dvn * nx_
+                        P[j, 3] += dvn * ny_
+                        stats[4] += -dvn * r
+                    stats[0] += 1.0
+                    I[i, 0] += 1
+                    I[j, 0] += 1
+                    if stats[0] >= max_coll:
+                        t_end = t
+                        stop = True
+            else:
+                dt = t - P[i, 4]
+                P[i, 0] = _streamed(P[i, 0], P[i, 2], dt)
+                P[i, 1] = _streamed(P[i, 1], P[i, 3], dt)
+                P[i, 4] = t
+                if E[i, 1] <= E[i, 2]:
+                    mode = 0
+                    if I[i, 5] == 0:
+                        stats[2] += 2.0 * abs(P[i, 2])
+                        P[i, 2] = -P[i, 2]
+                    else:
+                        stats[3] += 2.0 * abs(P[i, 3])
+                        P[i, 3] = -P[i, 3]
+                    stats[1] += 1.0
+                    I[i, 0] += 1
+                else:
+                    mode = 2
+                    stats[6] += 1.0
+                    d = I[i, 6]
+                    cx = I[i, 1]
+                    cy = I[i, 2]
+                    # unlink from the old cell (as _unlink)
+                    c = cx * ncy + cy
+                    p = prv[i]
+                    q = nxt[i]
+                    if p >= 0:
+                        nxt[p] = q
+                    else:
+                        head[c] = q
+                    if q >= 0:
+                        prv[q] = p
+                    if d == 0:
+                        cx += 1
+                        if cx == ncx:
+                            cx = 0
+                            P[i, 0] -= Lx
+                    elif d == 1:
+                        cx -= 1
+                        if cx < 0:
+                            cx = ncx - 1
+                            P[i, 0] += Lx
+                    elif d == 2:
+                        cy += 1
+                        if cy == ncy:
+                            cy = 0
+                            P[i, 1] -= Ly
+                    else:
+                        cy -= 1
+                        if cy < 0:
+                            cy = ncy - 1
+                            P[i, 1] += Ly
+                    I[i, 1] = cx
+                    I[i, 2] = cy
+                    # link at the head of the new cell (as _link)
+                    c = cx * ncy + cy
+                    h = head[c]
+                    nxt[i] = h
+                    prv[i] = -1
+                    if h >= 0:
+                        prv[h] = i
+                    head[c] = i
+        m = i
+        while m >= 0:
+            if not inter:
+                E[m, 0] = _INF
+            else:
+                # best pair of m at time t: the 3×3 block, or after a crossing only the 3
+                # newly adjacent cells, keeping the old best pair if its partner has not
+                # collided since
+                jo = I[m, 3]
+                partial = d >= 0 and not (jo < 0 or I[jo, 0] != I[m, 4] or E[m, 0] < t)
+                cx = I[m, 1]
+                cy = I[m, 2]
+                nsc = 0
+                if partial:
+                    best_t = E[m, 0]
+                    best_j = jo
+                    if d < 2:
+                        kx = _wrap_cell(cx, 1 if d == 0 else -1, ncx, xper)
+                        if kx >= 0:
+                            for oy in range(-1, 2):
+                                ky = _skip_cell(cy, oy, ncy, yper)
+                                if ky >= 0:
+                                    cells[nsc] = kx * ncy + ky
+                                    nsc += 1
+                    else:
+                        ky = _wrap_cell(cy, 1 if d == 2 else -1, ncy, yper)
+                        if ky >= 0:
+                            for ox in range(-1, 2):
+                                kx = _skip_cell(cx, ox, ncx, xper)
+                                if kx >= 0:
+                                    cells[nsc] = kx * ncy + ky
+                                    nsc += 1
+                else:
+                    best_t = _INF
+                    best_j = -1
+                    for ox in range(-1, 2):
+                        kx = _skip_cell(cx, ox, ncx, xper)
+                        if kx < 0:
+                            continue
+                        for oy in range(-1, 2):
+                            ky = _skip_cell(cy, oy, ncy, yper)
+                            if ky >= 0:
+                                cells[nsc] = kx * ncy + ky
+                                nsc += 1
+                dti = t - P[m, 4]
+                xi = _streamed(P[m, 0], P[m, 2], dti)
+                yi = _streamed(P[m, 1], P[m, 3], dti)
+                vxi = P[m, 2]
+                vyi = P[m, 3]
+                for k in range(nsc):
+                    jj = head[cells[k]]
+                    while jj >= 0:
+                        if jj != m:
+                            dtj = t - P[jj, 4]
+                            dx = _min_image(xi - _streamed(P[jj, 0], P[jj, 2], dtj), Lx, xper)
+                            dy = _min_image(yi - _streamed(P[jj, 1], P[jj, 3], dtj), Ly, yper)
+                            tij = _contact_time(dx, dy, vxi - P[jj, 2], vyi - P[jj, 3], sig2, t)
+                            if tij < best_t or (tij == best_t and jj < best_j):
+                                best_t = tij
+                                best_j = jj
+                        jj = nxt[jj]
+                if not partial or best_j != jo:
+                    E[m, 0] = best_t
+                    I[m, 3] = best_j
+                    I[m, 4] = I[best_j, 0] if best_j >= 0 else -1
+            if mode == 0:
+                tw, I[m, 5] = _wall_time(P[m, 0], P[m, 1], P[m, 2], P[m, 3], Lx, Ly, xper,
+                                         yper, rw)
+                E[m, 1] = P[m, 4] + tw
+            if mode != 1:
+                tc, I[m, 6] = _cross_time(P[m, 0], P[m, 1], P[m, 2], P[m, 3], I[m, 1],
+                                          I[m, 2], ncx, ncy, ax, ay, Lx, Ly, xper, yper)
+                E[m, 2] = P[m, 4] + tc
+            key = min(E[m, 0], E[m, 1], E[m, 2])
+            E[m, 3] = key
+            if pending <= n:
+                pass  # initial predictions: the queue is built once they are all known
+            elif use_cq:
+                _cq_move(m, key, Q, bhead, bnext, bprev, binof)
+            else:
+                # indexed 4-ary heap with the keys stored inline (hkey[k] = E[heap[k], 3],
+                # so the sifts touch only the heap arrays; the 4 children of k, 4k+1..4k+4,
+                # share a cache line or two): sift up, else down; ties by particle index
+                k = hpos[m]
+                k0 = k
+                while k > 0:
+                    p = (k - 1) >> 2
+                    kp = hkey[p]
+                    jp = heap[p]
+                    if not (key < kp or (key == kp and m < jp)):
+                        break
+                    heap[k] = jp
+                    hkey[k] = kp
+                    hpos[jp] = k
+                    k = p
+                if k == k0:
+                    while True:
+                        c = 4 * k + 1
+                        if c >= n:
+                            break
+                        kc = hkey[c]
+                        jc = heap[c]
+                        for c2 in range(c + 1, min(c + 4, n)):
+                            k2 = hkey[c2]
+                            j2 = heap[c2]
+                            if k2 < kc or (k2 == kc and j2 < jc):
+                                c = c2
+                                kc = k2
+                                jc = j2
+                        if not (kc < key or (kc == key and jc < m)):
+                            break
+                        heap[k] = jc
+                        hkey[k] = kc
+                        hpos[jc] = k
+                        k = c
+                heap[k] = m
+                hkey[k] = key
+                hpos[m] = k
+            m = j if m == i else -1
+        if stop:
             break
-        stats[5] += 1.0
-        if E[i, 0] <= E[i, 1] and E[i, 0] <= E[i, 2]:
-            j = I[i, 3]
-            if I[j, 0] != I[i, 4]:  # the partner collided since: recompute
-                stats[7] += 1.0
-                _full_scan(P, I, head, nxt, i, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
-                _schedule(i, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof,
-                          nb)
-                continue
-            _stream(P, i, t)
-            _stream(P, j, t)
-            dx = P[i, 0] - P[j, 0]
-            dy = P[i, 1] - P[j, 1]
-            if xper:
-                if dx > 0.5 * Lx:
-                    dx -= Lx
-                elif dx < -0.5 * Lx:
-                    dx += Lx
-            if yper:
-                if dy > 0.5 * Ly:
-                    dy -= Ly
-                elif dy < -0.5 * Ly:
-                    dy += Ly
-            r = math.sqrt(dx * dx + dy * dy)
-            nx_ = dx / r
-            ny_ = dy / r
-            dvn = (P[i, 2] - P[j, 2]) * nx_ + (P[i, 3] - P[j, 3]) * ny_
-            if dvn < 0.0:
-                P[i, 2] -= dvn * nx_
-                P[i, 3] -= dvn * ny_
-                P[j, 2] += dvn * nx_
-                P[j, 3] += dvn * ny_
-                stats[4] += -dvn * r
-            stats[0] += 1.0
-            I[i, 0] += 1
-            I[j, 0] += 1
-            for m in (i, j):
-                _full_scan(P, I, head, nxt, m, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
-                E[m, 1] = _wall_time(P, m, Lx, Ly, xper, yper, rw, I)
-                E[m, 2] = _cross_time(P, m, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper)
-                _schedule(m, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof,
-                          nb)
-            if stats[0] >= max_coll:
-                t_end = t
-                break
-        elif E[i, 1] <= E[i, 2]:
-            _stream(P, i, t)
-            if I[i, 5] == 0:
-                stats[2] += 2.0 * abs(P[i, 2])
-                P[i, 2] = -P[i, 2]
-            else:
-                stats[3] += 2.0 * abs(P[i, 3])
-                P[i, 3] = -P[i, 3]
-            stats[1] += 1.0
-            I[i, 0] += 1
-            if inter:
-                _full_scan(P, I, head, nxt, i, t, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
-            E[i, 1] = _wall_time(P, i, Lx, Ly, xper, yper, rw, I)
-            E[i, 2] = _cross_time(P, i, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper)
-            _schedule(i, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb)
-        else:
-            stats[6] += 1.0
-            _stream(P, i, t)
-            d = I[i, 6]
-            cx = I[i, 1]
-            cy = I[i, 2]
-            _unlink(i, cx * ncy + cy, head, nxt, prv)
-            if d == 0:
-                cx += 1
-                if cx == ncx:
-                    cx = 0
-                    P[i, 0] -= Lx
-            elif d == 1:
-                cx -= 1
-                if cx < 0:
-                    cx = ncx - 1
-                    P[i, 0] += Lx
-            elif d == 2:
-                cy += 1
-                if cy == ncy:
-                    cy = 0
-                    P[i, 1] -= Ly
-            else:
-                cy -= 1
-                if cy < 0:
-                    cy = ncy - 1
-                    P[i, 1] += Ly
-            I[i, 1] = cx
-            I[i, 2] = cy
-            _link(i, cx * ncy + cy, head, nxt, prv)
-            if inter:
-                _partial_scan(P, I, head, nxt, i, t, d, ncx, ncy, xper, yper, sig2, Lx, Ly, E)
-            E[i, 2] = _cross_time(P, i, I, ncx, ncy, ax, ay, Lx, Ly, xper, yper)
-            _schedule(i, P, I, E, heap, hkey, hpos, n, use_cq, Q, bhead, bnext, bprev, binof, nb)
     for i in range(n):
-        _stream(P, i, t_end)
-        x = P[i, 0]
-        y = P[i, 1]
+        dt = t_end - P[i, 4]
+        x = _streamed(P[i, 0], P[i, 2], dt)
+        y = _streamed(P[i, 1], P[i, 3], dt)
         if xper:
             x -= Lx * math.floor(x / Lx)
             if x >= Lx:
