@@ -100,7 +100,7 @@ class Params(BaseModel):
     t_end: float = Field(100.0, gt=0, description="duration after the partition removal")
     frame_dt: float = Field(1.0, gt=0, description="time between written frames")
     cell_size: float | None = Field(
-        None, gt=0, description="cell-list side (>= σ); default max(3σ, √(2/n_final))")
+        None, gt=0, description="cell-list side (>= σ); default max(3σ, √(1.5/n_final))")
     queue: Literal["heap", "calendar"] = Field(
         "heap", description="event queue: indexed binary heap or calendar queue "
         "(identical results)")
@@ -271,12 +271,13 @@ def extra_variables(params: Params) -> dict:
 
 # ---------------------------------------------------------------------------- geometry
 def _cell_grid(params: Params, lx: float) -> tuple[int, int]:
-    """Cells per axis for a box of width ``lx``: side >= σ, default max(3σ, √(2/n))."""
+    """Cells per axis for a box of width ``lx``: side >= σ, default max(3σ, √(1.5/n)),
+    about 1.5 discs per cell (measured best from φ = 0.005 to 0.1 at N = 10⁴)."""
     if not params.interactions:
         return 1, 1
     side = params.cell_size
     if side is None:
-        side = max(3.0 * params.sigma, math.sqrt(2.0 / params.number_density))
+        side = max(3.0 * params.sigma, math.sqrt(1.5 / params.number_density))
     out = []
     for length, bc in ((lx, params.x_boundary), (params.L_y, params.y_boundary)):
         m = max(1, int(length / side))
@@ -987,13 +988,22 @@ def _place_random(cand, pos, placed, sigma, x0, wx, y0, wy, yper, ax, ay, ncx, n
     return placed
 
 
+def _aligned_rows(n: int, width: int) -> np.ndarray:
+    """Zeroed (n, width) float64 array whose rows start on 64-byte cache-line boundaries
+    (width 8: each disc's streamed state x, y, vx, vy, t_local is one cache line, which
+    the neighbour scans read)."""
+    buf = np.zeros(n * width + 8)
+    off = (-buf.ctypes.data % 64) // 8
+    return buf[off:off + n * width].reshape(n, width)
+
+
 def _work(state, params: Params):
     n = params.n
     work = state.get("_work")
     if work is None or work["P"].shape[0] != n:
         ncx, ncy = _cell_grid(params, params.L_x)
         nb = max(16, 1 << int(math.ceil(math.log2(max(n, 1)))))
-        work = dict(P=np.zeros((n, 5)), I=np.zeros((n, 7), dtype=np.int64),
+        work = dict(P=_aligned_rows(n, 8), I=np.zeros((n, 7), dtype=np.int64),
                     E=np.zeros((n, 4)), head=np.zeros(ncx * ncy, dtype=np.int64),
                     nxt=np.zeros(n, dtype=np.int64), prv=np.zeros(n, dtype=np.int64),
                     heap=np.zeros(n, dtype=np.int64), hkey=np.zeros(n),
