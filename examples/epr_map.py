@@ -45,29 +45,58 @@ import sys
 import time
 from pathlib import Path
 
-FULL = dict(n_train=4096, n_infer=32768, steps=2000, frames=20, train_steps=1500,
-            batch_particles=4096, memory_budget=256.0)
-QUICK = dict(n_train=256, n_infer=1024, steps=200, frames=10, train_steps=60,
-             batch_particles=256, memory_budget=16.0)
+FULL = dict(n_train=4096, n_infer=32768, steps=2000, frames=20, steps_infer=2000,
+            frames_infer=2, train_steps=1500, batch_particles=4096, memory_budget=256.0,
+            infer_burn_in=0.5)
+QUICK = dict(n_train=256, n_infer=1024, steps=200, frames=10, steps_infer=200, frames_infer=2,
+             train_steps=60, batch_particles=256, memory_budget=16.0, infer_burn_in=0.5)
+# --long: the quasi-stationary MIPS state (several persistence times τ_p = 1/γ = 10⁴) and
+# the anchor's DSM noise level; sized for a GPU node (the simulations alone take about
+# 10 (N = 4096) and 35 (N = 32768) core-minutes each on one core of a 2020s CPU)
+LONG = dict(n_train=4096, n_infer=32768, steps=400_000, frames=200, steps_infer=300_000,
+            frames_infer=12, train_steps=None, train_minutes=5.0, batch_particles=8192,
+            memory_budget=512.0, infer_burn_in=0.5)
 NET = dict(size="tiny", depth=1, heads=2, width=32, neighbours=8, cutoff=3.0,
            sector="propulsion", objective="dsm", sigmas=[0.05], lr=3e-3, burn_in=0.5,
            batch_size=256, val_every=250, seed=0)
+# σ = 0.01 as in the anchor's figures: at σ = 0.05 the position noise alone moves a
+# caged particle's force by kσ = 0.05, i.e. its force-balancing g by kσ/v0 = 2, which
+# smooths away the sharp g | x structure that carries the production
+NET_LONG = dict(size="small", depth=3, heads=4, width=128, neighbours=24, cutoff=4.5,
+                sector="propulsion", objective="dsm", sigmas=[0.01], lr=1e-3, warmup=200,
+                burn_in=0.5, batch_size=4096, seed=0)
 
 
-def simulate(n: int, steps: int, frames: int, out: Path, seed: int) -> float:
+def simulate(n: int, steps: int, frames: int, out: Path, seed: int,
+             threads: int | None = None) -> float:
     import simcore
 
     t0 = time.perf_counter()
     simcore.run("abp", preset="boffi2023", steps=steps, write_every=max(1, steps // frames),
-                seed=seed, overrides={"n": n}, out=out)
+                seed=seed, overrides={"n": n}, out=out, threads=threads)
     return time.perf_counter() - t0
 
 
-def infer(run_dir: Path, traj: Path, out: Path, batch_particles: int, budget: float) -> dict:
+def calibrate_steps(traj: Path, scratch: Path, net: dict, minutes: float) -> tuple[int, float]:
+    """Training steps that fit ``minutes`` on this machine: time steps 30 -> 60 of a
+    throw-away run (compilation excluded; validation included, as in the real run)."""
+    from scoremodels.train import TrainConfig, train
+
+    train(traj, scratch, TrainConfig(**{**net, "steps": 60, "val_every": 30,
+                                         "checkpoint_every": 10 ** 9}), overwrite=True)
+    rows = (scratch / "metrics.csv").read_text().splitlines()
+    walls = [float(r.split(",")[1]) for r in rows[1:]]
+    rate = 30.0 / max(walls[1] - walls[0], 1e-9)
+    shutil.rmtree(scratch)
+    return max(100, int(0.9 * rate * 60.0 * minutes)), rate
+
+
+def infer(run_dir: Path, traj: Path, out: Path, batch_particles: int, budget: float,
+          burn_in: float) -> dict:
     """``scoremodels epr`` in a child process: wall time and its peak RSS (MiB)."""
     cmd = [sys.executable, "-m", "scoremodels", "epr", str(run_dir), str(traj), "-o", str(out),
            "--batch-particles", str(batch_particles), "--memory-budget", str(budget),
-           "--burn-in", "0.5", "--overwrite", "--quiet"]
+           "--burn-in", str(burn_in), "--overwrite", "--quiet"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -90,18 +119,32 @@ def classes(pos, box, diameter):
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny N and budget (< 1 minute)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="tiny N and budget (< 1 minute)")
+    mode.add_argument("--long", action="store_true",
+                      help="quasi-stationary MIPS and sigma = 0.01 (a GPU node; see above)")
     ap.add_argument("--out", default="epr_map_out", help="output folder")
     ap.add_argument("--figure", help="figure path (default OUT/epr_map.png)")
+    ap.add_argument("--train-traj", type=Path,
+                    help="use this boffi2023 trajectory for training instead of simulating")
+    ap.add_argument("--infer-traj", type=Path,
+                    help="use this (larger) boffi2023 trajectory for inference")
+    ap.add_argument("--train-minutes", type=float,
+                    help="--long: training budget; the steps are calibrated to fit it")
+    ap.add_argument("--infer-burn-in", type=float, help="fraction of inference frames skipped")
+    ap.add_argument("--threads", type=int, help="simulation threads (default: all cores)")
     ap.add_argument("--batch-particles", type=int, help="particles evaluated at once")
     ap.add_argument("--memory-budget", type=float, metavar="MiB", help="frames read at once")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     args = ap.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL)
-    if args.batch_particles:
-        cfg["batch_particles"] = args.batch_particles
-    if args.memory_budget:
-        cfg["memory_budget"] = args.memory_budget
+    cfg = dict(QUICK if args.quick else LONG if args.long else FULL)
+    net = dict(NET_LONG if args.long else NET)
+    for key in ("batch_particles", "memory_budget", "train_minutes", "infer_burn_in"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    for path in (args.train_traj, args.infer_traj):
+        if path is not None and not path.is_file():
+            raise SystemExit(f"{path} does not exist")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         if not args.overwrite:
@@ -110,6 +153,8 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     figure = Path(args.figure) if args.figure else out / "epr_map.png"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # the inference child process needs GPU memory too: no up-front 75 % grab
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
     import netCDF4
     import numpy as np
@@ -117,24 +162,41 @@ def main(argv=None) -> dict:
     from scoremodels.train import TrainConfig, train
     from simcore import plot
 
-    summary = {"mode": "quick" if args.quick else "full", **cfg, "net": NET}
+    summary = {"mode": "quick" if args.quick else "long" if args.long else "full", **cfg,
+               "net": net}
     t_all = time.perf_counter()
-    summary["sim_train_s"] = simulate(cfg["n_train"], cfg["steps"], cfg["frames"],
-                                      out / "train.nc", seed=1)
-    print(f"simulated N = {cfg['n_train']}: {summary['sim_train_s']:.0f} s", flush=True)
-    summary["sim_infer_s"] = simulate(cfg["n_infer"], cfg["steps"], 2, out / "infer.nc",
-                                      seed=2)
-    print(f"simulated N = {cfg['n_infer']}: {summary['sim_infer_s']:.0f} s", flush=True)
+    train_traj, infer_traj = args.train_traj, args.infer_traj
+    if train_traj is None:
+        train_traj = out / "train.nc"
+        summary["sim_train_s"] = simulate(cfg["n_train"], cfg["steps"], cfg["frames"],
+                                          train_traj, seed=1, threads=args.threads)
+        print(f"simulated N = {cfg['n_train']}: {summary['sim_train_s']:.0f} s", flush=True)
+    if infer_traj is None:
+        infer_traj = out / "infer.nc"
+        summary["sim_infer_s"] = simulate(cfg["n_infer"], cfg["steps_infer"],
+                                          cfg["frames_infer"], infer_traj, seed=2,
+                                          threads=args.threads)
+        print(f"simulated N = {cfg['n_infer']}: {summary['sim_infer_s']:.0f} s", flush=True)
+    summary["train_traj"], summary["infer_traj"] = str(train_traj), str(infer_traj)
+    steps = cfg["train_steps"]
+    if steps is None:
+        steps, rate = calibrate_steps(train_traj, out / "calibrate", net, cfg["train_minutes"])
+        summary["train_steps"], summary["train_steps_per_s"] = steps, rate
+        print(f"calibrated: {rate:.1f} steps/s -> {steps} steps in "
+              f"{cfg['train_minutes']:g} minutes", flush=True)
     t0 = time.perf_counter()
-    train(out / "train.nc", out / "run", TrainConfig(steps=cfg["train_steps"], **NET))
+    schedule = {"val_every": max(50, steps // 20), "checkpoint_every": max(100, steps // 4)}
+    train(train_traj, out / "run", TrainConfig(**{**schedule, **net, "steps": steps}),
+          max_time_s=90.0 * cfg["train_minutes"] if args.long else None)
     summary["train_s"] = time.perf_counter() - t0
-    print(f"trained {cfg['train_steps']} steps: {summary['train_s']:.0f} s", flush=True)
-    summary["inference"] = infer(out / "run", out / "infer.nc", out / "epr.nc",
-                                 cfg["batch_particles"], cfg["memory_budget"])
-    print(f"EPR inference at N = {cfg['n_infer']}: {summary['inference']['wall_s']:.0f} s, "
+    print(f"trained {steps} steps: {summary['train_s']:.0f} s", flush=True)
+    summary["inference"] = infer(out / "run", infer_traj, out / "epr.nc",
+                                 cfg["batch_particles"], cfg["memory_budget"],
+                                 cfg["infer_burn_in"])
+    print(f"EPR inference on {infer_traj}: {summary['inference']['wall_s']:.0f} s, "
           f"peak RSS {summary['inference']['peak_rss_mib']:.0f} MiB", flush=True)
 
-    with netCDF4.Dataset(out / "epr.nc") as e, netCDF4.Dataset(out / "infer.nc") as t:
+    with netCDF4.Dataset(out / "epr.nc") as e, netCDF4.Dataset(infer_traj) as t:
         epr = np.asarray(e["epr_local"][-1], float)
         pos = np.asarray(t["coordinates"][-1, :, :2], float)
         time_last = float(t["time"][-1]) if "time" in t.variables else float("nan")

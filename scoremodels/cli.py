@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--stop-after", type=int, metavar="STEPS",
                    help="stop (checkpointed) after this many steps of this call")
+    s.add_argument("--max-minutes", type=float, metavar="MIN",
+                   help="stop (checkpointed, resumable) when this call has trained this long")
     s.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     s.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -83,7 +85,8 @@ def _cmd_train(args):
     except TypeError as exc:
         raise UserInputError(f"Bad training settings: {exc}.") from None
     out = train(args.trajectories, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
-                quiet=args.quiet, stop_after=args.stop_after)
+                quiet=args.quiet, stop_after=args.stop_after,
+                max_time_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
     print(f"Wrote {out}")
 
 

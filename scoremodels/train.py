@@ -236,12 +236,15 @@ def load_run(run_dir, use_ema: bool = True):
 
 # ---------------------------------------------------------------------------- training
 def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
-          overwrite: bool = False, quiet: bool = True, stop_after: int | None = None) -> Path:
+          overwrite: bool = False, quiet: bool = True, stop_after: int | None = None,
+          max_time_s: float | None = None) -> Path:
     """Train a score network on the trajectories ``paths``; write the run to ``out``.
 
     ``stop_after``: leave after this many steps of this call (checkpointed), as if
     interrupted; ``resume`` continues a run from its latest checkpoint with its saved
-    configuration (``cfg.steps`` may extend it).
+    configuration (``cfg.steps`` may extend it). ``max_time_s``: a wall-clock budget
+    (seconds) for this call's training loop; when it is spent the run stops as with
+    ``stop_after`` (checkpointed, resumable), e.g. inside a batch job's time limit.
     """
     import jax
     import jax.numpy as jnp
@@ -379,22 +382,27 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
             params, opt_state, ema, lv = step_fn(params, opt_state, ema, batch,
                                                  jax.random.fold_in(base_key, step),
                                                  jnp.float32(step))
-            acc += float(lv)
+            acc = acc + lv  # stays on the device: no sync, the next batch is built meanwhile
             acc_n += 1
             bar.update(1)
             done = step + 1
             if done % cfg.val_every == 0 or done == cfg.steps:
                 row = {"step": done, "wall_s": round(time.perf_counter() - t0, 3),
-                       "lr": float(sched(step)), "train_loss": acc / acc_n,
+                       "lr": float(sched(step)), "train_loss": float(acc) / acc_n,
                        "val_loss": validate(params), "val_loss_ema": validate(ema)}
                 rows.append(row)
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{row['val_loss_ema']:.4g}")
                 acc, acc_n = 0.0, 0
                 _write_metrics(metrics_path, rows)
+            out_of_time = max_time_s is not None and time.perf_counter() - t0 > max_time_s
+            if out_of_time:
+                end = done
             if done % cfg.checkpoint_every == 0 or done == end:
                 tree = {"params": params, "ema": ema, "opt": opt_state,
                         "step": jnp.asarray(done)}
                 mgr.save(done, args=ocp.args.StandardSave(tree), force=True)
+            if out_of_time:
+                break
         bar.close()
         mgr.wait_until_finished()
         if end > start and mgr.latest_step() != end:

@@ -8,10 +8,6 @@ import json
 import math
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("jax")
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -207,6 +207,22 @@ def test_checkpoint_resume_gives_identical_parameters(abp_file, tmp_path):
     assert (tmp_path / "full" / "loss.png").stat().st_size > 1000
 
 
+def test_time_budget_stops_checkpointed_and_resumes(abp_file, tmp_path):
+    """--max-minutes: a spent budget stops after the current step, with a checkpoint at
+    that step, and --resume completes the run to the same parameters."""
+    args = ["train", str(abp_file), "--size", "tiny", "--steps", "5", "--batch-size", "16",
+            "--memory-budget", "0.05", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "full")]) == 0
+    assert main(args + ["--out", str(tmp_path / "part"), "--max-minutes", "0"]) == 0
+    steps = sorted(int(p.name) for p in (tmp_path / "part" / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert steps == [1]
+    assert main(args + ["--out", str(tmp_path / "part"), "--resume"]) == 0
+    for ema in (False, True):
+        a, b = _params(tmp_path / "full", ema), _params(tmp_path / "part", ema)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
 def test_cli_train_and_epr_end_to_end(abp_file, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", str(abp_file), "--out", str(run), "--size", "tiny", "--steps", "8",
