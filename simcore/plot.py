@@ -361,11 +361,15 @@ def save_figure(fig, out: str | Path) -> Path:
 
 def plot_epr_map(pos: np.ndarray, epr: np.ndarray, box: float, *, cls: np.ndarray | None = None,
                  class_names=("dense", "interface", "dilute"), title: str = "",
-                 label: str = "local EPR per particle", radius: float = 1.0):
+                 label: str = "local EPR per particle", radius: float = 1.0,
+                 reference: np.ndarray | None = None, reference_label: str = "reference"):
     """Figure: particles of one snapshot coloured by their local entropy production
     (log colour scale, clipped to the 1st–99.5th percentiles of the positive values) and,
     when ``cls`` (0 dense, 1 interface, 2 dilute per particle) is given, the mean local
-    EPR of each class with its particle fraction. ``pos`` (N, 2) in [0, box)."""
+    EPR of each class with its particle fraction. With ``reference`` (another per-particle
+    quantity of the same frame, e.g. an exact local decomposition of the same total), the
+    class panel compares the two profiles, each as class mean / mean over all particles.
+    ``pos`` (N, 2) in [0, box)."""
     from matplotlib.colors import LogNorm
 
     pos = np.asarray(pos, float)
@@ -392,12 +396,27 @@ def plot_epr_map(pos: np.ndarray, epr: np.ndarray, box: float, *, cls: np.ndarra
     if cls is not None:
         ax = axes[1]
         cls = np.asarray(cls)
-        means = [epr[cls == c].mean() if np.any(cls == c) else np.nan for c in range(3)]
         frac = [np.mean(cls == c) for c in range(3)]
-        bars = ax.bar(class_names, means, color=["0.3", "tab:orange", "0.7"])
+
+        def class_means(v):
+            return np.array([v[cls == c].mean() if np.any(cls == c) else np.nan
+                             for c in range(3)])
+
+        means = class_means(epr)
+        if reference is None:
+            bars = ax.bar(class_names, means, color=["0.3", "tab:orange", "0.7"])
+            ax.set_ylabel(f"mean {label}")
+        else:
+            reference = np.asarray(reference, float)
+            x = np.arange(3)
+            ax.bar(x - 0.2, means / epr.mean(), 0.4, color="tab:orange", label="learned")
+            bars = ax.bar(x + 0.2, class_means(reference) / reference.mean(), 0.4,
+                          color="0.45", label=reference_label)
+            ax.set_xticks(x, class_names)
+            ax.set_ylabel("class mean / mean over all particles")
+            ax.legend(fontsize=8, loc="upper right")
         for b, f in zip(bars, frac):
             ax.annotate(f"{100 * f:.0f} % of N", (b.get_x() + b.get_width() / 2, b.get_height()),
                         ha="center", va="bottom", fontsize=8)
-        ax.set_ylabel(f"mean {label}")
         ax.set_title("by local environment", fontsize=10)
     return fig

@@ -94,6 +94,19 @@ def exact_epr_per_frame(ds, frames) -> np.ndarray:
     return out
 
 
+def exact_epr_local(ds, k: int) -> np.ndarray:
+    """Per-particle −μ ∇_i·F_i of frame k (1/time) for a hypoelliptic AOUP file (D_t = 0):
+    a score-free local decomposition of the propulsion-sector EPR Σ̇_g = −μ⟨∇·F⟩ (its
+    particle mean is the frame's term of :func:`exact_epr_per_frame`). It is one local
+    decomposition among many: its pointwise values need not match γ|g_i + s_{g_i}|²."""
+    params = ds.simcore.params
+    if params.D_t != 0 or params.propulsion != "aoup":
+        raise ValueError("exact_epr_local is defined for hypoelliptic AOUP files (D_t = 0)")
+    state = _frame_state(ds, k, params)
+    _, div = model.forces(state, params, divergence=True)
+    return -params.mu * div
+
+
 def _unwrapped(ds, k, L):
     fr = ds.isel({_frame_dim(ds): k})
     return (fr["coordinates"].values[:, :2].astype(np.float64)
