@@ -257,3 +257,23 @@ def test_boffi2023_preset_starts_from_its_overlapping_blob(seed):
     state = active.init_state(p, seed)
     active.advance(state, p, kernel_key(seed), 0, 5)
     assert np.isfinite(state["positions"]).all()
+
+
+def test_exact_epr_local_decomposes_the_hypoelliptic_total(tmp_path):
+    """−μ∇_i·F_i: its particle mean is the frame's exact Σ̇_g (the blob start's deep
+    overlaps make some terms k(σ_β − f_β/r) negative, so no sign is asserted), and it
+    refuses a non-hypoelliptic file."""
+    from simcore.analysis.active import exact_epr_local, exact_epr_per_frame
+
+    out = tmp_path / "b.nc"
+    simcore.run("abp", preset="boffi2023", steps=20, write_every=10, seed=3,
+                overrides={"n": 300}, out=out, quiet=True)
+    with simcore.open_trajectory(out) as ds:
+        for k in range(ds.sizes["time"]):
+            local = exact_epr_local(ds, k)
+            assert local.shape == (300,) and np.all(np.isfinite(local))
+            assert local.mean() == pytest.approx(exact_epr_per_frame(ds, [k])[0], rel=1e-12)
+    free = tmp_path / "f.nc"
+    simcore.run("abp", preset="free_abp", steps=2, write_every=1, seed=3, out=free, quiet=True)
+    with simcore.open_trajectory(free) as ds, pytest.raises(ValueError, match="hypoelliptic"):
+        exact_epr_local(ds, 0)
