@@ -1,36 +1,49 @@
 """Per-particle entropy production of a MIPS cluster: train at N = 4096, infer at N = 32768.
 
-The pipeline of Boffi & Vanden-Eijnden (PNAS 2024) on CPU, with a reduced budget:
+The pipeline of Boffi & Vanden-Eijnden (PNAS 2024):
 
 1. ``simcore run abp --preset boffi2023`` (AOUP soft discs, φ = 0.5, v0 = 0.025,
    γ = 1e-4, ε = D_t = 0: hypoelliptic) at N = 4096 from the preset's ``blob`` start
    (a dense Gaussian blob, s.d. L/4, that relaxes into a cluster with a gas around it);
 2. the same at N = 32768 (same φ and parameters, a box √8 times wider);
-3. ``scoremodels train`` on the N = 4096 frames: a small local transformer (1 block,
-   2 heads, 32 wide, 8 neighbours within a smooth cutoff of 3 radii), denoising score
-   matching at σ = 0.05, **propulsion sector only**: with ε = 0 the all-variables EPR is
-   infinite and the finite one is Σ̇_g = γ⁻¹E|v_g|², v_g = −γ(g + s_g) (the anchor's
-   MIPS quantity);
+3. ``scoremodels train`` on the N = 4096 frames, **propulsion sector only** (with ε = 0
+   the all-variables EPR is infinite; the finite one is Σ̇_g = γ⁻¹E|v_g|²,
+   v_g = −γ(g + s_g), the anchor's MIPS quantity), denoising score matching;
 4. ``scoremodels epr`` on the N = 32768 file in a child process, particles in batches
    (``--batch-particles``) and frames under ``--memory-budget``; its wall time and peak
    resident memory are measured;
 5. the figure: the last N = 32768 snapshot coloured by the local EPR γ|g_i + s_{g_i}|²
-   (``epr_local``) and the mean over dense / interface / dilute particles (≥ 5, 3–4, ≤ 2
-   neighbours within 1.2 diameters).
+   (``epr_local``) and, per dense / interface / dilute class (≥ 5, 3–4, ≤ 2 neighbours
+   within 1.2 diameters), its mean beside that of the exact score-free local
+   decomposition −μ∇_i·F_i of the same frame (whose particle mean is the exact Σ̇_g).
 
-These are early frames (t ≤ a few hundred time units, τ_p = 10⁴): the cluster is the
-relaxing blob, not the stationary MIPS state, and the exact score-free total
-−μ⟨∇·F⟩ of ``simcore analyze`` (printed beside the learned one) assumes stationarity,
-so the two are not expected to agree here. At this stage the learned production is
-lowest in the dense blob and highest in the gas (at the network's noise level, ~10⁻⁵),
-not concentrated at the interface as in the anchor's stationary MIPS state; the interacting validation against the exact
-total is ``tests/test_scoremodels_slow.py``.
+Modes:
 
-Usage: ``python examples/epr_map.py [--quick] [--out DIR] [--figure PNG] [--overwrite]
-[--batch-particles N] [--memory-budget MiB]``. Writes in DIR ``train.nc``, ``infer.nc``,
-``run/`` (the trained network), ``epr.nc`` (per-particle EPR of the inference file),
-``summary.json`` and the figure (default ``DIR/epr_map.png``). Full mode: about 5
-minutes on 2 cores (262 s loaded); ``--quick``: N = 256 → 1024 and a few hundred steps (< 1 minute).
+* ``--long`` (the README figure): the quasi-stationary MIPS state. N = 4096 for 4·10⁵
+  steps (t = 4 τ_p, τ_p = 1/γ = 10⁴; the second half trains), N = 32768 for 3·10⁵ steps
+  (t = 3 τ_p; inference on the last frames); DSM at the anchor's σ = 0.01; a 3 × 4 × 128
+  transformer with K = 24 neighbours within 4.5 radii on a GPU, 2 × 4 × 64 with K = 16
+  on a CPU backend; the training steps are calibrated to ``--train-minutes``. The
+  simulations dominate on a CPU (about 6 and 54 minutes on one core of the 2-core
+  development VM): pass ``--train-traj`` / ``--infer-traj`` to reuse them. Result there
+  (20 minutes of training on 2 cores): the learned production is concentrated at the
+  cluster interface (interface particles 4.1x the particle mean, dense 0.73x, gas 1.7x),
+  as in the anchor; but its total is 3·10⁴ times below the exact Σ̇_g = 2.66 per particle,
+  and the exact local decomposition sits in the dense phase (1.2x, interface 0.26x, gas
+  0.03x). With ε = 0 a caged particle's g is pinned by force balance to within
+  √(2γ/μk) ≈ 0.014, while noise σ on the positions moves each contact force by kσ, i.e.
+  g by kσ/v0 = 0.4 at σ = 0.01: the σ-smoothed score keeps only a sliver of the
+  production, most of it where contacts are few (docs/scoremodels.md).
+* default (full, about 5 minutes on 2 cores): N = 4096 and 32768 for 2000 steps only
+  (t = 0.02 τ_p, the relaxing blob); a 1 × 2 × 32 transformer, DSM σ = 0.05.
+* ``--quick`` (under a minute): N = 256 → 1024, a few hundred steps; for the tests.
+
+Usage: ``python examples/epr_map.py [--quick | --long] [--out DIR] [--figure PNG]
+[--overwrite] [--train-traj F --infer-traj F] [--train-minutes M] [--objective dsm|hyvarinen]
+[--sigma S] [--infer-burn-in F] [--threads T] [--batch-particles N] [--memory-budget MiB]``.
+Writes in DIR ``train.nc`` and ``infer.nc`` (unless given), ``run/`` (the trained
+network), ``epr.nc`` (per-particle EPR of the inference file), ``summary.json`` and the
+figure (default ``DIR/epr_map.png``).
 """
 
 from __future__ import annotations
