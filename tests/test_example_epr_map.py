@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,3 +33,26 @@ def test_epr_map_quick(tmp_path):
     assert set(s["epr_class_mean_last_frame"]) == {"dense", "interface", "dilute"}
     assert abs(sum(s["class_fraction_last_frame"]) - 1) < 1e-9
     assert s["inference"]["peak_rss_mib"] > 0
+
+
+def test_epr_map_long_mode_on_given_trajectories(tmp_path):
+    """--long with --train-traj / --infer-traj: no simulation, training steps calibrated to
+    the budget (the wall-clock cap stops it, checkpointed), the exact local reference in
+    the summary; a missing trajectory is refused."""
+    mod = _load()
+    mod.main(["--quick", "--out", str(tmp_path / "sim")])
+    mod.NET_LONG_CPU = dict(mod.NET, batch_size=64)  # a tiny network keeps the test fast
+    mod.NET_LONG = mod.NET_LONG_CPU
+    out = tmp_path / "long"
+    s = mod.main(["--long", "--train-traj", str(tmp_path / "sim" / "train.nc"),
+                  "--infer-traj", str(tmp_path / "sim" / "infer.nc"), "--train-minutes", "0.05",
+                  "--batch-particles", "256", "--memory-budget", "16", "--out", str(out)])
+    assert s["mode"] == "long" and "sim_train_s" not in s and s["train_steps"] >= 100
+    assert s["train_steps_per_s"] > 0 and (out / "epr_map.png").exists()
+    assert (out / "run" / "checkpoints").is_dir()
+    ref = s["exact_local_class_mean_last_frame"]
+    assert set(ref) == {"dense", "interface", "dilute"}
+    assert math.isfinite(s["exact_local_mean_last_frame"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        mod.main(["--long", "--train-traj", str(tmp_path / "missing.nc"), "--out",
+                  str(tmp_path / "x")])
