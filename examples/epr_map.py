@@ -49,6 +49,7 @@ figure (default ``DIR/epr_map.png``).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import resource
@@ -99,8 +100,8 @@ def calibrate_steps(traj: Path, scratch: Path, net: dict, minutes: float) -> tup
 
     train(traj, scratch, TrainConfig(**{**net, "steps": 60, "val_every": 30,
                                          "checkpoint_every": 10 ** 9}), overwrite=True)
-    rows = (scratch / "metrics.csv").read_text().splitlines()
-    walls = [float(r.split(",")[1]) for r in rows[1:]]
+    with open(scratch / "metrics.csv", newline="") as f:
+        walls = [float(row["wall_s"]) for row in csv.DictReader(f)]
     rate = 30.0 / max(walls[1] - walls[0], 1e-9)
     shutil.rmtree(scratch)
     return max(100, int(0.9 * rate * 60.0 * minutes)), rate
@@ -157,6 +158,9 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else LONG if args.long else FULL)
     net = dict(NET_LONG if args.long else NET)
+    # set before JAX starts its backend (jax.default_backend below does): the inference
+    # child process needs GPU memory too, so no up-front 75 % grab by this process
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if args.long:
         import jax
 
@@ -183,8 +187,6 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     figure = Path(args.figure) if args.figure else out / "epr_map.png"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # the inference child process needs GPU memory too: no up-front 75 % grab
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
     import netCDF4
     import numpy as np
