@@ -49,6 +49,10 @@ def test_pair_time_stable_root_and_round_off():
     assert t == pytest.approx((3.0 - math.sqrt(1 - 0.36)) / 2.0, rel=1e-14)
     P[1, 1] = 1.2  # misses
     assert hd._pair_time(P, 0, 1, 0.0, 1.0, 0, 0, False, False) == np.inf
+    P[1, 2] = 1.0  # no relative motion (the branch-free root divides 0 by 0: discarded)
+    assert hd._pair_time(P, 0, 1, 0.0, 1.0, 0, 0, False, False) == np.inf
+    P[1, :4] = [3.0, 0.0, 2.0, 0.0]  # receding
+    assert hd._pair_time(P, 0, 1, 0.0, 1.0, 0, 0, False, False) == np.inf
     # overlapping by round-off: approaching -> collide now; separating -> never
     P[:, 4] = 5.0  # both local clocks at t = 5
     P[1, :4] = [1.0 - 1e-13, 0.0, -1.0, 0.0]
