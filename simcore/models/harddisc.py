@@ -295,6 +295,7 @@ def _cell_grid(params: Params, lx: float) -> tuple[int, int]:
 # kernel: a third of its particle step). The helpers below take and return scalars; the
 # loops over cells and the queue update are written once in the loop.
 _INF = np.inf
+_ROOT = 3  # heap slot of the root (see the heap update in _simulate)
 
 
 @njit(cache=True, inline="always")
@@ -587,9 +588,9 @@ def _build_queue(E, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev, binof, fir
         order = np.argsort(E[:, 3], kind="mergesort")
         for k in range(n):
             i = order[k]
-            heap[k] = i
-            hkey[k] = E[i, 3]
-            hpos[i] = k
+            heap[k + _ROOT] = i
+            hkey[k + _ROOT] = E[i, 3]
+            hpos[i] = k + _ROOT
 
 
 @njit(cache=True)
@@ -695,7 +696,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                 if i < 0:
                     break
             else:
-                i = heap[0]
+                i = heap[_ROOT]
             t = E[i, 3]
             if t > t_stop or t == _INF:
                 break
@@ -876,12 +877,14 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                 _cq_move(m, key, Q, bhead, bnext, bprev, binof)
             else:
                 # indexed 4-ary heap with the keys stored inline (hkey[k] = E[heap[k], 3],
-                # so the sifts touch only the heap arrays; the 4 children of k, 4k+1..4k+4,
-                # share a cache line or two): sift up, else down; ties by particle index
+                # so the sifts touch only the heap arrays), root at slot _ROOT = 3 so that
+                # the 4 children of slot k, 4k − 8 .. 4k − 5, fill one aligned 32-byte
+                # block: sift up, else down; ties by particle index
                 k = hpos[m]
                 k0 = k
-                while k > 0:
-                    p = (k - 1) >> 2
+                end = n + _ROOT
+                while k > _ROOT:
+                    p = (k >> 2) + 2
                     kp = hkey[p]
                     jp = heap[p]
                     if not (key < kp or (key == kp and m < jp)):
@@ -892,12 +895,12 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                     k = p
                 if k == k0:
                     while True:
-                        c = 4 * k + 1
-                        if c >= n:
+                        c = 4 * k - 8
+                        if c >= end:
                             break
                         kc = hkey[c]
                         jc = heap[c]
-                        if c + 3 < n:
+                        if c + 3 < end:
                             # smallest of 4 children as a branch-free tournament (the
                             # comparisons are coin flips a branch predictor would miss)
                             k1 = hkey[c + 1]
@@ -919,7 +922,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                             jc = _pick(b, j2, jc)
                             c = _pick(b, cb, ca)
                         else:
-                            for c2 in range(c + 1, n):
+                            for c2 in range(c + 1, end):
                                 k2 = hkey[c2]
                                 j2 = heap[c2]
                                 if k2 < kc or (k2 == kc and j2 < jc):
@@ -1023,13 +1026,18 @@ def _place_random(cand, pos, placed, sigma, x0, wx, y0, wy, yper, ax, ay, ncx, n
     return placed
 
 
+def _aligned_zeros(size: int, dtype=np.float64) -> np.ndarray:
+    """Zeroed 1-D array of 8-byte items starting on a 64-byte cache-line boundary."""
+    buf = np.zeros(size + 8, dtype=dtype)
+    off = (-buf.ctypes.data % 64) // 8
+    return buf[off:off + size]
+
+
 def _aligned_rows(n: int, width: int) -> np.ndarray:
     """Zeroed (n, width) float64 array whose rows start on 64-byte cache-line boundaries
     (width 8: each disc's streamed state x, y, vx, vy, t_local is one cache line, which
     the neighbour scans read)."""
-    buf = np.zeros(n * width + 8)
-    off = (-buf.ctypes.data % 64) // 8
-    return buf[off:off + n * width].reshape(n, width)
+    return _aligned_zeros(n * width).reshape(n, width)
 
 
 def _work(state, params: Params):
@@ -1041,7 +1049,7 @@ def _work(state, params: Params):
         work = dict(P=_aligned_rows(n, 8), I=np.zeros((n, 7), dtype=np.int64),
                     E=np.zeros((n, 4)), head=np.zeros(ncx * ncy, dtype=np.int64),
                     nxt=np.zeros(n, dtype=np.int64), prv=np.zeros(n, dtype=np.int64),
-                    heap=np.zeros(n, dtype=np.int64), hkey=np.zeros(n),
+                    heap=_aligned_zeros(n + _ROOT, np.int64), hkey=_aligned_zeros(n + _ROOT),
                     hpos=np.zeros(n, dtype=np.int64),
                     Q=np.zeros(4), bhead=np.zeros(nb + 1, dtype=np.int64),
                     bnext=np.zeros(n, dtype=np.int64), bprev=np.zeros(n, dtype=np.int64),
