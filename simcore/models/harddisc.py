@@ -296,6 +296,7 @@ def _cell_grid(params: Params, lx: float) -> tuple[int, int]:
 # loops over cells and the queue update are written once in the loop.
 _INF = np.inf
 _ROOT = 3  # heap slot of the root (see the heap update in _simulate)
+_FLAT_HEAP_MAX_N = 1 << 15  # branch-free heap sifts up to this N (measured, see _simulate)
 
 
 @njit(cache=True, inline="always")
@@ -668,6 +669,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
         _renumber(P, I, E, perm, ncx, ncy)
     _index_cells(I, head, nxt, prv, ncx, ncy)
     cells = np.empty(9, dtype=np.int64)
+    flat_heap = n <= _FLAT_HEAP_MAX_N
     t_end = t_stop
     since = 0
     pending = 0  # particles 0..pending-1 have their first predictions
@@ -900,9 +902,11 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                             break
                         kc = hkey[c]
                         jc = heap[c]
-                        if c + 3 < end:
-                            # smallest of 4 children as a branch-free tournament (the
-                            # comparisons are coin flips a branch predictor would miss)
+                        if flat_heap and c + 3 < end:
+                            # smallest of 4 children as a branch-free tournament: the
+                            # comparisons are coin flips a branch predictor would miss,
+                            # but its guesses start the next level's loads early, which
+                            # wins once the heap no longer fits in the cache
                             k1 = hkey[c + 1]
                             j1 = heap[c + 1]
                             k2 = hkey[c + 2]
@@ -922,7 +926,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                             jc = _pick(b, j2, jc)
                             c = _pick(b, cb, ca)
                         else:
-                            for c2 in range(c + 1, end):
+                            for c2 in range(c + 1, min(c + 4, end)):
                                 k2 = hkey[c2]
                                 j2 = heap[c2]
                                 if k2 < kc or (k2 == kc and j2 < jc):
