@@ -70,6 +70,26 @@ def test_pair_time_stable_root_and_round_off():
     assert hd._pair_time(P, 0, 1, 0.0, 0.04, 10.0, 10.0, True, False) == pytest.approx(0.15)
 
 
+def test_wall_and_crossing_times_every_direction():
+    inf = np.inf
+    # walls at rw = 0.5 from the box edges [0, 10] x [0, 5]
+    assert hd._wall_time(1.0, 2.0, 1.0, 0.0, 10.0, 5.0, False, False, 0.5) == (8.5, 0)
+    assert hd._wall_time(1.0, 2.0, 0.0, -2.0, 10.0, 5.0, False, False, 0.5) == (0.75, 1)
+    assert hd._wall_time(1.0, 2.0, -1.0, 4.0, 10.0, 5.0, False, False, 0.5) == (0.5, 0)
+    assert hd._wall_time(1.0, 2.0, 1.0, 0.0, 10.0, 5.0, True, False, 0.5) == (inf, 0)
+    assert hd._wall_time(1.0, 2.0, 0.0, 0.0, 10.0, 5.0, False, False, 0.5) == (inf, 0)
+    # 5 x 5 cells of side 1: crossing +y first, then the walled edge cells, then periodic
+    args = (5, 5, 1.0, 1.0, 5.0, 5.0)
+    assert hd._cross_time(1.2, 0.3, 1.0, 1.0, 1, 0, *args, False, False) == (
+        pytest.approx(0.7), 2)
+    assert hd._cross_time(1.2, 0.3, -1.0, -1.0, 1, 0, *args, False, False) == (
+        pytest.approx(0.2), 1)
+    assert hd._cross_time(4.5, 2.5, 1.0, 0.0, 4, 2, *args, False, False) == (inf, -1)
+    assert hd._cross_time(4.5, 2.5, 1.0, 0.0, 4, 2, *args, True, False) == (0.5, 0)
+    assert hd._cross_time(0.5, 0.5, -1.0, -0.25, 0, 0, *args, False, True) == (2.0, 3)
+    assert hd._cross_time(0.5, 0.5, 0.0, 0.0, 0, 0, *args, True, True) == (inf, -1)
+
+
 def brute_force_edmd(pos, vel, p, t_end):
     """Independent O(N²)-per-event reference: walls in x and y, textbook quadratic root."""
     pos, vel = pos.copy(), vel.copy()
