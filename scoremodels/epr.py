@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from simcore._errors import UserInputError
+from simcore._progress import progress
 from scoremodels import data as sdata
 
 CONVENTION = ("all variables even under time reversal (propulsion theta or g even, the "
@@ -110,8 +111,6 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
     import jax
     import jax.numpy as jnp
     import netCDF4
-    from tqdm.auto import tqdm
-
     from scoremodels.losses import score_and_jacobian
     from scoremodels.train import load_run
 
@@ -200,7 +199,7 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         budget = int(memory_budget_mb * 2 ** 20)
         per_frame = tset.bytes_per_frame + N * sdata.sample_bytes(a, K)
         fpc = int(max(1, min(len(frames), budget // per_frame)))
-        bar = tqdm(total=len(frames), unit="frame", disable=True if quiet else None, desc="epr")
+        bar = progress(len(frames), unit="frame", desc="epr", quiet=quiet)
         row = 0
         for c0 in range(0, len(frames), fpc):
             idx = frames[c0:c0 + fpc]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from simcore._errors import UserInputError
+from simcore._progress import progress
 from scoremodels import data as sdata
 
 RUN_FILE = "run.json"
@@ -252,8 +253,6 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
     import orbax.checkpoint as ocp
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from tqdm.auto import tqdm
-
     from scoremodels.losses import Objective, make_loss
     from scoremodels.nets import NetConfig, build
 
@@ -374,8 +373,7 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
         t0 = time.perf_counter()
         acc, acc_n = 0.0, 0
-        bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=True if quiet else None,
-                   desc="train")
+        bar = progress(cfg.steps, initial=start, unit="step", desc="train", quiet=quiet)
         step = start
         for step in range(start, end):
             batch = jax.device_put(stream.batch(step), shard)

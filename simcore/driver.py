@@ -23,6 +23,7 @@ import numpy as np
 
 from simcore import __version__
 from simcore._errors import UserInputError
+from simcore._progress import progress
 from simcore.config import RunSettings, run_parameters_json
 from simcore.io.checkpoint import load_checkpoint, save_checkpoint
 from simcore.io.trajectory import TrajectoryWriter, atomic_replace, provenance, read_attrs
@@ -165,10 +166,8 @@ def run_model(
             "provenance": writer.get_attr("provenance"),
         })
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=settings.steps, initial=marks[frames_done - 1], unit="step",
-               disable=True if quiet else None, desc=f"{model_name}", dynamic_ncols=True)
+    bar = progress(settings.steps, initial=marks[frames_done - 1], unit="step",
+                   desc=model_name, quiet=quiet)
     try:
         if action != "resume":
             checkpoint()
