@@ -510,17 +510,17 @@ def _unlink(i, c, head, nxt, prv):
 @njit(cache=True)
 def _renumber(P, I, E, perm, ncx, ncy):
     """Renumber the particles by cell (counting sort, stable): rows of P, I, E and perm
-    move together; the partner indices I[:, 3] are mapped to the new numbers."""
+    move together; the partner indices I[:, 2] are mapped to the new numbers."""
     n = P.shape[0]
     nc = ncx * ncy
     start = np.zeros(nc + 1, dtype=np.int64)
     for i in range(n):
-        start[I[i, 1] * ncy + I[i, 2] + 1] += 1
+        start[I[i, 0] * ncy + I[i, 1] + 1] += 1
     for c in range(nc):
         start[c + 1] += start[c]
     new = np.empty(n, dtype=np.int64)  # new number of old particle i
     for i in range(n):
-        c = I[i, 1] * ncy + I[i, 2]
+        c = I[i, 0] * ncy + I[i, 1]
         new[i] = start[c]
         start[c] += 1
     P2 = np.empty_like(P)
@@ -536,8 +536,8 @@ def _renumber(P, I, E, perm, ncx, ncy):
         for a in range(E.shape[1]):
             E2[k, a] = E[i, a]
         perm2[k] = perm[i]
-        if I[i, 3] >= 0:
-            I2[k, 3] = new[I[i, 3]]
+        if I[i, 2] >= 0:
+            I2[k, 2] = new[I[i, 2]]
     P[:] = P2
     I[:] = I2
     E[:] = E2
@@ -546,11 +546,11 @@ def _renumber(P, I, E, perm, ncx, ncy):
 
 @njit(cache=True)
 def _index_cells(I, head, nxt, prv, ncx, ncy):
-    """Rebuild the cell lists from the cells stored in I[:, 1:3] (each list ascending)."""
+    """Rebuild the cell lists from the cells stored in I[:, 0:2] (each list ascending)."""
     for c in range(ncx * ncy):
         head[c] = -1
     for i in range(I.shape[0] - 1, -1, -1):
-        _link(i, I[i, 1] * ncy + I[i, 2], head, nxt, prv)
+        _link(i, I[i, 0] * ncy + I[i, 1], head, nxt, prv)
 
 
 @njit(cache=True)
@@ -591,8 +591,9 @@ def _cq_move(i, key, Q, bhead, bnext, bprev, binof):
 
 @njit(cache=True)
 def _load(pos, vel, Lx, Ly, xper, yper, ncx, ncy, P, I, perm):
-    """Particle rows from the synchronised state at local time 0: P = (x, y, vx, vy, 0)
-    wrapped into a periodic box, I = (counter 0, cell x, cell y, no partner)."""
+    """Particle rows from the synchronised state at local time 0: P = (x, y, vx, vy, 0,
+    counter 0, no partner counter) wrapped into a periodic box, I = (cell x, cell y, no
+    partner)."""
     ax = Lx / ncx
     ay = Ly / ncy
     for i in range(pos.shape[0]):
@@ -611,11 +612,11 @@ def _load(pos, vel, Lx, Ly, xper, yper, ncx, ncy, P, I, perm):
         P[i, 2] = vel[i, 0]
         P[i, 3] = vel[i, 1]
         P[i, 4] = 0.0
-        I[i, 0] = 0
-        I[i, 1] = min(max(int(x / ax), 0), ncx - 1)
-        I[i, 2] = min(max(int(y / ay), 0), ncy - 1)
-        I[i, 3] = -1
-        I[i, 4] = -1
+        P[i, 5] = 0.0
+        P[i, 6] = -1.0
+        I[i, 0] = min(max(int(x / ax), 0), ncx - 1)
+        I[i, 1] = min(max(int(y / ay), 0), ncy - 1)
+        I[i, 2] = -1
         perm[i] = i
 
 
@@ -632,9 +633,11 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
     (or until stats[0] reaches max_coll); synchronise everyone to the stop time, write
     pos and vel back and return that time.
 
-    Work arrays (preallocated): P (N, 5) = x, y, vx, vy, t_local; I (N, 7) = counter,
-    cell x, cell y, pair partner, partner's counter at prediction, wall kind, crossing
-    direction; E (N, 4) = pair, wall, crossing times and the queue key.
+    Work arrays (preallocated): P (N, 8) = x, y, vx, vy, t_local, collision counter,
+    partner's counter at prediction, unused (one 64-byte row: a scan that picks a partner
+    reads its counter from the row it has just loaded); I (N, 5) = cell x, cell y, pair
+    partner, wall kind, crossing direction; E (N, 4) = pair, wall, crossing times and the
+    queue key. Counters are floats (exact below 2^53).
 
     Internally the particles are renumbered by cell (``perm[k]`` = caller's index of
     internal particle k) at the start and every ``resort_every`` events (0: never), so
@@ -695,8 +698,8 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
             # mode 0 after a velocity change (pair, wall and crossing times), 1 for a stale
             # pair event (pair time only), 2 after a crossing in direction d (partial scan)
             if E[i, 0] <= E[i, 1] and E[i, 0] <= E[i, 2]:
-                j = I[i, 3]
-                if I[j, 0] != I[i, 4]:  # the partner collided since: recompute
+                j = I[i, 2]
+                if P[j, 5] != P[i, 6]:  # the partner collided since: recompute
                     stats[7] += 1.0
                     mode = 1
                     j = -1
@@ -720,8 +723,8 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                         P[j, 3] += dvn * ny_
                         stats[4] += -dvn * r
                     stats[0] += 1.0
-                    I[i, 0] += 1
-                    I[j, 0] += 1
+                    P[i, 5] += 1.0
+                    P[j, 5] += 1.0
                     if stats[0] >= max_coll:
                         t_end = t
                         stop = True
@@ -732,20 +735,20 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                 P[i, 4] = t
                 if E[i, 1] <= E[i, 2]:
                     mode = 0
-                    if I[i, 5] == 0:
+                    if I[i, 3] == 0:
                         stats[2] += 2.0 * abs(P[i, 2])
                         P[i, 2] = -P[i, 2]
                     else:
                         stats[3] += 2.0 * abs(P[i, 3])
                         P[i, 3] = -P[i, 3]
                     stats[1] += 1.0
-                    I[i, 0] += 1
+                    P[i, 5] += 1.0
                 else:
                     mode = 2
                     stats[6] += 1.0
-                    d = I[i, 6]
-                    cx = I[i, 1]
-                    cy = I[i, 2]
+                    d = I[i, 4]
+                    cx = I[i, 0]
+                    cy = I[i, 1]
                     # unlink from the old cell (as _unlink)
                     c = cx * ncy + cy
                     p = prv[i]
@@ -776,8 +779,8 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                         if cy < 0:
                             cy = ncy - 1
                             P[i, 1] += Ly
-                    I[i, 1] = cx
-                    I[i, 2] = cy
+                    I[i, 0] = cx
+                    I[i, 1] = cy
                     # link at the head of the new cell (as _link)
                     c = cx * ncy + cy
                     h = head[c]
@@ -794,10 +797,10 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                 # best pair of m at time t: the 3×3 block, or after a crossing only the 3
                 # newly adjacent cells, keeping the old best pair if its partner has not
                 # collided since
-                jo = I[m, 3]
-                partial = d >= 0 and not (jo < 0 or I[jo, 0] != I[m, 4] or E[m, 0] < t)
-                cx = I[m, 1]
-                cy = I[m, 2]
+                jo = I[m, 2]
+                partial = d >= 0 and not (jo < 0 or P[jo, 5] != P[m, 6] or E[m, 0] < t)
+                cx = I[m, 0]
+                cy = I[m, 1]
                 nsc = 0
                 if partial:
                     best_t = E[m, 0]
@@ -849,15 +852,15 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                         jj = nxt[jj]
                 if not partial or best_j != jo:
                     E[m, 0] = best_t
-                    I[m, 3] = best_j
-                    I[m, 4] = I[best_j, 0] if best_j >= 0 else -1
+                    I[m, 2] = best_j
+                    P[m, 6] = P[best_j, 5] if best_j >= 0 else -1.0
             if mode == 0:
-                tw, I[m, 5] = _wall_time(P[m, 0], P[m, 1], P[m, 2], P[m, 3], Lx, Ly, xper,
+                tw, I[m, 3] = _wall_time(P[m, 0], P[m, 1], P[m, 2], P[m, 3], Lx, Ly, xper,
                                          yper, rw)
                 E[m, 1] = P[m, 4] + tw
             if mode != 1:
-                tc, I[m, 6] = _cross_time(P[m, 0], P[m, 1], P[m, 2], P[m, 3], I[m, 1],
-                                          I[m, 2], ncx, ncy, ax, ay, Lx, Ly, xper, yper)
+                tc, I[m, 4] = _cross_time(P[m, 0], P[m, 1], P[m, 2], P[m, 3], I[m, 0],
+                                          I[m, 1], ncx, ncy, ax, ay, Lx, Ly, xper, yper)
                 E[m, 2] = P[m, 4] + tc
             key = min(E[m, 0], E[m, 1], E[m, 2])
             E[m, 3] = key
@@ -1038,7 +1041,7 @@ def _work(state, params: Params):
     if work is None or work["P"].shape[0] != n:
         ncx, ncy = _cell_grid(params, params.L_x)
         nb = max(16, 1 << int(math.ceil(math.log2(max(n, 1)))))
-        work = dict(P=_aligned_rows(n, 8), I=np.zeros((n, 7), dtype=np.int64),
+        work = dict(P=_aligned_rows(n, 8), I=np.zeros((n, 5), dtype=np.int64),
                     E=np.zeros((n, 4)), head=np.zeros(ncx * ncy, dtype=np.int64),
                     nxt=np.zeros(n, dtype=np.int64), prv=np.zeros(n, dtype=np.int64),
                     heap=_aligned_zeros(n + _ROOT, np.int64), hkey=_aligned_zeros(n + _ROOT),
