@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import resource
 import sys
 import time
+
+from simcore._cpu import ForeignLoad  # noqa: F401  (re-exported for the benchmark scripts)
 
 
 def cpu_model() -> str:
@@ -41,45 +42,6 @@ def load_note() -> str:
     if cores >= 0.25:
         note += " -- timings, multi-threaded ones above all, may be unreliable"
     return note
-
-
-class ForeignLoad:
-    """CPU time used by other processes (and stolen by the hypervisor) since creation.
-
-    Read from /proc/stat minus this process's and its children's own CPU time: the
-    machine is shared, and a competing process distorts timings, threaded ones most.
-    """
-
-    def __init__(self):
-        self._start = self._sample()
-
-    @staticmethod
-    def _sample() -> tuple[float, float, float, float]:
-        with open("/proc/stat") as f:
-            user, nice, system, _, _, irq, softirq, steal = map(int, f.readline().split()[1:9])
-        tick = os.sysconf("SC_CLK_TCK")
-        own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
-        busy = (user + nice + system + irq + softirq) / tick
-        return time.perf_counter(), busy, steal / tick, own
-
-    def _since(self) -> tuple[float, float]:
-        """(cores used by other processes, cores stolen), averaged since creation."""
-        t0, busy0, steal0, own0 = self._start
-        t1, busy1, steal1, own1 = self._sample()
-        wall = max(t1 - t0, 1e-9)
-        foreign = max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
-        return foreign, (steal1 - steal0) / wall
-
-    def cores(self) -> float:
-        """Mean number of cores used by other processes plus stolen, since creation."""
-        return sum(self._since())
-
-    def note(self) -> str:
-        """Mean number of cores used by other processes and stolen, since creation."""
-        foreign, stolen = self._since()
-        return (f"other processes used {foreign:.2f} cores on average during the run, "
-                f"the hypervisor stole {stolen:.2f} (0 = quiet machine)")
 
 
 def wait_quiet(max_wait: float, quiet_cores: float = 0.25) -> float:

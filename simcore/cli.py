@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="netcdf4 (compressed, default) or amber (NETCDF3, for MDAnalysis/VMD)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    s.add_argument("--threads", type=int, help="Numba threads (results do not depend on it)")
+    s.add_argument("--threads", type=int,
+                   help="Numba threads (default: this process's cores that other processes "
+                        "leave idle; results do not depend on it)")
     s.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
     s = sub.add_parser("analyze", help="compute the model's diagnostics of a trajectory "

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from simcore import __version__
+from simcore._cpu import idle_threads, usable_cores
 from simcore._errors import UserInputError
 from simcore._progress import progress
 from simcore.config import RunSettings, run_parameters_json
@@ -115,6 +116,8 @@ def run_model(
         warnings.warn(message, stacklevel=2)
     if threads is not None:
         _set_threads(threads)
+    elif getattr(model, "THREADED", True):
+        _set_idle_threads(log)
 
     marks = frame_steps(settings.steps, settings.write_every)
     key = kernel_key(settings.seed)
@@ -192,6 +195,20 @@ def run_model(
         writer.close()
     log(f"Wrote {out} ({len(marks)} frames, {settings.steps} steps).")
     return out
+
+
+def _set_idle_threads(log) -> None:
+    """Default thread count: the cores of this process that other processes leave idle
+    (spinning OpenMP workers lose more on a shared core than a thread gains)."""
+    import numba
+
+    most = numba.config.NUMBA_NUM_THREADS
+    threads, busy = idle_threads(most)
+    numba.set_num_threads(threads)
+    if threads < most:
+        log(f"{busy:.1f} of the {len(usable_cores())} cores this process may use are busy "
+            f"with other processes: running on {threads} thread(s) instead of {most} "
+            "(--threads N chooses; results do not depend on it).")
 
 
 def _set_threads(threads: int) -> None:

@@ -63,6 +63,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from simcore._cpu import idle_threads, usable_cores
 from simcore._errors import UserInputError
 
 MANIFEST = "manifest.json"
@@ -487,13 +488,6 @@ def _mp_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _require_dask():
     try:
         import dask  # noqa: F401
@@ -633,7 +627,7 @@ def run_sweep(
     only): None/``local`` (a LocalCluster of ``workers`` processes), ``tcp://HOST:PORT``,
     or ``slurm``/``pbs`` (dask-jobqueue, settings in ``cluster``). ``workers`` defaults
     to the usable cores; ``threads_per_worker`` (Numba threads per run) to 1 for the
-    parallel backends and to Numba's default for ``serial``.
+    parallel backends and for ``serial`` to the cores that other processes leave idle.
 
     Finished runs are skipped, interrupted runs resumed from their checkpoints, failed
     runs retried. Raises :class:`UserInputError` for a bad sweep and :class:`SweepFailed`
@@ -672,9 +666,15 @@ def run_sweep(
             todo.append(run)
     manifest.write()
     n_done = len(plan.runs) - len(todo)
-    workers = workers or (1 if backend == "serial" else _default_workers())
-    threads = threads_per_worker if threads_per_worker is not None else (
-        None if backend == "serial" else 1)
+    workers = workers or (1 if backend == "serial" else len(usable_cores()))
+    if threads_per_worker is not None:
+        threads = threads_per_worker
+    elif backend == "serial":  # the idle cores, probed once for the whole sweep
+        import numba
+
+        threads = idle_threads(numba.config.NUMBA_NUM_THREADS)[0]
+    else:
+        threads = 1
     log(f"sweep {folder}: {len(plan.runs)} runs ({n_done} already done, {len(todo)} to run) "
         f"on the {backend} backend" + (f" with {workers} workers" if backend != "serial" else ""))
     argv = list(sys.argv if argv is None else argv)

@@ -19,6 +19,8 @@ Each model module defines:
 ``extra_variables(params)``
     ``{name: (dims after 'frame', units, long_name)}``.
 ``time_per_step(params)``, ``warnings(params) -> list[str]``.
+``THREADED`` (optional, default True)
+    False for single-threaded kernels: the driver then skips choosing a thread count.
 """
 
 from __future__ import annotations

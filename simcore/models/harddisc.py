@@ -63,6 +63,7 @@ from simcore._errors import UserInputError
 
 NAME = "harddisc"
 NDIM = 2
+THREADED = False  # the event loop is serial
 DEFAULT_STEPS = 100
 DEFAULT_WRITE_EVERY = 1
 DEFAULT_PRESET = None

@@ -1,0 +1,81 @@
+"""Threaded kernels on a shared machine: particle-steps per second on 1 thread and on all
+usable cores, with the machine quiet and with one core kept busy by another process, and
+the thread count the driver's default picks in each case.
+
+    .venv/bin/python benchmarks/threads_under_load.py [--n 16384] [--steps 600]
+
+The busy process is a Python busy loop pinned to the last usable core. Rates are wall-clock
+(the point is how long a user waits), best of ``--repeats`` runs after a warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_header, table  # noqa: E402
+
+import simcore  # noqa: E402
+from simcore._cpu import idle_threads, usable_cores  # noqa: E402
+
+
+def ns_per_particle_step(folder: Path, n: int, steps: int, threads: int, repeats: int) -> float:
+    kw = dict(preset="mips", seed=1, overrides={"n": n}, overwrite=True, threads=threads,
+              quiet=True, out=folder / f"t{threads}.nc")
+    simcore.run("abp", steps=20, write_every=20, **kw)  # compile, start the thread pool
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        simcore.run("abp", steps=steps, write_every=steps, **kw)
+        best = min(best, time.perf_counter() - t0)
+    return best / (steps * n) * 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=16384)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    print(machine_header("simcore threads under foreign load (benchmarks/threads_under_load.py)"))
+    most = numba.config.NUMBA_NUM_THREADS
+    core = usable_cores()[-1]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for loaded in (False, True):
+            busy = None
+            if loaded:
+                busy = subprocess.Popen([sys.executable, "-c", (
+                    f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass")])
+                time.sleep(0.5)
+            try:
+                picked, seen = idle_threads(most)
+                for threads in sorted({1, most}):
+                    ns = ns_per_particle_step(Path(tmp), args.n, args.steps, threads,
+                                              args.repeats)
+                    rows.append(["one core busy" if loaded else "quiet", threads, f"{ns:.1f}",
+                                 f"{seen:.2f}", picked])
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    print(f"\nABP `mips` preset, N = {args.n}, {args.steps} steps; ns per particle-step "
+          f"(wall clock, best of {args.repeats})\n")
+    print(table(["machine", "threads", "ns/particle-step", "busy cores seen", "default picks"],
+                rows))
+    by = {(r[0], r[1]): float(r[2]) for r in rows}
+    if most > 1:
+        for state in ("quiet", "one core busy"):
+            print(f"{state}: {most} threads are {by[(state, 1)] / by[(state, most)]:.2f}x "
+                  "the speed of 1 thread")
+
+
+if __name__ == "__main__":
+    main()

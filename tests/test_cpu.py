@@ -1,0 +1,49 @@
+"""The default thread count: cores that other processes leave idle."""
+
+import subprocess
+import sys
+import time
+
+import numba
+
+import simcore
+import simcore.driver
+from simcore._cpu import ForeignLoad, idle_threads, usable_cores
+
+
+def test_a_core_kept_busy_elsewhere_is_seen_on_that_core_only():
+    core = usable_cores()[-1]
+    busy = subprocess.Popen([sys.executable, "-c", (
+        f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass")])
+    try:
+        time.sleep(0.3)  # let it start
+        probe = ForeignLoad([core])
+        time.sleep(0.3)
+        assert probe.cores() > 0.8
+        threads, seen = idle_threads(len(usable_cores()), probe_seconds=0.3)
+        assert seen > 0.8 and threads == max(1, len(usable_cores()) - 1)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert idle_threads(1) == (1, 0.0)  # nothing to choose: no probe
+
+
+def test_runs_take_the_idle_cores_and_say_so(tmp_path, capsys, monkeypatch):
+    most = numba.config.NUMBA_NUM_THREADS
+    monkeypatch.setattr(simcore.driver, "idle_threads", lambda m: (1, m - 1.0))
+    before = numba.get_num_threads()
+    try:
+        simcore.run("abp", preset="homogeneous", steps=4, overrides={"n": 64},
+                    out=tmp_path / "a.nc", quiet=False)
+        assert numba.get_num_threads() == 1
+        err = capsys.readouterr().err
+        assert ("running on 1 thread(s)" in err) == (most > 1)
+    finally:
+        numba.set_num_threads(before)
+
+    def fail(m):
+        raise AssertionError("the serial hard-disc engine needs no thread count")
+
+    monkeypatch.setattr(simcore.driver, "idle_threads", fail)
+    simcore.run("harddisc", overrides={"n": 20, "t_end": 1.0, "frame_dt": 1.0},
+                out=tmp_path / "h.nc")
