@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sweep.py
 	$(PY) benchmarks/harddisc.py
 	$(PY) benchmarks/score.py
+	$(PY) benchmarks/threads_under_load.py
 
 clean:
 	rm -rf demo_output .pytest_cache
