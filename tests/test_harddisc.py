@@ -146,6 +146,18 @@ def test_event_loop_matches_brute_force(queue):
     np.testing.assert_allclose(st["velocities"], ref_vel, atol=1e-5)
 
 
+def test_branch_free_and_branchy_heap_sifts_give_identical_bits(monkeypatch):
+    p = hd.Params(n=2000, phi=0.1, equilibrate=1.0, t_end=10.0, frame_dt=5.0)
+    out = []
+    for flat_up_to in (p.n, 0):  # the default at this N, then the large-N branchy sift
+        monkeypatch.setattr(hd, "_FLAT_HEAP_MAX_N", flat_up_to)
+        st = hd.init_state(p, 3)
+        hd.advance(st, p, 0, 0, 2)
+        out.append((st["positions"].tobytes(), st["velocities"].tobytes(),
+                    st["stats"].tobytes()))
+    assert out[0] == out[1]
+
+
 def test_heap_and_calendar_queue_give_identical_bits():
     out = []
     for queue in ("heap", "calendar"):
