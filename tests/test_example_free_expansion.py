@@ -49,3 +49,35 @@ def test_free_expansion_quick(tmp_path):
     again = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "--overwrite" in again.stderr
+
+
+def test_free_expansion_refuses_a_tiny_n(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--n", "50", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--n must be at least 100" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_scaled_regimes_keep_knudsen_lambda_and_hydro_phi():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import free_expansion as fe
+    finally:
+        sys.path.pop(0)
+    from simcore.models import harddisc as hd
+
+    assert fe.regime_params("knudsen", None) == {}
+    for n in (4000, 160000):
+        for preset in ("knudsen", "hydro"):
+            base = hd.Params(**hd.PRESETS[preset])
+            scaled = base.model_copy(update=fe.regime_params(preset, n))
+            assert scaled.n == n
+            # same t/L range and frame count as the preset (frame_dt rounded to 0.1)
+            frames = round(base.t_end / base.frame_dt)
+            assert round(scaled.t_end / scaled.frame_dt) == frames
+            assert abs(scaled.t_end / scaled.L - base.t_end / base.L) < 0.05 * frames / scaled.L
+            if preset == "knudsen":
+                lam = hd.mean_free_path(scaled) / scaled.L
+                assert math.isclose(lam, hd.mean_free_path(base) / base.L, rel_tol=0.02)
+            else:
+                assert scaled.phi == base.phi
