@@ -25,19 +25,20 @@ Algorithm (everything inside one Numba function per frame interval):
 * **delayed states** (Lubachevsky): each particle stores (r, v, t_local) and is streamed
   only when touched;
 * **priority queue**: an indexed 4-ary heap over the N particles with the keys stored
-  inline, each node's children in one aligned 32-byte block (``queue="heap"``, default) or a calendar queue (``queue="calendar"``); both give
-  bit-identical trajectories (ties are broken by the particle index in both), the choice
-  is by speed — see ``benchmarks/harddisc.py`` and ``benchmarks/RESULTS.md``;
+  inline, each node's 4 children in one aligned 32-byte block (``queue="heap"``,
+  default), or a calendar queue (``queue="calendar"``); both give bit-identical
+  trajectories (ties are broken by the particle index in both), the choice is by speed —
+  see ``benchmarks/harddisc.py`` and ``benchmarks/RESULTS.md``;
 * **spatial renumbering**: the kernel renumbers the particles by cell at its start and
   every ``RESORT_EVENTS_PER_PARTICLE``·N events (rows move, no arithmetic changes), so
   neighbouring discs are neighbours in memory; the caller sees its own particle order;
 * the event loop calls no function that takes an array (Numba adds atomic reference-count
   updates of every array argument to each such call, inlined or not): its helpers take
   and return scalars, and the cell scan and the heap update are written out in the loop;
-* **branch-free hot spots**: the contact time of each scanned neighbour and (up to
-  N = 2^15, while the heap fits in the cache) the heap's choice among 4 children are
-  computed with selects instead of branches: those outcomes are coin flips, and the
-  mispredictions cost a fifth of the run time at φ = 0.05.
+* **branch-free hot spots**: the contact time of each scanned neighbour, the wall and
+  cell-crossing times and (up to N = 2^15, while the heap fits in the cache) the heap's
+  choice among 4 children are computed with selects instead of branches: those outcomes
+  are coin flips, and the mispredictions cost a quarter of the run time at φ = 0.05.
 
 Driver contract: one driver step is one frame interval ``frame_dt`` (``time_per_step``),
 ``steps = t_end / frame_dt``. Every frame interval is an independent kernel call that
