@@ -15,6 +15,8 @@ import resource
 import time
 
 PROBE_SECONDS = 0.1  # sample length of the start-of-run probe (/proc/stat ticks are 10 ms)
+PROBE_REUSE_SECONDS = 30.0  # a loop of short runs probes once per this interval, not per run
+_last_probe: dict = {}
 
 
 class ForeignLoad:
@@ -77,15 +79,24 @@ def usable_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS) -> tuple[int, float]:
+def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
+                 reuse_seconds: float = PROBE_REUSE_SECONDS) -> tuple[int, float]:
     """(threads to use, cores of ours busy elsewhere): the usable cores minus those that
     other processes kept busy during a ``probe_seconds`` sample (a core counts as busy
-    from half use on), at least 1 and at most ``max_threads``."""
+    from half use on), at least 1 and at most ``max_threads``. A probe of the same cores
+    younger than ``reuse_seconds`` is reused (a script looping over short runs would
+    otherwise pay the sample on every run)."""
     cores = usable_cores()
     if max_threads <= 1:
         return 1, 0.0
-    probe = ForeignLoad(cores)
-    time.sleep(probe_seconds)
-    busy = probe.cores()
+    now = time.monotonic()
+    last = _last_probe.get(tuple(cores))
+    if last is not None and now - last[0] < reuse_seconds:
+        busy = last[1]
+    else:
+        probe = ForeignLoad(cores)
+        time.sleep(probe_seconds)
+        busy = probe.cores()
+        _last_probe[tuple(cores)] = (time.monotonic(), busy)
     free = int(len(cores) - busy + 0.5)
     return max(1, min(max_threads, free)), busy

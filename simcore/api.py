@@ -36,7 +36,7 @@ def run(
     validated; bad input raises :class:`simcore.UserInputError` with a readable message.
     ``steps`` counts integration steps, ``write_every`` steps between frames.
     ``threads`` (Numba threads) defaults to the cores that other processes leave idle,
-    measured over 0.1 s at the start; results do not depend on it.
+    measured over 0.1 s at the start (reused for 30 s); results do not depend on it.
     """
     params, settings, preset = resolve(
         model, preset=preset, config=config, overrides=overrides, steps=steps, seed=seed,

@@ -20,13 +20,32 @@ def test_a_core_kept_busy_elsewhere_is_seen_on_that_core_only():
         probe = ForeignLoad([core])
         time.sleep(0.3)
         assert probe.cores() > 0.8
-        threads, seen = idle_threads(len(usable_cores()), probe_seconds=0.3)
+        threads, seen = idle_threads(len(usable_cores()), probe_seconds=0.3, reuse_seconds=0)
         # at least our busy core is taken out (others may be busy too on a shared machine)
         assert seen > 0.8 and 1 <= threads <= max(1, len(usable_cores()) - 1)
     finally:
         busy.kill()
         busy.wait()
     assert idle_threads(1) == (1, 0.0)  # nothing to choose: no probe
+
+
+def test_a_recent_probe_is_reused(monkeypatch):
+    import simcore._cpu as cpu
+
+    made = []
+
+    class Counting(cpu.ForeignLoad):
+        def __init__(self, cpus=None):
+            made.append(cpus)
+            super().__init__(cpus)
+
+    monkeypatch.setattr(cpu, "ForeignLoad", Counting)
+    monkeypatch.setattr(cpu, "_last_probe", {})
+    most = max(2, len(usable_cores()))
+    first = cpu.idle_threads(most, probe_seconds=0.01)
+    assert cpu.idle_threads(most, probe_seconds=0.01) == first and len(made) == 1
+    cpu.idle_threads(most, probe_seconds=0.01, reuse_seconds=0)
+    assert len(made) == 2
 
 
 def test_runs_take_the_idle_cores_and_say_so(tmp_path, capsys, monkeypatch):
