@@ -26,7 +26,10 @@ def progress(total: int, *, desc: str, unit: str, initial: int = 0, quiet: bool 
 
         return tqdm(total=total, initial=initial, unit=unit, desc=desc, file=stream,
                     dynamic_ncols=True)
-    interval = float(os.environ.get("SIMCORE_PROGRESS_SECONDS", DEFAULT_LOG_INTERVAL_S))
+    try:
+        interval = float(os.environ.get("SIMCORE_PROGRESS_SECONDS", DEFAULT_LOG_INTERVAL_S))
+    except ValueError:  # a malformed setting must not stop a run: use the default
+        interval = DEFAULT_LOG_INTERVAL_S
     return LogProgress(total, desc=desc, unit=unit, initial=initial, interval=interval,
                        stream=stream)
 

@@ -38,6 +38,12 @@ def test_quiet_and_terminal_choices():
     assert out.getvalue() == ""
 
 
+def test_a_malformed_interval_falls_back_to_the_default(monkeypatch):
+    monkeypatch.setenv("SIMCORE_PROGRESS_SECONDS", "often")
+    bar = progress(5, desc="x", unit="step", stream=io.StringIO())
+    assert bar.interval == 60.0
+
+
 def test_a_run_logs_progress_lines_when_stderr_is_a_file(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SIMCORE_PROGRESS_SECONDS", "0")
     simcore.run("harddisc", overrides={"n": 30, "phi": 0.05, "t_end": 3.0, "frame_dt": 1.0},
