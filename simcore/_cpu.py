@@ -11,8 +11,12 @@ that are not busy.
 from __future__ import annotations
 
 import os
-import resource
 import time
+
+try:
+    import resource
+except ImportError:  # Windows: no rusage; own time falls back to process_time
+    resource = None
 
 PROBE_SECONDS = 0.1  # sample length of the start-of-run probe (/proc/stat ticks are 10 ms)
 PROBE_REUSE_SECONDS = 30.0  # a loop of short runs probes once per this interval, not per run
@@ -48,8 +52,12 @@ class ForeignLoad:
         except OSError:
             pass
         tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+        if resource is None:
+            own = time.process_time()
+        else:
+            own = sum(r.ru_utime + r.ru_stime for r in (
+                resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN)))
         return time.perf_counter(), busy / tick, steal / tick, own
 
     def since(self) -> tuple[float, float]:
