@@ -1,7 +1,7 @@
 """``simcore presets | run | analyze | sweep | plot | info`` (design §4).
 
 Exit codes: 0 success, 2 bad input (one paragraph on stderr, no traceback), 1 internal
-error, 130 interrupted.
+error, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (both checkpoint first).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from simcore._errors import UserInputError
+from simcore._interrupt import RunInterrupted
 from simcore.sweep import SweepFailed
 
 
@@ -262,6 +263,9 @@ def _main(argv: list[str] | None) -> int:
     except UserInputError as err:
         print(textwrap.fill(f"simcore {args.command}: error: {err}", width=100), file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"simcore: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("simcore: interrupted", file=sys.stderr)
         return 130

@@ -24,7 +24,7 @@ class RunSettings(BaseModel):
 
     ``steps`` is the number of integration steps (events-driven models interpret a step as
     their own unit, see the model's docstring); ``write_every`` is in steps;
-    ``checkpoint_every`` is in written frames.
+    ``checkpoint_every`` is in written frames, ``checkpoint_seconds`` in wall-clock seconds.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,6 +33,12 @@ class RunSettings(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63, description="root seed of the run")
     write_every: int = Field(10, ge=1, description="steps between written frames")
     checkpoint_every: int = Field(50, ge=1, description="frames between checkpoints")
+    # when to checkpoint, not what to compute: left out of run_parameters (exclude=True),
+    # so a run may be resumed with another value
+    checkpoint_seconds: float = Field(
+        120.0, gt=0, allow_inf_nan=False, exclude=True,
+        description="wall-clock seconds between checkpoints (also one per checkpoint_every "
+                    "frames, whichever comes first)")
     format: Literal["netcdf4", "amber"] = Field(
         "netcdf4", description="netcdf4 (compressed HDF5) or amber (NETCDF3 64-bit offset)"
     )

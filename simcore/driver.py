@@ -1,14 +1,23 @@
 """The chunked run loop shared by every engine: advance, write, checkpoint, progress, resume.
 
 The driver knows no physics. It asks the model module (see :mod:`simcore.models`) for an
-initial state, advances it ``write_every`` steps at a time inside the Numba kernel,
-appends a frame after each chunk and checkpoints every ``checkpoint_every`` frames.
+initial state, advances it ``write_every`` steps at a time inside the Numba kernel and
+appends a frame after each chunk.
 
-Files: the trajectory is written to ``OUT.part`` and renamed to ``OUT`` when complete;
-the checkpoint lives in ``OUT.ckpt`` while the run is in progress. ``resume=True``
-continues from the checkpoint; because the kernels' noise is a pure function of (seed,
-step, particle), the resumed file equals an uninterrupted run bit for bit (all variables
-and all attributes but ``provenance``, which records the resumption).
+Files, all beside ``OUT``:
+
+* ``OUT.lock`` — held while the run writes (:mod:`simcore.io.lock`): one writer per output;
+* ``OUT.part`` — the crash-safe frame log (:mod:`simcore.io.framelog`), append-only;
+* ``OUT.ckpt`` — the checkpoint: the state after the last counted frame and the checksum
+  of every frame (:mod:`simcore.io.checkpoint`), written every ``checkpoint_every``
+  frames, every ``checkpoint_seconds`` of wall time, on SIGINT/SIGTERM, and at the end;
+* ``OUT`` — the NetCDF trajectory, assembled from the frame log when the run is complete
+  (written as ``OUT.tmp``, fsynced and renamed), after which the other files go.
+
+``resume=True`` verifies the checkpointed frames and continues from the checkpoint;
+because the kernels' noise is a pure function of (seed, step, particle), the resumed file
+equals an uninterrupted run bit for bit (all variables and all attributes but
+``provenance``, which records the resumption).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -24,10 +34,14 @@ import numpy as np
 from simcore import __version__
 from simcore._cpu import idle_threads, usable_cores
 from simcore._errors import UserInputError
+from simcore._interrupt import RunInterrupted, stop_requests
 from simcore._progress import progress
 from simcore.config import RunSettings, run_parameters_json
-from simcore.io.checkpoint import load_checkpoint, save_checkpoint
-from simcore.io.trajectory import TrajectoryWriter, atomic_replace, provenance, read_attrs
+from simcore.io.checkpoint import check_state_like, load_checkpoint, save_checkpoint
+from simcore.io.framelog import FrameLogWriter, fsync_dir
+from simcore.io.lock import OutputLock
+from simcore.io.trajectory import (assemble, disk_full_error, frame_schema, is_space_error,
+                                   provenance, read_attrs)
 from simcore.models import get_model
 from simcore.rng import kernel_key
 
@@ -41,19 +55,31 @@ def frame_steps(steps: int, write_every: int) -> list[int]:
 
 
 def partial_paths(out: Path) -> tuple[Path, Path]:
-    """Paths of the in-progress trajectory and of its checkpoint."""
+    """Paths of the in-progress frame log and of its checkpoint."""
     return out.with_name(out.name + ".part"), out.with_name(out.name + ".ckpt")
+
+
+def _side_paths(out: Path) -> dict[str, Path]:
+    part, ckpt = partial_paths(out)
+    return {"part": part, "ckpt": ckpt, "lock": out.with_name(out.name + ".lock"),
+            "tmp": out.with_name(out.name + ".tmp"),
+            "unstable": out.with_name(out.stem + ".unstable" + out.suffix)}
+
+
+def _check_folder(out: Path) -> None:
+    if out.name in ("", ".", ".."):
+        raise UserInputError(f"The output {out} is not a file name; give one such as run.nc.")
+    if not out.parent.exists():
+        raise UserInputError(f"The output folder {out.parent} does not exist; create it first.")
+    if out.is_dir():
+        raise UserInputError(f"The output {out} is a folder; give a file name such as run.nc.")
+    if not os.access(out.parent, os.W_OK):
+        raise UserInputError(f"The output folder {out.parent} is not writable.")
 
 
 def _check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> str:
     """Decide what to do with existing files: 'fresh', 'resume' or 'done'."""
     part, ckpt = partial_paths(out)
-    if not out.parent.exists():
-        raise UserInputError(f"The output folder {out.parent} does not exist; create it first.")
-    if not os.access(out.parent, os.W_OK):
-        raise UserInputError(f"The output folder {out.parent} is not writable.")
-    if out.is_dir():
-        raise UserInputError(f"The output {out} is a folder; give a file name such as run.nc.")
     if overwrite:
         return "fresh"
     if resume:
@@ -81,6 +107,15 @@ def _check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> st
     return "fresh"
 
 
+def _write_error(path: Path, exc: OSError) -> UserInputError:
+    """A failed write during the run: a full disk is said so, anything else as it is."""
+    if is_space_error(exc):
+        return disk_full_error(path, exc)
+    return UserInputError(
+        f"Writing {path} failed ({exc.strerror or exc}). Frames up to the last checkpoint are "
+        "kept: fix the problem and rerun the same command with --resume to continue.")
+
+
 def run_model(
     model_name: str,
     params,
@@ -97,104 +132,235 @@ def run_model(
 ) -> Path:
     """Run ``model_name`` with validated ``params`` and ``settings``; return the output path.
 
-    ``stop_after_frames`` (or the environment variable ``SIMCORE_INTERRUPT_AFTER_FRAMES``)
-    raises KeyboardInterrupt once that many frames are in the file, as a user's Ctrl-C
-    would; it exists to test ``resume``.
+    Raises :class:`UserInputError` for bad input (exit 2 in the CLI) and
+    :class:`~simcore._interrupt.RunInterrupted` (a KeyboardInterrupt) after checkpointing
+    on SIGINT/SIGTERM. ``stop_after_frames`` (or the environment variable
+    ``SIMCORE_INTERRUPT_AFTER_FRAMES``) acts like a SIGINT once that many frames are
+    written; it exists to test ``resume``.
     """
     if stop_after_frames is None and os.environ.get("SIMCORE_INTERRUPT_AFTER_FRAMES"):
         stop_after_frames = int(os.environ["SIMCORE_INTERRUPT_AFTER_FRAMES"])
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise UserInputError(f"The output must be a file path such as 'run.nc' (got {out!r}).")
     model = get_model(model_name)
     out = Path(out)
-    part, ckpt = partial_paths(out)
-    run_json = run_parameters_json(model_name, params, settings, preset)
-    action = _check_output(out, overwrite, resume, run_json)
+    paths = _side_paths(out)
+    _check_folder(out)
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
-    if action == "done":
-        log(f"{out} is already complete; nothing to resume.")
-        return out
-    for message in model.warnings(params):
-        warnings.warn(message, stacklevel=2)
-    if threads is not None:
-        _set_threads(threads)
-    elif getattr(model, "THREADED", True):
-        _set_idle_threads(log)
+    run_json = run_parameters_json(model_name, params, settings, preset)
+    with OutputLock(paths["lock"], f"The output {out}",
+                    lambda msg: print(msg, file=sys.stderr)):
+        action = _check_output(out, overwrite, resume, run_json)
+        if action == "done":
+            for name in ("part", "ckpt", "tmp"):  # left by a kill after the final rename
+                paths[name].unlink(missing_ok=True)
+            log(f"{out} is already complete; nothing to resume.")
+            return out
+        for message in model.warnings(params):
+            warnings.warn(message, stacklevel=2)
+        if threads is not None:
+            _set_threads(threads)
+        elif getattr(model, "THREADED", True):
+            _set_idle_threads(log)
+        _Run(model, model_name, params, settings, out, paths, run_json, preset, log, quiet,
+             argv, stop_after_frames).execute(action)
+    return out
 
-    marks = frame_steps(settings.steps, settings.write_every)
-    key = kernel_key(settings.seed)
-    dt = model.time_per_step(params)
 
-    if action == "resume":
-        state, meta = load_checkpoint(ckpt)
-        if meta.get("run_parameters") != run_json:
-            raise UserInputError(
-                f"The checkpoint {ckpt} belongs to a run with other parameters than the ones "
-                "given now; resume with the same command line, or pass --overwrite to start over."
-            )
-        frames_done = int(meta["frames_written"])
-        writer = TrajectoryWriter(part, 0, {}, model.extra_variables(params), settings.format,
-                                  settings.precision, start_frame=frames_done)
-        old = json.loads(str(meta.get("provenance", "{}")))
-        old.setdefault("resumed", []).append(json.loads(provenance(argv))["utc_start"])
-        writer.set_attr("provenance", json.dumps(old, sort_keys=True))
-        log(f"Resuming {out} at step {marks[frames_done - 1]} of {settings.steps}.")
-    else:
-        for stale in (part, ckpt):
-            stale.unlink(missing_ok=True)
-        state = model.init_state(params, settings.seed)
+class _Run:
+    """One execution of a run: start or resume, the frame loop, checkpoints, assembly."""
+
+    def __init__(self, model, model_name, params, settings, out, paths, run_json, preset,
+                 log, quiet, argv, stop_after_frames):
+        self.model, self.model_name, self.params, self.settings = model, model_name, params, \
+            settings
+        self.out, self.paths, self.run_json, self.preset = out, paths, run_json, preset
+        self.log, self.quiet, self.argv = log, quiet, argv
+        self.stop_after_frames = stop_after_frames
+        self.marks = frame_steps(settings.steps, settings.write_every)
+        self.dt = model.time_per_step(params)
+        self.frames = None  # the FrameLogWriter
+        self.state = None
+        self.provenance = None
+        self.last_checkpoint = time.monotonic()
+        self.checkpointed = 0  # frames the checkpoint on disk covers
+
+    # ------------------------------------------------------------------ start / resume
+    def _start(self) -> None:
+        for name in ("part", "ckpt", "tmp"):
+            self.paths[name].unlink(missing_ok=True)
+        model, params = self.model, self.params
+        self.state = model.init_state(params, self.settings.seed)
+        self.provenance = provenance(self.argv)
         attrs = {
             "Conventions": "AMBER",
             "ConventionVersion": "1.0",
             "program": "simcore",
             "programVersion": __version__,
-            "application": f"simcore {model_name}",
-            "title": f"simcore {model_name} run" + (f" (preset {preset})" if preset else ""),
-            "simcore_model": model_name,
+            "application": f"simcore {self.model_name}",
+            "title": f"simcore {self.model_name} run"
+            + (f" (preset {self.preset})" if self.preset else ""),
+            "simcore_model": self.model_name,
             "simcore_ndim": np.int32(model.NDIM),
             "length_unit": "model length unit (stored as angstrom; 1 angstrom = 1 unit)",
             "time_unit": "model time unit (stored as picosecond; 1 ps = 1 unit)",
-            "run_parameters": run_json,
-            "provenance": provenance(argv),
+            "run_parameters": self.run_json,
+            "provenance": self.provenance,
         }
-        writer = TrajectoryWriter(part, params.n, attrs, model.extra_variables(params),
-                                  settings.format, settings.precision)
-        writer.append(0.0, model.frame(state, params))
-        frames_done = 1
+        schema = frame_schema(params.n, attrs, model.extra_variables(params),
+                              self.settings.precision)
+        try:
+            self.frames = FrameLogWriter.create(self.paths["part"], schema)
+        except OSError as exc:
+            raise _write_error(self.paths["part"], exc) from None
+        self._append(0)
+        self._checkpoint()
 
-    def checkpoint():
-        writer.sync()
-        save_checkpoint(ckpt, {k: v for k, v in state.items() if not k.startswith("_")}, {
-            "model": model_name,
-            "run_parameters": run_json,
-            "frames_written": writer.n_frames,
-            "provenance": writer.get_attr("provenance"),
-        })
+    def _resume(self) -> None:
+        ckpt = self.paths["ckpt"]
+        state, meta, crcs = load_checkpoint(ckpt)
+        if meta.get("run_parameters") != self.run_json:
+            raise UserInputError(
+                f"The checkpoint {ckpt} belongs to a run with other parameters than the ones "
+                "given now; resume with the same command line, or pass --overwrite to start over.")
+        if len(crcs) > len(self.marks):
+            raise UserInputError(f"The checkpoint {ckpt} counts {len(crcs)} frames, more than "
+                                 f"this run writes ({len(self.marks)}); rerun with --overwrite.")
+        check_state_like(ckpt, state, self.model.init_state(self.params, self.settings.seed))
+        try:
+            self.frames = FrameLogWriter.reopen(self.paths["part"], crcs)
+        except OSError as exc:
+            raise _write_error(self.paths["part"], exc) from None
+        if self.frames.schema["attrs"].get("run_parameters") != self.run_json:
+            raise UserInputError(
+                f"{self.paths['part']} belongs to a run with other parameters than its "
+                "checkpoint; rerun with --overwrite to start over.")
+        self.state = state
+        old = json.loads(str(meta.get("provenance", "{}")))
+        old.setdefault("resumed", []).append(json.loads(provenance(self.argv))["utc_start"])
+        self.provenance = json.dumps(old, sort_keys=True)
+        self.checkpointed = len(crcs)
+        self.log(f"Resuming {self.out} at step {self.marks[len(crcs) - 1]} of "
+                 f"{self.settings.steps} ({len(crcs)} checkpointed frames verified).")
 
-    bar = progress(settings.steps, initial=marks[frames_done - 1], unit="step",
-                   desc=model_name, quiet=quiet)
-    try:
-        if action != "resume":
-            checkpoint()
-        for f in range(frames_done, len(marks)):
+    # ------------------------------------------------------------------ frames
+    def _append(self, f: int) -> None:
+        variables = dict(self.model.frame(self.state, self.params))
+        variables["time"] = self.marks[f] * self.dt
+        try:
+            self.frames.append(variables)
+        except OSError as exc:
+            raise _write_error(self.paths["part"], exc) from None
+
+    def _checkpoint(self) -> None:
+        try:
+            self.frames.sync()
+        except OSError as exc:
+            raise _write_error(self.paths["part"], exc) from None
+        save_checkpoint(self.paths["ckpt"],
+                        {k: v for k, v in self.state.items() if not k.startswith("_")},
+                        {"model": self.model_name, "run_parameters": self.run_json,
+                         "frames_written": self.frames.n_frames,
+                         "next_step": self.marks[self.frames.n_frames - 1],
+                         "provenance": self.provenance},
+                        self.frames.crcs)
+        self.last_checkpoint = time.monotonic()
+        self.checkpointed = self.frames.n_frames
+
+    def _checkpoint_due(self) -> bool:
+        s = self.settings
+        return (self.frames.n_frames % s.checkpoint_every == 0
+                or time.monotonic() - self.last_checkpoint >= s.checkpoint_seconds)
+
+    # ------------------------------------------------------------------ the run
+    def execute(self, action: str) -> None:
+        with stop_requests() as stop:
+            try:
+                if action == "resume":
+                    self._resume()
+                else:
+                    self._start()
+                bar = progress(self.settings.steps, initial=self.marks[self.frames.n_frames - 1],
+                               unit="step", desc=self.model_name, quiet=self.quiet)
+                try:
+                    stopped = self._loop(stop, bar)
+                finally:
+                    bar.close()
+                if not stopped:
+                    self._finish()  # a signal now is too late to matter: finish the file
+            finally:
+                if self.frames is not None:
+                    self.frames.close()
+        if stopped:
+            self._interrupted(stop.signum)
+        self.log(f"Wrote {self.out} ({len(self.marks)} frames, {self.settings.steps} steps).")
+
+    def _loop(self, stop, bar) -> bool:
+        """Advance and write every remaining frame; True if a stop signal ended it early."""
+        from simcore._errors import UnstableRunError
+
+        model, params, marks = self.model, self.params, self.marks
+        key = kernel_key(self.settings.seed)
+        for f in range(self.frames.n_frames, len(marks)):
             step0, n = marks[f - 1], marks[f] - marks[f - 1]
-            model.advance(state, params, key, step0, n)
-            writer.append(marks[f] * dt, model.frame(state, params))
+            try:
+                model.advance(self.state, params, key, step0, n)
+            except UnstableRunError as err:
+                self._unstable(err)
+            self._append(f)
             bar.update(n)
-            if stop_after_frames is not None and writer.n_frames >= stop_after_frames:
-                raise KeyboardInterrupt
-            if writer.n_frames % settings.checkpoint_every == 0 and f != len(marks) - 1:
-                checkpoint()
-        writer.close()
-        atomic_replace(part, out)
-        ckpt.unlink(missing_ok=True)
-    except KeyboardInterrupt:
-        writer.close()
-        log(f"Interrupted. Continue with the same command and --resume ({ckpt.name} kept).")
-        raise
-    finally:
-        bar.close()
-        writer.close()
-    log(f"Wrote {out} ({len(marks)} frames, {settings.steps} steps).")
-    return out
+            if self.stop_after_frames is not None and self.frames.n_frames >= self.stop_after_frames:
+                stop.signum = stop.signum or 2  # as if SIGINT arrived now
+            if stop.signum is not None and f != len(marks) - 1:
+                self._checkpoint()
+                return True
+            if f != len(marks) - 1 and self._checkpoint_due():
+                self._checkpoint()
+        return False
+
+    def _finish(self) -> None:
+        """The final checkpoint, then the NetCDF file assembled, made durable and renamed."""
+        if self.checkpointed != self.frames.n_frames:
+            self._checkpoint()
+        self.frames.close()
+        tmp = self.paths["tmp"]
+        tmp.unlink(missing_ok=True)
+        assemble(self.paths["part"], tmp, self.settings.format, self.frames.n_frames,
+                 self.frames.crcs, attrs={"provenance": self.provenance})
+        os.replace(tmp, self.out)
+        fsync_dir(self.out)
+        self.paths["part"].unlink(missing_ok=True)
+        self.paths["ckpt"].unlink(missing_ok=True)
+
+    def _interrupted(self, signum: int) -> None:
+        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+        at = self.marks[self.frames.n_frames - 1]
+        message = (f"Interrupted by {name} at step {at} of {self.settings.steps}; checkpoint "
+                   f"written. Continue with the same command and --resume.")
+        raise RunInterrupted(signum, message)
+
+    def _unstable(self, err) -> None:
+        """Keep the good frames in OUT.unstable.nc, remove the partial files, say where."""
+        from simcore._errors import UnstableRunError
+
+        n_good = self.frames.n_frames
+        t_last = self.marks[n_good - 1] * self.dt
+        where = self.paths["unstable"]
+        try:
+            self.frames.sync()
+            self.frames.close()
+            where.unlink(missing_ok=True)
+            assemble(self.paths["part"], where, self.settings.format, n_good, self.frames.crcs,
+                     attrs={"provenance": self.provenance,
+                            "simcore_incomplete": f"stopped: unstable after step "
+                                                  f"{self.marks[n_good - 1]}"})
+            kept = (f"The {n_good} frames before it (t = 0 .. {t_last:g}) are in {where}; "
+                    "the partial files were removed, so the corrected command starts afresh.")
+        except (OSError, UserInputError) as exc:
+            kept = f"Its frames could not be saved ({exc})."
+        for name in ("part", "ckpt"):
+            self.paths[name].unlink(missing_ok=True)
+        raise UnstableRunError(f"{err} {kept}") from None
 
 
 def _set_idle_threads(log) -> None:

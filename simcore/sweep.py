@@ -54,6 +54,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -65,6 +66,8 @@ import numpy as np
 
 from simcore._cpu import idle_threads, usable_cores
 from simcore._errors import UserInputError
+from simcore._interrupt import RunInterrupted
+from simcore.io.lock import OutputLock
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -459,6 +462,7 @@ def _run_task(task: dict) -> dict:
     from simcore.driver import run_model
 
     t0 = time.perf_counter()
+    signum = None
     if _INTERRUPTED:
         return {"index": task["index"], "state": "interrupted", "error": "interrupted",
                 "wall_s": 0.0}
@@ -467,14 +471,15 @@ def _run_task(task: dict) -> dict:
         run_model(model, params, settings, task["out"], preset=preset, resume=True,
                   threads=task["threads"], quiet=True, argv=task["argv"])
         state, error = "done", None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         state, error = "interrupted", "interrupted"
+        signum = getattr(exc, "signum", signal.SIGINT)
         _INTERRUPTED = bool(task.get("stop_on_interrupt", False))
     except UserInputError as err:
         state, error = "failed", str(err)
     except Exception:  # noqa: BLE001 - one run's failure must not stop the sweep
         state, error = "failed", traceback.format_exc()
-    return {"index": task["index"], "state": state, "error": error,
+    return {"index": task["index"], "state": state, "error": error, "signum": signum,
             "wall_s": round(time.perf_counter() - t0, 4)}
 
 
@@ -655,7 +660,21 @@ def run_sweep(
     if folder.exists() and not folder.is_dir():
         raise UserInputError(f"The sweep output {folder} exists and is not a folder.")
     _check_same_sweep(plan)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"Cannot create the sweep folder {folder}: "
+                             f"{exc.strerror or exc}.") from None
+    with OutputLock(folder / ".simcore.lock", f"The sweep folder {folder}",
+                    lambda msg: print(msg, file=sys.stderr)):
+        return _run_locked(plan, backend, scheduler, workers, threads_per_worker, cluster,
+                           log, argv)
+
+
+def _run_locked(plan, backend, scheduler, workers, threads_per_worker, cluster, log,
+                argv) -> Path:
+    """The body of :func:`run_sweep`, run while holding the sweep folder's lock."""
+    folder = plan.folder
 
     manifest = Manifest(plan)
     todo = []
@@ -684,10 +703,13 @@ def run_sweep(
     t_start = time.perf_counter()
     finished = [n_done]
 
+    stop_signal = [None]
+
     def report(result: dict) -> None:
         i = result["index"]
         state = result["state"]
         if state == "interrupted":
+            stop_signal[0] = stop_signal[0] or result.get("signum")
             manifest.set(i, state="pending", error="interrupted; resumes from its checkpoint",
                          wall_s=result["wall_s"])
             return
@@ -718,7 +740,9 @@ def run_sweep(
         f"{counts['pending'] + counts['running']} not run, "
         f"in {time.perf_counter() - t_start:.1f} s")
     if interrupted:
-        raise KeyboardInterrupt
+        raise RunInterrupted(stop_signal[0] or signal.SIGINT,
+                             "Sweep interrupted; the interrupted run was checkpointed. Run the "
+                             "same command again to resume.")
     failures = {e["file"]: e["error"] or "" for e in manifest.entries if e["state"] == "failed"}
     if failures:
         raise SweepFailed(folder, failures)

@@ -29,8 +29,10 @@ TIME_NOTE = "1 picosecond = 1 model time unit"
 _CHUNK_BYTES = 2 * 1024 * 1024
 
 
-def disk_full_error(path, exc: Exception) -> UserInputError:
-    """A clear error for a write that failed for lack of space (ENOSPC, EDQUOT, EFBIG)."""
+def disk_full_error(path, exc: Exception, kept: str | None = None) -> UserInputError:
+    """A clear error for a write that failed for lack of space (ENOSPC, EDQUOT, EFBIG).
+
+    ``kept`` says what survived and how to continue (default: the run's checkpoint)."""
     import shutil
 
     try:
@@ -40,8 +42,8 @@ def disk_full_error(path, exc: Exception) -> UserInputError:
     reason = getattr(exc, "strerror", None) or str(exc)
     return UserInputError(
         f"Writing {path} failed ({reason}; {free}): the disk is full or a file-size limit was "
-        "reached. Frames up to the last checkpoint are kept: free some space and rerun the same "
-        "command with --resume to continue."
+        "reached. " + (kept or "Frames up to the last checkpoint are kept: free some space and "
+                       "rerun the same command with --resume to continue.")
     )
 
 
@@ -51,171 +53,205 @@ _SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 FAILED_HANDLES: list = []
 
 
-class TrajectoryWriter:
-    """Append frames to an AMBER-layout NetCDF trajectory.
+def is_space_error(exc: BaseException, path: str | Path | None = None) -> bool:
+    """True for a write that failed for lack of space: ENOSPC, EDQUOT or EFBIG.
 
-    Parameters
-    ----------
-    path : file to create (or to reopen with ``start_frame`` for a resumed run).
-    n_atoms : number of agents/particles N.
-    attrs : global attributes (strings or numbers only; structured data as JSON).
-    extras : ``{name: (dims, units, long_name)}`` with dims from ``("atom", "spatial")``,
-        or ``(dims, units, long_name, {new_dim: size})`` to declare extra fixed dimensions
-        (e.g. the linear model's ``component``, the state dimension d). Extras with dims
-        ``()`` or ``("spatial",)`` (per-frame totals such as an energy) are always float64.
-    fmt : ``"netcdf4"`` (zlib 4 + shuffle, chunked along frame) or ``"amber"``.
-    precision : ``"float32"`` or ``"float64"`` for per-atom variables.
-    start_frame : None to create a new file; an int to reopen an existing file and
-        continue writing at that frame index (frames after it are overwritten).
+    netCDF-C raises RuntimeError, and HDF5 reports a full disk only as "NetCDF: HDF
+    error"; that text counts as a full disk only when ``path``'s file system really has
+    (almost) no space left or ``path`` has reached the file-size limit (``ulimit -f``).
     """
+    if isinstance(exc, OSError):
+        return exc.errno in _SPACE_ERRNOS
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc).lower()
+    if any(s in text for s in ("no space", "file too large", "quota")):
+        return True
+    if "hdf error" not in text or path is None:
+        return False
+    import shutil
 
-    def __init__(
-        self,
-        path: str | Path,
-        n_atoms: int,
-        attrs: Mapping[str, object],
-        extras: Mapping[str, tuple[tuple[str, ...], str, str]] | None = None,
-        fmt: str = "netcdf4",
-        precision: str = "float32",
-        start_frame: int | None = None,
-    ):
-        self.path = Path(path)
-        self.n_atoms = int(n_atoms)
-        self.extras = dict(extras or {})
-        self._dtype = np.dtype(precision)
-        self._failed = False
-        if start_frame is None:
-            self._ds = netCDF4.Dataset(self.path, "w", format=FORMATS[fmt])
-            self._define(attrs, fmt)
-            self.n_frames = 0
-        else:
-            self._ds = netCDF4.Dataset(self.path, "a")
-            netcdf4 = self._ds.data_model.startswith("NETCDF4")
-            for v in self._ds.variables.values() if netcdf4 else ():
-                if v.chunking() != "contiguous" and v.dimensions[:1] == ("frame",):
-                    chunk_bytes = int(np.prod(v.chunking())) * v.dtype.itemsize
-                    v.set_var_chunk_cache(size=max(chunk_bytes, 1 << 20), nelems=17)
-            if self._ds.dimensions["frame"].size < start_frame:
-                raise UserInputError(
-                    f"The partial trajectory {self.path} holds fewer frames than its checkpoint "
-                    "claims; it cannot be resumed. Rerun with --overwrite to start over."
-                )
-            self.n_frames = int(start_frame)
+    path = Path(path)
+    try:
+        if shutil.disk_usage(path.parent).free < 64 * 2**20:
+            return True
+        import resource
 
-    def _define(self, attrs, fmt):
-        ds, n = self._ds, self.n_atoms
-        ds.createDimension("frame", None)
-        ds.createDimension("spatial", 3)
-        ds.createDimension("atom", n)
-        ds.createDimension("cell_spatial", 3)
-        ds.createDimension("cell_angular", 3)
-        ds.createDimension("label", 5)
-        for key, value in attrs.items():
-            ds.setncattr(key, value)
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        return limit != resource.RLIM_INFINITY and path.stat().st_size >= limit - 2**20
+    except (OSError, ImportError):
+        return False
 
-        frames_per_chunk = max(1, min(256, _CHUNK_BYTES // max(1, n * 3 * self._dtype.itemsize)))
 
-        def var(name, dtype, dims, units, long_name, per_atom=False):
-            kw = {}
-            if fmt == "netcdf4":
-                shape = [frames_per_chunk if d == "frame" else ds.dimensions[d].size for d in dims]
-                if dims[0] == "frame" and not per_atom:
-                    shape[0] = 1024
-                kw = dict(zlib=True, complevel=4, shuffle=True, chunksizes=shape)
-            v = ds.createVariable(name, dtype, dims, **kw)
-            if kw:  # frames are written once, in order: a cache of one chunk suffices
-                chunk_bytes = int(np.prod(kw["chunksizes"])) * np.dtype(dtype).itemsize
-                v.set_var_chunk_cache(size=max(chunk_bytes, 1 << 20), nelems=17)
-            if units is not None:
-                v.units = units
-            v.long_name = long_name
-            return v
+def frame_schema(n_atoms: int, attrs: Mapping[str, object],
+                 extras: Mapping[str, tuple] | None, precision: str) -> dict:
+    """Everything needed to write (and read back) a trajectory: global attributes, fixed
+    dimensions, and the per-frame variables in file order with their dtypes and attributes.
 
-        sp = ds.createVariable("spatial", "S1", ("spatial",))
-        sp[:] = np.array([b"x", b"y", b"z"])
-        sp._Encoding = "utf-8"
-        cs = ds.createVariable("cell_spatial", "S1", ("cell_spatial",))
-        cs[:] = np.array([b"a", b"b", b"c"])
-        ca = ds.createVariable("cell_angular", "S1", ("cell_angular", "label"))
-        ca[:] = np.array([list(b"alpha"), list(b"beta "), list(b"gamma")], dtype=np.uint8).view("S1")
-        t = var("time", "f8", ("frame",), "picosecond", f"time ({TIME_NOTE})")
-        t.standard_name = "time"
-        t.axis = "T"
-        var("coordinates", self._dtype, ("frame", "atom", "spatial"), "angstrom",
-            f"position ({LENGTH_NOTE})", per_atom=True)
-        var("velocities", self._dtype, ("frame", "atom", "spatial"), "angstrom/picosecond",
-            "velocity (model length per model time unit)", per_atom=True)
-        var("cell_lengths", "f8", ("frame", "cell_spatial"), "angstrom",
-            "periodic box side per axis; 0 for a non-periodic axis")
-        var("cell_angles", "f8", ("frame", "cell_angular"), "degree", "box angles")
-        for spec in self.extras.values():
-            for dim, size in (spec[3] if len(spec) > 3 else {}).items():
-                if dim not in ds.dimensions:
-                    ds.createDimension(dim, int(size))
-        for name, (dims, units, long_name, *_) in self.extras.items():
-            total = tuple(dims) in ((), ("spatial",))  # per-frame totals are always f8
-            var(name, "f8" if total else self._dtype, ("frame", *dims), units, long_name,
-                per_atom=not total)
+    ``extras`` is the model's ``extra_variables(params)``: ``{name: (dims, units,
+    long_name[, {new_dim: size}])}`` with dims from ``("atom", "spatial", new dims)``;
+    extras with dims ``()`` or ``("spatial",)`` (per-frame totals) are always float64.
+    The schema is JSON (it is stored in the frame log's header).
+    """
+    prec = np.dtype(precision).str
+    dims = {"spatial": 3, "atom": int(n_atoms), "cell_spatial": 3, "cell_angular": 3,
+            "label": 5}
+    variables = [
+        ("time", "<f8", ["frame"], {"units": "picosecond", "long_name":
+                                    f"time ({TIME_NOTE})", "standard_name": "time",
+                                    "axis": "T"}),
+        ("coordinates", prec, ["frame", "atom", "spatial"],
+         {"units": "angstrom", "long_name": f"position ({LENGTH_NOTE})"}),
+        ("velocities", prec, ["frame", "atom", "spatial"],
+         {"units": "angstrom/picosecond",
+          "long_name": "velocity (model length per model time unit)"}),
+        ("cell_lengths", "<f8", ["frame", "cell_spatial"],
+         {"units": "angstrom", "long_name": "periodic box side per axis; 0 for a non-periodic axis"}),
+    ]
+    for name, spec in (extras or {}).items():
+        edims, units, long_name = spec[:3]
+        for dim, size in (spec[3] if len(spec) > 3 else {}).items():
+            dims.setdefault(dim, int(size))
+        total = tuple(edims) in ((), ("spatial",))  # per-frame totals are always f8
+        var_attrs = {"long_name": long_name}
+        if units is not None:
+            var_attrs = {"units": units, **var_attrs}
+        variables.append((name, "<f8" if total else prec, ["frame", *edims], var_attrs))
+    fields = [[name, dtype, [dims[d] for d in vdims[1:]]] for name, dtype, vdims, _ in variables]
+    return {"attrs": {k: _json_attr(v) for k, v in attrs.items()}, "dims": dims,
+            "fields": fields,
+            "variables": {name: {"dims": vdims, "attrs": a} for name, _, vdims, a in variables}}
 
-    def append(self, time: float, variables: Mapping[str, np.ndarray]) -> None:
-        """Write one frame at model time ``time`` (variables as returned by ``model.frame``)."""
-        ds, k = self._ds, self.n_frames
+
+def _json_attr(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _nc_attr(value):
+    """JSON attribute value -> what netCDF stores (ints as int32: NETCDF3 has no int64)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    return np.int32(value)
+
+
+def _frames_per_chunk(schema: dict) -> int:
+    itemsize = max(np.dtype(dtype).itemsize for _, dtype, _ in schema["fields"])
+    return max(1, min(256, _CHUNK_BYTES // max(1, schema["dims"]["atom"] * 3 * itemsize)))
+
+
+def _define(ds, schema: dict, fmt: str) -> None:
+    """Create the dimensions, label variables and per-frame variables of a trajectory."""
+    ds.createDimension("frame", None)
+    for dim, size in schema["dims"].items():
+        ds.createDimension(dim, size)
+    for key, value in schema["attrs"].items():
+        ds.setncattr(key, _nc_attr(value))
+    sp = ds.createVariable("spatial", "S1", ("spatial",))
+    sp[:] = np.array([b"x", b"y", b"z"])
+    sp._Encoding = "utf-8"
+    cs = ds.createVariable("cell_spatial", "S1", ("cell_spatial",))
+    cs[:] = np.array([b"a", b"b", b"c"])
+    ca = ds.createVariable("cell_angular", "S1", ("cell_angular", "label"))
+    ca[:] = np.array([list(b"alpha"), list(b"beta "), list(b"gamma")], dtype=np.uint8).view("S1")
+    per_chunk = _frames_per_chunk(schema)
+    dtypes = {name: dtype for name, dtype, _ in schema["fields"]}
+    dtypes["cell_angles"] = "<f8"
+    variables = dict(schema["variables"])
+    variables = {**{k: variables[k] for k in ("time", "coordinates", "velocities",
+                                              "cell_lengths")},
+                 "cell_angles": {"dims": ["frame", "cell_angular"],
+                                 "attrs": {"units": "degree", "long_name": "box angles"}},
+                 **{k: v for k, v in variables.items()
+                    if k not in ("time", "coordinates", "velocities", "cell_lengths")}}
+    for name, spec in variables.items():
+        vdims = tuple(spec["dims"])
+        kw = {}
+        if fmt == "netcdf4":
+            per_atom = "atom" in vdims
+            shape = [(per_chunk if per_atom else 1024) if d == "frame" else schema["dims"][d]
+                     for d in vdims]
+            kw = dict(zlib=True, complevel=4, shuffle=True, chunksizes=shape)
+        v = ds.createVariable(name, np.dtype(dtypes[name]).newbyteorder("="), vdims, **kw)
+        for key, value in spec["attrs"].items():
+            v.setncattr(key, value)
+
+
+def assemble(part: str | Path, out: str | Path, fmt: str, n_frames: int, crcs: np.ndarray,
+             attrs: Mapping[str, object] | None = None) -> None:
+    """Write the NetCDF trajectory ``out`` (created anew) from the first ``n_frames`` frames
+    of the frame log ``part``, verifying each frame against ``crcs`` on the way.
+
+    ``attrs`` replace global attributes of the log's schema (e.g. ``provenance``). The
+    file is written in blocks aligned with its chunks, so no chunk is written twice.
+    Raises :class:`~simcore.io.framelog.DamagedLogError` if a frame fails its checksum
+    and :class:`UserInputError` for a full disk (``out`` is then removed).
+    """
+    from simcore.io.framelog import DamagedLogError, FrameLogReader, fsync_dir
+
+    reader = FrameLogReader(part)
+    bad = reader.first_bad_frame(crcs[:n_frames])
+    if bad is not None:
+        raise DamagedLogError(reader.damage_message(bad, n_frames))
+    schema = dict(reader.schema)
+    schema["attrs"] = {**schema["attrs"], **{k: _json_attr(v) for k, v in (attrs or {}).items()}}
+    records = reader.records(n_frames)
+    out = Path(out)
+    per_chunk = _frames_per_chunk(schema)
+    block = per_chunk * max(1, (16 * 2**20) // max(1, per_chunk * reader.dtype.itemsize))
+    ds = None
+    try:
+        ds = netCDF4.Dataset(out, "w", format=FORMATS[fmt])
+        _define(ds, schema, fmt)
+        names = [name for name, _, _ in schema["fields"]]
+        for k0 in range(0, n_frames, block):
+            chunk = np.asarray(records[k0:k0 + block])
+            for name in names:
+                ds[name][k0:k0 + len(chunk)] = np.ascontiguousarray(chunk[name])
+            ds["cell_angles"][k0:k0 + len(chunk)] = np.full((len(chunk), 3), 90.0)
+        ds.close()
+        ds = None
+        fd = os.open(out, os.O_RDONLY)
         try:
-            ds["time"][k] = time
-            ds["coordinates"][k] = np.asarray(variables["coordinates"], dtype=self._dtype)
-            ds["velocities"][k] = np.asarray(variables["velocities"], dtype=self._dtype)
-            ds["cell_lengths"][k] = variables["cell_lengths"]
-            ds["cell_angles"][k] = (90.0, 90.0, 90.0)
-            for name in self.extras:
-                ds[name][k] = np.asarray(variables[name], dtype=ds[name].dtype)
-        except (OSError, RuntimeError) as exc:
-            self._fail(exc)
-        self.n_frames = k + 1
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(out)
+    except (OSError, RuntimeError) as exc:
+        if ds is not None:
+            FAILED_HANDLES.append(ds)
+        space = is_space_error(exc, out)
+        out.unlink(missing_ok=True)
+        if space:
+            raise disk_full_error(out, exc, kept=(
+                f"All {n_frames} frames are safe in {Path(part).name}: free at least "
+                f"{_estimate_mib(records):.0f} MiB and rerun the same command with --resume "
+                "to finish the file.")) from None
+        raise UserInputError(f"Writing {out} failed ({getattr(exc, 'strerror', None) or exc}). "
+                             f"All {n_frames} frames are safe in {Path(part).name}; fix the "
+                             "problem and rerun the same command with --resume.") from None
 
-    def _fail(self, exc: Exception):
-        """netCDF4 reports a full disk as RuntimeError('NetCDF: HDF error' / 'File too large')."""
-        self._failed = True
-        FAILED_HANDLES.append(self._ds)
-        if isinstance(exc, OSError) and exc.errno not in _SPACE_ERRNOS:
-            raise exc
-        raise disk_full_error(self.path, exc) from None
 
-    def set_attr(self, key: str, value) -> None:
-        """Set (or replace) a global attribute."""
-        self._ds.setncattr(key, value)
-
-    def get_attr(self, key: str):
-        """A global attribute of the file being written."""
-        return self._ds.getncattr(key)
-
-    def sync(self) -> None:
-        """Flush to disk, so that a checkpoint written afterwards never runs ahead of the file."""
-        try:
-            self._ds.sync()
-        except (OSError, RuntimeError) as exc:
-            self._fail(exc)
-
-    def close(self) -> None:
-        """Close the file; after a failed write, errors while closing are not reported again."""
-        if self._ds.isopen() and not self._failed:
-            try:
-                self._ds.close()
-            except (OSError, RuntimeError) as exc:
-                if not self._failed:
-                    self._fail(exc)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+def _estimate_mib(records) -> float:
+    return records.size * records.dtype.itemsize / 2**20
 
 
 def read_attrs(path: str | Path) -> dict[str, object]:
-    """Global attributes of a simcore file, checking that it is one (UserInputError if not)."""
+    """Global attributes of a simcore file, checking that it is one (UserInputError if not).
+
+    Also reads a running or interrupted run's partial file (``OUT.nc.part``)."""
     path = Path(path)
     if not path.exists():
         raise UserInputError(f"The file {path} does not exist.")
+    if path.is_dir():
+        raise UserInputError(f"{path} is a folder, not a trajectory file.")
+    from simcore.io.framelog import FrameLogReader, is_frame_log
+
+    if is_frame_log(path):
+        return dict(FrameLogReader(path).schema["attrs"])
     try:
         with netCDF4.Dataset(path, "r") as ds:
             attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
@@ -237,14 +273,59 @@ def open_trajectory(path: str | Path, **kwargs):
     ``time`` (model time units) becomes the frame coordinate (``ds.sel(time=...)`` works);
     the decoded parameters are at ``ds.simcore.params``. Extra keyword arguments go to
     :func:`xarray.open_dataset` (e.g. ``chunks={}`` for dask).
+
+    ``path`` may also be the partial file of a running or interrupted run
+    (``OUT.nc.part``): the Dataset then holds every frame its latest checkpoint covers,
+    read from disk on access (``chunks`` is honoured; other keywords are ignored).
     """
     import xarray as xr
 
     import simcore.accessor  # noqa: F401  (registers ds.simcore)
+    from simcore.io.framelog import is_frame_log
 
     read_attrs(path)
-    ds = xr.open_dataset(path, **kwargs)
+    if is_frame_log(path):
+        ds = _open_partial(Path(path))
+        if kwargs.get("chunks") is not None:
+            ds = ds.chunk(kwargs["chunks"])
+    else:
+        ds = xr.open_dataset(path, **kwargs)
     return ds.set_coords("time").swap_dims(frame="time")
+
+
+def _open_partial(part: Path):
+    """An xarray view of the checkpointed frames of a frame log (memory-mapped)."""
+    import xarray as xr
+
+    from simcore.io.checkpoint import read_checkpoint_meta
+    from simcore.io.framelog import FrameLogReader
+
+    reader = FrameLogReader(part)
+    ckpt = part.with_name(part.name[:-len(".part")] + ".ckpt") if part.name.endswith(".part") \
+        else None
+    meta = read_checkpoint_meta(ckpt) if ckpt is not None and ckpt.exists() else None
+    if meta is None:
+        raise UserInputError(
+            f"{part} holds no checkpointed frame yet (no readable {ckpt.name if ckpt else 'checkpoint'}"
+            " beside it); try again after the run's first checkpoint.")
+    n = min(int(meta["frames_written"]), reader.n_complete)
+    records = reader.records(n)
+    schema = reader.schema
+    attrs = dict(schema["attrs"], provenance=meta.get("provenance", schema["attrs"].get(
+        "provenance", "{}")))
+    data = {}
+    for name, _, _ in schema["fields"]:
+        spec = schema["variables"][name]
+        data[name] = xr.Variable(spec["dims"], records[name], attrs=spec["attrs"])
+    data["cell_angles"] = xr.Variable(("frame", "cell_angular"), np.full((n, 3), 90.0),
+                                      attrs={"units": "degree", "long_name": "box angles"})
+    coords = {"spatial": ("spatial", np.array(["x", "y", "z"], dtype=object)),
+              "cell_spatial": ("cell_spatial", np.array([b"a", b"b", b"c"])),
+              "cell_angular": ("cell_angular", np.array([b"alpha", b"beta ", b"gamma"]))}
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds.attrs["simcore_partial"] = (f"partial file of a running or interrupted run: the "
+                                   f"{n} checkpointed frames")
+    return ds
 
 
 @functools.lru_cache(maxsize=1)

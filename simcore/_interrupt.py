@@ -1,0 +1,53 @@
+"""Signals as requests to stop cleanly: SIGINT (Ctrl-C) and SIGTERM (what SLURM and PBS
+send at the wall-time limit, and ``kill``'s default) make a run checkpoint at the next
+frame and stop with exit code 130 or 143 and a one-line hint to ``--resume``."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped on a signal after writing a checkpoint; ``exit_code`` is 128 + signal."""
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+
+
+class StopRequest:
+    """Which stop signal arrived (``signum``), if any, while :func:`stop_requests` was active."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Record SIGINT/SIGTERM instead of dying, so the caller can stop at a safe point.
+
+    A second SIGINT while one is pending raises KeyboardInterrupt at once (a user who
+    insists). Outside the main thread (dask workers) signals cannot be caught and
+    nothing is installed.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum, frame):
+        if request.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request.signum = signum
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
