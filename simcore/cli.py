@@ -225,6 +225,8 @@ def _cmd_info(args) -> None:
         acc = ds.simcore
         t = ds["time"].values
         print(f"file:       {args.input}")
+        if "simcore_partial" in ds.attrs:
+            print(f"state:      {ds.attrs['simcore_partial']}")
         print(f"model:      {acc.model}" + (f" (preset {acc.preset})" if acc.preset else ""))
         print(f"agents:     {ds.sizes['atom']}  ({acc.ndim}D)")
         print(f"frames:     {ds.sizes['time']}  (t = {t[0]:g} .. {t[-1]:g} model time units)")
@@ -235,6 +237,12 @@ def _cmd_info(args) -> None:
         prov = acc.provenance
         print(f"written by: simcore {prov.get('versions', {}).get('simcore')} on "
               f"{prov.get('host')} at {prov.get('utc_start')} (git {prov.get('git_commit')})")
+
+
+def _paragraph(text: str) -> str:
+    """Wrap an error at 100 columns without breaking paths at their hyphens or slashes
+    (so a path can be copied from the message)."""
+    return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -261,7 +269,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         handlers[args.command](args)
     except UserInputError as err:
-        print(textwrap.fill(f"simcore {args.command}: error: {err}", width=100), file=sys.stderr)
+        print(_paragraph(f"simcore {args.command}: error: {err}"), file=sys.stderr)
         return 2
     except RunInterrupted as exc:
         print(f"simcore: {exc}", file=sys.stderr)
@@ -270,7 +278,7 @@ def _main(argv: list[str] | None) -> int:
         print("simcore: interrupted", file=sys.stderr)
         return 130
     except SweepFailed as err:
-        print(textwrap.fill(f"simcore {args.command}: {err}", width=100), file=sys.stderr)
+        print(_paragraph(f"simcore {args.command}: {err}"), file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

@@ -1,0 +1,201 @@
+"""The crash-safe store's refusals: one writer per output and per sweep folder, stale
+locks, damaged partial files and checkpoints, a full disk while assembling the file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import simcore
+from simcore.config import resolve
+from simcore.driver import partial_paths, run_model
+from simcore.io.framelog import FrameLogReader
+
+from conftest import run_cli
+from test_driver import assert_same_file
+
+KW = dict(preset="swarm", steps=200, seed=4, write_every=5,
+          overrides={"n": 50, "checkpoint_every": 4})
+
+
+def _interrupted(out, frames=13):
+    params, settings, preset = resolve("couzin", **KW)
+    with pytest.raises(KeyboardInterrupt):
+        run_model("couzin", params, settings, out, preset=preset, quiet=True,
+                  stop_after_frames=frames)
+    return partial_paths(out)
+
+
+def _one_paragraph(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    text = " ".join(proc.stderr.split())
+    for needle in needles:
+        assert needle in text, (needle, text)
+    return text
+
+
+def _cli_args(out, *extra):
+    return ["run", "couzin", "--preset", "swarm", "--steps", "200", "--seed", "4",
+            "--write-every", "5", "--set", "n=50", "--set", "checkpoint_every=4", "--quiet",
+            "-o", out, *extra]
+
+
+def test_second_writer_is_refused_with_the_owners_pid(tmp_path):
+    out = tmp_path / "busy.nc"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "simcore.cli", "run", "couzin", "--preset", "swarm",
+         "--set", "n=200", "--steps", "400000", "--quiet", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        part = out.with_name("busy.nc.part")
+        t0 = time.monotonic()
+        while not part.exists() and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        before = part.stat().st_ino
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            proc = run_cli("run", "couzin", "--preset", "swarm", "--set", "n=200", "--steps",
+                           "400000", "--quiet", "-o", out, *extra)
+            _one_paragraph(proc, "being written by another process", f"PID {first.pid}")
+        assert part.exists() and part.stat().st_ino == before  # untouched
+        assert first.poll() is None
+    finally:
+        first.terminate()
+        first.communicate(timeout=60)
+    assert first.returncode == 143
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    out = tmp_path / "s.nc"
+    lock = out.with_name("s.nc.lock")
+    lock.write_text(json.dumps({"pid": 999999, "host": "gone", "utc_start": "then"}))
+    proc = run_cli(*_cli_args(out), check_rc=0)
+    assert "stale lock" in proc.stderr and "PID 999999 on host gone" in proc.stderr
+    assert out.exists() and not lock.exists()
+
+
+def test_two_sweeps_on_one_folder(tmp_path):
+    sweep = tmp_path / "sw.toml"
+    sweep.write_text(f'model = "couzin"\npreset = "swarm"\nout = "{tmp_path / "runs"}"\n'
+                     'steps = 200000\n[grid]\nn = [200, 201]\n')
+    first = subprocess.Popen([sys.executable, "-m", "simcore.cli", "sweep", str(sweep)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while not (tmp_path / "runs" / ".simcore.lock").exists() and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc = run_cli("sweep", sweep)
+        _one_paragraph(proc, "sweep folder", "being written by another process",
+                       f"PID {first.pid}")
+    finally:
+        first.terminate()
+        first.communicate(timeout=120)
+    assert first.returncode == 143
+
+
+def test_damaged_checkpointed_frame_is_refused_with_what_was_lost(tmp_path):
+    out = tmp_path / "d.nc"
+    part, ckpt = _interrupted(out)
+    reader = FrameLogReader(part)
+    offset = reader.header_size + 7 * reader.dtype.itemsize + 100
+    with open(part, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0x10]))
+    proc = run_cli(*_cli_args(out, "--resume"))
+    _one_paragraph(proc, "damaged", "frame 7 of the 13 frames", "frames 0..6 are intact",
+                   "--overwrite")
+    run_cli(*_cli_args(out, "--overwrite"), check_rc=0)
+
+
+def test_torn_tail_after_the_checkpoint_is_cut_and_resumed(tmp_path):
+    """Garbage after the checkpointed frames (a kill mid-write) is not an error."""
+    out = tmp_path / "t.nc"
+    part, _ = _interrupted(out)
+    with open(part, "ab") as fh:
+        fh.write(b"\x07" * 5000)
+    run_cli(*_cli_args(out, "--resume"), check_rc=0)
+    ref = simcore.run("couzin", out=tmp_path / "ref.nc", **KW)
+    assert_same_file(ref, out)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "shapes", "torn_header"])
+def test_damaged_checkpoint_or_header_is_exit_2(tmp_path, damage):
+    out = tmp_path / "c.nc"
+    part, ckpt = _interrupted(out)
+    if damage == "garbage":
+        ckpt.write_bytes(b"PK\x03\x04 not a zip" * 10)
+        needles = ["checkpoint", "unreadable", "--overwrite"]
+    elif damage == "empty":
+        ckpt.write_bytes(b"")
+        needles = ["checkpoint", "unreadable"]
+    elif damage == "shapes":
+        with np.load(ckpt) as data:
+            arrays = {k: data[k] for k in data.files}
+        key = next(k for k in arrays if k.startswith("state__positions"))
+        arrays[key] = arrays[key][:-3]
+        with open(ckpt, "wb") as fh:
+            np.savez(fh, **arrays)
+        needles = ["does not fit the run's parameters", "positions", "expected"]
+    else:
+        part.write_bytes(part.read_bytes()[:20])
+        needles = ["damaged", "header"]
+    _one_paragraph(run_cli(*_cli_args(out, "--resume")), *needles)
+
+
+def test_full_disk_while_assembling_keeps_every_frame(tmp_path, monkeypatch):
+    """ENOSPC during the final assembly: exit-2 error that says all frames are safe, no
+    final file, and --resume finishes it to the right bits."""
+    import netCDF4
+
+    import simcore.io.trajectory as trajectory
+
+    out = tmp_path / "a.nc"
+    real = netCDF4.Dataset
+
+    class FullDisk:
+        def __init__(self, path, mode="r", **kw):
+            if mode == "w":
+                raise OSError(28, "No space left on device")
+            self._ds = real(path, mode, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self._ds, name)
+
+    monkeypatch.setattr(trajectory.netCDF4, "Dataset", FullDisk)
+    with pytest.raises(simcore.UserInputError) as err:
+        simcore.run("couzin", out=out, **KW)
+    text = str(err.value)
+    assert "disk is full" in text and "All 41 frames are safe" in text and "--resume" in text
+    assert not out.exists() and not out.with_name("a.nc.tmp").exists()
+    monkeypatch.setattr(trajectory.netCDF4, "Dataset", real)
+    simcore.run("couzin", out=out, resume=True, **KW)
+    assert_same_file(simcore.run("couzin", out=tmp_path / "ref.nc", **KW), out)
+
+
+def test_hdf_error_without_a_full_disk_is_not_called_a_full_disk(tmp_path):
+    from simcore.io.trajectory import is_space_error
+
+    assert not is_space_error(RuntimeError("NetCDF: HDF error"), tmp_path / "x.nc")
+    assert is_space_error(OSError(28, "No space left on device"))
+    assert not is_space_error(OSError(5, "Input/output error"))
+
+
+@pytest.mark.parametrize("where", ["/proc/x.nc", "/sys/x.nc", "missing/x.nc"])
+def test_output_that_cannot_be_created(tmp_path, where):
+    out = where if where.startswith("/") else tmp_path / where
+    proc = run_cli("run", "couzin", "--preset", "swarm", "--steps", "10", "--quiet", "-o", out)
+    _one_paragraph(proc, str(out).rsplit("/", 1)[0])
+
+
+@pytest.mark.parametrize("bad", [None, 3, ""])
+def test_api_run_needs_an_output_path(bad):
+    with pytest.raises(simcore.UserInputError, match="file path"):
+        simcore.run("couzin", preset="swarm", steps=10, out=bad)
