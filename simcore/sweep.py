@@ -781,6 +781,8 @@ def _processes(tasks, manifest, report, workers, threads) -> bool:
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(),
                                   initializer=_init_worker, initargs=(threads,))
     futures = {}
+    stopped = []
+    forward = _forward_sigterm(pool, stopped)
     try:
         for i, task in tasks.items():  # the pool's processes live for this sweep only
             futures[pool.submit(_run_task, dict(task, stop_on_interrupt=True))] = i
@@ -793,6 +795,8 @@ def _processes(tasks, manifest, report, workers, threads) -> bool:
             except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
                 result = {"index": futures[fut], "state": "failed", "wall_s": 0.0,
                           "error": f"the worker process died: {exc!r}"}
+                if stopped:  # a worker that SIGTERM reached before its run began
+                    result.update(state="interrupted", signum=signal.SIGTERM)
             interrupted |= result["state"] == "interrupted"
             report(result)
         return interrupted
@@ -801,7 +805,30 @@ def _processes(tasks, manifest, report, workers, threads) -> bool:
         _unmark_running(manifest)
         raise
     finally:
+        forward()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _forward_sigterm(pool, stopped: list):
+    """Pass a SIGTERM of this process (a batch system's wall-time signal sent to the
+    sweep alone) on to the pool's workers, whose runs then checkpoint and stop; the
+    signal is recorded in ``stopped``. Returns a function that restores the previous
+    handler. A no-op outside the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        stopped.append(signum)
+        for pid in list(getattr(pool, "_processes", None) or {}):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _unmark_running(manifest) -> None:

@@ -14,6 +14,7 @@ import pytest
 import simcore
 from simcore.config import resolve
 from simcore.driver import partial_paths, run_model
+from simcore.io.checkpoint import read_checkpoint_meta
 from simcore.io.framelog import FrameLogReader
 
 from conftest import run_cli
@@ -83,20 +84,26 @@ def test_two_sweeps_on_one_folder(tmp_path):
     sweep = tmp_path / "sw.toml"
     sweep.write_text(f'model = "couzin"\npreset = "swarm"\nout = "{tmp_path / "runs"}"\n'
                      'steps = 200000\n[grid]\nn = [200, 201]\n')
-    first = subprocess.Popen([sys.executable, "-m", "simcore.cli", "sweep", str(sweep)],
+    first = subprocess.Popen([sys.executable, "-m", "simcore.cli", "sweep", str(sweep),
+                              "--backend", "processes", "--workers", "2"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "runs"
     try:
         t0 = time.monotonic()
-        while not (tmp_path / "runs" / ".simcore.lock").exists() and time.monotonic() - t0 < 60:
+        while len(list(runs.glob("*.nc.ckpt"))) < 2 and time.monotonic() - t0 < 120:
             time.sleep(0.05)
-        time.sleep(0.5)
         proc = run_cli("sweep", sweep)
         _one_paragraph(proc, "sweep folder", "being written by another process",
                        f"PID {first.pid}")
+        time.sleep(1.0)
     finally:
-        first.terminate()
-        first.communicate(timeout=120)
-    assert first.returncode == 143
+        first.terminate()  # SIGTERM to the sweep alone, as `--signal=B:TERM` sends it
+        _, err = first.communicate(timeout=120)
+    # the sweep passed it on: both runs checkpointed past frame 0 and stopped
+    assert first.returncode == 143, err
+    ckpts = sorted(runs.glob("*.nc.ckpt"))
+    assert len(ckpts) == 2 and all(
+        read_checkpoint_meta(c)["frames_written"] > 1 for c in ckpts), err
 
 
 def test_damaged_checkpointed_frame_is_refused_with_what_was_lost(tmp_path):
