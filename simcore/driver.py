@@ -10,7 +10,8 @@ Files, all beside ``OUT``:
 * ``OUT.part`` — the crash-safe frame log (:mod:`simcore.io.framelog`), append-only;
 * ``OUT.ckpt`` — the checkpoint: the state after the last counted frame and the checksum
   of every frame (:mod:`simcore.io.checkpoint`), written every ``checkpoint_every``
-  frames, every ``checkpoint_seconds`` of wall time, on SIGINT/SIGTERM, and at the end;
+  frames (unless that would cost more than 1/20 of the run), every ``checkpoint_seconds``
+  of wall time, on SIGINT/SIGTERM, and before the assembly;
 * ``OUT`` — the NetCDF trajectory, assembled from the frame log when the run is complete
   (written as ``OUT.tmp``, fsynced and renamed), after which the other files go.
 
@@ -44,6 +45,9 @@ from simcore.io.trajectory import (assemble, disk_full_error, frame_schema, is_s
                                    provenance, read_attrs)
 from simcore.models import get_model
 from simcore.rng import kernel_key
+
+
+_COST_RATIO = 20  # frame-count checkpoints take at most ~1/20 of a run's wall time
 
 
 def frame_steps(steps: int, write_every: int) -> list[int]:
@@ -99,11 +103,15 @@ def _check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> st
             f"The output {out} already exists. Pass --overwrite to replace it, or choose another "
             "name; simcore never overwrites a file silently."
         )
-    if ckpt.exists() or part.exists():
+    if ckpt.exists():
         raise UserInputError(
             f"An interrupted run of {out} exists ({part.name}, {ckpt.name}). Pass --resume to "
             "continue it, or --overwrite to start over."
         )
+    if part.exists():
+        raise UserInputError(
+            f"An interrupted run of {out} exists ({part.name}), stopped before its first "
+            "checkpoint: --resume or --overwrite starts it over.")
     return "fresh"
 
 
@@ -184,6 +192,7 @@ class _Run:
         self.provenance = None
         self.last_checkpoint = time.monotonic()
         self.checkpointed = 0  # frames the checkpoint on disk covers
+        self.checkpoint_cost = 0.0  # seconds the last checkpoint took
 
     # ------------------------------------------------------------------ start / resume
     def _start(self) -> None:
@@ -214,7 +223,6 @@ class _Run:
         except OSError as exc:
             raise _write_error(self.paths["part"], exc) from None
         self._append(0)
-        self._checkpoint()
 
     def _resume(self) -> None:
         ckpt = self.paths["ckpt"]
@@ -253,6 +261,7 @@ class _Run:
             raise _write_error(self.paths["part"], exc) from None
 
     def _checkpoint(self) -> None:
+        started = time.monotonic()
         try:
             self.frames.sync()
         except OSError as exc:
@@ -264,13 +273,20 @@ class _Run:
                          "next_step": self.marks[self.frames.n_frames - 1],
                          "provenance": self.provenance},
                         self.frames.crcs)
-        self.last_checkpoint = time.monotonic()
+        now = time.monotonic()
+        self.checkpoint_cost = now - started
+        self.last_checkpoint = now
         self.checkpointed = self.frames.n_frames
 
     def _checkpoint_due(self) -> bool:
+        """Every ``checkpoint_seconds``, and every ``checkpoint_every`` frames unless that
+        would spend more than 1/_COST_RATIO of the run on checkpoints (cheap frames: a
+        checkpoint costs a few fsyncs, and losing 50 frames of a millisecond each costs less)."""
         s = self.settings
-        return (self.frames.n_frames % s.checkpoint_every == 0
-                or time.monotonic() - self.last_checkpoint >= s.checkpoint_seconds)
+        since = time.monotonic() - self.last_checkpoint
+        return (since >= s.checkpoint_seconds
+                or (self.frames.n_frames - self.checkpointed >= s.checkpoint_every
+                    and since >= _COST_RATIO * self.checkpoint_cost))
 
     # ------------------------------------------------------------------ the run
     def execute(self, action: str) -> None:
@@ -320,8 +336,13 @@ class _Run:
 
     def _finish(self) -> None:
         """The final checkpoint, then the NetCDF file assembled, made durable and renamed."""
-        if self.checkpointed != self.frames.n_frames:
-            self._checkpoint()
+        if self.checkpointed != self.frames.n_frames and (
+                time.monotonic() - self.last_checkpoint >= _COST_RATIO * self.checkpoint_cost):
+            self._checkpoint()  # so that a kill while assembling loses no frame
+        try:
+            self.frames.flush()
+        except OSError as exc:
+            raise _write_error(self.paths["part"], exc) from None
         self.frames.close()
         tmp = self.paths["tmp"]
         tmp.unlink(missing_ok=True)

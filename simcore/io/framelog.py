@@ -16,7 +16,7 @@ Layout of ``OUT.part`` (little-endian)::
 Why this is crash-safe:
 
 * a byte of a record is written once, by an append at the end of the file, and never
-  rewritten; the header is written and fsynced before the first frame;
+  rewritten; the header is written before the first frame;
 * a checkpoint first fsyncs the log and only then records how many frames it covers and
   the CRC-32 of each (:mod:`simcore.io.checkpoint`); a kill or power loss at any instant
   leaves every counted frame on disk, and at worst a torn tail after them;
@@ -116,7 +116,8 @@ class FrameLogWriter:
 
     @classmethod
     def create(cls, path: str | Path, schema: dict) -> "FrameLogWriter":
-        """Create ``path`` (which must not exist) with ``schema``; header fsynced."""
+        """Create ``path`` (which must not exist) with ``schema``. Not fsynced here: the
+        first checkpoint fsyncs the file and (after its rename) the folder."""
         path = Path(path)
         text = json.dumps(schema, sort_keys=True).encode()
         header = _PREFIX.pack(MAGIC, VERSION, len(text)) + text
@@ -124,12 +125,10 @@ class FrameLogWriter:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             _write_all(fd, header, 0)
-            os.fsync(fd)
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        fsync_dir(path)
         return cls(path, fd, schema, len(header), 0, np.zeros(0, np.uint32))
 
     @classmethod
