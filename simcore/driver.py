@@ -115,13 +115,16 @@ def _check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> st
     return "fresh"
 
 
-def _write_error(path: Path, exc: OSError) -> UserInputError:
-    """A failed write during the run: a full disk is said so, anything else as it is."""
+def _write_error(path: Path, exc: OSError, checkpointed: int = 1) -> UserInputError:
+    """A failed write during the run: a full disk is said so, anything else as it is;
+    ``checkpointed`` frames are safe (0: none yet)."""
+    kept = ("Frames up to the last checkpoint are kept: fix the problem and rerun the same "
+            "command with --resume to continue." if checkpointed else
+            "No frame had been checkpointed yet: fix the problem and run the command again "
+            "with --overwrite.")
     if is_space_error(exc):
-        return disk_full_error(path, exc)
-    return UserInputError(
-        f"Writing {path} failed ({exc.strerror or exc}). Frames up to the last checkpoint are "
-        "kept: fix the problem and rerun the same command with --resume to continue.")
+        return disk_full_error(path, exc, kept=kept.replace("fix the problem", "free some space"))
+    return UserInputError(f"Writing {path} failed ({exc.strerror or exc}). {kept}")
 
 
 def run_model(
@@ -221,7 +224,7 @@ class _Run:
         try:
             self.frames = FrameLogWriter.create(self.paths["part"], schema)
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc) from None
+            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
         self._append(0)
 
     def _resume(self) -> None:
@@ -238,7 +241,7 @@ class _Run:
         try:
             self.frames = FrameLogWriter.reopen(self.paths["part"], crcs)
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc) from None
+            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
         if self.frames.schema["attrs"].get("run_parameters") != self.run_json:
             raise UserInputError(
                 f"{self.paths['part']} belongs to a run with other parameters than its "
@@ -258,14 +261,14 @@ class _Run:
         try:
             self.frames.append(variables)
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc) from None
+            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
 
     def _checkpoint(self) -> None:
         started = time.monotonic()
         try:
             self.frames.sync()
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc) from None
+            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
         save_checkpoint(self.paths["ckpt"],
                         {k: v for k, v in self.state.items() if not k.startswith("_")},
                         {"model": self.model_name, "run_parameters": self.run_json,
@@ -342,7 +345,7 @@ class _Run:
         try:
             self.frames.flush()
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc) from None
+            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
         self.frames.close()
         tmp = self.paths["tmp"]
         tmp.unlink(missing_ok=True)

@@ -206,3 +206,22 @@ def test_output_that_cannot_be_created(tmp_path, where):
 def test_api_run_needs_an_output_path(bad):
     with pytest.raises(simcore.UserInputError, match="file path"):
         simcore.run("couzin", preset="swarm", steps=10, out=bad)
+
+
+@pytest.mark.parametrize("limit", [100, 6000])
+def test_full_disk_before_the_first_checkpoint(tmp_path, limit):
+    """No space for the lock file (100 bytes) or for the frame log's first block: exit 2,
+    called a full disk, and no claim that a checkpoint was kept."""
+    import resource
+
+    out = tmp_path / "f.nc"
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "simcore.cli", *_cli_args(out)],
+                          preexec_fn=small_files, capture_output=True, text=True, timeout=300)
+    text = _one_paragraph(proc, "disk is full or a file-size limit was reached")
+    assert "last checkpoint are kept" not in text
+    assert not out.with_name("f.nc.lock").exists()
+    run_cli(*_cli_args(out, "--overwrite"), check_rc=0)

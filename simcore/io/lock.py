@@ -84,7 +84,18 @@ class OutputLock:
             if previous:
                 self.log(f"Taking over the stale lock {self.path} of {_describe(previous)}, "
                          "which is no longer running (it was killed or crashed).")
-            _write_owner(fd)
+            try:
+                _write_owner(fd)
+            except OSError as exc:
+                os.close(fd)
+                self.path.unlink(missing_ok=True)
+                from simcore.io.trajectory import disk_full_error, is_space_error
+
+                if is_space_error(exc):
+                    raise disk_full_error(self.path, exc, kept="Nothing was written yet: free "
+                                          "some space and run the command again.") from None
+                raise UserInputError(f"Cannot write the lock file {self.path}: "
+                                     f"{exc.strerror or exc}.") from None
             self._fd = fd
             return
         raise UserInputError(f"Could not take the lock {self.path} for {self.what}: other "
