@@ -4,14 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[test,cluster]"
+	$(PY) -m pip install --quiet -e ".[test,cluster,lint]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,6 +23,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 bench: $(STAMP)
 	$(PY) benchmarks/couzin.py
 	$(PY) benchmarks/active.py
@@ -30,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/harddisc.py
 	$(PY) benchmarks/score.py
 	$(PY) benchmarks/threads_under_load.py
+	$(PY) benchmarks/store.py
 
 clean:
 	rm -rf demo_output .pytest_cache

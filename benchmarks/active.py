@@ -111,7 +111,7 @@ def measured(measure, max_wait: float, tries: int = 3) -> "Result":
     the least disturbed result. On a shared 2-core machine one competing process wrecks
     a threaded timing."""
     best = None
-    for attempt in range(tries):
+    for _ in range(tries):
         wait_quiet(max_wait)
         r = measure()
         if best is None or r["load"] < best["load"]:

@@ -15,12 +15,10 @@ N discs: the straightforward O(N)-per-event EDMD) at N = 10^3, and the anchor ta
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_note, machine_header  # noqa: E402
@@ -101,7 +99,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         print(f"S_B of 1e6 particles ({cells}, 16 x {ny} spatial cells): "
               + ", ".join(f"Δv = {dv}: {t:.3f} s" for dv, t in zip(bz.DEFAULT_DV, times))
-              + f" (target < 0.1 s per Δv)")
+              + " (target < 0.1 s per Δv)")
     print()
     print("at the end: " + load_note().replace(" at start", ""))
 

@@ -120,7 +120,7 @@ def _cmd_presets(args) -> None:
                               for k, v in {**changed, **run_keys}.items())
             print(textwrap.fill(shown, width=88, initial_indent="      ",
                                 subsequent_indent="      "))
-        print(f"  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.model_dump().items()))
+        print("  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.model_dump().items()))
 
 
 def _cmd_run(args) -> None:

@@ -285,7 +285,7 @@ def plan_sweep(spec: Mapping[str, Any] | str | Path, *, out: str | Path | None =
         raise UserInputError(
             f"{_where(source)}, '{bad}' cannot be set in [params]: "
             + ("per-run seeds are derived from the top-level root seed." if bad == "seed"
-               else f"set it at the top level (or vary it in [grid]/[zip])."))
+               else "set it at the top level (or vary it in [grid]/[zip])."))
     axes = _axes(spec, source)
     varied = [k for a in axes for k in a.keys]
     for key in varied:

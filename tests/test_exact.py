@@ -73,7 +73,9 @@ def test_flow_is_stationary_and_local_epr_averages_to_total():
     v = exact.ou_velocity(x, B, D)
     np.testing.assert_allclose(v, -x @ B.T - s @ D.T, atol=1e-12)
     # score by central differences of log N(0, C)
-    logp = lambda y: -0.5 * np.einsum("...i,ij,...j->...", y, np.linalg.inv(C), y)
+    def logp(y):
+        return -0.5 * np.einsum("...i,ij,...j->...", y, np.linalg.inv(C), y)
+
     h = 1e-5
     eye = np.eye(3)
     s_fd = np.stack([(logp(x + h * eye[k]) - logp(x - h * eye[k])) / (2 * h) for k in range(3)], -1)

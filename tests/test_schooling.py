@@ -82,7 +82,7 @@ def test_dewi_frames_equal_single_frames():
     times = np.array([0.0, 0.5, 1.0])
     ds = schooling_indices(pos, vel, box=25.0, convention="dewi", time=times)
     assert ds["osi"].dims == ("time",) and np.array_equal(ds["time"].values, times)
-    for t, name in enumerate(names):
+    for t in range(len(names)):
         single = schooling_indices(pos[t], vel[t], box=25.0, convention="dewi")
         np.testing.assert_array_equal(_values(ds.isel(time=t)), _values(single))
 
