@@ -80,7 +80,7 @@ RESORT_EVENTS_PER_PARTICLE = 4
 class Params(BaseModel):
     """Parameters of the hard-disc free expansion (lengths in σ units, m = 1, k_B = 1)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     n: int = Field(4000, ge=1, le=50_000_000, description="number of discs N")
     sigma: float = Field(1.0, gt=0, description="disc diameter σ")
