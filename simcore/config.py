@@ -45,8 +45,8 @@ RUN_KEYS = frozenset(RunSettings.model_fields)
 META_KEYS = frozenset({"model", "preset"})
 
 
-def format_validation_error(err: ValidationError, what: str, valid: list[str]) -> str:
-    """Turn a pydantic error into one readable paragraph."""
+def validation_problems(err: ValidationError) -> list[str]:
+    """One ``"field: what is wrong (got value)"`` string per problem of a pydantic error."""
     problems = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(parameters)"
@@ -56,6 +56,12 @@ def format_validation_error(err: ValidationError, what: str, valid: list[str]) -
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], dict):
             msg = f"{msg} (got {e['input']!r})"
         problems.append(f"{loc}: {msg}")
+    return problems
+
+
+def format_validation_error(err: ValidationError, what: str, valid: list[str]) -> str:
+    """Turn a pydantic error into one readable paragraph."""
+    problems = validation_problems(err)
     return (
         f"Invalid {what}: " + "; ".join(problems) + ". "
         f"Valid parameters are: {', '.join(sorted(valid))}."
@@ -183,6 +189,8 @@ def resolve(
     if overrides:
         items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
         for key, value in items:
+            if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+                value = value.item()  # numpy scalars: np.int64 -> int, np.bool_ -> bool
             if key in META_KEYS:
                 raise UserInputError(
                     f"'{key}' cannot be overridden with --set; use the {key} argument instead."
@@ -246,26 +254,29 @@ def split_run_parameters(text: str, source: str | None = None
     if not isinstance(model_name, str):
         raise UserInputError(f"{where} names no valid model (got {model_name!r}); rerun the "
                              "simulation to get a valid file.")
-    model = _model_or_error(model_name)
+    try:
+        model = get_model(model_name)
+    except KeyError:
+        raise UserInputError(
+            f"{where} names the model {model_name!r}, which this version of simcore does not "
+            f"know (it knows {', '.join(model_names())}); the file was edited or written by "
+            "another simcore version.") from None
     problems = []
     params = settings = None
     try:
         params = model.Params(**{k: v for k, v in record.items() if k not in RUN_KEYS})
     except ValidationError as err:
-        problems.append(format_validation_error(
-            err, f"parameters for model '{model_name}'",
-            list(model.Params.model_fields)).rstrip("."))
+        problems += validation_problems(err)
     except TypeError as err:  # e.g. a non-string key
         problems.append(str(err))
     try:
         settings = RunSettings(**{k: v for k, v in record.items() if k in RUN_KEYS})
     except ValidationError as err:
-        problems.append(format_validation_error(err, "run settings",
-                                                sorted(RUN_KEYS)).rstrip("."))
+        problems += validation_problems(err)
     if problems:
         raise UserInputError(
             f"{where} holds values that this version of simcore does not accept, so the file "
-            f"cannot be interpreted: {' '.join(problems)}. The file was edited, damaged or "
+            f"cannot be interpreted ({'; '.join(problems)}). The file was edited, damaged or "
             "written by another simcore version; rerun the simulation (or use the simcore "
             "version that wrote it).")
     return model_name, params, settings, preset
