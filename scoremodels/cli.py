@@ -107,9 +107,25 @@ def _cmd_epr(args):
     print(f"Wrote {args.out}")
 
 
+def _quiet_orbax_unraisable(unraisable) -> None:
+    """Drop the "Exception ignored in <coroutine ...>" reports of orbax's reader coroutines
+    and the "Event loop is closed" reports of tensorstore's late callbacks, left behind
+    when a damaged checkpoint fails to restore (the failure itself is reported as one
+    paragraph); everything else goes to the default hook."""
+    code = getattr(unraisable.object, "cr_code", None)
+    if code is not None and "orbax" in code.co_filename:
+        return
+    if unraisable.object is None and isinstance(unraisable.exc_value, RuntimeError) \
+            and str(unraisable.exc_value) == "Event loop is closed":
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scoremodels`` command; returns the exit code."""
     args = _parser().parse_args(argv)
+    if sys.unraisablehook is sys.__unraisablehook__:
+        sys.unraisablehook = _quiet_orbax_unraisable
     warnings.showwarning = lambda m, *a, **k: print(f"warning: {m}", file=sys.stderr)
     handlers = {"train": _cmd_train, "epr": _cmd_epr}
     try:

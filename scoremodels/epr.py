@@ -114,6 +114,11 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
     from scoremodels.losses import score_and_jacobian
     from scoremodels.train import load_run
 
+    from scoremodels._validate import check_epr_options
+
+    check_epr_options(burn_in=burn_in, stride=stride, max_frames=max_frames,
+                      batch_particles=batch_particles, memory_budget_mb=memory_budget_mb,
+                      grid=grid)
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserInputError(f"The output {out} already exists. Pass --overwrite to replace it.")

@@ -76,6 +76,11 @@ class TrainConfig:
     memory_budget_mb: float = 512.0
     seed: int = 0
 
+    def __post_init__(self):
+        from scoremodels._validate import check_train_config
+
+        check_train_config(self)  # strict types, finite values (--lr nan is refused)
+
     @classmethod
     def from_toml(cls, path) -> dict:
         try:
@@ -214,22 +219,39 @@ def load_run(run_dir, use_ema: bool = True):
 
     from scoremodels.nets import NetConfig, build
 
+    from scoremodels._validate import read_run_record, restore_failed
+
     run_dir = Path(run_dir)
-    path = run_dir / RUN_FILE
-    if not path.exists():
-        raise UserInputError(f"{run_dir} is not a scoremodels run directory (no {RUN_FILE}).")
-    record = json.loads(path.read_text())
-    net_cfg = NetConfig.from_dict(record["net"])
-    model = build(net_cfg)
-    mgr = _manager(run_dir)
-    step = mgr.latest_step()
+    record = read_run_record(run_dir, RUN_FILE)
+    try:
+        net_cfg = NetConfig.from_dict(record["net"])
+        model = build(net_cfg)
+        train_cfg = TrainConfig(**record["train"])
+    except UserInputError as exc:
+        raise UserInputError(f"{run_dir / RUN_FILE} holds invalid values "
+                             f"({str(exc).split('. Fix them')[0]}); the run "
+                             "directory is damaged or was edited: train again with "
+                             "--overwrite.") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserInputError(
+            f"{run_dir / RUN_FILE} describes no valid network or training settings ({exc}); "
+            "the run directory is damaged or was edited: train again with --overwrite."
+        ) from None
+    try:
+        mgr = _manager(run_dir)
+        step = mgr.latest_step()
+    except Exception as exc:  # noqa: BLE001 - orbax raises many types for a damaged folder
+        raise restore_failed(run_dir, "latest", exc) from None
     if step is None:
         raise UserInputError(f"The run {run_dir} has no checkpoint yet.")
     graphdef, params = nnx.split(model)
-    tx, _ = _optimizer(TrainConfig(**record["train"]))
+    tx, _ = _optimizer(train_cfg)
     tree = {"params": params, "ema": params, "opt": tx.init(params), "step": jax.numpy.asarray(0)}
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-    restored = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    try:
+        restored = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as exc:  # noqa: BLE001
+        raise restore_failed(run_dir, step, exc) from None
     model = nnx.merge(graphdef, restored["ema" if use_ema else "params"])
     record["checkpoint_step"] = int(step)
     return model, record
@@ -262,8 +284,20 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
     if resume:
         if not record_path.exists():
             raise UserInputError(f"Nothing to resume in {out} (no {RUN_FILE}); drop --resume.")
-        record = json.loads(record_path.read_text())
-        saved = TrainConfig(**record["train"])
+        from scoremodels._validate import read_run_record
+
+        record = read_run_record(out, RUN_FILE)
+        try:
+            saved = TrainConfig(**record["train"])
+        except UserInputError as exc:
+            raise UserInputError(f"{record_path} holds invalid values "
+                                 f"({str(exc).split('. Fix them')[0]}); the run "
+                                 "directory is damaged or was edited: start over with "
+                                 "--overwrite.") from None
+        except TypeError as exc:
+            raise UserInputError(f"{record_path} holds unknown training settings ({exc}); the "
+                                 "run directory is damaged or was edited: start over with "
+                                 "--overwrite.") from None
         if cfg is not None and cfg.steps > saved.steps:
             saved.steps = cfg.steps
         cfg = saved
@@ -292,8 +326,13 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         stream = sdata.BatchStream(tset, train_fr, cfg.batch_size, K, cfg.cutoff, cfg.seed,
                                    budget, cfg.particles_per_frame)
         if resume:
-            net_cfg = NetConfig.from_dict(record["net"])
-            obj = Objective(**record["objective"])
+            try:
+                net_cfg = NetConfig.from_dict(record["net"])
+                obj = Objective(**record["objective"])
+            except (TypeError, ValueError, KeyError) as exc:
+                raise UserInputError(
+                    f"{record_path} describes no valid network or objective ({exc}); the run "
+                    "directory is damaged or was edited: start over with --overwrite.") from None
         else:
             _set_scales(net_cfg, stream.batch(0))
         val = sdata.fixed_samples(tset, val_fr, cfg.val_samples, K, cfg.cutoff, cfg.seed,
@@ -320,11 +359,22 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         opt_state = tx.init(params)
         ema = params
         start = 0
-        mgr = _manager(out)
-        if resume and mgr.latest_step() is not None:
+        try:
+            mgr = _manager(out)
+            latest = mgr.latest_step() if resume else None
+        except Exception as exc:  # noqa: BLE001 - orbax raises many types for a damaged folder
+            from scoremodels._validate import restore_failed
+
+            raise restore_failed(out, "latest", exc) from None
+        if resume and latest is not None:
             tree = {"params": params, "ema": ema, "opt": opt_state, "step": jnp.asarray(0)}
             abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-            r = mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore(abstract))
+            try:
+                r = mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore(abstract))
+            except Exception as exc:  # noqa: BLE001 - orbax raises many types
+                from scoremodels._validate import restore_failed
+
+                raise restore_failed(out, mgr.latest_step(), exc) from None
             params, ema, opt_state, start = r["params"], r["ema"], r["opt"], int(r["step"])
         params, ema, opt_state = jax.device_put((params, ema, opt_state), repl)
 

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 from simcore.api import run  # noqa: E402
 from simcore.config import presets  # noqa: E402
 from simcore.io.trajectory import open_trajectory  # noqa: E402
-from simcore._errors import UserInputError  # noqa: E402
+from simcore._errors import UnstableRunError, UserInputError  # noqa: E402
 from simcore.sweep import open_sweep, run_sweep as sweep  # noqa: E402
 from simcore import accessor as _accessor  # noqa: E402,F401
 
@@ -29,4 +29,4 @@ def schooling_indices(*args, **kwargs):
 
 
 __all__ = ["run", "presets", "open_trajectory", "schooling_indices", "sweep", "open_sweep",
-           "UserInputError", "__version__"]
+           "UserInputError", "UnstableRunError", "__version__"]

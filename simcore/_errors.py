@@ -10,6 +10,18 @@ class UserInputError(Exception):
 
 
 class UnstableRunError(UserInputError):
-    """The integration blew up (non-finite or runaway values): the parameters (usually the
-    time step) do not fit the forces. Raised by a model's ``advance``; the message gives
-    advice that fits the parameters."""
+    """The integration of a run became unstable (non-finite or runaway state).
+
+    Raised by a model's ``advance``: the message is one paragraph that names the step
+    range of the failing chunk and gives advice fitting the run's parameters (e.g. a
+    smaller time step derived from the force scale). It is a :class:`UserInputError`
+    (exit status 2): the parameters, not simcore, are at fault. The driver may add where
+    the last good frames are. ``first_step`` and ``last_step`` bound the failing chunk
+    (the state was finite at ``first_step`` and is not at ``last_step``), when known.
+    """
+
+    def __init__(self, message: str, *, first_step: int | None = None,
+                 last_step: int | None = None):
+        super().__init__(message)
+        self.first_step = first_step
+        self.last_step = last_step

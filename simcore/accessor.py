@@ -20,10 +20,16 @@ class SimcoreAccessor:
         if self._decoded is None:
             from simcore.config import split_run_parameters
 
+            from simcore._errors import UserInputError
+
+            source = self._ds.encoding.get("source")
             text = self._ds.attrs.get("run_parameters")
             if text is None:
-                raise AttributeError("this Dataset has no simcore run_parameters attribute")
-            self._decoded = split_run_parameters(text)
+                raise UserInputError(
+                    f"{'The file ' + str(source) if source else 'This Dataset'} is not a "
+                    "simcore trajectory (it has no run_parameters attribute); open a file "
+                    "written by `simcore run` with simcore.open_trajectory.")
+            self._decoded = split_run_parameters(text, source)
         return self._decoded
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from simcore._errors import UserInputError
 from simcore.config import resolve
 from simcore.driver import run_model
 
@@ -38,9 +39,50 @@ def run(
     ``threads`` (Numba threads) defaults to the cores that other processes leave idle,
     measured over 0.1 s at the start (reused for 30 s); results do not depend on it.
     """
+    _check_arguments(model=model, out=out, preset=preset, config=config, overrides=overrides,
+                     steps=steps, seed=seed, write_every=write_every, format=format,
+                     overwrite=overwrite, resume=resume, threads=threads, quiet=quiet)
+    steps, seed, write_every = (None if v is None else int(v) for v in (steps, seed, write_every))
     params, settings, preset = resolve(
         model, preset=preset, config=config, overrides=overrides, steps=steps, seed=seed,
         write_every=write_every, format=format,
     )
     return run_model(model, params, settings, out, preset=preset, overwrite=overwrite,
                      resume=resume, threads=threads, quiet=quiet)
+
+
+def _check_arguments(**args) -> None:
+    """Refuse wrong-typed arguments of :func:`run` with one :class:`UserInputError` listing
+    them (``out=None``, ``steps="10"``, ``overwrite="yes"`` ...)."""
+    import numbers
+    import os
+
+    import numpy as np
+
+    def is_int(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+    def is_path(v):
+        return isinstance(v, (str, os.PathLike)) and str(v) != ""
+
+    rules = {
+        "model": (lambda v: isinstance(v, str), "a model name such as 'couzin'"),
+        "out": (is_path, "the output file, a str or pathlib.Path such as 'run.nc'"),
+        "preset": (lambda v: v is None or isinstance(v, str), "a preset name or None"),
+        "config": (lambda v: v is None or is_path(v), "a TOML file path or None"),
+        "overrides": (lambda v: v is None or isinstance(v, Mapping) or (
+            isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+            "a dict {name: value} (or a list of 'KEY=VALUE' strings) or None"),
+        "steps": (lambda v: v is None or is_int(v), "an int or None"),
+        "seed": (lambda v: v is None or is_int(v), "an int or None"),
+        "write_every": (lambda v: v is None or is_int(v), "an int or None"),
+        "format": (lambda v: v is None or isinstance(v, str), "'netcdf4', 'amber' or None"),
+        "overwrite": (lambda v: isinstance(v, bool), "True or False"),
+        "resume": (lambda v: isinstance(v, bool), "True or False"),
+        "threads": (lambda v: v is None or is_int(v), "an int or None"),
+        "quiet": (lambda v: isinstance(v, bool), "True or False"),
+    }
+    problems = [f"{name} must be {what} (got {args[name]!r})"
+                for name, (ok, what) in rules.items() if not ok(args[name])]
+    if problems:
+        raise UserInputError("Invalid arguments to simcore.run: " + "; ".join(problems) + ".")

@@ -140,6 +140,11 @@ def _check_new_output(path: Path, overwrite: bool) -> None:
         raise UserInputError(f"The output {path} already exists. Pass --overwrite to replace it.")
     if not path.parent.exists():
         raise UserInputError(f"The output folder {path.parent} does not exist.")
+    if path.is_dir():
+        raise UserInputError(f"The output {path} is a folder; give a file name.")
+    from simcore.io.results import probe_output
+
+    probe_output(path)  # permissions, read-only or virtual file systems: before the work
 
 
 def _cmd_sweep(args) -> None:
@@ -223,6 +228,7 @@ def _cmd_info(args) -> None:
 
     with open_trajectory(args.input) as ds:
         acc = ds.simcore
+        acc.params  # decode (and check) run_parameters before printing anything
         t = ds["time"].values
         print(f"file:       {args.input}")
         if "simcore_partial" in ds.attrs:

@@ -27,7 +27,7 @@ class RunSettings(BaseModel):
     ``checkpoint_every`` is in written frames, ``checkpoint_seconds`` in wall-clock seconds.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     steps: int = Field(1000, ge=0, description="number of integration steps")
     seed: int = Field(0, ge=0, lt=2**63, description="root seed of the run")
@@ -51,8 +51,8 @@ RUN_KEYS = frozenset(RunSettings.model_fields)
 META_KEYS = frozenset({"model", "preset"})
 
 
-def format_validation_error(err: ValidationError, what: str, valid: list[str]) -> str:
-    """Turn a pydantic error into one readable paragraph."""
+def validation_problems(err: ValidationError) -> list[str]:
+    """One ``"field: what is wrong (got value)"`` string per problem of a pydantic error."""
     problems = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(parameters)"
@@ -62,6 +62,12 @@ def format_validation_error(err: ValidationError, what: str, valid: list[str]) -
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], dict):
             msg = f"{msg} (got {e['input']!r})"
         problems.append(f"{loc}: {msg}")
+    return problems
+
+
+def format_validation_error(err: ValidationError, what: str, valid: list[str]) -> str:
+    """Turn a pydantic error into one readable paragraph."""
+    problems = validation_problems(err)
     return (
         f"Invalid {what}: " + "; ".join(problems) + ". "
         f"Valid parameters are: {', '.join(sorted(valid))}."
@@ -189,6 +195,8 @@ def resolve(
     if overrides:
         items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
         for key, value in items:
+            if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+                value = value.item()  # numpy scalars: np.int64 -> int, np.bool_ -> bool
             if key in META_KEYS:
                 raise UserInputError(
                     f"'{key}' cannot be overridden with --set; use the {key} argument instead."
@@ -231,15 +239,50 @@ def run_parameters_json(model_name: str, params, settings: RunSettings, preset: 
     return json.dumps(record, sort_keys=True)
 
 
-def split_run_parameters(text: str) -> tuple[str, Any, RunSettings, str | None]:
-    """Inverse of :func:`run_parameters_json`: ``(model, params, settings, preset)``."""
+def split_run_parameters(text: str, source: str | None = None
+                         ) -> tuple[str, Any, RunSettings, str | None]:
+    """Inverse of :func:`run_parameters_json`: ``(model, params, settings, preset)``.
+
+    ``source`` names the file in error messages. Text that is not simcore JSON, an
+    unknown model or values that fail validation raise :class:`UserInputError`.
+    """
+    where = f"The run_parameters attribute of {source}" if source else \
+        "The file's run_parameters attribute"
     try:
         record = json.loads(text)
         model_name = record.pop("model")
         preset = record.pop("preset", None)
-    except (ValueError, KeyError, AttributeError):
-        raise UserInputError("The file's run_parameters attribute is not simcore JSON.") from None
-    model = _model_or_error(model_name)
-    params = model.Params(**{k: v for k, v in record.items() if k not in RUN_KEYS})
-    settings = RunSettings(**{k: v for k, v in record.items() if k in RUN_KEYS})
+    except (ValueError, KeyError, AttributeError, TypeError):
+        raise UserInputError(
+            f"{where} is not simcore JSON (a JSON object with a 'model' key), so the file "
+            "cannot be interpreted; it was not written by simcore or it was edited. Rerun "
+            "the simulation to get a valid file.") from None
+    if not isinstance(model_name, str):
+        raise UserInputError(f"{where} names no valid model (got {model_name!r}); rerun the "
+                             "simulation to get a valid file.")
+    try:
+        model = get_model(model_name)
+    except KeyError:
+        raise UserInputError(
+            f"{where} names the model {model_name!r}, which this version of simcore does not "
+            f"know (it knows {', '.join(model_names())}); the file was edited or written by "
+            "another simcore version.") from None
+    problems = []
+    params = settings = None
+    try:
+        params = model.Params(**{k: v for k, v in record.items() if k not in RUN_KEYS})
+    except ValidationError as err:
+        problems += validation_problems(err)
+    except TypeError as err:  # e.g. a non-string key
+        problems.append(str(err))
+    try:
+        settings = RunSettings(**{k: v for k, v in record.items() if k in RUN_KEYS})
+    except ValidationError as err:
+        problems += validation_problems(err)
+    if problems:
+        raise UserInputError(
+            f"{where} holds values that this version of simcore does not accept, so the file "
+            f"cannot be interpreted ({'; '.join(problems)}). The file was edited, damaged or "
+            "written by another simcore version; rerun the simulation (or use the simcore "
+            "version that wrote it).")
     return model_name, params, settings, preset

@@ -61,10 +61,12 @@ def plot_file(src: str | Path, out: str | Path, animate: bool = False) -> Path:
 
 
 def _save(fig, out: Path) -> None:
-    tmp = out.with_name(out.stem + ".part" + out.suffix)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    from simcore.io.results import save_figure
+
+    try:
+        save_figure(fig, out, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def _heading_colors(vel: np.ndarray) -> np.ndarray:
@@ -147,9 +149,16 @@ def animate_school(ds: xr.Dataset, out: Path, fps: int = 15) -> Path:
 
     anim = FuncAnimation(fig, draw, frames=len(picks))
     tmp = out.with_name(out.stem + ".part.gif")
-    anim.save(tmp, writer=PillowWriter(fps=fps))
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        anim.save(tmp, writer=PillowWriter(fps=fps))
+        tmp.replace(out)
+    except OSError as exc:
+        from simcore.io.results import output_error
+
+        tmp.unlink(missing_ok=True)
+        raise output_error(out, exc) from None
+    finally:
+        plt.close(fig)
     return out
 
 

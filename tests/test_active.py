@@ -213,7 +213,8 @@ def test_seeded_runs_reproduce_and_resume(tmp_path):
 
 
 def test_unstable_time_step_is_a_clear_error(tmp_path):
-    with pytest.raises(simcore.UserInputError, match="Reduce dt"):
+    with pytest.raises(simcore.UnstableRunError, match=r"before step \d+ .*dt = 0.005 is too "
+                       r"large.*rerun with dt <= 0.0001"):
         simcore.run("abp", preset="mips", steps=3000, overrides={"n": 200, "dt": 5e-3},
                     out=tmp_path / "x.nc")
 

@@ -204,7 +204,7 @@ def test_output_that_cannot_be_created(tmp_path, where):
 
 @pytest.mark.parametrize("bad", [None, 3, ""])
 def test_api_run_needs_an_output_path(bad):
-    with pytest.raises(simcore.UserInputError, match="file path"):
+    with pytest.raises(simcore.UserInputError, match="out must be"):
         simcore.run("couzin", preset="swarm", steps=10, out=bad)
 
 

@@ -11,9 +11,57 @@ import xarray as xr
 from simcore._errors import UserInputError
 
 
-def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
-    """Run the default diagnostics of the trajectory's model and return them as a Dataset."""
+# the analysis of each model's files, as "module.function"
+ANALYSES = {"couzin": "simcore.analysis.schooling.schooling_indices_from_dataset",
+            "abp": "simcore.analysis.active.active_diagnostics",
+            "linear": "simcore.analysis.linear.linear_diagnostics",
+            "harddisc": "simcore.analysis.boltzmann.boltzmann_entropy"}
+
+
+def require_model(ds, expected: str, what: str) -> str:
+    """Check that ``ds`` is an open simcore trajectory of model ``expected``; return the
+    model name. Anything else (a path, another model's file, a Dataset without simcore
+    metadata) is a :class:`UserInputError` that names the model the file holds, the one
+    ``what`` (the analysis) expects, and the analysis that fits the file."""
+    if not isinstance(ds, xr.Dataset):
+        raise UserInputError(
+            f"{what} takes an xarray Dataset opened with simcore.open_trajectory(path) (got "
+            f"{type(ds).__name__} {str(ds)[:80]!r}).")
     model = ds.simcore.model
+    if model != expected:
+        source = ds.encoding.get("source")
+        where = f"{source} holds" if source else "this Dataset holds"
+        raise UserInputError(
+            f"{what} analyses '{expected}' trajectories, but {where} a run of model "
+            f"'{model}'. Use "
+            f"{ANALYSES.get(model, 'simcore analyze')} for it, or ds.simcore.analyze(), which "
+            "picks the analysis of the file's model.")
+    return model
+
+
+def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
+    """Run the default diagnostics of the trajectory's model and return them as a Dataset.
+
+    ``kwargs`` go to the model's analysis (see :data:`ANALYSES`); an option that it does
+    not take is a :class:`UserInputError`.
+    """
+    import importlib
+    import inspect
+
+    if not isinstance(ds, xr.Dataset):
+        raise UserInputError(
+            "analyze_dataset takes an xarray Dataset opened with simcore.open_trajectory(path) "
+            f"(got {type(ds).__name__}).")
+    model = ds.simcore.model
+    if model in ANALYSES and kwargs:
+        module, name = ANALYSES[model].rsplit(".", 1)
+        accepted = [p for p in inspect.signature(
+            getattr(importlib.import_module(module), name)).parameters if p != "ds"]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise UserInputError(
+                f"The analysis of '{model}' trajectories ({ANALYSES[model]}) has no option "
+                f"{', '.join(unknown)}; it takes {', '.join(accepted) or 'no options'}.")
     if model == "couzin":
         from simcore.analysis.schooling import schooling_indices_from_dataset
 

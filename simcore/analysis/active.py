@@ -24,6 +24,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from simcore.analysis import require_model
 from simcore.models import active as model
 
 # 20 bins of 0.05 in packing fraction; the default grid cell and the per-particle radius
@@ -74,6 +75,7 @@ def _frame_dim(ds):
 
 def exact_epr_per_frame(ds, frames) -> np.ndarray:
     """Per-frame particle averages whose time average is the exact EPR per particle."""
+    require_model(ds, "abp", "exact_epr_per_frame")
     params = ds.simcore.params
     out = np.empty(len(frames))
     hypo = params.D_t == 0
@@ -99,9 +101,15 @@ def exact_epr_local(ds, k: int) -> np.ndarray:
     a score-free local decomposition of the propulsion-sector EPR Σ̇_g = −μ⟨∇·F⟩ (its
     particle mean is the frame's term of :func:`exact_epr_per_frame`). It is one local
     decomposition among many: its pointwise values need not match γ|g_i + s_{g_i}|²."""
+    require_model(ds, "abp", "exact_epr_local")
     params = ds.simcore.params
     if params.D_t != 0 or params.propulsion != "aoup":
-        raise ValueError("exact_epr_local is defined for hypoelliptic AOUP files (D_t = 0)")
+        from simcore._errors import UserInputError
+
+        raise UserInputError(
+            "exact_epr_local is defined for hypoelliptic AOUP files (propulsion = 'aoup', "
+            f"D_t = 0); this file has propulsion = '{params.propulsion}', D_t = {params.D_t:g}. "
+            "Use exact_epr_per_frame for the total EPR of other files.")
     state = _frame_state(ds, k, params)
     _, div = model.forces(state, params, divergence=True)
     return -params.mu * div
@@ -115,6 +123,7 @@ def _unwrapped(ds, k, L):
 
 def mean_squared_displacement(ds, max_particles: int = 20000, n_lags: int = 40):
     """MSD over particles and time origins at ~log-spaced lags (frames); returns (lag_time, msd)."""
+    require_model(ds, "abp", "mean_squared_displacement")
     params = ds.simcore.params
     n_frames = ds.sizes[_frame_dim(ds)]
     L = params.box
@@ -197,6 +206,7 @@ def active_diagnostics(ds: xr.Dataset, burn_in: float = 0.5, density_cell: float
     MIPS), ``largest_cluster_fraction``, ``epr_exact`` and ``epr_exact_err`` (per particle,
     per model time unit), ``msd_free`` (the closed-form free-particle MSD for reference).
     """
+    require_model(ds, "abp", "active_diagnostics")
     params = ds.simcore.params
     dim = _frame_dim(ds)
     n_frames = ds.sizes[dim]

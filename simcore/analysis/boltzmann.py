@@ -172,9 +172,9 @@ def boltzmann_entropy(ds: xr.Dataset, dv: Sequence[float] = DEFAULT_DV, dx: floa
     ``dv``: the equilibrium references ``S_eq_V_*``, ``S_eq_kV_*``, ``K_eq_V``, ``K_eq_kV``
     and ``delta_s_eq_stirling`` / ``delta_s_eq_exact`` = (S(kV) − S(V))/N.
     """
-    if ds.simcore.model != "harddisc":
-        raise UserInputError(f"boltzmann_entropy needs a harddisc trajectory (got model "
-                             f"{ds.simcore.model!r}).")
+    from simcore.analysis import require_model
+
+    require_model(ds, "harddisc", "boltzmann_entropy")
     params = ds.simcore.params
     dvs = _check_dv(dv)
     nx, ny, hx = _spatial_cells(params, dx, cells)

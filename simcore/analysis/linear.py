@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from simcore.analysis.active import block_mean
+from simcore.analysis import require_model
 from simcore.models import linear as model
 
 
@@ -45,6 +46,7 @@ def linear_diagnostics(ds: xr.Dataset, burn_in: float | None = None,
     ``burn_in``: fraction of the frames dropped before averaging; default 0 for
     ``init = "stationary"`` runs and 0.2 for ``init = "zero"``.
     """
+    require_model(ds, "linear", "linear_diagnostics")
     p = ds.simcore.params
     B, D, d = p.B_matrix, p.D_matrix, p.d
     if burn_in is None:

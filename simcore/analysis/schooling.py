@@ -635,6 +635,17 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None):
     with dimension ``time``.
     """
     _check_convention(convention)
+    if isinstance(ds, xr.Dataset) and ds.attrs.get("program") == "simcore":
+        from simcore.analysis import require_model
+
+        require_model(ds, "couzin", "schooling_indices_from_dataset")
+    if not isinstance(ds, xr.Dataset) or "coordinates" not in ds:
+        from simcore._errors import UserInputError
+
+        raise UserInputError(
+            "schooling_indices_from_dataset takes an xarray Dataset with coordinates and "
+            "velocities, e.g. simcore.open_trajectory(path) of a couzin run (got "
+            f"{type(ds).__name__}).")
     if "time" in ds["coordinates"].dims:
         frame_dim = "time"
     elif "frame" in ds["coordinates"].dims:

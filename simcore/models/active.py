@@ -56,7 +56,7 @@ POTENTIALS = {"none": 0, "wca": 1, "soft_harmonic": 2}
 class Params(BaseModel):
     """Parameters of the 2D active-particle model (lengths in σ or r₀, time in model units)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     n: int = Field(1024, ge=1, le=100_000_000, description="number of particles")
     phi: float = Field(0.4, gt=0, lt=0.9069, description="packing fraction N π a² / L²")
@@ -772,14 +772,83 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
             break
         if work["status"][0] > work["nb"].shape[1]:  # lists overflowed: enlarge, rebuild
             work["nb"] = np.zeros((params.n, int(work["status"][0] * 1.3) + 4), dtype=np.int32)
-    if unstable[0] or not np.isfinite(state["positions"]).all():
-        from simcore._errors import UserInputError
+    if unstable[0] or not _finite_state(state, abp):
+        from simcore._errors import UnstableRunError
 
-        raise UserInputError(
-            f"The integration became unstable before step {step + n_steps}: a force moved a "
-            f"particle by more than {_max_jump(params):g} length units in one step, so the "
-            f"time step dt = {params.dt} is too large for these forces. Reduce dt (for WCA "
-            "with v0 ~ 24 epsilon/sigma, dt <= 1e-4).")
+        last = step + done
+        raise UnstableRunError(
+            f"The integration became unstable before step {last} (in the chunk of steps "
+            f"{step}..{step + n_steps}): "
+            + ("a force moved a particle by more than "
+               f"{_max_jump(params):g} length units in one step"
+               if unstable[0] else "the positions or orientations are no longer finite")
+            + ". " + stability_advice(params), first_step=step, last_step=last)
+
+
+def _finite_state(state, abp: bool) -> bool:
+    names = ("positions", "theta") if abp else ("positions", "g")
+    return all(np.isfinite(state[name]).all() for name in names)
+
+
+def force_scale(params: Params) -> float:
+    """A rough upper scale of the pair + trap force on one particle (model units).
+
+    WCA: the larger of the contact force 24 ε/σ and the pile-up of about six swimmers
+    pushing with v0/μ each; soft discs: about six overlapping neighbours with the bounded
+    force k·2r₀ each; plus the trap force κ·L/2 at the box edge.
+    """
+    if params.potential == "wca":
+        f = max(24.0 * params.epsilon_lj / params.sigma, 6.0 * params.v0 / params.mu)
+    elif params.potential == "soft_harmonic":
+        f = 6.0 * params.k * 2.0 * params.radius
+    else:
+        f = 0.0
+    return f + params.kappa * params.box / 2.0
+
+
+def suggested_dt(params: Params) -> float:
+    """A time step with which one step moves a particle by at most a tenth of the largest
+    resolved jump (:func:`_max_jump`): (v0 + μF) dt + √(2 D_t dt) <= jump / 10, with F
+    from :func:`force_scale`. Rounded down to one significant digit."""
+    a = params.v0 + params.mu * force_scale(params)
+    b = math.sqrt(2.0 * params.D_t)
+    target = _max_jump(params) / 10.0
+    if a <= 0.0:
+        root = target / b if b > 0 else math.inf
+    else:
+        root = (-b + math.sqrt(b * b + 4.0 * a * target)) / (2.0 * a)
+    dt = root * root
+    if not math.isfinite(dt) or dt <= 0.0:
+        return math.inf
+    scale = 10.0 ** math.floor(math.log10(dt))
+    return math.floor(dt / scale) * scale
+
+
+def stability_advice(params: Params) -> str:
+    """Advice for an unstable run that fits the parameters (potential, dt, force scale)."""
+    good = suggested_dt(params)
+    what = {"wca": f"the WCA repulsion (epsilon_lj = {params.epsilon_lj:g}, sigma = "
+                   f"{params.sigma:g})",
+            "soft_harmonic": f"the soft discs (k = {params.k:g}, radius = {params.radius:g})",
+            "none": "free particles"}[params.potential]
+    scale = (f"With {what}, v0 = {params.v0:g}, mu = {params.mu:g}, D_t = {params.D_t:g}"
+             + (f" and a trap kappa = {params.kappa:g}" if params.kappa > 0 else "")
+             + f", the force scale is about {force_scale(params):.3g}")
+    if params.dt > good:
+        return (f"{scale}, and dt = {params.dt:g} is too large for it: rerun with dt <= "
+                f"{good:.1g} (a step then moves a particle by at most a tenth of "
+                f"{_max_jump(params):g} length units), raising steps and write_every by the "
+                "same factor to cover the same time.")
+    hint = ""
+    if params.potential == "wca" and params.init != "lattice":
+        hint = (f" Random starts (init = '{params.init}') put WCA particles on top of each "
+                "other, where the r^-13 force has no useful bound: use init = 'lattice'.")
+    elif params.potential != "none" and params.phi > 0.6:
+        hint = (f" At phi = {params.phi:g} the particles are compressed far into each other; "
+                "a lower packing fraction is more forgiving.")
+    return (f"{scale}; dt = {params.dt:g} is already at or below the dt <= {good:.1g} that it "
+            "suggests, so the forces exceeded that scale (overlapping particles)." + hint
+            + f" Try dt = {params.dt / 10:g} (with steps and write_every 10 times larger).")
 
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:

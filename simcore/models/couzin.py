@@ -58,7 +58,7 @@ _PARALLEL_MIN_N = 128  # below this a prange launch costs more than it saves
 class Params(BaseModel):
     """Parameters of the Couzin model (lengths in model units, time in model time units)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     n: int = Field(100, ge=1, le=50_000_000, description="number of agents")
     rule: Literal["couzin2002", "dewi"] = Field("couzin2002", description="update rule")
@@ -587,6 +587,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
         cos_blind = -3.0
     cos_fov = math.cos(math.radians(params.field_of_view / 2))
     L = params.box
+    _check_reach(state, params, step, n_steps)
     _run_steps(state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
                work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"],
                work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"],
@@ -595,6 +596,54 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
                params.orientation_weight, params.turning_rate * params.dt, params.noise,
                params.speed, params.dt, np.uint64(key), np.int64(step), np.int64(n_steps),
                bool(parallel))
+    if not (np.isfinite(state["positions"]).all() and np.isfinite(state["headings"]).all()):
+        from simcore._errors import UnstableRunError
+
+        raise UnstableRunError(
+            f"The Couzin run became unstable before step {step + n_steps} (in the chunk of "
+            f"steps {step}..{step + n_steps}): positions or headings are no longer finite. "
+            + stability_advice(params), first_step=step, last_step=step + n_steps)
+
+
+# Agents farther than this from the origin (model lengths) are a runaway: cell indices
+# (int64) and squared distances stop being exact long before float64 overflows, and the
+# float32 file cannot hold 1e39.
+MAX_COORDINATE = 1e15
+
+
+def stability_advice(params: Params) -> str:
+    """Advice for a runaway Couzin run that fits its parameters (speed, dt, zone radii)."""
+    step_len = params.speed * params.dt
+    good = params.r_r / params.speed
+    if step_len > params.r_r:
+        return (f"One step moves an agent by speed·dt = {params.speed:g} × {params.dt:g} = "
+                f"{step_len:.3g} length units, more than the repulsion radius r_r = "
+                f"{params.r_r:g}, so the zones are jumped over: rerun with dt <= {good:.3g} "
+                "(r_r / speed), with steps raised by the same factor to cover the same time.")
+    return (f"The step length speed·dt = {step_len:.3g} is below r_r = {params.r_r:g}, so the "
+            "time step is not the cause: check the other parameters (noise, turning_rate) and "
+            "report the command if they are sensible.")
+
+
+def _check_reach(state, params: Params, step: int, n_steps: int) -> None:
+    """Refuse a chunk in which an open-space agent would pass :data:`MAX_COORDINATE`
+    (each step moves it by at most speed·dt per axis), before running it."""
+    if params.boundary != "open" or n_steps <= 0:
+        return
+    far = float(np.abs(state["positions"]).max()) if params.n else 0.0
+    step_len = params.speed * params.dt
+    if far + step_len * n_steps < MAX_COORDINATE:
+        return
+    from simcore._errors import UnstableRunError
+
+    within = max(0, int((MAX_COORDINATE - far) // step_len)) if step_len > 0 else n_steps
+    first_bad = step + min(n_steps, within + 1)
+    raise UnstableRunError(
+        f"The Couzin run would run away before step {first_bad} (in the chunk of steps "
+        f"{step}..{step + n_steps}): agents in open space move by speed·dt = {step_len:.3g} "
+        f"per step and would pass {MAX_COORDINATE:.0e} length units from the origin, beyond "
+        "what the cell lists and the file can represent. " + stability_advice(params),
+        first_step=step, last_step=first_bad)
 
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:

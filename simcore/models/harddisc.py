@@ -69,6 +69,10 @@ DEFAULT_STEPS = 100
 DEFAULT_WRITE_EVERY = 1
 DEFAULT_PRESET = None
 MAX_INITIAL_PHI = 0.45  # random sequential placement jams at 0.547 in 2D
+# more events than this per frame interval (about a day of CPU time at ~1e6 events/s) is
+# a mistake (T = 1e300 would make a frame last for ever), refused at validation
+MAX_EVENTS_PER_FRAME = 1e11
+MAX_BOX_SIGMAS = 1e12  # float64 positions resolve 1e-4 sigma in a box this wide
 
 # indices of the cumulative counters in state["stats"]
 ST_COLL, ST_WALL, ST_IMP_X, ST_IMP_Y, ST_VIRIAL, ST_EVENTS, ST_CROSS, ST_STALE = range(8)
@@ -80,14 +84,16 @@ RESORT_EVENTS_PER_PARTICLE = 4
 class Params(BaseModel):
     """Parameters of the hard-disc free expansion (lengths in σ units, m = 1, k_B = 1)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     n: int = Field(4000, ge=1, le=50_000_000, description="number of discs N")
     sigma: float = Field(1.0, gt=0, description="disc diameter σ")
     phi: float = Field(0.05, gt=0, lt=0.45,
                        description="packing fraction N π σ²/4 / (k L L_y) of the final volume")
     aspect: float = Field(1.0, gt=0, le=1e4, description="L_y / L")
-    T: float = Field(1.0, gt=0, description="temperature k_B T (energy per particle = T in 2D)")
+    T: float = Field(1.0, gt=0,
+                     description="temperature k_B T (energy per particle = T in 2D); within "
+                     "1e-100..1e100 so that v² and the contact-time arithmetic stay in float64")
     expansion: float = Field(2.0, ge=1.0, le=1e3,
                              description="k of V -> kV (1: no partition, an equilibrium run)")
     x_boundary: Literal["wall", "periodic"] = Field(
@@ -129,6 +135,26 @@ class Params(BaseModel):
                 if bc == "periodic" and length < 4 * self.sigma:
                     problems.append(f"a periodic {axis} axis needs a box side of at least "
                                     f"4 sigma (got {length:.3g})")
+        if not 1e-100 <= self.T <= 1e100:
+            problems.append(
+                f"T = {self.T:g} is outside 1e-100..1e100: the squared speeds (~T) and the "
+                "contact-time arithmetic would leave float64's range; T only sets the time "
+                "unit (times scale as 1/√T), so use T = 1 and rescale frame_dt and t_end")
+        if not problems and self.L_x > MAX_BOX_SIGMAS * self.sigma:
+            problems.append(
+                f"the box is L_x = {self.L_x:.3g} = {self.L_x / self.sigma:.3g} diameters wide; "
+                "float64 resolves positions to 1e-16 of that, so contacts need a box below "
+                f"{MAX_BOX_SIGMAS:.0e} sigma: use a higher phi or fewer discs")
+        if not problems:
+            events = estimated_events_per_frame(self)
+            if events > MAX_EVENTS_PER_FRAME:
+                problems.append(
+                    f"one frame interval frame_dt = {self.frame_dt:g} would take about "
+                    f"{events:.2g} events (collisions and cell crossings at T = {self.T:g}, "
+                    f"sigma = {self.sigma:g}; the engine processes about 1e6 per second, so "
+                    "no frame would ever be written); keep it below "
+                    f"{MAX_EVENTS_PER_FRAME:.0e} with a smaller frame_dt (and t_end): the "
+                    "natural time unit is sigma·√(m/T), so T and sigma only rescale time")
         if self.x_boundary == "periodic" and self.expansion == 1.0 and self.equilibrate > 0 \
                 and not self.interactions:
             problems.append("equilibrate needs interactions")
@@ -169,6 +195,21 @@ class Params(BaseModel):
     def number_density(self) -> float:
         """n = N / (k L L_y) in the final volume."""
         return self.n / (self.L_x * self.L_y)
+
+
+def estimated_events_per_frame(params: Params) -> float:
+    """Rough number of events (pair and wall collisions, cell crossings) in one frame
+    interval: N·frame_dt·(ν + 2 v̄ / a + 2 v̄ / L_x) with ν the Enskog collision rate at
+    the densest (initial) packing, v̄ = √(πT/2) the mean speed and a the cell side."""
+    mean_speed = math.sqrt(math.pi * params.T / 2.0)
+    rate = 2.0 * mean_speed / params.L_x
+    if params.interactions:
+        eta = min(params.phi * params.expansion, MAX_INITIAL_PHI)
+        rate += enskog_collision_rate(params, eta)
+        ncx, ncy = _cell_grid(params, params.L_x)
+        side = min(params.L_x / ncx, params.L_y / ncy)
+        rate += 2.0 * mean_speed / side
+    return params.n * params.frame_dt * rate
 
 
 def henderson_g(eta: float) -> float:
@@ -1140,8 +1181,19 @@ def advance(state, params: Params, key, step: int, n_steps: int) -> None:
     depend on how the intervals are grouped into calls (resume is bit-identical).
     """
     xper = params.x_boundary == "periodic"
-    for _ in range(n_steps):
+    for k in range(n_steps):
         _run(state, params, params.L_x, xper, params.frame_dt, np.inf, state["stats"])
+        if not (np.isfinite(state["positions"]).all()
+                and np.isfinite(state["velocities"]).all()):
+            from simcore._errors import UnstableRunError
+
+            raise UnstableRunError(
+                f"The hard-disc run became unstable before step {step + k + 1} (frame interval "
+                f"{step + k}..{step + k + 1}, in the chunk of steps {step}..{step + n_steps}): "
+                "positions or velocities are no longer finite. With T = "
+                f"{params.T:g}, sigma = {params.sigma:g} and frame_dt = {params.frame_dt:g} "
+                "this should not happen; rerun with T = 1 (T only rescales time) and report "
+                "the command if it persists.", first_step=step + k, last_step=step + k + 1)
 
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:

@@ -53,6 +53,7 @@ MAX_DIM = 64
 DEFAULT_STEPS = 50000
 DEFAULT_WRITE_EVERY = 50
 DEFAULT_PRESET = "rotational_ou"
+MAX_ENTRY = 1e100  # largest |B_ij|, |D_ij| (x ~ √(D/B) and B·x stay far from overflow)
 _PARALLEL_MIN_WORK = 2000  # n·d²·steps below which a prange launch costs more than it saves
 
 
@@ -64,13 +65,18 @@ def _as_matrix(name: str, value) -> np.ndarray:
             f"{name} = [[1.0, 0.0], [0.0, 1.0]] (got shape {a.shape})")
     if not np.isfinite(a).all():
         raise ValueError(f"{name} has non-finite entries")
+    if np.abs(a).max() > MAX_ENTRY:
+        raise ValueError(
+            f"{name} has entries beyond {MAX_ENTRY:.0e} in magnitude (largest "
+            f"{np.abs(a).max():.3g}): products such as B·x and the noise covariance would "
+            "overflow float64; rescale the time and length units")
     return a
 
 
 class Params(BaseModel):
     """Parameters of the linear SDE dx = −Bx dt + √(2D) dW (dimensionless units)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     B: list[list[float]] = Field(
         [[1.3, -0.7], [0.7, 1.3]],
@@ -286,7 +292,8 @@ def _steps_serial(x, y, z, A, F, key, step0, n_steps):
 def _work(state, params: Params):
     work = state.get("_work")
     if work is None or work["y"].shape != state["x"].shape:
-        A, F = transition(params)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked in advance()
+            A, F = transition(params)
         work = {"A": np.ascontiguousarray(A), "F": np.ascontiguousarray(F),
                 "y": np.zeros_like(state["x"]), "z": np.zeros_like(state["x"])}
         state["_work"] = work
@@ -301,9 +308,51 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
     if parallel is None:
         parallel = (params.n * params.d ** 2 * n_steps >= _PARALLEL_MIN_WORK
                     and numba.get_num_threads() > 1)
+    if not (np.isfinite(work["A"]).all() and np.isfinite(work["F"]).all()):
+        from simcore._errors import UnstableRunError
+
+        raise UnstableRunError(
+            f"The linear SDE cannot be integrated from step {step}: the one-step transition "
+            f"(A = e^(-B dt) and the noise factor F with dt = {params.dt:g}) is not finite in "
+            "float64. " + stability_advice(params), first_step=step, last_step=step)
     fn = _steps_parallel if parallel else _steps_serial
     fn(state["x"], work["y"], work["z"], work["A"], work["F"], np.uint64(key), np.int64(step),
        np.int64(n_steps))
+    x = state["x"]
+    if not np.isfinite(x).all() or (x.size and float(np.abs(x).max()) > MAX_STATE):
+        from simcore._errors import UnstableRunError
+
+        raise UnstableRunError(
+            f"The linear SDE became unstable before step {step + n_steps} (in the chunk of "
+            f"steps {step}..{step + n_steps}): the state is no longer finite or exceeds "
+            f"{MAX_STATE:.0e}. " + stability_advice(params), first_step=step,
+            last_step=step + n_steps)
+
+
+# A state beyond this magnitude is a runaway (x² overflows at 1e154; the float32 file at
+# 3e38): the stationary spread √(max eig C) of any sensible run is far below it.
+MAX_STATE = 1e30
+
+
+def stability_advice(params: Params) -> str:
+    """Advice for a runaway linear run that fits its integrator, dt and B, D."""
+    B, D = params.B_matrix, params.D_matrix
+    rate = float(np.abs(np.linalg.eigvals(B)).max())
+    noise = float(np.abs(D).max())
+    if params.integrator == "euler":
+        good = 0.1 / rate if rate > 0 else params.dt
+        return (f"Euler–Maruyama with dt = {params.dt:g} and max|eig B| = {rate:.3g} "
+                f"(dt·max|eig B| = {params.dt * rate:.3g}): rerun with dt <= {good:.2g} or "
+                "with integrator = 'exact', which is stable for any dt.")
+    if rate * params.dt > 100.0:
+        return (f"dt·max|eig B| = {params.dt * rate:.3g}: the exact transition is computed "
+                "from exp(±B dt), which overflows float64 beyond about 700. Rerun with dt <= "
+                f"{100.0 / rate:.2g} (frames a few relaxation times apart are independent "
+                "anyway) and steps and write_every raised to cover the same time.")
+    return (f"The exact integrator is stable for any dt, so the scales are the problem: "
+            f"max|eig B| = {rate:.3g}, max|D| = {noise:.3g}, dt = {params.dt:g}. Rescale time "
+            "and lengths so that the entries of B·dt and D·dt are of moderate size (e.g. "
+            "below 1e100).")
 
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:

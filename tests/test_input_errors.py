@@ -1,0 +1,271 @@
+"""Issue 12 item 3: every traceback found on bad input is exit 2 with one paragraph.
+
+run_parameters with invalid values, analyses given another model's file, wrong-typed
+API arguments, outputs on a full disk, in /proc, /sys or on a read-only file system.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+
+import netCDF4
+import numpy as np
+import pytest
+
+import simcore
+from simcore._errors import UserInputError
+from tests.conftest import run_cli
+
+
+def assert_one_paragraph(proc, *fragments):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    text = "".join(proc.stderr.split())  # textwrap may break lines at spaces and hyphens
+    for fragment in fragments:
+        assert "".join(str(fragment).split()) in text, (fragment, proc.stderr)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny run of every model."""
+    root = tmp_path_factory.mktemp("models")
+    out = {
+        "couzin": simcore.run("couzin", steps=20, write_every=10, overrides={"n": 10},
+                              out=root / "c.nc"),
+        "abp": simcore.run("abp", steps=20, write_every=10, out=root / "a.nc",
+                           overrides={"n": 16, "potential": "none", "phi": 0.1}),
+        "harddisc": simcore.run("harddisc", overrides={"n": 50, "t_end": 2.0},
+                                out=root / "h.nc"),
+        "linear": simcore.run("linear", steps=20, write_every=10, overrides={"n": 10},
+                              out=root / "l.nc"),
+    }
+    return out
+
+
+def _with_run_parameters(src, dst, edit):
+    shutil.copy(src, dst)
+    with netCDF4.Dataset(dst, "a") as ds:
+        text = ds.run_parameters
+        ds.run_parameters = edit(text)
+    return dst
+
+
+def _set(**values):
+    def edit(text):
+        record = json.loads(text)
+        record.update(values)
+        return json.dumps(record)
+    return edit
+
+
+# ----------------------------------------------------------------- invalid run_parameters
+@pytest.mark.parametrize("edit,fragments", [
+    (_set(n=-5), ["holds values that this version of simcore does not accept",
+                  "n: Input should be greater than or equal to 1 (got -5)"]),
+    (_set(n=True, steps="x"), ["n: Input should be a valid integer (got True)",
+                               "steps: Input should be a valid integer (got 'x')"]),
+    (_set(dt=float("nan")), ["dt: Input should be a finite number"]),
+    (lambda text: "not json {", ["is not simcore JSON"]),
+    (lambda text: "[1, 2]", ["is not simcore JSON"]),
+    (lambda text: '{"n": 3}', ["is not simcore JSON"]),
+    (_set(model="foo"), ["names the model 'foo', which this version of simcore does not know"]),
+    (_set(model=5), ["names no valid model (got 5)"]),
+])
+@pytest.mark.parametrize("command", ["info", "analyze", "plot"])
+def test_invalid_run_parameters_exit_2(files, tmp_path, edit, fragments, command):
+    bad = _with_run_parameters(files["couzin"], tmp_path / "bad.nc", edit)
+    args = [command, bad] + (["-o", tmp_path / "p.png"] if command == "plot" else [])
+    proc = run_cli(*args)
+    assert_one_paragraph(proc, str(bad), *fragments)
+    assert proc.stdout == ""  # nothing half-printed before the error
+
+
+def test_invalid_run_parameters_in_python(files, tmp_path):
+    bad = _with_run_parameters(files["abp"], tmp_path / "bad.nc", _set(phi=2.0))
+    with simcore.open_trajectory(bad) as ds:
+        with pytest.raises(UserInputError, match="phi: Input should be less than"):
+            ds.simcore.params
+        with pytest.raises(UserInputError, match="does not accept"):
+            ds.simcore.analyze()
+
+
+# ----------------------------------------------------------------- another model's file
+def _analyses():
+    from simcore.analysis import active, boltzmann, linear, schooling
+
+    return {
+        "abp": [active.active_diagnostics, active.mean_squared_displacement,
+                lambda ds: active.exact_epr_per_frame(ds, [0]),
+                lambda ds: active.exact_epr_local(ds, 0)],
+        "harddisc": [boltzmann.boltzmann_entropy],
+        "linear": [linear.linear_diagnostics],
+        "couzin": [schooling.schooling_indices_from_dataset],
+    }
+
+
+@pytest.mark.parametrize("expected", ["abp", "harddisc", "linear", "couzin"])
+def test_analyses_given_another_models_file_name_both_models(files, expected):
+    for held, path in files.items():
+        if held == expected:
+            continue
+        with simcore.open_trajectory(path) as ds:
+            for fn in _analyses()[expected]:
+                with pytest.raises(UserInputError) as info:
+                    fn(ds)
+                msg = str(info.value)
+                assert f"analyses '{expected}' trajectories" in msg
+                assert f"a run of model '{held}'" in msg and str(path) in msg
+
+
+def test_analyses_refuse_paths_and_foreign_datasets(files):
+    import xarray as xr
+
+    from simcore.analysis.active import active_diagnostics, exact_epr_local
+
+    with pytest.raises(UserInputError, match="takes an xarray Dataset opened with"):
+        active_diagnostics(str(files["abp"]))
+    with pytest.raises(UserInputError, match="no run_parameters attribute"):
+        active_diagnostics(xr.Dataset())
+    with simcore.open_trajectory(files["abp"]) as ds:
+        with pytest.raises(UserInputError, match="hypoelliptic AOUP"):
+            exact_epr_local(ds, 0)
+        with pytest.raises(UserInputError, match="has no option convention; it takes burn_in"):
+            ds.simcore.analyze(convention="dewi")
+
+
+# ----------------------------------------------------------------- API argument types
+@pytest.mark.parametrize("kwargs,fragment", [
+    (dict(out=None), "out must be the output file"),
+    (dict(out=""), "out must be the output file"),
+    (dict(out=3), "out must be the output file"),
+    (dict(out="x.nc", steps="10"), "steps must be an int or None (got '10')"),
+    (dict(out="x.nc", seed=True), "seed must be an int or None (got True)"),
+    (dict(out="x.nc", overwrite="yes"), "overwrite must be True or False"),
+    (dict(out="x.nc", overrides=5), "overrides must be a dict"),
+    (dict(out="x.nc", threads=1.5), "threads must be an int or None"),
+])
+def test_run_refuses_wrong_typed_arguments(tmp_path, monkeypatch, kwargs, fragment):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserInputError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        simcore.run("couzin", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_accepts_numpy_integers_and_refuses_numpy_floats_for_ints(tmp_path):
+    out = simcore.run("couzin", steps=np.int64(10), write_every=np.int32(5), out=tmp_path / "a.nc",
+                      overrides={"n": np.int64(8), "dt": np.float32(0.1)})
+    with simcore.open_trajectory(out) as ds:
+        assert ds.sizes["atom"] == 8 and ds.simcore.run_settings.steps == 10
+    with pytest.raises(UserInputError, match="n: Input should be a valid integer"):
+        simcore.run("couzin", out=tmp_path / "b.nc", overrides={"n": np.float64(8)})
+    with pytest.raises(UserInputError, match="model must be a model name"):
+        simcore.run(None, out=tmp_path / "c.nc")
+
+
+# ----------------------------------------------------------------- outputs that cannot be written
+def _is_root():
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 64 KiB tmpfs, nearly full (root only)."""
+    if not _is_root():
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def read_only_fs(tmp_path):
+    if not _is_root():
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("command,name", [("analyze", "d.nc"), ("plot", "p.png"),
+                                          ("plot", "p.gif")])
+def test_output_on_a_full_disk_exits_2_and_leaves_nothing(files, tiny_fs, command, name):
+    out = tiny_fs / name
+    args = [command, files["couzin"], "-o", out] + (["--animate"] if name.endswith("gif") else [])
+    proc = run_cli(*args)
+    assert_one_paragraph(proc, f"Writing {out} failed", "the disk is full",
+                         "Nothing was written")
+    assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
+
+
+def test_output_on_a_read_only_file_system(files, read_only_fs):
+    out = read_only_fs / "d.nc"
+    proc = run_cli("analyze", files["couzin"], "-o", out)
+    assert_one_paragraph(proc, f"Cannot write {out}", "read-only", "Nothing was written")
+    assert "full" not in proc.stderr
+    assert "osi" not in proc.stdout  # refused before the analysis
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+@pytest.mark.parametrize("command,out", [("analyze", "/proc/x.nc"), ("plot", "/proc/x.png")])
+def test_output_in_proc_exits_2(files, command, out):
+    proc = run_cli(command, files["couzin"], "-o", out)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"Cannotwrite{out}" in "".join(proc.stderr.split())
+    assert "full" not in proc.stderr
+
+
+@pytest.mark.parametrize("code,fragment", [
+    (errno.EACCES, "you may not create files there"),
+    (errno.EROFS, "read-only"),
+    (errno.ENOSPC, "the disk is full"),
+    (errno.EDQUOT, "quota"),
+    (errno.EFBIG, "file-size limit"),
+    (errno.EIO, "choose another output"),
+])
+def test_write_errors_are_classified_by_errno(files, tmp_path, monkeypatch, code, fragment):
+    import xarray as xr
+
+    from simcore.io import results
+
+    def failing(self, path, *a, **k):
+        open(path, "wb").close()  # a partial file that must be removed
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", failing)
+    out = tmp_path / "r.nc"
+    with pytest.raises(UserInputError, match=fragment) as info:
+        results.write_dataset(xr.Dataset({"a": ("x", np.zeros(3))}), out)
+    if code not in results.SPACE_ERRNOS:
+        assert "full" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_netcdf_library_error_is_not_called_a_full_disk_with_space_left(tmp_path, monkeypatch):
+    import xarray as xr
+
+    from simcore.io import results
+
+    def failing(self, path, *a, **k):
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", failing)
+    with pytest.raises(UserInputError) as info:
+        results.write_dataset(xr.Dataset({"a": ("x", np.zeros(3))}), tmp_path / "r.nc")
+    assert "NetCDF: HDF error" in str(info.value) and "full" not in str(info.value)

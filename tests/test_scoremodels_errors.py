@@ -1,0 +1,161 @@
+"""Issue 12: scoremodels refuses bad settings and damaged run directories with exit 2 and
+one paragraph (no traceback): --lr nan, wrong types, corrupt run.json, corrupt orbax
+checkpoints, for both `train --resume` and `epr`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import simcore
+from scoremodels.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small ABP trajectory and a tiny network trained on it for 4 steps."""
+    root = tmp_path_factory.mktemp("smerr")
+    traj = root / "abp.nc"
+    simcore.run("abp", seed=3, steps=400, write_every=20, out=traj,
+                overrides={"n": 32, "phi": 0.3, "potential": "soft_harmonic", "v0": 1.0,
+                           "D_t": 0.2, "D_r": 0.5, "dt": 1e-2, "init": "uniform"})
+    run = root / "run"
+    assert main(["train", str(traj), "--out", str(run), "--size", "tiny", "--steps", "4",
+                 "--batch-size", "16", "--memory-budget", "0.05", "--quiet"]) == 0
+    return traj, run
+
+
+def _err(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err
+    return " ".join(err.split())
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--lr", "nan"], "lr must be a finite number (got nan)"),
+    (["--lr", "inf"], "lr must be a finite number"),
+    (["--lr", "0"], "lr must be > 0"),
+    (["--sigma", "nan"], "sigmas must be a finite number"),
+    (["--steps", "0"], "steps must be >= 1"),
+    (["--memory-budget", "inf"], "memory_budget_mb must be a finite number"),
+])
+def test_train_refuses_non_finite_and_out_of_range_flags(tmp_path, capsys, flags, fragment):
+    traj = tmp_path / "missing.nc"  # never read: the settings are checked first
+    assert main(["train", str(traj), "--out", str(tmp_path / "r"), "--quiet", *flags]) == 2
+    assert fragment in _err(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("toml,fragment", [
+    ("steps = true", "steps must be a whole number (got True)"),
+    ("steps = 10.0", "steps must be a whole number (got 10.0)"),
+    ("lr = 'fast'", "lr must be a number (got 'fast')"),
+    ("rotate = 1", "rotate must be true or false"),
+    ("optimizer = 'sgd'", "optimizer must be one of adamw, radam"),
+    ("sigmas = []", "sigmas must be a non-empty list"),
+    ("lr = nan", "lr must be a finite number"),
+])
+def test_train_config_file_uses_strict_types(tmp_path, capsys, toml, fragment):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(f"[train]\n{toml}\n")
+    assert main(["train", str(tmp_path / "x.nc"), "--out", str(tmp_path / "r"), "--config",
+                 str(cfg), "--quiet"]) == 2
+    assert fragment in _err(capsys)
+
+
+def test_train_config_api_refuses_nan():
+    from scoremodels.train import TrainConfig
+
+    with pytest.raises(simcore.UserInputError, match="lr must be a finite number"):
+        TrainConfig(lr=float("nan"))
+    assert TrainConfig(lr=1).lr == 1  # an int is a fine float
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--burn-in", "nan"], "burn_in must be a finite number"),
+    (["--burn-in", "1"], "burn_in must be < 1"),
+    (["--stride", "0"], "stride must be >= 1"),
+    (["--memory-budget", "nan"], "memory_budget_mb must be a finite number"),
+    (["--batch-particles", "0"], "batch_particles must be >= 1"),
+])
+def test_epr_refuses_bad_options(tmp_path, capsys, flags, fragment):
+    assert main(["epr", str(tmp_path / "run"), str(tmp_path / "x.nc"), "-o",
+                 str(tmp_path / "e.nc"), "--quiet", *flags]) == 2
+    assert fragment in _err(capsys)
+
+
+def _edit_record(run, fn):
+    path = run / "run.json"
+    record = json.loads(path.read_text())
+    fn(record)
+    path.write_text(json.dumps(record))
+
+
+def _truncate_arrays(run):
+    for f in (run / "checkpoints").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(f.read_bytes()[:20])
+
+
+def _garbage_metadata(run):
+    for f in (run / "checkpoints").rglob("_*METADATA"):
+        f.write_text("garbage")
+
+
+def _checkpoints_a_file(run):
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").write_text("x")
+
+
+DAMAGE = {
+    "not_json": (lambda run: (run / "run.json").write_text("{not json"), "is not valid JSON"),
+    "not_object": (lambda run: (run / "run.json").write_text("[1, 2]"),
+                   "does not hold a JSON object"),
+    "missing_net": (lambda run: _edit_record(run, lambda r: r.pop("net")), "lacks net"),
+    "bad_lr": (lambda run: _edit_record(run, lambda r: r["train"].update(lr="fast")),
+               "holds invalid values (Bad training settings: lr must be a number"),
+    "unknown_net_key": (lambda run: _edit_record(run, lambda r: r["net"].update(bogus=1)),
+                        "describes no valid network"),
+    "other_width": (lambda run: _edit_record(run, lambda r: r["net"].update(width=17)),
+                    "cannot be restored"),
+    "truncated_arrays": (_truncate_arrays, "cannot be restored"),
+    "garbage_metadata": (_garbage_metadata, "cannot be restored"),
+    "checkpoints_a_file": (_checkpoints_a_file, "is a file, not the folder"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.parametrize("command", ["epr", "resume"])
+def test_damaged_run_directory_exits_2(trained, tmp_path, capsys, damage, command):
+    traj, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    make, fragment = DAMAGE[damage]
+    make(copy)
+    if command == "epr":
+        args = ["epr", str(copy), str(traj), "-o", str(tmp_path / "e.nc"), "--quiet"]
+    else:
+        args = ["train", str(traj), "--out", str(copy), "--resume", "--steps", "6", "--quiet"]
+    assert main(args) == 2
+    err = _err(capsys)
+    assert fragment in err and ("--overwrite" in err or "earlier checkpoint" in err)
+    assert not (tmp_path / "e.nc").exists()
+
+
+def test_damaged_checkpoint_on_the_command_line_prints_one_paragraph(trained, tmp_path):
+    """The real command: no orbax/tensorstore reports after the paragraph either."""
+    import subprocess
+    import sys
+
+    traj, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    _truncate_arrays(copy)
+    proc = subprocess.run([sys.executable, "-m", "scoremodels", "epr", str(copy), str(traj),
+                           "-o", str(tmp_path / "e.nc"), "--quiet"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert proc.stderr.startswith("scoremodels epr: error: The checkpoint at step 4")
