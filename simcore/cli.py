@@ -228,7 +228,7 @@ def _cmd_info(args) -> None:
 
     with open_trajectory(args.input) as ds:
         acc = ds.simcore
-        acc.params  # decode (and check) run_parameters before printing anything
+        _ = acc.params  # decode (and check) run_parameters before printing anything
         t = ds["time"].values
         print(f"file:       {args.input}")
         if "simcore_partial" in ds.attrs:

@@ -378,8 +378,10 @@ class _Run:
                      attrs={"provenance": self.provenance,
                             "simcore_incomplete": f"stopped: unstable after step "
                                                   f"{self.marks[n_good - 1]}"})
-            kept = (f"The {n_good} frames before it (t = 0 .. {t_last:g}) are in {where}; "
-                    "the partial files were removed, so the corrected command starts afresh.")
+            frames = (f"The {n_good} frames before it (t = 0 .. {t_last:g}) are" if n_good > 1
+                      else "The initial frame is")
+            kept = (f"{frames} in {where}; the partial files were removed, so the corrected "
+                    "command starts afresh.")
         except (OSError, UserInputError) as exc:
             kept = f"Its frames could not be saved ({exc})."
         for name in ("part", "ckpt"):

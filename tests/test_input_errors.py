@@ -88,7 +88,7 @@ def test_invalid_run_parameters_in_python(files, tmp_path):
     bad = _with_run_parameters(files["abp"], tmp_path / "bad.nc", _set(phi=2.0))
     with simcore.open_trajectory(bad) as ds:
         with pytest.raises(UserInputError, match="phi: Input should be less than"):
-            ds.simcore.params
+            _ = ds.simcore.params
         with pytest.raises(UserInputError, match="does not accept"):
             ds.simcore.analyze()
 

@@ -225,3 +225,25 @@ def test_full_disk_before_the_first_checkpoint(tmp_path, limit):
     assert "last checkpoint are kept" not in text
     assert not out.with_name("f.nc.lock").exists()
     run_cli(*_cli_args(out, "--overwrite"), check_rc=0)
+
+
+def test_unstable_run_keeps_its_good_frames_and_no_partial_files(tmp_path):
+    """A blow-up part-way: exit 2 with the engine's advice, the good frames in
+    OUT.unstable.nc (finite, in order), no .part/.ckpt/.lock, and the corrected command
+    runs without --overwrite or --resume."""
+    out = tmp_path / "u.nc"
+    # dt = 0.004 is stable for a while in a dilute lattice start, then particles meet
+    args = ["run", "abp", "--set", "n=400", "--set", "dt=0.004", "--steps", "4000",
+            "--write-every", "20", "--quiet", "-o", out]
+    proc = run_cli(*args)
+    text = _one_paragraph(proc, "unstable", "dt <=", "u.unstable.nc", "starts afresh")
+    kept = tmp_path / "u.unstable.nc"
+    assert kept.exists()
+    assert not any(out.with_name(out.name + s).exists() for s in (".part", ".ckpt", ".lock"))
+    with simcore.open_trajectory(kept) as ds:
+        n = ds.sizes["time"]
+        assert f"The {n} frames before it" in text or (n == 1 and "initial frame" in text)
+        assert np.isfinite(ds["coordinates"].values).all()
+        assert np.all(np.diff(ds["time"].values) > 0)
+        assert "unstable" in ds.attrs["simcore_incomplete"]
+    run_cli(*[a if a != "dt=0.004" else "dt=0.0001" for a in args], check_rc=0)
