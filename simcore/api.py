@@ -23,6 +23,7 @@ def run(
     format: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    extend: bool = False,
     threads: int | None = None,
     quiet: bool = True,
 ) -> Path:
@@ -38,17 +39,20 @@ def run(
     ``steps`` counts integration steps, ``write_every`` steps between frames.
     ``threads`` (Numba threads) defaults to the cores that other processes leave idle,
     measured over 0.1 s at the start (reused for 30 s); results do not depend on it.
+    ``resume`` continues an interrupted run; ``extend`` continues the finished run in
+    ``out`` to a larger ``steps`` (the same bits as the longer run from the start).
     """
     _check_arguments(model=model, out=out, preset=preset, config=config, overrides=overrides,
                      steps=steps, seed=seed, write_every=write_every, format=format,
-                     overwrite=overwrite, resume=resume, threads=threads, quiet=quiet)
+                     overwrite=overwrite, resume=resume, extend=extend, threads=threads,
+                     quiet=quiet)
     steps, seed, write_every = (None if v is None else int(v) for v in (steps, seed, write_every))
     params, settings, preset = resolve(
         model, preset=preset, config=config, overrides=overrides, steps=steps, seed=seed,
         write_every=write_every, format=format,
     )
     return run_model(model, params, settings, out, preset=preset, overwrite=overwrite,
-                     resume=resume, threads=threads, quiet=quiet)
+                     resume=resume, extend=extend, threads=threads, quiet=quiet)
 
 
 def _check_arguments(**args) -> None:
@@ -79,6 +83,7 @@ def _check_arguments(**args) -> None:
         "format": (lambda v: v is None or isinstance(v, str), "'netcdf4', 'amber' or None"),
         "overwrite": (lambda v: isinstance(v, bool), "True or False"),
         "resume": (lambda v: isinstance(v, bool), "True or False"),
+        "extend": (lambda v: isinstance(v, bool), "True or False"),
         "threads": (lambda v: v is None or is_int(v), "an int or None"),
         "quiet": (lambda v: isinstance(v, bool), "True or False"),
     }

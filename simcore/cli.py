@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="netcdf4 (compressed, default) or amber (NETCDF3, for MDAnalysis/VMD)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    s.add_argument("--extend", action="store_true",
+                   help="continue the finished run in OUT to the larger --steps (or t_end) "
+                        "given now: the same bits as the longer run from the start")
     s.add_argument("--threads", type=int,
                    help="Numba threads (default: this process's cores that other processes "
                         "leave idle; results do not depend on it)")
@@ -132,7 +135,8 @@ def _cmd_run(args) -> None:
         steps=args.steps, seed=args.seed, write_every=args.write_every, format=args.format,
     )
     run_model(args.model, params, settings, args.out, preset=preset, overwrite=args.overwrite,
-              resume=args.resume, threads=args.threads, quiet=args.quiet, argv=sys.argv)
+              resume=args.resume, extend=args.extend, threads=args.threads, quiet=args.quiet,
+              argv=sys.argv)
 
 
 def _check_new_output(path: Path, overwrite: bool) -> None:

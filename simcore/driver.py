@@ -115,6 +115,48 @@ def _check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> st
     return "fresh"
 
 
+def _without_run_length(run_json: str, model) -> dict:
+    """run_parameters minus what an extension may change: steps and the model's own
+    run-length parameters (``RUN_LENGTH_PARAMS``, e.g. the hard discs' t_end)."""
+    record = json.loads(run_json)
+    for key in ("steps", *getattr(model, "RUN_LENGTH_PARAMS", ())):
+        record.pop(key, None)
+    return record
+
+
+def _check_extend(out: Path, model, run_json: str) -> str:
+    """'resume' (an interrupted extension), 'done' or 'extend'; else a UserInputError."""
+    part, ckpt = partial_paths(out)
+    if ckpt.exists() and part.exists():
+        from simcore.io.checkpoint import read_checkpoint_meta
+
+        meta = read_checkpoint_meta(ckpt)
+        if meta is not None and meta.get("run_parameters") == run_json:
+            return "resume"
+        raise UserInputError(
+            f"An interrupted run of {out} with other parameters exists ({part.name}, "
+            f"{ckpt.name}); finish it with --resume and its own command line first.")
+    if not out.exists():
+        raise UserInputError(f"--extend continues a finished run, but {out} does not exist; "
+                             "run it without --extend.")
+    attrs = read_attrs(out)
+    if attrs.get("run_parameters") == run_json:
+        return "done"
+    old, new = json.loads(str(attrs["run_parameters"])), json.loads(run_json)
+    if _without_run_length(str(attrs["run_parameters"]), model) != \
+            _without_run_length(run_json, model):
+        changed = sorted(k for k in set(old) | set(new)
+                         if old.get(k) != new.get(k) and k != "steps")
+        raise UserInputError(
+            f"--extend continues {out} with the same parameters and more steps, but these "
+            f"differ from the file's: {', '.join(changed)}. Give the original command line "
+            "with only the run length changed (or start a new run from a stored frame).")
+    if new["steps"] <= old["steps"]:
+        raise UserInputError(
+            f"--extend needs more steps than {out} has ({old['steps']}); got {new['steps']}.")
+    return "extend"
+
+
 def _write_error(path: Path, exc: OSError, checkpointed: int = 1) -> UserInputError:
     """A failed write during the run: a full disk is said so, anything else as it is;
     ``checkpointed`` frames are safe (0: none yet)."""
@@ -136,6 +178,7 @@ def run_model(
     preset: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    extend: bool = False,
     threads: int | None = None,
     quiet: bool = False,
     argv: list[str] | None = None,
@@ -148,6 +191,12 @@ def run_model(
     on SIGINT/SIGTERM. ``stop_after_frames`` (or the environment variable
     ``SIMCORE_INTERRUPT_AFTER_FRAMES``) acts like a SIGINT once that many frames are
     written; it exists to test ``resume``.
+
+    ``extend=True`` continues the finished run in ``out`` (same parameters but a larger
+    ``steps``, or ``t_end`` for the hard discs) from the final state stored in it; the
+    result equals the longer run made from the start, bit for bit. ``out`` is replaced
+    only when the extension is complete (an interrupted extension resumes with ``extend``
+    or ``resume``).
     """
     if stop_after_frames is None and os.environ.get("SIMCORE_INTERRUPT_AFTER_FRAMES"):
         stop_after_frames = int(os.environ["SIMCORE_INTERRUPT_AFTER_FRAMES"])
@@ -161,7 +210,11 @@ def run_model(
     run_json = run_parameters_json(model_name, params, settings, preset)
     with OutputLock(paths["lock"], f"The output {out}",
                     lambda msg: print(msg, file=sys.stderr)):
-        action = _check_output(out, overwrite, resume, run_json)
+        if extend and overwrite:
+            raise UserInputError("--extend continues an existing output; it cannot be "
+                                 "combined with --overwrite.")
+        action = (_check_extend(out, model, run_json) if extend
+                  else _check_output(out, overwrite, resume, run_json))
         if action == "done":
             for name in ("part", "ckpt", "tmp"):  # left by a kill after the final rename
                 paths[name].unlink(missing_ok=True)
@@ -201,9 +254,57 @@ class _Run:
     def _start(self) -> None:
         for name in ("part", "ckpt", "tmp"):
             self.paths[name].unlink(missing_ok=True)
-        model, params = self.model, self.params
-        self.state = model.init_state(params, self.settings.seed)
+        self.state = self.model.init_state(self.params, self.settings.seed)
         self.provenance = provenance(self.argv)
+        self._create_log()
+        self._append(0)
+
+    def _extend(self) -> None:
+        """Start the frame log from the finished file's frames and final state."""
+        from simcore.io.trajectory import read_state
+
+        old_attrs = read_attrs(self.out)
+        state = read_state(self.out)
+        if state is None:
+            raise UserInputError(
+                f"{self.out} holds no final state (it was written by an older simcore or "
+                "stopped as unstable), so it cannot be extended bit for bit; rerun it with "
+                "the longer length.")
+        check_state_like(self.out, state, self.model.init_state(self.params,
+                                                                  self.settings.seed))
+        old_steps = json.loads(str(old_attrs["run_parameters"]))["steps"]
+        old_marks = frame_steps(old_steps, self.settings.write_every)
+        if old_marks != self.marks[:len(old_marks)]:
+            raise UserInputError(
+                f"{self.out} ends at step {old_steps}, which is not a multiple of write_every "
+                f"= {self.settings.write_every}: its last frame is not a frame of the longer "
+                "run, so an extension could not equal it. Rerun it with the longer length.")
+        for name in ("part", "ckpt", "tmp"):
+            self.paths[name].unlink(missing_ok=True)
+        self.state = state
+        record = json.loads(provenance(self.argv))
+        record["extended_from"] = json.loads(str(old_attrs.get("provenance", "{}")))
+        self.provenance = json.dumps(record, sort_keys=True)
+        self._create_log()
+        names = [name for name, _, _ in self.frames.schema["fields"]]
+        import netCDF4
+
+        with netCDF4.Dataset(self.out) as ds:
+            ds.set_auto_maskandscale(False)
+            block = max(1, 2**24 // self.frames.dtype.itemsize)
+            for k0 in range(0, len(old_marks), block):
+                k1 = min(len(old_marks), k0 + block)
+                columns = {name: ds[name][k0:k1] for name in names}
+                for i in range(k1 - k0):
+                    try:
+                        self.frames.append({name: columns[name][i] for name in names})
+                    except OSError as exc:
+                        raise _write_error(self.paths["part"], exc, 0) from None
+        self._checkpoint()
+        self.log(f"Extending {self.out} from step {old_steps} to {self.settings.steps}.")
+
+    def _create_log(self) -> None:
+        model, params = self.model, self.params
         attrs = {
             "Conventions": "AMBER",
             "ConventionVersion": "1.0",
@@ -225,7 +326,6 @@ class _Run:
             self.frames = FrameLogWriter.create(self.paths["part"], schema)
         except OSError as exc:
             raise _write_error(self.paths["part"], exc, self.checkpointed) from None
-        self._append(0)
 
     def _resume(self) -> None:
         ckpt = self.paths["ckpt"]
@@ -297,6 +397,8 @@ class _Run:
             try:
                 if action == "resume":
                     self._resume()
+                elif action == "extend":
+                    self._extend()
                 else:
                     self._start()
                 bar = progress(self.settings.steps, initial=self.marks[self.frames.n_frames - 1],
@@ -350,7 +452,8 @@ class _Run:
         tmp = self.paths["tmp"]
         tmp.unlink(missing_ok=True)
         assemble(self.paths["part"], tmp, self.settings.format, self.frames.n_frames,
-                 self.frames.crcs, attrs={"provenance": self.provenance})
+                 self.frames.crcs, attrs={"provenance": self.provenance},
+                 final_state={k: v for k, v in self.state.items() if not k.startswith("_")})
         os.replace(tmp, self.out)
         fsync_dir(self.out)
         self.paths["part"].unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""The NetCDF writer and readers: AMBER layout, both formats, metadata round trip."""
+"""The frame log -> NetCDF assembly and the readers: AMBER layout, both formats, metadata
+round trip."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 import xarray as xr
 
 import simcore
-from simcore.io.trajectory import TrajectoryWriter, open_trajectory, read_attrs
+from simcore.io.framelog import FrameLogWriter
+from simcore.io.trajectory import assemble, frame_schema, open_trajectory, read_attrs
 
 
 @pytest.mark.parametrize("fmt,expected", [("netcdf4", "NETCDF4"), ("amber", "NETCDF3_64BIT_OFFSET")])
@@ -23,12 +25,17 @@ def test_writer_round_trip_both_formats(tmp_path, fmt, expected):
              "simcore_ndim": np.int32(2)}
     extras = {"theta": (("atom",), "radian", "angle")}
     data = []
-    with TrajectoryWriter(path, n, attrs, extras, fmt=fmt) as w:
-        for k in range(frames):
-            frame = {"coordinates": rng.random((n, 3)), "velocities": rng.random((n, 3)),
-                     "cell_lengths": np.array([3.0, 4.0, 0.0]), "theta": rng.random(n)}
-            w.append(0.5 * k, frame)
-            data.append(frame)
+    part = tmp_path / "t.part"
+    log = FrameLogWriter.create(part, frame_schema(n, attrs, extras, "float32"))
+    for k in range(frames):
+        frame = {"coordinates": rng.random((n, 3)), "velocities": rng.random((n, 3)),
+                 "cell_lengths": np.array([3.0, 4.0, 0.0]), "theta": rng.random(n),
+                 "time": 0.5 * k}
+        log.append(frame)
+        data.append(frame)
+    log.sync()
+    log.close()
+    assemble(part, path, fmt, frames, log.crcs)
     with netCDF4.Dataset(path) as nc:
         assert nc.file_format == expected
         assert nc.Conventions == "AMBER" and nc.ConventionVersion == "1.0"

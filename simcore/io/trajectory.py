@@ -180,13 +180,53 @@ def _define(ds, schema: dict, fmt: str) -> None:
             v.setncattr(key, value)
 
 
+STATE_PREFIX = "simcore_state_"
+
+
+def write_state(ds, state: Mapping[str, np.ndarray]) -> None:
+    """Store a run's final state exactly: each array as raw bytes (NC_BYTE, any dtype,
+    NETCDF3 too) in ``simcore_state_<name>``, with its dtype and shape as attributes."""
+    for name, value in state.items():
+        value = np.ascontiguousarray(value)
+        raw = value.view(np.uint8).reshape(-1).view(np.int8)
+        dim = f"{STATE_PREFIX}{name}_bytes"
+        ds.createDimension(dim, max(1, raw.size))
+        v = ds.createVariable(STATE_PREFIX + name, "i1", (dim,))
+        if raw.size:
+            v[:] = raw
+        v.dtype_str = value.dtype.str
+        v.shape_json = json.dumps(list(value.shape))
+        v.long_name = (f"the run's final state '{name}' as raw bytes (for `simcore run "
+                       "--extend`; not a per-frame variable)")
+
+
+def read_state(path: str | Path) -> dict[str, np.ndarray] | None:
+    """The final state stored by :func:`write_state`, or None if the file has none."""
+    with netCDF4.Dataset(path) as ds:
+        names = [k for k in ds.variables if k.startswith(STATE_PREFIX)]
+        if not names:
+            return None
+        state = {}
+        for key in names:
+            v = ds[key]
+            v.set_auto_maskandscale(False)
+            shape = tuple(json.loads(v.shape_json))
+            dtype = np.dtype(v.dtype_str)
+            raw = np.asarray(v[:], dtype=np.int8).view(np.uint8)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            state[key[len(STATE_PREFIX):]] = raw[:nbytes].view(dtype).reshape(shape).copy()
+    return state
+
+
 def assemble(part: str | Path, out: str | Path, fmt: str, n_frames: int, crcs: np.ndarray,
-             attrs: Mapping[str, object] | None = None) -> None:
+             attrs: Mapping[str, object] | None = None,
+             final_state: Mapping[str, np.ndarray] | None = None) -> None:
     """Write the NetCDF trajectory ``out`` (created anew) from the first ``n_frames`` frames
     of the frame log ``part``, verifying each frame against ``crcs`` on the way.
 
-    ``attrs`` replace global attributes of the log's schema (e.g. ``provenance``). The
-    file is written in blocks aligned with its chunks, so no chunk is written twice.
+    ``attrs`` replace global attributes of the log's schema (e.g. ``provenance``);
+    ``final_state`` (the state after the last frame) is stored with :func:`write_state`.
+    The file is written in blocks aligned with its chunks, so no chunk is written twice.
     Raises :class:`~simcore.io.framelog.DamagedLogError` if a frame fails its checksum
     and :class:`UserInputError` for a full disk (``out`` is then removed).
     """
@@ -206,6 +246,8 @@ def assemble(part: str | Path, out: str | Path, fmt: str, n_frames: int, crcs: n
     try:
         ds = netCDF4.Dataset(out, "w", format=FORMATS[fmt])
         _define(ds, schema, fmt)
+        if final_state is not None:
+            write_state(ds, final_state)
         names = [name for name, _, _ in schema["fields"]]
         for k0 in range(0, n_frames, block):
             chunk = np.asarray(records[k0:k0 + block])
@@ -290,6 +332,7 @@ def open_trajectory(path: str | Path, **kwargs):
             ds = ds.chunk(kwargs["chunks"])
     else:
         ds = xr.open_dataset(path, **kwargs)
+        ds = ds.drop_vars([k for k in ds.variables if str(k).startswith(STATE_PREFIX)])
     return ds.set_coords("time").swap_dims(frame="time")
 
 

@@ -260,6 +260,10 @@ PRESET_DOCS = {
 }
 
 
+# parameters that set the run's length: `simcore run --extend` may raise them
+RUN_LENGTH_PARAMS = ("t_end",)
+
+
 def resolve_run(params: Params, settings, given: set[str]):
     """Make ``steps`` and ``t_end`` agree (called by :func:`simcore.config.resolve`).
 
