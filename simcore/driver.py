@@ -38,7 +38,8 @@ from simcore._errors import UserInputError
 from simcore._interrupt import RunInterrupted, stop_requests
 from simcore._progress import progress
 from simcore.config import RunSettings, run_parameters_json
-from simcore.io.checkpoint import check_state_like, load_checkpoint, save_checkpoint
+from simcore.io.checkpoint import (check_state_like, load_checkpoint, read_checkpoint_meta,
+                                   save_checkpoint)
 from simcore.io.framelog import FrameLogWriter, fsync_dir
 from simcore.io.lock import OutputLock
 from simcore.io.trajectory import (assemble, disk_full_error, frame_schema, is_space_error,
@@ -87,6 +88,10 @@ def _check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> st
     if overwrite:
         return "fresh"
     if resume:
+        if ckpt.exists() and part.exists():  # an interrupted run (or extension) of these
+            meta = read_checkpoint_meta(ckpt)
+            if meta is not None and meta.get("run_parameters") == run_json:
+                return "resume"
         if out.exists():
             attrs = read_attrs(out)
             if attrs.get("run_parameters") == run_json:
@@ -128,8 +133,6 @@ def _check_extend(out: Path, model, run_json: str) -> str:
     """'resume' (an interrupted extension), 'done' or 'extend'; else a UserInputError."""
     part, ckpt = partial_paths(out)
     if ckpt.exists() and part.exists():
-        from simcore.io.checkpoint import read_checkpoint_meta
-
         meta = read_checkpoint_meta(ckpt)
         if meta is not None and meta.get("run_parameters") == run_json:
             return "resume"

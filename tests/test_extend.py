@@ -57,7 +57,7 @@ def test_interrupted_extension_resumes_and_the_original_survives(tmp_path):
         run_model("couzin", params, settings, out, preset=preset, extend=True, quiet=True,
                   stop_after_frames=40)
     assert out.read_bytes() == original  # replaced only when the extension is complete
-    simcore.run("couzin", out=out, steps=300, extend=True, **kw)
+    simcore.run("couzin", out=out, steps=300, resume=True, **kw)
     assert_same_file(simcore.run("couzin", out=tmp_path / "f.nc", steps=300, **kw), out)
 
 
