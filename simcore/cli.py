@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="netcdf4 (compressed, default) or amber (NETCDF3, for MDAnalysis/VMD)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    s.add_argument("--init-from", metavar="FILE[:FRAME]",
+                   help="start from frame FRAME (default: the last) of a simcore file of the "
+                        "same model, with the parameters and seed given now")
     s.add_argument("--extend", action="store_true",
                    help="continue the finished run in OUT to the larger --steps (or t_end) "
                         "given now: the same bits as the longer run from the start")
@@ -130,8 +133,11 @@ def _cmd_run(args) -> None:
     from simcore.config import resolve
     from simcore.driver import run_model
 
+    overrides = list(args.overrides)
+    if args.init_from is not None:
+        overrides.append(f"init_from={json.dumps(args.init_from)}")
     params, settings, preset = resolve(
-        args.model, preset=args.preset, config=args.config, overrides=args.overrides,
+        args.model, preset=args.preset, config=args.config, overrides=overrides,
         steps=args.steps, seed=args.seed, write_every=args.write_every, format=args.format,
     )
     run_model(args.model, params, settings, args.out, preset=preset, overwrite=args.overwrite,

@@ -42,6 +42,10 @@ class RunSettings(BaseModel):
     format: Literal["netcdf4", "amber"] = Field(
         "netcdf4", description="netcdf4 (compressed HDF5) or amber (NETCDF3 64-bit offset)"
     )
+    init_from: str | None = Field(
+        None, min_length=1,
+        description="start from a stored frame: FILE or FILE:FRAME (index, -1 = last) of a "
+                    "simcore file of the same model (default: the model's initial state)")
     precision: Literal["float32", "float64"] = Field(
         "float32", description="floating-point type of per-atom variables in the file"
     )
@@ -235,7 +239,8 @@ def run_parameters_json(model_name: str, params, settings: RunSettings, preset: 
     """
     record = {"model": model_name, "preset": preset}
     record.update(params.model_dump(mode="json"))
-    record.update(settings.model_dump(mode="json"))
+    # unset optional settings (init_from) are left out, so older files' JSON is unchanged
+    record.update(settings.model_dump(mode="json", exclude_none=True))
     return json.dumps(record, sort_keys=True)
 
 

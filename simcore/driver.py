@@ -257,7 +257,10 @@ class _Run:
     def _start(self) -> None:
         for name in ("part", "ckpt", "tmp"):
             self.paths[name].unlink(missing_ok=True)
-        self.state = self.model.init_state(self.params, self.settings.seed)
+        from simcore.restart import initial_state
+
+        self.state = initial_state(self.model_name, self.model, self.params,
+                                   self.settings.seed, self.settings.init_from)
         self.provenance = provenance(self.argv)
         self._create_log()
         self._append(0)

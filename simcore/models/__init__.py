@@ -19,6 +19,11 @@ Each model module defines:
 ``extra_variables(params)``
     ``{name: (dims after 'frame', units, long_name)}``.
 ``time_per_step(params)``, ``warnings(params) -> list[str]``.
+``state_from_frame(variables, params) -> state`` (optional)
+    the inverse of ``frame`` for ``init_from``: a state from one stored frame's variables
+    (float64 arrays), checked against ``params``.
+``RUN_LENGTH_PARAMS`` (optional)
+    model parameters that set the run length (``--extend`` may raise them).
 ``THREADED`` (optional, default True)
     False for single-threaded kernels: the driver then skips choosing a thread count.
 """

@@ -851,6 +851,35 @@ def stability_advice(params: Params) -> str:
             + f" Try dt = {params.dt / 10:g} (with steps and write_every 10 times larger).")
 
 
+def state_from_frame(variables: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarray]:
+    """The state of a stored frame (``simcore run --init-from``): positions wrapped into
+    this run's box, image counts, and θ (ABP) or g (AOUP) from the stored extras."""
+    from simcore._errors import UserInputError
+
+    n, L = params.n, params.box
+    pos = np.zeros((n, 3))
+    pos[:, :2] = np.asarray(variables["coordinates"], dtype=np.float64)[:, :2] % L
+    image = np.zeros((n, 2), dtype=np.int64)
+    if "image" in variables:
+        image[:] = np.rint(np.asarray(variables["image"])[:, :2]).astype(np.int64)
+    state = {"positions": pos, "image": image, "ids": np.arange(n, dtype=np.int64),
+             "sorted_at": np.full(1, -1, dtype=np.int64)}
+    need = "theta" if params.propulsion == "abp" else "propulsion"
+    if need not in variables:
+        raise UserInputError(
+            f"init_from: the stored frame has no '{need}' variable, which a "
+            f"{params.propulsion.upper()} run starts from (ABP files store theta, AOUP files "
+            "propulsion); start from a file of the same propulsion.")
+    if params.propulsion == "abp":
+        state["theta"] = np.asarray(variables["theta"], dtype=np.float64).copy()
+        state["n_hat"] = _orientation(state["theta"])
+    else:
+        state["g"] = np.asarray(variables["propulsion"], dtype=np.float64)[:, :2].copy()
+    if not all(np.isfinite(v).all() for v in state.values()):
+        raise UserInputError("init_from: the stored frame holds non-finite values.")
+    return state
+
+
 def frame(state, params: Params) -> dict[str, np.ndarray]:
     """Per-frame variables in particle-identity order; ``velocities`` is the deterministic
     drift b = v0 p + μ F."""

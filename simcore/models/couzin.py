@@ -646,6 +646,25 @@ def _check_reach(state, params: Params, step: int, n_steps: int) -> None:
         first_step=step, last_step=first_bad)
 
 
+def state_from_frame(variables: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarray]:
+    """The state of a stored frame (``simcore run --init-from``): positions, and headings
+    from the stored velocities (speed × heading, renormalised)."""
+    from simcore._errors import UserInputError
+
+    pos = np.array(variables["coordinates"], dtype=np.float64)
+    vel = np.array(variables["velocities"], dtype=np.float64)
+    norm = np.linalg.norm(vel, axis=1)
+    if not (np.isfinite(pos).all() and np.isfinite(vel).all()) or not np.all(norm > 0):
+        raise UserInputError("init_from: the stored frame has non-finite positions or zero "
+                             "velocities, so no headings can be taken from it.")
+    if params.boundary == "periodic":
+        pos %= params.box
+    elif params.boundary == "reflecting" and (pos.min() < 0 or pos.max() > params.box):
+        raise UserInputError(f"init_from: the stored agents lie outside the reflecting cube "
+                             f"[0, {params.box:g}]^3 of this run; use a larger box.")
+    return {"positions": pos, "headings": vel / norm[:, None]}
+
+
 def frame(state, params: Params) -> dict[str, np.ndarray]:
     """Per-frame variables: positions, velocities (speed × heading), cell lengths."""
     L = params.box if params.boundary == "periodic" else 0.0

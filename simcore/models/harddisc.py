@@ -1200,6 +1200,44 @@ def advance(state, params: Params, key, step: int, n_steps: int) -> None:
                 "the command if it persists.", first_step=step + k, last_step=step + k + 1)
 
 
+def state_from_frame(variables: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarray]:
+    """The state of a stored frame (``simcore run --init-from``): positions and velocities
+    (the new run's T is not imposed), counters zero. The discs must fit this run's initial
+    volume without overlap (a float32 file rounds positions: store float64 to be safe)."""
+    from scipy.spatial import cKDTree
+
+    pos = np.array(variables["coordinates"], dtype=np.float64)[:, :2]
+    vel = np.array(variables["velocities"], dtype=np.float64)[:, :2]
+    if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
+        raise UserInputError("init_from: the stored frame holds non-finite values.")
+    x0, x1, y0, y1 = params.accessible(initial=True)
+    lx = params.L if params.expansion > 1.0 else params.L_x
+    xper = params.x_boundary == "periodic" and params.expansion <= 1.0
+    yper = params.y_boundary == "periodic"
+    if xper:
+        pos[:, 0] %= lx
+    if yper:
+        pos[:, 1] %= params.L_y
+    outside = ~((pos[:, 0] >= x0) & (pos[:, 0] <= x1) & (pos[:, 1] >= y0) & (pos[:, 1] <= y1))
+    if outside.any():
+        raise UserInputError(
+            f"init_from: {int(outside.sum())} stored discs lie outside this run's initial "
+            f"volume [{x0:g}, {x1:g}] x [{y0:g}, {y1:g}] (disc centres); choose a box (phi, "
+            "expansion, aspect) that holds them.")
+    if params.interactions and params.n > 1:
+        box = [lx if xper else 2 * (x1 + params.sigma), params.L_y if yper else
+               2 * (y1 + params.sigma)]
+        tree = cKDTree(pos, boxsize=box if (xper or yper) else None)
+        close = tree.query_pairs(params.sigma * (1 - 1e-12))
+        if close:
+            raise UserInputError(
+                f"init_from: {len(close)} pairs of stored discs overlap (closer than sigma = "
+                f"{params.sigma:g}), e.g. discs {sorted(close)[0]}; a float32 file rounds "
+                "positions: start from a file written with precision = 'float64', or from "
+                "another frame.")
+    return {"positions": pos, "velocities": vel, "stats": np.zeros(N_STATS)}
+
+
 def frame(state, params: Params) -> dict[str, np.ndarray]:
     """Coordinates and velocities (z = 0) and the invariants/counters of the state."""
     n = params.n

@@ -355,6 +355,17 @@ def stability_advice(params: Params) -> str:
             "below 1e100).")
 
 
+def state_from_frame(variables: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarray]:
+    """The state of a stored frame (``simcore run --init-from``): the full x (n, d)."""
+    from simcore._errors import UserInputError
+
+    x = np.array(variables["x"], dtype=np.float64)
+    if x.shape != (params.n, params.d) or not np.isfinite(x).all():
+        raise UserInputError(f"init_from: the stored x has shape {x.shape} (or non-finite "
+                             f"values); this run needs finite ({params.n}, {params.d}).")
+    return {"x": x}
+
+
 def frame(state, params: Params) -> dict[str, np.ndarray]:
     """Per-frame variables (see the module docstring for the layout)."""
     x = state["x"]
