@@ -455,6 +455,9 @@ class _Run:
         except OSError as exc:
             raise _write_error(self.paths["part"], exc, self.checkpointed) from None
         self.frames.close()
+        size = self.frames.n_frames * self.frames.dtype.itemsize
+        if size > 256 * 2**20:
+            self.log(f"Writing {self.out} from the frame log ({size / 2**20:.0f} MiB) ...")
         tmp = self.paths["tmp"]
         tmp.unlink(missing_ok=True)
         assemble(self.paths["part"], tmp, self.settings.format, self.frames.n_frames,
