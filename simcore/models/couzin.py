@@ -36,6 +36,7 @@ Boundaries: ``open`` (default), ``periodic`` cube of side ``box`` (minimum image
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -547,12 +548,16 @@ def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False):
     box = np.full(3, params.box) if params.boundary == "periodic" else np.zeros(3)
     if all_pairs:
         return neighbors.all_pairs_plan(box)
-    if params.boundary == "periodic":
-        volume = params.box ** 3
-    else:
-        extent = np.maximum(positions.max(axis=0) - positions.min(axis=0), params.r_a)
-        volume = float(np.prod(extent))
+    if params.boundary == "periodic":  # fixed for the run: computed once, not per chunk
+        return tuple(a.copy() for a in _periodic_plan(params.box, params.r_a, params.n))
+    extent = np.maximum(positions.max(axis=0) - positions.min(axis=0), params.r_a)
+    volume = float(np.prod(extent))
     return neighbors.auto_plan(box, params.r_a, density=params.n / volume)
+
+
+@functools.lru_cache(maxsize=64)
+def _periodic_plan(box: float, r_a: float, n: int):
+    return neighbors.auto_plan(np.full(3, box), r_a, density=n / box ** 3)
 
 
 _WORK: dict = {}
