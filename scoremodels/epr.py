@@ -157,6 +157,7 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
             raise UserInputError("No frames left after the burn-in; lower --burn-in.")
         N = a.n_atoms
         bp = int(max(1, min(batch_particles, N)))
+        _check_epr_memory(tset, a, K, N, len(frames), memory_budget_mb, len(run_dims), net, bp)
 
         @jax.jit
         def evaluate(batch):
@@ -332,6 +333,20 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         raise
     finally:
         tset.close()
+
+
+def _check_epr_memory(tset, a, K, N, n_frames, memory_budget_mb, state_dim, net, bp):
+    """Refuse (UserInputError) an inference that would not fit in the available memory."""
+    from simcore._memory import check_memory, epr_bytes
+
+    per_frame = tset.bytes_per_frame + N * sdata.sample_bytes(a, K)
+    fpc = int(max(1, min(n_frames, int(memory_budget_mb * 2 ** 20) // per_frame)))
+    check_memory(epr_bytes(N, per_frame, fpc, state_dim, K, net.get("width", 64),
+                           net.get("depth", 2), bp),
+                 f"scoremodels epr of {N} particles ({n_frames} frames, {bp} particles per "
+                 "batch)",
+                 "Lower --batch-particles (network memory) or --memory-budget (frames read "
+                 "at once), or run on a node with more memory.")
 
 
 def _exact_reference(tset, a, frames, sector):

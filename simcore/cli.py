@@ -184,6 +184,9 @@ def _cmd_analyze(args) -> None:
     if args.out:
         _check_new_output(Path(args.out), args.overwrite)
     with open_trajectory(args.input) as ds:
+        from simcore._memory import check_analysis_memory
+
+        check_analysis_memory(ds, args.input)
         kwargs = {"convention": args.convention} if ds.simcore.model == "couzin" else {}
         result = analyze_dataset(ds, **kwargs)
         print(f"{args.input}: model {ds.simcore.model}, {ds.sizes['time']} frames, "

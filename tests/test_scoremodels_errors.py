@@ -159,3 +159,31 @@ def test_damaged_checkpoint_on_the_command_line_prints_one_paragraph(trained, tm
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert proc.stderr.startswith("scoremodels epr: error: The checkpoint at step 4")
+
+
+def test_epr_checks_memory_up_front(trained, tmp_path, capsys, monkeypatch):
+    from simcore import _memory
+
+    traj, run = trained
+    monkeypatch.delenv(_memory.SKIP_ENV, raising=False)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 2 ** 20)
+    out = tmp_path / "e.nc"
+    assert main(["epr", str(run), str(traj), "-o", str(out), "--quiet", "--grid", "4"]) == 2
+    err = _err(capsys)
+    assert "scoremodels epr of 32 particles" in err and "needs about" in err
+    assert "only 1.0 MiB is available" in err and "--batch-particles" in err
+    assert not out.exists() and not (tmp_path / "e.nc.part").exists()
+    monkeypatch.setenv(_memory.SKIP_ENV, "1")
+    assert main(["epr", str(run), str(traj), "-o", str(out), "--quiet", "--grid", "4"]) == 0
+
+
+def test_epr_estimate_grows_with_the_batch():
+    from simcore import _memory
+
+    def est(batch):
+        return _memory.epr_bytes(10_000, 10 ** 6, 4, 3, 16, 64, 2, batch)
+
+    per_particle = est(2) - est(1)
+    assert per_particle > 0
+    assert est(8192) - est(256) == (8192 - 256) * per_particle
+    assert est(1) > 5 * 10 ** 6  # the frames read at once count
