@@ -5,6 +5,7 @@ checkpoints, for both `train --resume` and `epr`."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -187,3 +188,46 @@ def test_epr_estimate_grows_with_the_batch():
     assert per_particle > 0
     assert est(8192) - est(256) == (8192 - 256) * per_particle
     assert est(1) > 5 * 10 ** 6  # the frames read at once count
+
+
+def test_train_out_is_an_existing_file(trained, tmp_path, capsys):
+    traj, _ = trained
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["train", str(traj), "--out", str(f), "--quiet", "--size", "tiny",
+                 "--steps", "2"]) == 2
+    assert "is an existing file" in _err(capsys)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_epr_output_that_cannot_be_written(trained, tmp_path, capsys):
+    traj, run = trained
+    assert main(["epr", str(run), str(traj), "-o", "/proc/e.nc", "--quiet"]) == 2
+    err = _err(capsys)
+    assert "Cannot write /proc/e.nc" in err and "full" not in err
+    (tmp_path / "d").mkdir()
+    assert main(["epr", str(run), str(traj), "-o", str(tmp_path / "d"), "--quiet",
+                 "--overwrite"]) == 2
+    assert "is a folder" in _err(capsys)
+
+
+def test_epr_output_on_a_full_disk(trained, tmp_path, capsys):
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    traj, run = trained
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
+        assert main(["epr", str(run), str(traj), "-o", str(mnt / "e.nc"), "--quiet",
+                     "--grid", "4"]) == 2
+        err = "".join(_err(capsys).split())  # textwrap breaks long paths at hyphens
+        assert f"Writing{mnt / 'e.nc'}failed" in err and "thediskisfull" in err
+        assert sorted(p.name for p in mnt.iterdir()) == ["fill"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
