@@ -185,7 +185,7 @@ def tiny_fs(tmp_path):
         (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def read_only_fs(tmp_path):
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.parametrize("command,name", [("analyze", "d.nc"), ("plot", "p.png"),

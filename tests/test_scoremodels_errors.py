@@ -224,10 +224,15 @@ def test_epr_output_on_a_full_disk(trained, tmp_path, capsys):
         pytest.skip("cannot mount a tmpfs here")
     try:
         (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
-        assert main(["epr", str(run), str(traj), "-o", str(mnt / "e.nc"), "--quiet",
-                     "--grid", "4"]) == 2
-        err = "".join(_err(capsys).split())  # textwrap breaks long paths at hyphens
+        import sys
+
+        # in a subprocess: the netCDF handle of a failed write must not outlive the test
+        proc = subprocess.run([sys.executable, "-m", "scoremodels", "epr", str(run), str(traj),
+                               "-o", str(mnt / "e.nc"), "--quiet", "--grid", "4"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        err = "".join(proc.stderr.split())  # textwrap breaks long paths at hyphens
         assert f"Writing{mnt / 'e.nc'}failed" in err and "thediskisfull" in err
         assert sorted(p.name for p in mnt.iterdir()) == ["fill"]
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
