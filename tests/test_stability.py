@@ -217,3 +217,22 @@ def test_abp_absurd_scales_are_refused_at_validation(override, fragment):
 def test_abp_presets_pass_the_scale_checks():
     for name in active.PRESETS:
         resolve("abp", preset=name)
+
+
+@pytest.mark.parametrize("model,override,fragment", [
+    ("couzin", ["r_o=1e300", "r_a=1e300"], "r_a = 1e+300 outside 1e-100..1e100"),
+    ("couzin", ["boundary='periodic'", "box=1e-300"], "box = 1e-300 outside"),
+    ("couzin", ["boundary='periodic'", "box=1e50"], "attraction radii wide"),
+    ("couzin", ["boundary='reflecting'", "box=1e50"], "attraction radii wide"),
+    ("harddisc", ["sigma=1e300"], "sigma = 1e+300 outside"),
+    ("harddisc", ["phi=1e-300"], "diameters wide"),
+])
+def test_absurd_lengths_are_refused_at_validation(model, override, fragment):
+    with pytest.raises(UserInputError, match=fragment.replace("+", r"\+")):
+        resolve(model, overrides=override + ["n=20"])
+
+
+def test_presets_pass_the_scale_checks():
+    for model in ("couzin", "harddisc", "linear"):
+        for name in simcore.presets(model):
+            resolve(model, preset=name)
