@@ -124,6 +124,11 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         raise UserInputError(f"The output {out} already exists. Pass --overwrite to replace it.")
     if not out.parent.exists():
         raise UserInputError(f"The output folder {out.parent} does not exist.")
+    if out.is_dir():
+        raise UserInputError(f"The output {out} is a folder; give a file name such as epr.nc.")
+    from simcore.io.results import probe_output
+
+    probe_output(out)  # permissions, read-only or virtual file systems: before the work
     model, record = load_run(run_dir, use_ema=use_ema)
     run_adapter = sdata.Adapter.from_json(json.dumps(record["adapter"]))
     tset = sdata.TrajectorySet(paths)
@@ -157,6 +162,7 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
             raise UserInputError("No frames left after the burn-in; lower --burn-in.")
         N = a.n_atoms
         bp = int(max(1, min(batch_particles, N)))
+        _check_epr_memory(tset, a, K, N, len(frames), memory_budget_mb, len(run_dims), net, bp)
 
         @jax.jit
         def evaluate(batch):
@@ -323,15 +329,50 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         nc.close()
         os.replace(tmp, out)
         return result
-    except BaseException:
+    except BaseException as exc:
         try:
             nc.close()  # noqa: F821
         except Exception:  # noqa: BLE001
             pass
         tmp.unlink(missing_ok=True)
+        _raise_if_write_failed(exc, out, tmp)
         raise
     finally:
         tset.close()
+
+
+def _raise_if_write_failed(exc, out: Path, tmp: Path) -> None:
+    """A failed write of the output (full disk, quota, permissions: an OSError about the
+    output file, or a NetCDF library error while that file system is full) is a
+    UserInputError; anything else is left alone."""
+    from simcore.io.results import SPACE_ERRNOS, output_error
+
+    if isinstance(exc, OSError) and (exc.errno in SPACE_ERRNOS or (
+            exc.filename is not None and Path(exc.filename).name in (out.name, tmp.name))):
+        raise output_error(out, exc) from None
+    if isinstance(exc, RuntimeError) and str(exc).startswith("NetCDF"):
+        import shutil
+
+        try:
+            full = shutil.disk_usage(out.parent).free < 2 ** 20
+        except OSError:
+            full = False
+        if full:
+            raise output_error(out, exc) from None
+
+
+def _check_epr_memory(tset, a, K, N, n_frames, memory_budget_mb, state_dim, net, bp):
+    """Refuse (UserInputError) an inference that would not fit in the available memory."""
+    from simcore._memory import check_memory, epr_bytes
+
+    per_frame = tset.bytes_per_frame + N * sdata.sample_bytes(a, K)
+    fpc = int(max(1, min(n_frames, int(memory_budget_mb * 2 ** 20) // per_frame)))
+    check_memory(epr_bytes(N, per_frame, fpc, state_dim, K, net.get("width", 64),
+                           net.get("depth", 2), bp),
+                 f"scoremodels epr of {N} particles ({n_frames} frames, {bp} particles per "
+                 "batch)",
+                 "Lower --batch-particles (network memory) or --memory-budget (frames read "
+                 "at once), or run on a node with more memory.")
 
 
 def _exact_reference(tset, a, frames, sector):

@@ -304,6 +304,9 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         paths = [Path(p) for p in record["trajectories"]]
     else:
         cfg = cfg or TrainConfig()
+        if out.exists() and not out.is_dir():
+            raise UserInputError(f"The run directory {out} is an existing file; give a folder "
+                                 "name for --out.")
         if out.exists() and any(out.iterdir()):
             if not overwrite:
                 raise UserInputError(f"The run directory {out} already exists and is not "

@@ -145,6 +145,30 @@ def _cmd_run(args) -> None:
               argv=sys.argv)
 
 
+REQUIRED_VARIABLES = ("time", "coordinates", "velocities", "cell_lengths")
+
+
+def _open_checked(path):
+    """``open_trajectory(path)``, with a file that lacks the variables every simcore
+    trajectory has (a truncated or foreign file) reported as a UserInputError."""
+    import netCDF4
+
+    from simcore.io.trajectory import open_trajectory, read_attrs
+
+    read_attrs(path)  # a missing, unreadable or non-simcore file: its own message
+    try:
+        with netCDF4.Dataset(path, "r") as nc:
+            missing = [v for v in REQUIRED_VARIABLES if v not in nc.variables]
+    except OSError:
+        missing = []
+    if missing:
+        raise UserInputError(
+            f"{path} has simcore metadata but lacks the variable(s) {', '.join(missing)} that "
+            "every simcore trajectory has; it is truncated, damaged or was not written by "
+            "`simcore run`. Rerun the simulation.")
+    return open_trajectory(path)
+
+
 def _check_new_output(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise UserInputError(f"The output {path} already exists. Pass --overwrite to replace it.")
@@ -183,7 +207,6 @@ def _cmd_sweep(args) -> None:
 
 def _cmd_analyze(args) -> None:
     from simcore.analysis import analyze_dataset, summarize
-    from simcore.io.trajectory import open_trajectory
     from simcore.sweep import is_sweep_folder
 
     if is_sweep_folder(args.input):
@@ -194,7 +217,10 @@ def _cmd_analyze(args) -> None:
                              "manifest.json); give a trajectory file or a sweep's output folder.")
     if args.out:
         _check_new_output(Path(args.out), args.overwrite)
-    with open_trajectory(args.input) as ds:
+    with _open_checked(args.input) as ds:
+        from simcore._memory import check_analysis_memory
+
+        check_analysis_memory(ds, args.input)
         kwargs = {"convention": args.convention} if ds.simcore.model == "couzin" else {}
         result = analyze_dataset(ds, **kwargs)
         print(f"{args.input}: model {ds.simcore.model}, {ds.sizes['time']} frames, "
@@ -229,14 +255,13 @@ def _cmd_plot(args) -> None:
     src = Path(args.input)
     out = Path(args.out) if args.out else src.with_suffix(".gif" if args.animate else ".png")
     _check_new_output(out, args.overwrite)
+    _open_checked(src).close()
     plot_file(src, out, animate=args.animate)
     print(f"Wrote {out}")
 
 
 def _cmd_info(args) -> None:
-    from simcore.io.trajectory import open_trajectory
-
-    with open_trajectory(args.input) as ds:
+    with _open_checked(args.input) as ds:
         acc = ds.simcore
         _ = acc.params  # decode (and check) run_parameters before printing anything
         t = ds["time"].values

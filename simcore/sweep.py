@@ -300,6 +300,12 @@ def plan_sweep(spec: Mapping[str, Any] | str | Path, *, out: str | Path | None =
     if dup:
         raise UserInputError(f"{_where(source)}, {', '.join(dup)} is both varied and fixed (or "
                              "varied twice); give each parameter once.")
+    for key in ("config", "out", "preset"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise UserInputError(f"{_where(source)}, {key} must be a string (got "
+                                 f"{spec[key]!r}).")
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise UserInputError(f"The sweep's output folder must be a path (got {out!r}).")
     config = spec.get("config")
     if config is not None:
         config = Path(config)

@@ -276,5 +276,6 @@ def test_exact_epr_local_decomposes_the_hypoelliptic_total(tmp_path):
             assert local.mean() == pytest.approx(exact_epr_per_frame(ds, [k])[0], rel=1e-12)
     free = tmp_path / "f.nc"
     simcore.run("abp", preset="free_abp", steps=2, write_every=1, seed=3, out=free, quiet=True)
-    with simcore.open_trajectory(free) as ds, pytest.raises(simcore.UserInputError, match="hypoelliptic"):
+    with simcore.open_trajectory(free) as ds, pytest.raises(simcore.UserInputError,
+                                                            match="hypoelliptic"):
         exact_epr_local(ds, 0)

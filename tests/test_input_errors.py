@@ -185,7 +185,7 @@ def tiny_fs(tmp_path):
         (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def read_only_fs(tmp_path):
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.parametrize("command,name", [("analyze", "d.nc"), ("plot", "p.png"),
@@ -269,3 +269,32 @@ def test_netcdf_library_error_is_not_called_a_full_disk_with_space_left(tmp_path
     with pytest.raises(UserInputError) as info:
         results.write_dataset(xr.Dataset({"a": ("x", np.zeros(3))}), tmp_path / "r.nc")
     assert "NetCDF: HDF error" in str(info.value) and "full" not in str(info.value)
+
+
+# ----------------------------------------------------------------- other bad input
+def test_simcore_file_without_its_variables_exits_2(files, tmp_path):
+    with netCDF4.Dataset(files["couzin"]) as src:
+        rp = src.run_parameters
+    bad = tmp_path / "novars.nc"
+    with netCDF4.Dataset(bad, "w") as nc:
+        nc.program = "simcore"
+        nc.run_parameters = rp
+        nc.createDimension("frame", None)
+        nc.createDimension("atom", 10)
+        nc.createDimension("spatial", 3)
+        nc.createVariable("coordinates", "f4", ("frame", "atom", "spatial"))
+    for args in (["info", bad], ["analyze", bad], ["plot", bad, "-o", tmp_path / "p.png"]):
+        proc = run_cli(*args)
+        assert_one_paragraph(proc, "lacks the variable(s) time, velocities, cell_lengths")
+
+
+def test_sweep_file_with_a_non_string_out_exits_2(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text('model = "couzin"\nout = 5\n[grid]\nn = [10]\n')
+    proc = run_cli("sweep", spec, "--dry-run")
+    assert_one_paragraph(proc, "out must be a string (got 5)")
+
+
+def test_analyze_output_is_a_folder(files, tmp_path):
+    proc = run_cli("analyze", files["couzin"], "-o", tmp_path, "--overwrite")
+    assert_one_paragraph(proc, "is a folder")

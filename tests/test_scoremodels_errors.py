@@ -5,6 +5,7 @@ checkpoints, for both `train --resume` and `epr`."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -159,3 +160,79 @@ def test_damaged_checkpoint_on_the_command_line_prints_one_paragraph(trained, tm
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert proc.stderr.startswith("scoremodels epr: error: The checkpoint at step 4")
+
+
+def test_epr_checks_memory_up_front(trained, tmp_path, capsys, monkeypatch):
+    from simcore import _memory
+
+    traj, run = trained
+    monkeypatch.delenv(_memory.SKIP_ENV, raising=False)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 2 ** 20)
+    out = tmp_path / "e.nc"
+    assert main(["epr", str(run), str(traj), "-o", str(out), "--quiet", "--grid", "4"]) == 2
+    err = _err(capsys)
+    assert "scoremodels epr of 32 particles" in err and "needs about" in err
+    assert "only 1.0 MiB is available" in err and "--batch-particles" in err
+    assert not out.exists() and not (tmp_path / "e.nc.part").exists()
+    monkeypatch.setenv(_memory.SKIP_ENV, "1")
+    assert main(["epr", str(run), str(traj), "-o", str(out), "--quiet", "--grid", "4"]) == 0
+
+
+def test_epr_estimate_grows_with_the_batch():
+    from simcore import _memory
+
+    def est(batch):
+        return _memory.epr_bytes(10_000, 10 ** 6, 4, 3, 16, 64, 2, batch)
+
+    per_particle = est(2) - est(1)
+    assert per_particle > 0
+    assert est(8192) - est(256) == (8192 - 256) * per_particle
+    assert est(1) > 5 * 10 ** 6  # the frames read at once count
+
+
+def test_train_out_is_an_existing_file(trained, tmp_path, capsys):
+    traj, _ = trained
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["train", str(traj), "--out", str(f), "--quiet", "--size", "tiny",
+                 "--steps", "2"]) == 2
+    assert "is an existing file" in _err(capsys)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_epr_output_that_cannot_be_written(trained, tmp_path, capsys):
+    traj, run = trained
+    assert main(["epr", str(run), str(traj), "-o", "/proc/e.nc", "--quiet"]) == 2
+    err = _err(capsys)
+    assert "Cannot write /proc/e.nc" in err and "full" not in err
+    (tmp_path / "d").mkdir()
+    assert main(["epr", str(run), str(traj), "-o", str(tmp_path / "d"), "--quiet",
+                 "--overwrite"]) == 2
+    assert "is a folder" in _err(capsys)
+
+
+def test_epr_output_on_a_full_disk(trained, tmp_path, capsys):
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    traj, run = trained
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
+        import sys
+
+        # in a subprocess: the netCDF handle of a failed write must not outlive the test
+        proc = subprocess.run([sys.executable, "-m", "scoremodels", "epr", str(run), str(traj),
+                               "-o", str(mnt / "e.nc"), "--quiet", "--grid", "4"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        err = "".join(proc.stderr.split())  # textwrap breaks long paths at hyphens
+        assert f"Writing{mnt / 'e.nc'}failed" in err and "thediskisfull" in err
+        assert sorted(p.name for p in mnt.iterdir()) == ["fill"]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

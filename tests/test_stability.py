@@ -200,3 +200,39 @@ def test_linear_advice_fits_the_integrator():
     assert "integrator = 'exact'" in linear.stability_advice(euler)
     exact = linear.Params(dt=0.01, D=[[1e90, 0.0], [0.0, 1e90]])
     assert "Rescale" in linear.stability_advice(exact)
+
+
+@pytest.mark.parametrize("override,fragment", [
+    (["dt=10", "potential='none'"], "more than half the periodic box"),
+    (["v0=1e300", "potential='none'"], "v0 = 1e+300 outside 1e-100..1e100"),
+    (["D_t=1e300"], "D_t = 1e+300 outside"),
+    (["sigma=1e-300"], "sigma = 1e-300 outside"),
+    (["phi=1e-300"], "particle radii wide"),
+])
+def test_abp_absurd_scales_are_refused_at_validation(override, fragment):
+    with pytest.raises(UserInputError, match=fragment.replace("+", r"\+")):
+        resolve("abp", overrides=override + ["n=64"])
+
+
+def test_abp_presets_pass_the_scale_checks():
+    for name in active.PRESETS:
+        resolve("abp", preset=name)
+
+
+@pytest.mark.parametrize("model,override,fragment", [
+    ("couzin", ["r_o=1e300", "r_a=1e300"], "r_a = 1e+300 outside 1e-100..1e100"),
+    ("couzin", ["boundary='periodic'", "box=1e-300"], "box = 1e-300 outside"),
+    ("couzin", ["boundary='periodic'", "box=1e50"], "attraction radii wide"),
+    ("couzin", ["boundary='reflecting'", "box=1e50"], "attraction radii wide"),
+    ("harddisc", ["sigma=1e300"], "sigma = 1e+300 outside"),
+    ("harddisc", ["phi=1e-300"], "diameters wide"),
+])
+def test_absurd_lengths_are_refused_at_validation(model, override, fragment):
+    with pytest.raises(UserInputError, match=fragment.replace("+", r"\+")):
+        resolve(model, overrides=override + ["n=20"])
+
+
+def test_presets_pass_the_scale_checks():
+    for model in ("couzin", "harddisc", "linear"):
+        for name in simcore.presets(model):
+            resolve(model, preset=name)

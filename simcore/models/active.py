@@ -51,6 +51,9 @@ _PARALLEL_MIN_N = 512
 WCA_RANGE = 2.0 ** (1.0 / 6.0)
 
 POTENTIALS = {"none": 0, "wca": 1, "soft_harmonic": 2}
+# float parameters whose products the kernels form: kept within 1e-100..1e100 (or 0)
+_SCALED = ("dt", "v0", "D_t", "D_r", "mu", "gamma", "sigma", "epsilon_lj", "k", "beta",
+           "radius", "kappa")
 
 
 class Params(BaseModel):
@@ -98,6 +101,25 @@ class Params(BaseModel):
             problems.append("ABP needs D_r > 0")
         if self.potential == "soft_harmonic" and self.interaction_range <= 2 * self.radius:
             problems.append("the soft-disc cutoff must exceed the contact distance 2·radius")
+        out_of_range = [f"{name} = {getattr(self, name):g}" for name in _SCALED
+                        if getattr(self, name) and not 1e-100 <= getattr(self, name) <= 1e100]
+        if out_of_range:
+            problems.append(f"{', '.join(out_of_range)} outside 1e-100..1e100: products of the "
+                            "parameters would leave float64's range; rescale the units")
+        elif not problems:
+            ratio = self.box / self.particle_radius
+            if ratio > 1e12:
+                problems.append(
+                    f"the box is L = {self.box:.3g} = {ratio:.3g} particle radii wide; float64 "
+                    "resolves positions to 1e-16 of that, so contacts need a box below 1e12 "
+                    "radii: use a higher phi or fewer particles")
+            else:
+                step = self.v0 * self.dt + 5.0 * math.sqrt(2.0 * self.D_t * self.dt)
+                if step >= self.box / 2:
+                    problems.append(
+                        f"one step moves a particle by about v0·dt + 5√(2 D_t dt) = {step:.3g}, "
+                        f"more than half the periodic box (L/2 = {self.box / 2:.3g}), so "
+                        "neither collisions nor displacements are resolved: reduce dt")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -52,6 +52,8 @@ DEFAULT_STEPS = 3000
 DEFAULT_WRITE_EVERY = 10
 
 RULES = {"couzin2002": 0, "dewi": 1}
+# lengths and rates kept within 1e-100..1e100 (dt is left to the runaway check of advance)
+_SCALED = ("r_r", "r_o", "r_a", "speed", "box", "init_size", "turning_rate")
 BOUNDARIES = {"open": 0, "periodic": 1, "reflecting": 2}
 _PARALLEL_MIN_N = 128  # below this a prange launch costs more than it saves
 
@@ -89,6 +91,12 @@ class Params(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self):
+        out_of_range = [f"{name} = {getattr(self, name):g}" for name in _SCALED
+                        if getattr(self, name) and not 1e-100 <= getattr(self, name) <= 1e100]
+        if out_of_range:  # the cell lists and distances would overflow or divide by zero
+            raise ValueError(f"{', '.join(out_of_range)} outside 1e-100..1e100: squared "
+                             "distances and cell counts would leave float64's range; rescale "
+                             "the units")
         problems = []
         if not self.r_r <= self.r_o <= self.r_a:
             problems.append(f"the zone radii must satisfy r_r <= r_o <= r_a (got r_r={self.r_r}, "
@@ -105,6 +113,10 @@ class Params(BaseModel):
             problems.append("box is only used with boundary 'periodic' or 'reflecting'")
         if self.boundary != "open" and self.box <= 0:
             problems.append(f"boundary '{self.boundary}' needs a box side > 0")
+        if self.boundary != "open" and self.box > 1e6 * self.r_a:
+            problems.append(f"the box (side {self.box:g}) is {self.box / self.r_a:.3g} "
+                            "attraction radii wide; the cell lists support at most 1e6 per "
+                            "axis (such a box is empty space anyway): use boundary 'open'")
         if problems:
             raise ValueError("; ".join(problems))
         return self

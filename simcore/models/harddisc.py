@@ -119,6 +119,13 @@ class Params(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self):
+        out_of_range = [f"{name} = {getattr(self, name):g}" for name in ("sigma", "t_end",
+                                                                          "frame_dt", "cell_size")
+                        if getattr(self, name) and not 1e-100 <= getattr(self, name) <= 1e100]
+        if out_of_range:  # the box side and squared distances would overflow
+            raise ValueError(f"{', '.join(out_of_range)} outside 1e-100..1e100: the box side "
+                             "and squared distances would leave float64's range; rescale the "
+                             "units (sigma = 1 is the natural length)")
         problems = []
         if self.phi * self.expansion >= MAX_INITIAL_PHI:
             problems.append(

@@ -1,0 +1,191 @@
+"""Issue 12 item 6: memory checked up front (simcore._memory)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import simcore
+from simcore import _memory
+from simcore._errors import UserInputError
+from simcore.config import resolve
+
+
+@pytest.fixture
+def little_memory(monkeypatch):
+    """Pretend only 1 MiB is available (and the skip variable is unset)."""
+    monkeypatch.delenv(_memory.SKIP_ENV, raising=False)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 2 ** 20)
+
+
+def test_meminfo_is_read(tmp_path):
+    f = tmp_path / "meminfo"
+    f.write_text("MemTotal:       1000 kB\nMemFree:         10 kB\nMemAvailable:    300 kB\n")
+    assert _memory._meminfo_available(str(f)) == 300 * 1024
+    f.write_text("MemTotal: 1000 kB\n")
+    assert _memory._meminfo_available(str(f)) is None
+    assert _memory._meminfo_available(str(tmp_path / "missing")) is None
+
+
+def test_available_bytes_is_positive_here():
+    avail = _memory.available_bytes()
+    assert avail is None or avail > 0
+
+
+def _cgroup_tree(tmp_path, limits):
+    """A fake /sys/fs/cgroup with v2 files at job/ and job/step/; /proc/self/cgroup."""
+    root = tmp_path / "cg"
+    for rel, (limit, used) in limits.items():
+        d = root / rel if rel else root
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "memory.max").write_text(f"{limit}\n")
+        (d / "memory.current").write_text(f"{used}\n")
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/job/step\n")
+    return root, proc
+
+
+def test_cgroup_v2_limit_of_the_process_and_its_ancestors(tmp_path):
+    root, proc = _cgroup_tree(tmp_path, {"": ("max", 0), "job": (10_000, 4_000),
+                                         "job/step": ("max", 1_000)})
+    assert _memory.cgroup_remaining(root, proc) == 6_000  # the parent's limit binds
+    root, proc = _cgroup_tree(tmp_path / "b", {"": ("max", 0), "job": ("max", 0),
+                                               "job/step": (5_000, 1_000)})
+    assert _memory.cgroup_remaining(root, proc) == 4_000
+    root, proc = _cgroup_tree(tmp_path / "c", {"": ("max", 0), "job": ("max", 0),
+                                               "job/step": ("max", 0)})
+    assert _memory.cgroup_remaining(root, proc) is None
+
+
+def test_cgroup_v1_limit(tmp_path):
+    root = tmp_path / "cg"
+    d = root / "memory" / "slurm" / "job1"
+    d.mkdir(parents=True)
+    (d / "memory.limit_in_bytes").write_text("8000\n")
+    (d / "memory.usage_in_bytes").write_text("3000\n")
+    (root / "memory" / "memory.limit_in_bytes").write_text(str(2 ** 63 - 4096))  # no limit
+    proc = tmp_path / "cgroup"
+    proc.write_text("12:cpuset:/\n4:memory:/slurm/job1\n")
+    assert _memory.cgroup_remaining(root, proc) == 5000
+
+
+def test_available_bytes_honours_the_cgroup(monkeypatch):
+    monkeypatch.setattr(_memory, "_meminfo_available", lambda: 10 * 2 ** 30)
+    monkeypatch.setattr(_memory, "cgroup_remaining", lambda: 3 * 2 ** 30)
+    assert _memory.available_bytes() == 3 * 2 ** 30
+    monkeypatch.setattr(_memory, "cgroup_remaining", lambda: None)
+    assert _memory.available_bytes() == 10 * 2 ** 30
+    monkeypatch.setattr(_memory, "_meminfo_available", lambda: None)
+    monkeypatch.setattr(_memory, "_sysconf_available", lambda: 123)
+    assert _memory.available_bytes() == 123
+
+
+def test_check_memory_states_the_estimate_and_the_available(little_memory, monkeypatch):
+    with pytest.raises(UserInputError) as info:
+        _memory.check_memory(3 * 2 ** 30, "The job", "Do less.")
+    msg = str(info.value)
+    assert "The job needs about 3.0 GiB" in msg and "only 1.0 MiB is available" in msg
+    assert "Do less." in msg and "SIMCORE_SKIP_MEMORY_CHECK=1" in msg
+    _memory.check_memory(2 ** 19, "The job", "Do less.")  # fits
+    monkeypatch.setenv(_memory.SKIP_ENV, "1")
+    _memory.check_memory(3 * 2 ** 30, "The job", "Do less.")  # skipped
+
+
+@pytest.mark.parametrize("model,overrides", [
+    ("abp", {"n": 100_000_000}), ("couzin", {"n": 50_000_000}),
+    ("harddisc", {"n": 50_000_000, "phi": 0.1}), ("linear", {"n": 100_000_000}),
+])
+def test_check_run_memory_refuses_huge_runs(monkeypatch, model, overrides):
+    monkeypatch.delenv(_memory.SKIP_ENV, raising=False)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 4 * 2 ** 30)
+    params, settings, _ = resolve(model, overrides=overrides)
+    need = _memory.run_bytes(model, params, settings)
+    assert need > 4 * 2 ** 30
+    with pytest.raises(UserInputError, match=f"The {model} run with n = {params.n} needs "
+                       r"about .* GiB.*only 4.0 GiB is available.*about n <= [\d,]+ fit"):
+        _memory.check_run_memory(model, params, settings)
+    small, settings, _ = resolve(model, overrides={"n": 1000})
+    _memory.check_run_memory(model, small, settings)  # fits
+
+
+def test_run_estimate_grows_with_n_and_precision():
+    p1, s32, _ = resolve("abp", overrides={"n": 10_000})
+    p2, _, _ = resolve("abp", overrides={"n": 20_000})
+    _, s64, _ = resolve("abp", overrides={"n": 10_000, "precision": "float64"})
+    a, b = (_memory.run_bytes("abp", p, s32) - _memory.FIXED_BYTES for p in (p1, p2))
+    assert b == pytest.approx(2 * a, rel=0.01)
+    assert _memory.run_bytes("abp", p1, s64) > _memory.run_bytes("abp", p1, s32)
+    soft, _, _ = resolve("abp", overrides={"n": 10_000, "potential": "soft_harmonic"})
+    assert _memory.run_bytes("abp", soft, s32) > _memory.run_bytes("abp", p1, s32)  # longer lists
+
+
+MEASURE = textwrap.dedent("""
+    import json, resource, sys
+    import simcore
+    from simcore import _memory
+    from simcore.config import resolve
+    model, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    kw = dict(abp=dict(steps=20, write_every=10), couzin=dict(steps=2, write_every=1),
+              harddisc=dict(), linear=dict(steps=20, write_every=10))[model]
+    def extra(n):
+        return dict(abp={"potential": "wca", "phi": 0.4}, harddisc={"t_end": 2.0}, linear={},
+                    couzin={"boundary": "periodic", "box": (n / 0.5) ** (1 / 3), "r_o": 2.0,
+                            "r_a": 3.0})[model]
+    simcore.run(model, out=out + ".small.nc", overrides=dict(extra(64), n=64), **kw)
+    with open("/proc/self/status") as f:
+        base = [int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS")][0]
+    simcore.run(model, out=out, overrides=dict(extra(n), n=n), **kw)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    params, settings, _ = resolve(model, overrides=dict(extra(n), n=n), **kw)
+    est = _memory.run_bytes(model, params, settings) - _memory.FIXED_BYTES
+    print(json.dumps({"measured": peak - base, "estimate": est}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("model,n", [("abp", 100_000), ("harddisc", 100_000),
+                                     ("linear", 400_000), ("couzin", 60_000)])
+def test_run_estimate_matches_the_measured_peak_within_a_factor_2(tmp_path, model, n):
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", MEASURE, model, str(n), str(tmp_path / "m.nc")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["measured"] > 5 * 2 ** 20  # the run's arrays, not noise
+    assert 0.5 <= r["estimate"] / r["measured"] <= 2.0, r
+
+
+def test_analyze_refuses_with_the_estimate(little_memory, tmp_path, capsys):
+    from simcore.cli import main
+
+    traj = simcore.run("couzin", steps=20, write_every=10, overrides={"n": 10},
+                       out=tmp_path / "c.nc")
+    assert main(["analyze", str(traj)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Analysing" in err and "couzin, 10 particles, 3 frames" in err
+    assert "needs about" in err and "only 1.0 MiB is available" in err
+
+
+def test_analyze_runs_with_the_override(little_memory, tmp_path, monkeypatch, capsys):
+    from simcore.cli import main
+
+    traj = simcore.run("couzin", steps=20, write_every=10, overrides={"n": 10},
+                       out=tmp_path / "c.nc")
+    monkeypatch.setenv(_memory.SKIP_ENV, "1")
+    assert main(["analyze", str(traj)]) == 0
+
+
+def test_analysis_estimate_counts_the_frames_the_analysis_holds():
+    p, _, _ = resolve("linear", overrides={"n": 1000})
+    small = _memory.analysis_bytes("linear", 1000, 10, p)
+    big = _memory.analysis_bytes("linear", 1000, 1000, p)
+    assert big - _memory.FIXED_BYTES > 50 * (small - _memory.FIXED_BYTES)
+    # the abp MSD keeps at most 20000 particles over all frames
+    assert _memory.analysis_bytes("abp", 10 ** 6, 100) < _memory.analysis_bytes("abp", 10 ** 6, 1000)
+    # couzin is read one frame at a time
+    assert _memory.analysis_bytes("couzin", 1000, 10 ** 4) < 2 * _memory.analysis_bytes(
+        "couzin", 1000, 10)
