@@ -155,10 +155,15 @@ def check_memory(needed_bytes: float, what: str, advice: str) -> None:
 
 
 # ----------------------------------------------------------------------------- runs
-def _writer_bytes(n: int, per_atom_floats: int, itemsize: int) -> int:
-    """File-precision copy, one chunk and its compression buffer of the per-atom
-    variables of one frame (``per_atom_floats`` numbers per particle in all)."""
-    return 3 * n * per_atom_floats * itemsize
+def _writer_bytes(n: int, per_atom_floats: int, itemsize: int, n_frames: int) -> int:
+    """The frame log's buffer (at most 32 MiB of frames, at least one frame) and, when the
+    file is assembled at the end, one block of frames (at most 16 MiB, at least one) with
+    its compression buffers (``per_atom_floats`` numbers per particle in a frame)."""
+    from simcore.io.framelog import BUFFER_BYTES
+
+    frame = n * per_atom_floats * itemsize
+    total = frame * max(1, n_frames)
+    return max(frame, min(BUFFER_BYTES, total)) + 3 * max(frame, min(16 * MiB, total))
 
 
 def _abp_bytes(p) -> tuple[int, int]:
@@ -216,9 +221,12 @@ _ESTIMATORS = {"abp": _abp_bytes, "couzin": _couzin_bytes, "harddisc": _harddisc
 def run_bytes(model_name: str, params, settings) -> int:
     """Estimated peak bytes of a run: the engine's state and work arrays, one frame's
     variables and the writer's buffers for them, plus :data:`FIXED_BYTES`."""
+    from simcore.driver import frame_steps
+
     arrays, floats = _ESTIMATORS[model_name](params)
     itemsize = 8 if getattr(settings, "precision", "float32") == "float64" else 4
-    return int(arrays + _writer_bytes(params.n, floats, itemsize) + FIXED_BYTES)
+    n_frames = len(frame_steps(settings.steps, settings.write_every))
+    return int(arrays + _writer_bytes(params.n, floats, itemsize, n_frames) + FIXED_BYTES)
 
 
 def check_run_memory(model_name: str, params, settings) -> None:

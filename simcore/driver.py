@@ -223,6 +223,10 @@ def run_model(
                 paths[name].unlink(missing_ok=True)
             log(f"{out} is already complete; nothing to resume.")
             return out
+        if action != "resume":  # a resumed run passed the check when it started
+            from simcore._memory import check_run_memory
+
+            check_run_memory(model_name, params, settings)
         for message in model.warnings(params):
             warnings.warn(message, stacklevel=2)
         if threads is not None:

@@ -112,14 +112,23 @@ def test_check_run_memory_refuses_huge_runs(monkeypatch, model, overrides):
 
 
 def test_run_estimate_grows_with_n_and_precision():
-    p1, s32, _ = resolve("abp", overrides={"n": 10_000})
-    p2, _, _ = resolve("abp", overrides={"n": 20_000})
-    _, s64, _ = resolve("abp", overrides={"n": 10_000, "precision": "float64"})
+    # two frames: the writer's buffers (capped at tens of MiB for long runs) stay linear in n
+    few = dict(steps=200, write_every=200)
+    p1, s32, _ = resolve("abp", overrides={"n": 10_000}, **few)
+    p2, _, _ = resolve("abp", overrides={"n": 20_000}, **few)
+    _, s64, _ = resolve("abp", overrides={"n": 10_000, "precision": "float64"}, **few)
     a, b = (_memory.run_bytes("abp", p, s32) - _memory.FIXED_BYTES for p in (p1, p2))
     assert b == pytest.approx(2 * a, rel=0.01)
     assert _memory.run_bytes("abp", p1, s64) > _memory.run_bytes("abp", p1, s32)
     soft, _, _ = resolve("abp", overrides={"n": 10_000, "potential": "soft_harmonic"})
     assert _memory.run_bytes("abp", soft, s32) > _memory.run_bytes("abp", p1, s32)  # longer lists
+
+
+def test_driver_checks_the_run_before_creating_files(little_memory, tmp_path):
+    out = tmp_path / "big.nc"
+    with pytest.raises(UserInputError, match="The couzin run with n = 5000 needs about"):
+        simcore.run("couzin", steps=10, overrides={"n": 5000}, out=out)
+    assert list(tmp_path.iterdir()) == []  # not even a lock file is left
 
 
 MEASURE = textwrap.dedent("""
@@ -159,11 +168,13 @@ def test_run_estimate_matches_the_measured_peak_within_a_factor_2(tmp_path, mode
     assert 0.5 <= r["estimate"] / r["measured"] <= 2.0, r
 
 
-def test_analyze_refuses_with_the_estimate(little_memory, tmp_path, capsys):
+def test_analyze_refuses_with_the_estimate(little_memory, tmp_path, capsys, monkeypatch):
     from simcore.cli import main
 
+    monkeypatch.setenv(_memory.SKIP_ENV, "1")  # the run alone would be refused too
     traj = simcore.run("couzin", steps=20, write_every=10, overrides={"n": 10},
                        out=tmp_path / "c.nc")
+    monkeypatch.delenv(_memory.SKIP_ENV)
     assert main(["analyze", str(traj)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "Analysing" in err and "couzin, 10 particles, 3 frames" in err
@@ -173,9 +184,9 @@ def test_analyze_refuses_with_the_estimate(little_memory, tmp_path, capsys):
 def test_analyze_runs_with_the_override(little_memory, tmp_path, monkeypatch, capsys):
     from simcore.cli import main
 
+    monkeypatch.setenv(_memory.SKIP_ENV, "1")
     traj = simcore.run("couzin", steps=20, write_every=10, overrides={"n": 10},
                        out=tmp_path / "c.nc")
-    monkeypatch.setenv(_memory.SKIP_ENV, "1")
     assert main(["analyze", str(traj)]) == 0
 
 
