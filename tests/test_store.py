@@ -247,3 +247,37 @@ def test_unstable_run_keeps_its_good_frames_and_no_partial_files(tmp_path):
         assert np.all(np.diff(ds["time"].values) > 0)
         assert "unstable" in ds.attrs["simcore_incomplete"]
     run_cli(*[a if a != "dt=0.004" else "dt=0.0001" for a in args], check_rc=0)
+
+
+def test_reading_the_part_of_a_running_run(tmp_path):
+    """While a run writes, open_trajectory and `simcore info` read its .part (no lock, no
+    HDF5 refusal); the frames shown are the checkpointed ones, equal to the frames of a
+    shorter run with the same seed (a trajectory does not depend on its total length)."""
+    out = tmp_path / "live.nc"
+    cmd = [sys.executable, "-m", "simcore.cli", "run", "couzin", "--preset", "swarm",
+           "--set", "n=100", "--steps", "2000000", "--write-every", "10", "--seed", "9",
+           "--set", "checkpoint_seconds=0.3", "--threads", "1", "--quiet", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = out.with_name("live.nc.part")
+    try:
+        t0 = time.monotonic()
+        seen = []
+        while len(seen) < 2 and time.monotonic() - t0 < 120:
+            meta = read_checkpoint_meta(out.with_name("live.nc.ckpt"))
+            if meta is not None and (not seen or meta["frames_written"] > seen[-1]):
+                with simcore.open_trajectory(part) as ds:
+                    seen.append(ds.sizes["time"])
+                    frames = ds["coordinates"].values
+            time.sleep(0.2)
+        info = run_cli("info", part, check_rc=0)
+        assert proc.poll() is None  # still running: all of the above read a live file
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    assert len(seen) == 2 and seen[1] > seen[0] >= 1
+    assert "partial file of a running or interrupted run" in info.stdout
+    k = seen[1]
+    ref = simcore.run("couzin", preset="swarm", steps=10 * (k - 1), write_every=10, seed=9,
+                      overrides={"n": 100}, out=tmp_path / "ref.nc")
+    with simcore.open_trajectory(ref) as r:
+        np.testing.assert_array_equal(frames, r["coordinates"].values[:k])
