@@ -10,7 +10,6 @@ import errno
 import json
 import os
 import shutil
-import subprocess
 
 import netCDF4
 import numpy as np
@@ -167,42 +166,6 @@ def test_run_accepts_numpy_integers_and_refuses_numpy_floats_for_ints(tmp_path):
 
 
 # ----------------------------------------------------------------- outputs that cannot be written
-def _is_root():
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """A 64 KiB tmpfs, nearly full (root only)."""
-    if not _is_root():
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-@pytest.fixture
-def read_only_fs(tmp_path):
-    if not _is_root():
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 @pytest.mark.parametrize("command,name", [("analyze", "d.nc"), ("plot", "p.png"),
                                           ("plot", "p.gif")])
 def test_output_on_a_full_disk_exits_2_and_leaves_nothing(files, tiny_fs, command, name):

@@ -281,3 +281,24 @@ def test_reading_the_part_of_a_running_run(tmp_path):
                       overrides={"n": 100}, out=tmp_path / "ref.nc")
     with simcore.open_trajectory(ref) as r:
         np.testing.assert_array_equal(frames, r["coordinates"].values[:k])
+
+
+def test_run_on_a_read_only_file_system(read_only_fs):
+    out = read_only_fs / "r.nc"
+    proc = run_cli("run", "couzin", "--preset", "swarm", "--steps", "10", "--quiet", "-o", out)
+    text = _one_paragraph(proc, str(read_only_fs))
+    assert "read-only" in text.lower() or "writable" in text
+    assert "full" not in text
+
+
+def test_run_on_a_really_full_disk_then_resume(tiny_fs):
+    """ENOSPC from a real (tmpfs) file system: exit 2 called a full disk; after space is
+    freed the advised command finishes the run."""
+    out = tiny_fs / "f.nc"
+    args = ["run", "couzin", "--preset", "swarm", "--set", "n=20", "--steps", "100",
+            "--format", "amber", "--quiet", "-o", out]  # log + file fit in 64 KiB
+    text = _one_paragraph(run_cli(*args), "disk is full or a file-size limit was reached")
+    (tiny_fs / "fill").unlink()
+    advised = "--resume" if "--resume" in text else "--overwrite"
+    run_cli(*args, advised, check_rc=0)
+    assert out.exists() and not out.with_name("f.nc.lock").exists()

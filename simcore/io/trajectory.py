@@ -230,6 +230,7 @@ def assemble(part: str | Path, out: str | Path, fmt: str, n_frames: int, crcs: n
     Raises :class:`~simcore.io.framelog.DamagedLogError` if a frame fails its checksum
     and :class:`UserInputError` for a full disk (``out`` is then removed).
     """
+    from simcore._memory import format_bytes
     from simcore.io.framelog import DamagedLogError, FrameLogReader, fsync_dir
 
     reader = FrameLogReader(part)
@@ -270,15 +271,16 @@ def assemble(part: str | Path, out: str | Path, fmt: str, n_frames: int, crcs: n
         if space:
             raise disk_full_error(out, exc, kept=(
                 f"All {n_frames} frames are safe in {Path(part).name}: free at least "
-                f"{_estimate_mib(records):.0f} MiB and rerun the same command with --resume "
-                "to finish the file.")) from None
+                f"{format_bytes(_payload_bytes(records))} (about the size of the frames, "
+                "less when compressed) and rerun the same command with --resume to finish "
+                "the file.")) from None
         raise UserInputError(f"Writing {out} failed ({getattr(exc, 'strerror', None) or exc}). "
                              f"All {n_frames} frames are safe in {Path(part).name}; fix the "
                              "problem and rerun the same command with --resume.") from None
 
 
-def _estimate_mib(records) -> float:
-    return records.size * records.dtype.itemsize / 2**20
+def _payload_bytes(records) -> int:
+    return int(records.size * records.dtype.itemsize)
 
 
 def read_attrs(path: str | Path) -> dict[str, object]:
