@@ -284,10 +284,10 @@ class PinnedScore(nnx.Module):
         W = cfg.width
         n_in = 2 + 2 + 1 + 3 + 1  # rel, r, stiffness, A_ii (3 entries) on self, flag
         self.embed = _mlp([n_in] + [W] * max(cfg.embed_depth, 1), rngs)
-        self.readout = _mlp([W] * max(cfg.readout_depth, 1) + [2], rngs)
-        last = self.readout[-1]
-        last.kernel.value = jnp.zeros_like(last.kernel.value)
-        last.bias.value = jnp.zeros_like(last.bias.value)
+        sizes = [W] * max(cfg.readout_depth, 1) + [2]
+        self.readout = nnx.List(
+            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-2], sizes[1:-1])]
+            + [nnx.Linear(sizes[-2], 2, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)])
 
     def parts(self, y, ctx):
         """(s_lr, features) of a batch: the linear-response score and the token inputs."""
