@@ -283,14 +283,21 @@ class PinnedScore(nnx.Module):
         self.cfg = cfg
         W = cfg.width
         n_in = 2 + 2 + 1 + 3 + 1  # rel, r, stiffness, A_ii (3 entries) on self, flag
+        zero = nnx.initializers.zeros_init()
         self.embed = _mlp([n_in] + [W] * max(cfg.embed_depth, 1), rngs)
         sizes = [W] * max(cfg.readout_depth, 1) + [2]
         self.readout = nnx.List(
             [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-2], sizes[1:-1])]
-            + [nnx.Linear(sizes[-2], 2, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)])
+            + [nnx.Linear(sizes[-2], 2, kernel_init=zero, rngs=rngs)])
+        # learned stiffness: geometry-only embeddings (no residuals, so linear in g) give a
+        # symmetric δA_ii and a factor (1 + c_j) on every cross block A_ij (zero at start)
+        self.geo_embed = _mlp([n_in - 2] + [W] * max(cfg.embed_depth, 1), rngs)
+        self.geo_self = nnx.Linear(W, 3, kernel_init=zero, rngs=rngs)
+        self.geo_pair = nnx.Linear(2 * W, 1, kernel_init=zero, rngs=rngs)
 
-    def parts(self, y, ctx):
-        """(s_lr, features) of a batch: the linear-response score and the token inputs."""
+    def parts(self, y, ctx, internals=False):
+        """(s_lr, tokens, weights) of a batch: the linear-response score, the token inputs
+        and the envelope weights (with ``internals`` also (b_x,i, b_x,j, H))."""
         cfg, ex = self.cfg, self.cfg.extra
         gamma, v0 = ex["gamma"], ex["v0"]
         B = y.shape[0]
@@ -315,15 +322,29 @@ class PinnedScore(nnx.Module):
                                   jnp.zeros(rel.shape[:2] + (4,), y.dtype)], -1)
         tokens = jnp.concatenate([self_tok[:, None], nb_tok], 1)
         w = jnp.concatenate([jnp.ones((B, 1), y.dtype), mask], 1)
+        if internals:
+            return s_lr, tokens, w, (bx, nb_bx, H)
         return s_lr, tokens, w
 
     def __call__(self, y, ctx, log_sigma):
-        s_lr, tokens, w = self.parts(y, ctx)
-        h = _run_mlp(self.embed, tokens)
-        h = jax.nn.gelu(h)
-        pooled = jnp.concatenate([h[:, 0]], -1) + jnp.einsum("bk,bkw->bw", w[:, 1:], h[:, 1:])
+        ex = self.cfg.extra
+        s_lr, tokens, w, (bx, nb_bx, H) = self.parts(y, ctx, True)
+        h = jax.nn.gelu(_run_mlp(self.embed, tokens))
+        pooled = h[:, 0] + jnp.einsum("bk,bkw->bw", w[:, 1:], h[:, 1:])
         out = _run_mlp(self.readout, pooled)
-        return s_lr + self.cfg.extra["s_scale"] * out
+        # learned stiffness: −[δA_ii b_x,i − Σ_j c_j H_j b_x,j] / (γ v0)
+        geo = jnp.concatenate([tokens[..., :2], tokens[..., 4:]], -1)
+        hg = jax.nn.gelu(_run_mlp(self.geo_embed, geo))
+        pg = hg[:, 0] + jnp.einsum("bk,bkw->bw", w[:, 1:], hg[:, 1:])
+        a = self.geo_self(pg) * ex.get("stiffness_scale", 1.0)
+        dA = jnp.stack([jnp.stack([a[:, 0], a[:, 2]], -1), jnp.stack([a[:, 2], a[:, 1]], -1)], 1)
+        K = hg.shape[1] - 1
+        pair_in = jnp.concatenate([jnp.broadcast_to(pg[:, None], hg[:, 1:].shape), hg[:, 1:]], -1)
+        c = self.geo_pair(pair_in)[..., 0] * w[:, 1:]
+        corr = (jnp.einsum("bij,bj->bi", dA, bx)
+                - jnp.einsum("bk,bkij,bkj->bi", c, H, nb_bx)) / (ex["gamma"] * ex["v0"])
+        del K
+        return s_lr - corr + ex["s_scale"] * out
 
 
 def _build_any(cfg: NetConfig, rngs):
