@@ -282,7 +282,7 @@ class PinnedScore(nnx.Module):
     def __init__(self, cfg: NetConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         W = cfg.width
-        n_in = 2 + 2 + 1 + 3 + 1  # rel, r, stiffness, A_ii (3 entries) on self, flag
+        n_in = 2 + 2 + 1 + 2 + 3 + 1  # rel, r, stiffness, normal residuals, A_ii, flag
         zero = nnx.initializers.zeros_init()
         self.embed = _mlp([n_in] + [W] * max(cfg.embed_depth, 1), rngs)
         sizes = [W] * max(cfg.readout_depth, 1) + [2]
@@ -291,7 +291,7 @@ class PinnedScore(nnx.Module):
             + [nnx.Linear(sizes[-2], 2, kernel_init=zero, rngs=rngs)])
         # learned stiffness: geometry-only embeddings (no residuals, so linear in g) give a
         # symmetric δA_ii and a factor (1 + c_j) on every cross block A_ij (zero at start)
-        self.geo_embed = _mlp([n_in - 2] + [W] * max(cfg.embed_depth, 1), rngs)
+        self.geo_embed = _mlp([n_in - 4] + [W] * max(cfg.embed_depth, 1), rngs)
         self.geo_self = nnx.Linear(W, 3, kernel_init=zero, rngs=rngs)
         self.geo_pair = nnx.Linear(2 * W, 1, kernel_init=zero, rngs=rngs)
 
@@ -311,14 +311,25 @@ class PinnedScore(nnx.Module):
         H = pair_hessians(rel, ctx["nb_mask"], pot)
         nb_bx = ctx["nb_bx"]
         s_lr = linear_response_score(bx, nb_bx, H, gamma, v0, ex["mu_kappa"])
-        rs, stiff_scale = ex["r_scale"], ex.get("stiffness_scale", 1.0)
+        stiff_scale = ex.get("stiffness_scale", 1.0)
+        # residuals in units of the pinning width r_pin = √(γ/κ_max) (asinh: linear inside
+        # it, logarithmic for free particles, whose residual is g itself)
+        rp = ex.get("r_pin", ex["r_scale"])
+        r_i = bx / v0
+        r_j = nb_bx / v0
         A_ii = (H.sum(1) + ex["mu_kappa"] * jnp.eye(2, dtype=y.dtype)) / stiff_scale
-        self_tok = jnp.concatenate([jnp.zeros((B, 2), y.dtype), bx / (v0 * rs),
-                                    jnp.zeros((B, 1), y.dtype),
+        self_tok = jnp.concatenate([jnp.zeros((B, 2), y.dtype), jnp.arcsinh(r_i / rp),
+                                    jnp.zeros((B, 3), y.dtype),
                                     jnp.stack([A_ii[:, 0, 0], A_ii[:, 1, 1], A_ii[:, 0, 1]], -1),
                                     jnp.ones((B, 1), y.dtype)], -1)
         stiff = jnp.trace(H, axis1=-2, axis2=-1)[..., None] / stiff_scale
-        nb_tok = jnp.concatenate([rel / cfg.length_scale, nb_bx / (v0 * rs), stiff,
+        dist = jnp.sqrt(jnp.sum(rel ** 2, -1, keepdims=True) + 1e-12)
+        n_hat = rel / dist
+        # the contact's pinned quantities: relative and own residual along x_j − x_i
+        rel_n = jnp.sum((r_i[:, None] - r_j) * n_hat, -1, keepdims=True)
+        own_n = jnp.sum(r_i[:, None] * n_hat, -1, keepdims=True)
+        nb_tok = jnp.concatenate([rel / cfg.length_scale, jnp.arcsinh(r_j / rp), stiff,
+                                  jnp.arcsinh(rel_n / rp), jnp.arcsinh(own_n / rp),
                                   jnp.zeros(rel.shape[:2] + (4,), y.dtype)], -1)
         tokens = jnp.concatenate([self_tok[:, None], nb_tok], 1)
         w = jnp.concatenate([jnp.ones((B, 1), y.dtype), mask], 1)
@@ -333,7 +344,7 @@ class PinnedScore(nnx.Module):
         pooled = h[:, 0] + jnp.einsum("bk,bkw->bw", w[:, 1:], h[:, 1:])
         out = _run_mlp(self.readout, pooled)
         # learned stiffness: −[δA_ii b_x,i − Σ_j c_j H_j b_x,j] / (γ v0)
-        geo = jnp.concatenate([tokens[..., :2], tokens[..., 4:]], -1)
+        geo = jnp.concatenate([tokens[..., :2], tokens[..., 4:5], tokens[..., 7:]], -1)
         hg = jax.nn.gelu(_run_mlp(self.geo_embed, geo))
         pg = hg[:, 0] + jnp.einsum("bk,bkw->bw", w[:, 1:], hg[:, 1:])
         a = self.geo_self(pg) * ex.get("stiffness_scale", 1.0)

@@ -213,6 +213,7 @@ def _set_scales(net, sample):
         bx = np.asarray(sample["drift"], float)[:, :2]
         r_rms = float(np.sqrt((bx ** 2).mean())) / ex["v0"]
         ex["r_scale"] = r_rms if r_rms > 0 and math.isfinite(r_rms) else 1.0
+        ex["r_pin"] = min(ex["r_scale"], math.sqrt(ex["gamma"] / ex["stiffness_scale"]))
         ctx = _ctx({k: jnp.asarray(v) for k, v in sample.items()})
         H = pair_hessians(ctx["nb_rel"], ctx["nb_mask"], ex["potential"])
         s = np.asarray(linear_response_score(ctx["drift"][:, :2], ctx["nb_bx"], H, ex["gamma"],
