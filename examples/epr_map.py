@@ -8,34 +8,29 @@ The pipeline of Boffi & Vanden-Eijnden (PNAS 2024):
 2. the same at N = 32768 (same φ and parameters, a box √8 times wider);
 3. ``scoremodels train`` on the N = 4096 frames, **propulsion sector only** (with ε = 0
    the all-variables EPR is infinite; the finite one is Σ̇_g = γ⁻¹E|v_g|²,
-   v_g = −γ(g + s_g), the anchor's MIPS quantity), denoising score matching;
+   v_g = −γ(g + s_g), the anchor's MIPS quantity), by default the pinned g-score route
+   (``--size pinned``: g-only Hyvärinen, linear-response start, force-balance residual
+   inputs; the anchor's transformer + DSM with ``--size-anchor``);
 4. ``scoremodels epr`` on the N = 32768 file in a child process, particles in batches
-   (``--batch-particles``) and frames under ``--memory-budget``; its wall time and peak
-   resident memory are measured;
-5. the figure: the last N = 32768 snapshot coloured by the local EPR γ|g_i + s_{g_i}|²
-   (``epr_local``) and, per dense / interface / dilute class (≥ 5, 3–4, ≤ 2 neighbours
-   within 1.2 diameters), its mean beside that of the exact score-free local
-   decomposition −μ∇_i·F_i of the same frame (whose particle mean is the exact Σ̇_g).
+   (``--batch-particles``) and frames under ``--memory-budget``; its wall time, peak
+   resident memory and the **score-free certificate** ε_v are recorded;
+5. the figure: the last N = 32768 snapshot coloured by the exact score-free local
+   decomposition −μ∇_i·F_i (the map of record; its particle mean is the exact Σ̇_g) and,
+   per dense / interface / dilute class (≥ 5, 3–4, ≤ 2 neighbours within 1.2
+   diameters), its mean beside the learned γ|g_i + s_{g_i}|² — hatched, under a red
+   banner, when the learned field fails the certificate (ε_v > 0.2).
 
 Modes:
 
-* ``--long`` (the README figure): the quasi-stationary MIPS state. N = 4096 for 4·10⁵
-  steps (t = 4 τ_p, τ_p = 1/γ = 10⁴; the second half trains), N = 32768 for 3·10⁵ steps
-  (t = 3 τ_p; inference on the last frames); DSM at the anchor's σ = 0.01; a 3 × 4 × 128
-  transformer with K = 24 neighbours within 4.5 radii on a GPU, 2 × 4 × 64 with K = 16
-  on a CPU backend; the training steps are calibrated to ``--train-minutes``. The
-  simulations dominate on a CPU (about 6 and 54 minutes on one core of the 2-core
-  development VM): pass ``--train-traj`` / ``--infer-traj`` to reuse them. Result there
-  (20 minutes of training on 2 cores): the learned production is concentrated at the
-  cluster interface (interface particles 4.1x the particle mean, dense 0.73x, gas 1.7x),
-  as in the anchor; but its total is 3·10⁴ times below the exact Σ̇_g = 2.66 per particle,
-  and the exact local decomposition sits in the dense phase (1.2x, interface 0.26x, gas
-  0.03x). With ε = 0 a caged particle's g is pinned by force balance to within
-  √(2γ/μk) ≈ 0.014, while noise σ on the positions moves each contact force by kσ, i.e.
-  g by kσ/v0 = 0.4 at σ = 0.01: the σ-smoothed score keeps only a sliver of the
-  production, most of it where contacts are few (docs/scoremodels.md).
-* default (full, about 5 minutes on 2 cores): N = 4096 and 32768 for 2000 steps only
-  (t = 0.02 τ_p, the relaxing blob); a 1 × 2 × 32 transformer, DSM σ = 0.05.
+* ``--long``: the quasi-stationary MIPS state, N = 4096 for 4·10⁵ steps (t = 4 τ_p,
+  τ_p = 1/γ = 10⁴), N = 32768 for 3·10⁵ steps (t = 3 τ_p), sized for a GPU node
+  (``examples/epr_map_long_gpu.sh`` is the ready script, with dt = 0.02 and float64
+  frames); the training steps are calibrated to ``--train-minutes``.
+  The DSM map this mode drew before (σ = 0.01, "production at the interface") failed the
+  certificate with ε_v ≈ 0.99996 (its total 8·10⁻⁵ of the exact 2.66 per particle): the
+  σ-smoothed score cannot hold a g | x pinned to force balance within √(γ/κ) ≈ 0.01.
+* default (about 5 minutes on 2 cores): N = 4096 and 32768 for 2000 steps only
+  (t = 0.02 τ_p, the relaxing blob).
 * ``--quick`` (under a minute): N = 256 → 1024, a few hundred steps; for the tests.
 
 Usage: ``python examples/epr_map.py [--quick | --long] [--out DIR] [--figure PNG]
