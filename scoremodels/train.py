@@ -426,6 +426,7 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
                 cnt += len(b["y"])
             return tot / max(cnt, 1)
 
+        monitor = _certificate_monitor(tset, a, val_fr, net_cfg, obj, dims)
         metrics_path = out / "metrics.csv"
         rows = _read_metrics(metrics_path, start) if resume else []
         end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
@@ -446,6 +447,8 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
                 row = {"step": done, "wall_s": round(time.perf_counter() - t0, 3),
                        "lr": float(sched(step)), "train_loss": float(acc) / acc_n,
                        "val_loss": validate(params), "val_loss_ema": validate(ema)}
+                row["eps_v_monitor"] = (monitor(row["val_loss_ema"]) if monitor is not None
+                                        else float("nan"))
                 rows.append(row)
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{row['val_loss_ema']:.4g}")
                 acc, acc_n = 0.0, 0
@@ -473,13 +476,42 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         tset.close()
 
 
+def _certificate_monitor(tset, a, val_fr, net_cfg, obj, dims):
+    """For g-only Hyvärinen on a hypoelliptic AOUP file: ε_v from the validation loss.
+
+    The loss per particle |s_g|² + 2∇_g·s_g has the minimum −(Σ̇_g/γ + 2) and its excess
+    is E|s − s*|² = ε_v Σ̇_g/γ, so ε_v = γ(n L + Σ̇_g/γ + 2)/Σ̇_g with L the logged loss
+    (per score dimension, n = 2) and Σ̇_g = −μ⟨∇·F⟩ on (up to 20 of) the validation frames.
+    A monitor (the particles of the validation set are a sample), not the certificate of
+    `scoremodels epr`. None where it does not apply."""
+    if (obj.kind != "hyvarinen" or a.prop_kind != "vector" or len(val_fr) == 0
+            or tuple(dims) != tuple(a.p_dims)
+            or not np.all(np.diag(a.diffusion)[list(a.x_dims)] == 0)):
+        return None
+    from simcore.analysis.active import exact_epr_per_frame
+    from simcore.io.trajectory import open_trajectory
+
+    pick = np.asarray(val_fr)[np.linspace(0, len(val_fr) - 1, min(20, len(val_fr))).astype(int)]
+    vals = []
+    for fi, path in enumerate(tset.paths):
+        local = [k for g, (fj, k) in ((g, tset.frames[g]) for g in pick) if fj == fi]
+        if local:
+            with open_trajectory(path) as ds:
+                vals.append(exact_epr_per_frame(ds, local))
+    sig = float(np.concatenate(vals).mean())
+    gamma, n = float(a.params["gamma"]), len(dims)
+    if not sig > 0:
+        return None
+    return lambda loss: gamma * (n * loss + sig / gamma + 2.0) / sig
+
+
 def _atomic_text(path: Path, text: str):
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
-FIELDS = ["step", "wall_s", "lr", "train_loss", "val_loss", "val_loss_ema"]
+FIELDS = ["step", "wall_s", "lr", "train_loss", "val_loss", "val_loss_ema", "eps_v_monitor"]
 
 
 def _read_metrics(path: Path, upto: int) -> list[dict]:
@@ -496,7 +528,8 @@ def _write_metrics(path: Path, rows):
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (int(r[k]) if k == "step" else r[k]) for k in FIELDS})
+            w.writerow({k: (int(r[k]) if k == "step" else r.get(k, float("nan")))
+                        for k in FIELDS})
     os.replace(tmp, path)
 
 
