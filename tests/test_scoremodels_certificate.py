@@ -158,3 +158,16 @@ def test_acceptance_A_trapped_hypoelliptic_aoup_trained(trap_file, tmp_path):
     assert r["epr_total"] == pytest.approx(2 * KAPPA, rel=0.02), r
     assert r["epr_total_div"] == pytest.approx(2 * KAPPA, rel=0.02), r
     assert r["epr_certificate"] < 0.03, r
+
+
+def test_pinned_network_refuses_non_aoup_files(tmp_path):
+    from simcore import UserInputError
+
+    abp = tmp_path / "abp.nc"
+    simcore.run("abp", seed=1, steps=40, write_every=10, out=abp,
+                overrides={"n": 16, "phi": 0.1, "potential": "none", "v0": 1.0, "D_t": 0.1,
+                           "D_r": 0.5, "dt": 1e-2, "init": "uniform"})
+    with pytest.raises(UserInputError, match="AOUP"):
+        train(abp, tmp_path / "run", TrainConfig(size="pinned", sector="propulsion", steps=1))
+    rc = main(["epr", str(tmp_path / "nowhere"), str(abp), "-o", str(tmp_path / "e.nc")])
+    assert rc == 2
