@@ -142,7 +142,11 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
     write ``out`` (NetCDF) atomically and return the totals.
 
     ``batch_particles`` bounds the particles evaluated at once (memory ∝ it × K);
-    ``memory_budget_mb`` bounds the frames read at once.
+    ``memory_budget_mb`` bounds the frames read at once. Totals are per particle per
+    time unit (1/time); where the exact score-free total is known the result (and the
+    file) also holds the certificate ``epr_certificate`` (ε_v, dimensionless) with its
+    error, ``epr_lower_bound`` / ``epr_lower_bound_cs`` (1/time) and
+    ``certificate_passed`` (see :func:`certificate`).
     """
     import jax
     import jax.numpy as jnp
