@@ -28,12 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("trajectories", nargs="+", metavar="TRAJ.nc")
     s.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     s.add_argument("--config", metavar="FILE.toml", help="training settings ([train] table)")
-    s.add_argument("--size", help="tiny | small | anchor (transformers) | mlp | auto")
+    s.add_argument("--size", help="tiny | small | anchor (transformers) | mlp | pinned "
+                   "(AOUP g-score: linear response + residual-input network) | auto")
     s.add_argument("--steps", type=int)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--lr", type=float)
     s.add_argument("--optimizer", choices=["adamw", "radam"])
-    s.add_argument("--objective", choices=["dsm", "hyvarinen", "auto"])
+    s.add_argument("--objective", choices=["dsm", "dsm_g", "hyvarinen", "auto"])
     s.add_argument("--sigma", type=float, action="append", dest="sigmas",
                    help="DSM noise level (repeat for several)")
     s.add_argument("--sector", choices=["full", "propulsion", "auto"])
@@ -104,6 +105,23 @@ def _cmd_epr(args):
     if "epr_exact_total" in r:
         line += f"; exact {r['epr_exact_total']:.6g} ± {r['epr_exact_total_err']:.2g}"
     print(line)
+    if "epr_certificate" in r:
+        from scoremodels.epr import CERTIFICATE_THRESHOLD
+
+        verdict = "passed" if r["certificate_passed"] else "FAILED"
+        print(f"score-free certificate eps_v = {r['epr_certificate']:.4g} ± "
+              f"{r['epr_certificate_err']:.2g} (threshold {CERTIFICATE_THRESHOLD:g}: {verdict}); "
+              f"lower bound on the exact EPR 2 div - sq = {r['epr_lower_bound']:.6g} ± "
+              f"{r['epr_lower_bound_err']:.2g}, div^2/sq = {r['epr_lower_bound_cs']:.6g} "
+              "(per particle per time unit)")
+        if not r["certificate_passed"]:
+            print(textwrap.fill(
+                f"WARNING: the learned probability-flow velocity fails the score-free "
+                f"certificate (eps_v = {r['epr_certificate']:.4g} > {CERTIFICATE_THRESHOLD:g}): "
+                "its local EPR (epr_local, epr_map, epr_class_mean) is not a measurement. For "
+                "hypoelliptic AOUP files use -mu div_i F_i "
+                "(simcore.analysis.active.exact_epr_local) as the local map.", width=100),
+                file=sys.stderr)
     print(f"Wrote {args.out}")
 
 

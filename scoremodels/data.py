@@ -20,6 +20,8 @@ Sample layout (one row per particle of a frame, float32; see :class:`Adapter`):
                      units of the model), nearest first, zero-padded.
 ``nb_p``     (K, P)  the neighbours' propulsion state (θ or g), zero-padded.
 ``nb_mask``  (K,)    1 for a real neighbour, 0 for padding.
+``nb_bx``    (K, 2)  the neighbours' position drift b_x = v0 g + μF (AOUP only; the
+                     pinned g-score network reads their force-balance residuals).
 ``divb``     ()      ∇_y·b over the score dimensions (only filled for EPR inference).
 
 Memory: :class:`TrajectorySet` reads frames with netCDF4 slicing (HDF5 reads only the
@@ -442,6 +444,8 @@ def frame_samples(frames: dict, adapter: Adapter, k: int, cutoff: float | None,
         out["nb_rel"] = np.zeros((F, n, k, 2), np.float32)
         out["nb_p"] = np.zeros((F, n, k, P), np.float32)
         out["nb_mask"] = np.zeros((F, n, k), np.float32)
+        if a.prop_kind == "vector":
+            out["nb_bx"] = np.zeros((F, n, k, 2), np.float32)
         for f in range(F):
             idx, rel, _ = neighbourhoods(frames["pos"][f], a.box, k, cutoff)
             idx, rel = idx[sel], rel[sel]
@@ -449,6 +453,8 @@ def frame_samples(frames: dict, adapter: Adapter, k: int, cutoff: float | None,
             out["nb_rel"][f] = rel
             out["nb_p"][f] = frames["prop"][f][np.where(valid, idx, 0)] * valid[..., None]
             out["nb_mask"][f] = valid
+            if "nb_bx" in out:
+                out["nb_bx"][f] = frames["drift"][f][np.where(valid, idx, 0), :2] * valid[..., None]
     return {key: v.reshape(F * n, *v.shape[2:]) for key, v in out.items()}
 
 
@@ -456,7 +462,7 @@ def sample_bytes(adapter: Adapter, k: int) -> int:
     """Float32 bytes of one sample (one particle with its neighbourhood)."""
     per = 2 * adapter.state_dim + 2
     if adapter.local:
-        per += k * (2 + adapter.prop_dim + 1)
+        per += k * (2 + adapter.prop_dim + 1 + (2 if adapter.prop_kind == "vector" else 0))
     return 4 * per
 
 

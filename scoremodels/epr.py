@@ -21,6 +21,20 @@ is refused.
 
 Totals are frame averages of the per-particle mean with block-bootstrap standard errors
 (contiguous blocks of frames, since snapshots are correlated).
+
+**Score-free certificate.** For any trial velocity v (learned) and the true v*,
+E[vᵀD⁻¹v*] = E[vᵀD⁻¹b − v·s*] = E[vᵀD⁻¹b + ∇·v] = Σ̇_div (by parts; s* is never needed),
+so wherever the exact total Σ̇* is known score-free (every ABP/AOUP file, hypoelliptic
+or not, and the linear model's closed form)
+
+    ε_v = E[(v − v*)ᵀ D⁻¹ (v − v*)] / Σ̇* = (Σ̇_sq − 2 Σ̇_div + Σ̇*) / Σ̇*   (≥ 0)
+
+is the learned field's relative mean-square error, and Σ̇* ≥ 2Σ̇_div − Σ̇_sq (and
+≥ Σ̇_div²/Σ̇_sq when Σ̇_div > 0, Cauchy–Schwarz) bounds the exact rate from below.
+``estimate`` writes both; a learned map with ε_v > ``CERTIFICATE_THRESHOLD`` (0.2) is
+not a measurement. The identity holds for the SDE: an Euler–Maruyama chain samples a
+density off by O(κ dt) (a trap's chain has Σ̇_g = κ(1 − κdt/2) per dimension), so a
+validation needs dt·κ_max ≲ 0.02 or a bias budget of κ_max dt/2.
 """
 
 from __future__ import annotations
@@ -40,6 +54,28 @@ CONVENTION = ("all variables even under time reversal (propulsion theta or g eve
               "convention of Boffi & Vanden-Eijnden 2024); v = b - D s; local EPR "
               "v^T D^-1 v and div v + v^T D^-1 b; per particle per model time unit, k_B = 1")
 CLASSES = ["dense", "interface", "dilute"]
+CERTIFICATE_THRESHOLD = 0.2  # ε_v above this: the learned local EPR is not a measurement
+
+
+def certificate(epr_sq: float, epr_div: float, epr_exact: float) -> dict:
+    """Score-free error certificate of a learned probability-flow velocity.
+
+    ``epr_sq`` = ⟨vᵀD⁻¹v⟩ and ``epr_div`` = ⟨∇·v + vᵀD⁻¹b⟩ (the two learned totals) and
+    ``epr_exact`` = Σ̇* (score-free), all in 1/time on the same frames. Returns
+    ``eps_v`` = (Σ̇_sq − 2Σ̇_div + Σ̇*)/Σ̇* (dimensionless; the mean-square error of v
+    relative to Σ̇*, ≥ 0 up to sampling error; 0 for the exact score),
+    ``lower_bound`` = 2Σ̇_div − Σ̇_sq (1/time; ≤ Σ̇* for any v), ``lower_bound_cs`` =
+    Σ̇_div²/Σ̇_sq when Σ̇_div > 0 (else 0; also ≤ Σ̇*, and ≥ ``lower_bound``) and
+    ``passed`` (ε_v ≤ :data:`CERTIFICATE_THRESHOLD`).
+    """
+    sq, dv, ex = float(epr_sq), float(epr_div), float(epr_exact)
+    if not (math.isfinite(ex) and ex > 0):
+        eps = math.nan
+    else:
+        eps = (sq - 2.0 * dv + ex) / ex
+    cs = dv * dv / sq if dv > 0 and sq > 0 else 0.0
+    return {"eps_v": eps, "lower_bound": 2.0 * dv - sq, "lower_bound_cs": cs,
+            "passed": bool(math.isfinite(eps) and eps <= CERTIFICATE_THRESHOLD)}
 
 
 def block_bootstrap(series, n_blocks: int = 10, n_boot: int = 2000, seed: int = 0):
@@ -106,12 +142,16 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
     write ``out`` (NetCDF) atomically and return the totals.
 
     ``batch_particles`` bounds the particles evaluated at once (memory ∝ it × K);
-    ``memory_budget_mb`` bounds the frames read at once.
+    ``memory_budget_mb`` bounds the frames read at once. Totals are per particle per
+    time unit (1/time); where the exact score-free total is known the result (and the
+    file) also holds the certificate ``epr_certificate`` (ε_v, dimensionless) with its
+    error, ``epr_lower_bound`` / ``epr_lower_bound_cs`` (1/time) and
+    ``certificate_passed`` (see :func:`certificate`).
     """
     import jax
     import jax.numpy as jnp
     import netCDF4
-    from scoremodels.losses import score_and_jacobian
+    from scoremodels.losses import _ctx, score_and_jacobian
     from scoremodels.train import load_run
 
     from scoremodels._validate import check_epr_options
@@ -166,7 +206,7 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
 
         @jax.jit
         def evaluate(batch):
-            ctx = {k: v for k, v in batch.items() if k in ("nb_rel", "nb_p", "nb_mask", "pos")}
+            ctx = _ctx(batch)
             ls = jnp.full((batch["y"].shape[0],), log_sigma, batch["y"].dtype)
             s, J = score_and_jacobian(model, batch["y"], ctx, ls, run_dims)
             return s[:, pick], J[:, pick][:, :, pick]
@@ -286,6 +326,11 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         ser = nc.createVariable("epr_series", "f8", ("frame",))
         ser[:] = np.asarray(series)
         ser.long_name = "per-frame particle mean of epr_local"
+        ser.units = "1/time"
+        ser = nc.createVariable("epr_series_div", "f8", ("frame",))
+        ser[:] = np.asarray(series_div)
+        ser.long_name = "per-frame particle mean of epr_local_div"
+        ser.units = "1/time"
         if exact:
             ref = _exact_reference(tset, a, frames, sector)
             if ref is not None:
@@ -295,6 +340,8 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
                 scalar("epr_exact_total", te, f"exact score-free EPR per particle ({how})")
                 scalar("epr_exact_total_err", ee, "block-bootstrap standard error")
                 result.update(epr_exact_total=te, epr_exact_total_err=ee)
+                result.update(_write_certificate(nc, series, series_div, series_ex, te,
+                                                 n_blocks))
         if local:
             nc.createDimension("grid_y", grid)
             nc.createDimension("grid_x", grid)
@@ -302,6 +349,8 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
             gm[:] = np.where(gcnt > 0, gsum / np.maximum(gcnt, 1), np.nan)
             gm.long_name = "mean local EPR per particle on a grid over the box (frame average)"
             gm.units = "1/time"
+            if "certificate_passed" in result:
+                gm.certificate_passed = "yes" if result["certificate_passed"] else "no"
             for name, dim in (("grid_x", "grid_x"), ("grid_y", "grid_y")):
                 cv = nc.createVariable(name, "f8", (dim,))
                 cv[:] = (np.arange(grid) + 0.5) * L / grid
@@ -373,6 +422,44 @@ def _check_epr_memory(tset, a, K, N, n_frames, memory_budget_mb, state_dim, net,
                  "batch)",
                  "Lower --batch-particles (network memory) or --memory-budget (frames read "
                  "at once), or run on a node with more memory.")
+
+
+def _write_certificate(nc, series, series_div, series_ex, exact_total, n_blocks) -> dict:
+    """The certificate of :func:`certificate` on the frames used, with block-bootstrap
+    errors of its per-frame numerator; written as variables ``epr_certificate``
+    (dimensionless), ``epr_lower_bound`` and ``epr_lower_bound_cs`` (1/time) and the
+    file attributes ``certificate_threshold`` / ``certificate_passed``."""
+    sq, dv = np.asarray(series, float), np.asarray(series_div, float)
+    ex = np.broadcast_to(np.asarray(series_ex, float), sq.shape)
+    c = certificate(sq.mean(), dv.mean(), exact_total)
+    _, num_err = block_bootstrap(sq - 2 * dv + ex, n_blocks)
+    _, lb_err = block_bootstrap(2 * dv - sq, n_blocks)
+    eps_err = num_err / exact_total if exact_total > 0 else math.nan
+
+    def var(name, value, units, long_name):
+        v = nc.createVariable(name, "f8", ())
+        v[...] = value
+        v.units = units
+        v.long_name = long_name
+
+    var("epr_certificate", c["eps_v"], "1",
+        "score-free certificate eps_v = (epr_total - 2 epr_total_div + epr_exact_total) / "
+        "epr_exact_total = <(v - v*)^T D^-1 (v - v*)> / exact EPR (0 for the exact score)")
+    var("epr_certificate_err", eps_err, "1", "block-bootstrap standard error of eps_v")
+    var("epr_lower_bound", c["lower_bound"], "1/time",
+        "score-free lower bound 2 epr_total_div - epr_total on the exact EPR per particle")
+    var("epr_lower_bound_err", lb_err, "1/time", "block-bootstrap standard error")
+    var("epr_lower_bound_cs", c["lower_bound_cs"], "1/time",
+        "Cauchy-Schwarz lower bound epr_total_div^2 / epr_total on the exact EPR")
+    nc.certificate_threshold = CERTIFICATE_THRESHOLD
+    nc.certificate_passed = "yes" if c["passed"] else "no"
+    if not c["passed"]:
+        nc.warning = (f"the learned velocity fails the score-free certificate (eps_v = "
+                      f"{c['eps_v']:.4g} > {CERTIFICATE_THRESHOLD}): epr_local, epr_map and "
+                      "epr_class_mean are not measurements of the local entropy production")
+    return {"epr_certificate": c["eps_v"], "epr_certificate_err": eps_err,
+            "epr_lower_bound": c["lower_bound"], "epr_lower_bound_err": lb_err,
+            "epr_lower_bound_cs": c["lower_bound_cs"], "certificate_passed": c["passed"]}
 
 
 def _exact_reference(tset, a, frames, sector):

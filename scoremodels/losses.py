@@ -85,8 +85,15 @@ def rotate_batch(batch, key, prop_kind):
     return out
 
 
+CTX_KEYS = ("nb_rel", "nb_p", "nb_mask", "pos", "nb_bx", "drift")
+
+
 def _ctx(batch):
-    return {k: v for k, v in batch.items() if k in ("nb_rel", "nb_p", "nb_mask", "pos")}
+    """Context of a batch for the score function: the neighbourhood arrays, the drift
+    and ``y0`` = the clean own state (the pinned g-score reads b_x + v0 (g − g0))."""
+    out = {k: v for k, v in batch.items() if k in CTX_KEYS}
+    out["y0"] = batch["y"]
+    return out
 
 
 def dsm_loss(f, batch, key, sigmas, dims):
@@ -108,6 +115,28 @@ def dsm_loss(f, batch, key, sigmas, dims):
             c["nb_rel"] = ctx["nb_rel"] + sign * sig[:, None, None] * zr
             c["nb_p"] = ctx["nb_p"] + sign * sig[:, None, None] * zp
         s = f(y + sign * sig[:, None] * z, c, ls)
+        zs = z[:, jnp.asarray(dims)]
+        total = total + (sig[:, None] ** 2 * s ** 2 + sign * 2 * sig[:, None] * s * zs).sum(-1)
+    return jnp.mean(total) / (2 * len(dims))
+
+
+def dsm_g_loss(f, batch, key, sigmas, dims):
+    """Denoising score matching with noise on the score dimensions of the own state only
+    (g-only DSM: positions and neighbours clean), antithetic, σ²-weighted as
+    :func:`dsm_loss`; the minimiser is the score of ρ convolved in g alone, which for a
+    pinned g | x keeps the production when σ ≪ √(γ/κ_max)."""
+    y = batch["y"]
+    B, S = y.shape
+    ks = jax.random.split(key, 2)
+    sig_levels = jnp.asarray(sigmas, dtype=y.dtype)
+    sig = sig_levels[jax.random.randint(ks[0], (B,), 0, len(sigmas))]
+    ls = jnp.log(sig)
+    sel = jnp.zeros((S,), y.dtype).at[jnp.asarray(dims)].set(1.0)
+    z = jax.random.normal(ks[1], y.shape, y.dtype) * sel
+    ctx = _ctx(batch)
+    total = 0.0
+    for sign in (1.0, -1.0):
+        s = f(y + sign * sig[:, None] * z, ctx, ls)
         zs = z[:, jnp.asarray(dims)]
         total = total + (sig[:, None] ** 2 * s ** 2 + sign * 2 * sig[:, None] * s * zs).sum(-1)
     return jnp.mean(total) / (2 * len(dims))
@@ -135,7 +164,8 @@ def fpe_residual(f, batch, log_sigma, dims, D, divb):
 
 @dataclass
 class Objective:
-    """Which objective to train: ``kind`` "dsm" or "hyvarinen"; ``sigmas`` the DSM noise
+    """Which objective to train: ``kind`` "dsm", "dsm_g" (noise on the score dimensions
+    only) or "hyvarinen"; ``sigmas`` the DSM noise
     levels (state units; the smallest is used at evaluation); ``div_mode`` "exact" or
     "hutchinson"; ``fpe_weight`` λ of the Fokker–Planck residual (0 = off);
     ``rotate`` random-rotation augmentation."""
@@ -160,6 +190,8 @@ def make_loss(objective: Objective, dims, prop_kind, D_sel=None, divb=0.0):
             batch = rotate_batch(batch, k_rot, prop_kind)
         if objective.kind == "dsm":
             val = dsm_loss(f, batch, k_main, objective.sigmas, dims)
+        elif objective.kind == "dsm_g":
+            val = dsm_g_loss(f, batch, k_main, objective.sigmas, dims)
         else:
             val = hyvarinen_loss(f, batch, k_main, objective.eval_log_sigma, dims,
                                  objective.div_mode)

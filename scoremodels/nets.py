@@ -44,7 +44,7 @@ SIZES = {
 class NetConfig:
     """Architecture of a score network (saved with the run)."""
 
-    kind: str = "transformer"           # "transformer" | "mlp"
+    kind: str = "transformer"           # "transformer" | "mlp" | "pinned" (AOUP g-sector)
     depth: int = 2                      # transformer blocks, or MLP hidden layers
     heads: int = 4
     width: int = 64
@@ -217,9 +217,148 @@ def _with_prior(out, y, cfg):
 
 def build(cfg: NetConfig):
     """A freshly initialised network for ``cfg`` (parameters from ``cfg.seed``)."""
-    rngs = nnx.Rngs(cfg.seed)
-    return LocalTransformer(cfg, rngs) if cfg.kind == "transformer" else MLP(cfg, rngs)
+    return _build_any(cfg, nnx.Rngs(cfg.seed))
 
 
 def count_parameters(model) -> int:
     return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+# ---------------------------------------------------------------------------- pinned g-score
+def pair_hessians(rel, mask, potential: dict):
+    """μ × Hessian blocks of the pair energy for every neighbour (JAX).
+
+    ``rel`` (B, K, 2) = x_j − x_i, ``mask`` (B, K) weights (0 for padding), ``potential``
+    a dict with ``kind`` ("soft_harmonic" or "none"), ``k``, ``beta`` (softplus
+    sharpness), ``contact`` (2·radius), ``mu`` and ``cutoff`` (model lengths). Returns
+    H (B, K, 2, 2), μ ∂²U_ij/∂x_i² (1/time): U''(r) r̂r̂ᵀ + U'(r)/r (I − r̂r̂ᵀ) with
+    U'(r) = −k f_β(2r0 − r), U''(r) = k σ_β(2r0 − r) for the anchor's soft discs, so that
+    A_ii = Σ_j H_j (+ μκ I) and A_ij = −H_j; tr A_ii = −μ∇_i·F_i."""
+    B, K, _ = rel.shape
+    if potential.get("kind", "none") != "soft_harmonic":
+        return jnp.zeros((B, K, 2, 2), rel.dtype)
+    r2 = jnp.sum(rel ** 2, -1)
+    r = jnp.sqrt(r2 + 1e-12)
+    u = potential["beta"] * (potential["contact"] - r)
+    soft = jax.nn.softplus(u) / potential["beta"]
+    sig = jax.nn.sigmoid(u)
+    inside = (r < potential["cutoff"]) * mask
+    k, mu = potential["k"], potential["mu"]
+    rh = rel / r[..., None]
+    outer = rh[..., :, None] * rh[..., None, :]
+    eye = jnp.eye(2, dtype=rel.dtype)
+    H = k * sig[..., None, None] * outer - (k * soft / r)[..., None, None] * (eye - outer)
+    return mu * H * inside[..., None, None]
+
+
+def linear_response_score(bx_self, nb_bx, H, gamma, v0, mu_kappa):
+    """Linear-response g-score s_g,i = −[(A_ii + γ) b_x,i + Σ_j A_ij b_x,j] / (γ v0) (JAX).
+
+    Exact for a harmonic network dx = (v0 g − A x) dt (A = μ × Hessian), where the
+    stationary density is Gaussian with g | x pinned to force balance; ``bx_self`` (B, 2)
+    and ``nb_bx`` (B, K, 2) are the drifts b_x = v0 g + μF (length/time), H from
+    :func:`pair_hessians`, ``mu_kappa`` the trap's μκ (1/time). Units of 1/g."""
+    A_ii = H.sum(1) + mu_kappa * jnp.eye(2, dtype=bx_self.dtype)
+    own = jnp.einsum("bij,bj->bi", A_ii, bx_self) + gamma * bx_self
+    cross = -jnp.einsum("bkij,bkj->bi", H, nb_bx)
+    return -(own + cross) / (gamma * v0)
+
+
+class PinnedScore(nnx.Module):
+    """g-sector score network for (hypoelliptic) AOUP: s_g = s_lr + c · NN.
+
+    ``s_lr`` is :func:`linear_response_score` (exact for harmonic networks and traps);
+    the correction NN is a permutation-invariant neighbourhood network whose tokens carry
+    each particle's force-balance residual r_j = b_x,j / v0 = g_j + μF_j/v0 (÷ its RMS
+    ``r_scale``), the displacement x_j − x_i (÷ ``length_scale``) and the contact
+    stiffness k σ_β(2r0 − r_ij); token embeddings are summed with the envelope weights
+    (exactly 0 for padding) and read out to 2 components. The read-out's last layer
+    starts at zero, so the untrained network *is* the linear-response score, and the
+    output scale c = ``s_scale`` (the RMS of s_lr on the first batch, ∝ 1/γ) lets it
+    express slopes ~1/γ. The own residual is b_x,i/v0 + (g − g_data), so derivatives in
+    g_i are exact (∂r_i/∂g_i = I). ``cfg.extra`` holds gamma, v0, mu_kappa, potential,
+    r_scale, s_scale."""
+
+    def __init__(self, cfg: NetConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        W = cfg.width
+        n_in = 2 + 2 + 1 + 2 + 3 + 1  # rel, r, stiffness, normal residuals, A_ii, flag
+        zero = nnx.initializers.zeros_init()
+        self.embed = _mlp([n_in] + [W] * max(cfg.embed_depth, 1), rngs)
+        sizes = [W] * max(cfg.readout_depth, 1) + [2]
+        self.readout = nnx.List(
+            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-2], sizes[1:-1])]
+            + [nnx.Linear(sizes[-2], 2, kernel_init=zero, rngs=rngs)])
+        # learned stiffness: geometry-only embeddings (no residuals, so linear in g) give a
+        # symmetric δA_ii and a factor (1 + c_j) on every cross block A_ij (zero at start)
+        self.geo_embed = _mlp([n_in - 4] + [W] * max(cfg.embed_depth, 1), rngs)
+        self.geo_self = nnx.Linear(W, 3, kernel_init=zero, rngs=rngs)
+        self.geo_pair = nnx.Linear(2 * W, 1, kernel_init=zero, rngs=rngs)
+
+    def parts(self, y, ctx, internals=False):
+        """(s_lr, tokens, weights) of a batch: the linear-response score, the token inputs
+        and the envelope weights (with ``internals`` also (b_x,i, b_x,j, H))."""
+        cfg, ex = self.cfg, self.cfg.extra
+        gamma, v0 = ex["gamma"], ex["v0"]
+        B = y.shape[0]
+        bx = ctx["drift"][:, :2] + v0 * (y[:, 2:4] - ctx["y0"][:, 2:4])
+        rel = ctx["nb_rel"] - y[:, None, :2]
+        mask = ctx["nb_mask"]
+        if cfg.cutoff is not None:
+            r = jnp.sqrt(jnp.sum(rel ** 2, -1) + 1e-12)
+            mask = mask * smooth_envelope(r, cfg.cutoff, cfg.envelope_width)
+        pot = ex["potential"]
+        H = pair_hessians(rel, ctx["nb_mask"], pot)
+        nb_bx = ctx["nb_bx"]
+        s_lr = linear_response_score(bx, nb_bx, H, gamma, v0, ex["mu_kappa"])
+        stiff_scale = ex.get("stiffness_scale", 1.0)
+        # residuals in units of the pinning width r_pin = √(γ/κ_max) (asinh: linear inside
+        # it, logarithmic for free particles, whose residual is g itself)
+        rp = ex.get("r_pin", ex["r_scale"])
+        r_i = bx / v0
+        r_j = nb_bx / v0
+        A_ii = (H.sum(1) + ex["mu_kappa"] * jnp.eye(2, dtype=y.dtype)) / stiff_scale
+        self_tok = jnp.concatenate([jnp.zeros((B, 2), y.dtype), jnp.arcsinh(r_i / rp),
+                                    jnp.zeros((B, 3), y.dtype),
+                                    jnp.stack([A_ii[:, 0, 0], A_ii[:, 1, 1], A_ii[:, 0, 1]], -1),
+                                    jnp.ones((B, 1), y.dtype)], -1)
+        stiff = jnp.trace(H, axis1=-2, axis2=-1)[..., None] / stiff_scale
+        dist = jnp.sqrt(jnp.sum(rel ** 2, -1, keepdims=True) + 1e-12)
+        n_hat = rel / dist
+        # the contact's pinned quantities: relative and own residual along x_j − x_i
+        rel_n = jnp.sum((r_i[:, None] - r_j) * n_hat, -1, keepdims=True)
+        own_n = jnp.sum(r_i[:, None] * n_hat, -1, keepdims=True)
+        nb_tok = jnp.concatenate([rel / cfg.length_scale, jnp.arcsinh(r_j / rp), stiff,
+                                  jnp.arcsinh(rel_n / rp), jnp.arcsinh(own_n / rp),
+                                  jnp.zeros(rel.shape[:2] + (4,), y.dtype)], -1)
+        tokens = jnp.concatenate([self_tok[:, None], nb_tok], 1)
+        w = jnp.concatenate([jnp.ones((B, 1), y.dtype), mask], 1)
+        if internals:
+            return s_lr, tokens, w, (bx, nb_bx, H)
+        return s_lr, tokens, w
+
+    def __call__(self, y, ctx, log_sigma):
+        ex = self.cfg.extra
+        s_lr, tokens, w, (bx, nb_bx, H) = self.parts(y, ctx, True)
+        h = jax.nn.gelu(_run_mlp(self.embed, tokens))
+        pooled = h[:, 0] + jnp.einsum("bk,bkw->bw", w[:, 1:], h[:, 1:])
+        out = _run_mlp(self.readout, pooled)
+        # learned stiffness: −[δA_ii b_x,i − Σ_j c_j H_j b_x,j] / (γ v0)
+        geo = jnp.concatenate([tokens[..., :2], tokens[..., 4:5], tokens[..., 7:]], -1)
+        hg = jax.nn.gelu(_run_mlp(self.geo_embed, geo))
+        pg = hg[:, 0] + jnp.einsum("bk,bkw->bw", w[:, 1:], hg[:, 1:])
+        a = self.geo_self(pg) * ex.get("stiffness_scale", 1.0)
+        dA = jnp.stack([jnp.stack([a[:, 0], a[:, 2]], -1), jnp.stack([a[:, 2], a[:, 1]], -1)], 1)
+        K = hg.shape[1] - 1
+        pair_in = jnp.concatenate([jnp.broadcast_to(pg[:, None], hg[:, 1:].shape), hg[:, 1:]], -1)
+        c = self.geo_pair(pair_in)[..., 0] * w[:, 1:]
+        corr = (jnp.einsum("bij,bj->bi", dA, bx)
+                - jnp.einsum("bk,bkij,bkj->bi", c, H, nb_bx)) / (ex["gamma"] * ex["v0"])
+        del K
+        return s_lr - corr + ex["s_scale"] * out
+
+
+def _build_any(cfg: NetConfig, rngs):
+    if cfg.kind == "pinned":
+        return PinnedScore(cfg, rngs)
+    return LocalTransformer(cfg, rngs) if cfg.kind == "transformer" else MLP(cfg, rngs)

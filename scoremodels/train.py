@@ -44,7 +44,7 @@ class TrainConfig:
     model lengths; ``memory_budget_mb`` in MiB; ``lr`` per step.
     """
 
-    size: str = "auto"                 # "tiny" | "small" | "anchor" | "mlp" | "auto"
+    size: str = "auto"                 # "tiny" | "small" | "anchor" | "mlp" | "pinned" | "auto"
     depth: int | None = None
     width: int | None = None
     heads: int | None = None
@@ -52,7 +52,7 @@ class TrainConfig:
     cutoff: float | None = None        # None: K nearest neighbours at any distance
     absolute_position: bool | None = None  # None: on for a trapped system
     sector: str = "auto"               # "full" | "propulsion" | "auto"
-    objective: str = "auto"            # "dsm" | "hyvarinen" | "auto"
+    objective: str = "auto"            # "dsm" | "dsm_g" | "hyvarinen" | "auto"
     sigmas: list = field(default_factory=lambda: [0.05])
     div_mode: str = "exact"
     fpe_weight: float = 0.0
@@ -131,6 +131,8 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
     size = cfg.size
     if size == "auto":
         size = "small" if a.local and a.interacting else "mlp"
+    if size == "pinned":
+        return _resolve_pinned(a, cfg, dims, sector, stream_sample)
     if size != "mlp" and not a.local:
         raise UserInputError("The linear model has no neighbourhoods; use --size mlp.")
     base = dict(depth=3, width=64, heads=1, neighbours=1) if size == "mlp" else dict(SIZES[size])
@@ -162,11 +164,67 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
     return net, dims, sector, obj
 
 
+def _resolve_pinned(a, cfg, dims, sector, stream_sample):
+    """The pinned g-score route (:class:`scoremodels.nets.PinnedScore`): AOUP files,
+    propulsion sector, Hyvärinen in g by default (or g-only DSM, ``dsm_g``)."""
+    from scoremodels.losses import Objective
+    from scoremodels.nets import NetConfig
+
+    if a.prop_kind != "vector" or sector != "propulsion":
+        raise UserInputError("The pinned g-score network (--size pinned) is for AOUP files "
+                             "(vector propulsion g) and the propulsion sector only.")
+    p = a.params
+    pot = {"kind": p.get("potential", "none"), "k": float(p.get("k", 1.0)),
+           "beta": float(p.get("beta", 7.5)), "contact": 2.0 * float(p.get("radius", 1.0)),
+           "mu": float(p.get("mu", 1.0)),
+           "cutoff": float(p.get("cutoff") or 4.0 * float(p.get("radius", 1.0)))}
+    if pot["kind"] not in ("soft_harmonic", "none"):
+        raise UserInputError("The pinned g-score network knows the soft-disc potential "
+                             "(soft_harmonic) and free/trapped particles only, not "
+                             f"{pot['kind']!r}.")
+    mu_kappa = float(p.get("mu", 1.0)) * float(p.get("kappa", 0.0))
+    stiff = max(pot["k"] * pot["mu"] if pot["kind"] == "soft_harmonic" else 0.0, mu_kappa, 1e-12)
+    extra = {"gamma": float(p["gamma"]), "v0": float(p["v0"]), "mu_kappa": mu_kappa,
+             "potential": pot, "stiffness_scale": stiff, "r_scale": 1.0, "s_scale": 1.0}
+    net = NetConfig(kind="pinned", depth=0, heads=1, width=cfg.width or 32,
+                    neighbours=cfg.neighbours or 8, embed_depth=cfg.depth or 2,
+                    readout_depth=2, cutoff=cfg.cutoff, state_dim=a.state_dim,
+                    score_dims=tuple(dims), x_dims=a.x_dims, prop_kind=a.prop_kind,
+                    seed=cfg.seed, extra=extra)
+    if stream_sample is not None:
+        _set_scales(net, stream_sample)
+    kind = "hyvarinen" if cfg.objective == "auto" else cfg.objective
+    if float(p["v0"]) <= 0:
+        raise UserInputError("The pinned g-score network needs v0 > 0.")
+    obj = Objective(kind=kind, sigmas=[float(s) for s in cfg.sigmas], div_mode=cfg.div_mode,
+                    fpe_weight=0.0, rotate=cfg.rotate)
+    if any(s <= 0 for s in obj.sigmas):
+        raise UserInputError("Noise levels (sigmas) must be positive.")
+    return net, dims, sector, obj
+
+
 def _set_scales(net, sample):
     """Input normalisation from a training batch: the length scale and, for the MLP on
     a linear-SDE copy, the RMS of every component (components may differ by orders of
     magnitude, e.g. bead temperatures)."""
     net.length_scale = _length_scale(sample, net)
+    if net.kind == "pinned":
+        import jax.numpy as jnp
+
+        from scoremodels.losses import _ctx
+        from scoremodels.nets import linear_response_score, pair_hessians
+
+        ex = net.extra
+        bx = np.asarray(sample["drift"], float)[:, :2]
+        r_rms = float(np.sqrt((bx ** 2).mean())) / ex["v0"]
+        ex["r_scale"] = r_rms if r_rms > 0 and math.isfinite(r_rms) else 1.0
+        ex["r_pin"] = min(ex["r_scale"], math.sqrt(ex["gamma"] / ex["stiffness_scale"]))
+        ctx = _ctx({k: jnp.asarray(v) for k, v in sample.items()})
+        H = pair_hessians(ctx["nb_rel"], ctx["nb_mask"], ex["potential"])
+        s = np.asarray(linear_response_score(ctx["drift"][:, :2], ctx["nb_bx"], H, ex["gamma"],
+                                             ex["v0"], ex["mu_kappa"]), float)
+        s_rms = float(np.sqrt((s ** 2).mean()))
+        ex["s_scale"] = s_rms if s_rms > 0 and math.isfinite(s_rms) else 1.0
     if net.kind == "mlp" and net.prop_kind is None:
         rms = np.sqrt((np.asarray(sample["y"], float) ** 2).mean(0))
         net.input_scale = [float(v) if v > 0 and math.isfinite(v) else 1.0 for v in rms]
@@ -175,7 +233,7 @@ def _set_scales(net, sample):
 def _length_scale(sample, net) -> float:
     """Data-driven input scale: RMS neighbour distance (transformer), or RMS of the
     position / state inputs (MLP)."""
-    if net.kind == "transformer":
+    if net.kind in ("transformer", "pinned"):
         r2 = (sample["nb_rel"] ** 2).sum(-1)
         m = sample["nb_mask"] > 0
         val = math.sqrt(r2[m].mean()) if m.any() else 1.0
@@ -421,6 +479,7 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
                 cnt += len(b["y"])
             return tot / max(cnt, 1)
 
+        monitor = _certificate_monitor(tset, a, val_fr, net_cfg, obj, dims)
         metrics_path = out / "metrics.csv"
         rows = _read_metrics(metrics_path, start) if resume else []
         end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
@@ -441,6 +500,8 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
                 row = {"step": done, "wall_s": round(time.perf_counter() - t0, 3),
                        "lr": float(sched(step)), "train_loss": float(acc) / acc_n,
                        "val_loss": validate(params), "val_loss_ema": validate(ema)}
+                row["eps_v_monitor"] = (monitor(row["val_loss_ema"]) if monitor is not None
+                                        else float("nan"))
                 rows.append(row)
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{row['val_loss_ema']:.4g}")
                 acc, acc_n = 0.0, 0
@@ -468,13 +529,42 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         tset.close()
 
 
+def _certificate_monitor(tset, a, val_fr, net_cfg, obj, dims):
+    """For g-only Hyvärinen on a hypoelliptic AOUP file: ε_v from the validation loss.
+
+    The loss per particle |s_g|² + 2∇_g·s_g has the minimum −(Σ̇_g/γ + 2) and its excess
+    is E|s − s*|² = ε_v Σ̇_g/γ, so ε_v = γ(n L + Σ̇_g/γ + 2)/Σ̇_g with L the logged loss
+    (per score dimension, n = 2) and Σ̇_g = −μ⟨∇·F⟩ on (up to 20 of) the validation frames.
+    A monitor (the particles of the validation set are a sample), not the certificate of
+    `scoremodels epr`. None where it does not apply."""
+    if (obj.kind != "hyvarinen" or a.prop_kind != "vector" or len(val_fr) == 0
+            or tuple(dims) != tuple(a.p_dims)
+            or not np.all(np.diag(a.diffusion)[list(a.x_dims)] == 0)):
+        return None
+    from simcore.analysis.active import exact_epr_per_frame
+    from simcore.io.trajectory import open_trajectory
+
+    pick = np.asarray(val_fr)[np.linspace(0, len(val_fr) - 1, min(20, len(val_fr))).astype(int)]
+    vals = []
+    for fi, path in enumerate(tset.paths):
+        local = [k for g, (fj, k) in ((g, tset.frames[g]) for g in pick) if fj == fi]
+        if local:
+            with open_trajectory(path) as ds:
+                vals.append(exact_epr_per_frame(ds, local))
+    sig = float(np.concatenate(vals).mean())
+    gamma, n = float(a.params["gamma"]), len(dims)
+    if not sig > 0:
+        return None
+    return lambda loss: gamma * (n * loss + sig / gamma + 2.0) / sig
+
+
 def _atomic_text(path: Path, text: str):
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
-FIELDS = ["step", "wall_s", "lr", "train_loss", "val_loss", "val_loss_ema"]
+FIELDS = ["step", "wall_s", "lr", "train_loss", "val_loss", "val_loss_ema", "eps_v_monitor"]
 
 
 def _read_metrics(path: Path, upto: int) -> list[dict]:
@@ -491,7 +581,8 @@ def _write_metrics(path: Path, rows):
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (int(r[k]) if k == "step" else r[k]) for k in FIELDS})
+            w.writerow({k: (int(r[k]) if k == "step" else r.get(k, float("nan")))
+                        for k in FIELDS})
     os.replace(tmp, path)
 
 
