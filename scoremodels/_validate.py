@@ -20,7 +20,7 @@ from simcore._errors import UserInputError
 # field: (kind, lower, upper, optional); kinds: int, float, bool, str, floats (list)
 _INF = math.inf
 TRAIN_FIELDS: dict[str, tuple] = {
-    "size": ("str", ("tiny", "small", "anchor", "mlp", "auto"), None, False),
+    "size": ("str", ("tiny", "small", "anchor", "mlp", "pinned", "auto"), None, False),
     "depth": ("int", 1, 1024, True),
     "width": ("int", 1, 1 << 16, True),
     "heads": ("int", 1, 1024, True),
@@ -28,7 +28,7 @@ TRAIN_FIELDS: dict[str, tuple] = {
     "cutoff": ("float", 0.0, _INF, True),
     "absolute_position": ("bool", None, None, True),
     "sector": ("str", ("full", "propulsion", "auto"), None, False),
-    "objective": ("str", ("dsm", "hyvarinen", "auto"), None, False),
+    "objective": ("str", ("dsm", "dsm_g", "hyvarinen", "auto"), None, False),
     "sigmas": ("floats", 0.0, _INF, False),
     "div_mode": ("str", ("exact", "hutchinson"), None, False),
     "fpe_weight": ("float", 0.0, _INF, False),
@@ -53,7 +53,9 @@ TRAIN_FIELDS: dict[str, tuple] = {
     "seed": ("int", 0, 2 ** 63 - 1, False),
 }
 # strict lower bound (value must exceed it) for these; the others include their bounds
-_EXCLUSIVE_LOW = {"cutoff", "sigmas", "lr", "clip", "memory_budget_mb"}
+# lr = 0 is allowed: it evaluates the network's initialisation (e.g. the pinned network's
+# linear-response score) through the whole training and inference path
+_EXCLUSIVE_LOW = {"cutoff", "sigmas", "clip", "memory_budget_mb"}
 _EXCLUSIVE_HIGH = {"burn_in", "val_fraction"}
 
 

@@ -37,7 +37,7 @@ def _err(capsys):
 @pytest.mark.parametrize("flags,fragment", [
     (["--lr", "nan"], "lr must be a finite number (got nan)"),
     (["--lr", "inf"], "lr must be a finite number"),
-    (["--lr", "0"], "lr must be > 0"),
+    (["--lr=-1e-3"], "lr must be >= 0"),
     (["--sigma", "nan"], "sigmas must be a finite number"),
     (["--steps", "0"], "steps must be >= 1"),
     (["--memory-budget", "inf"], "memory_budget_mb must be a finite number"),
