@@ -502,7 +502,8 @@ class _Run:
             kept = f"Its frames could not be saved ({exc})."
         for name in ("part", "ckpt"):
             self.paths[name].unlink(missing_ok=True)
-        raise UnstableRunError(f"{err} {kept}") from None
+        raise UnstableRunError(f"{err} {kept}", first_step=getattr(err, "first_step", None),
+                               last_step=getattr(err, "last_step", None)) from None
 
 
 def _set_idle_threads(log) -> None:
