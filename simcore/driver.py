@@ -219,8 +219,11 @@ class _Run:
             "run_parameters": self.run_json,
             "provenance": self.provenance,
         }
+        if hasattr(model, "geometry"):
+            attrs.update(model.geometry(params))
         schema = frame_schema(params.n, attrs, model.extra_variables(params),
-                              self.settings.precision)
+                              self.settings.precision,
+                              velocities=getattr(model, "HAS_VELOCITIES", True))
         try:
             self.frames = FrameLogWriter.create(self.paths["part"], schema)
         except OSError as exc:

@@ -151,6 +151,19 @@ def extra_variables(params: Params) -> dict:
     return {}
 
 
+def geometry(params: Params) -> dict:
+    """Global attributes describing the container: ``simcore_boundary`` (per axis x y z:
+    ``periodic``, ``wall``, ``open`` or ``none`` for the padding axis of a 2D model) and,
+    where there is a box, its corners ``simcore_box_lo``/``simcore_box_hi`` (model length
+    units). Readers that only know the AMBER cell see the periodic axes in ``cell_lengths``;
+    walls are only in these attributes (docs/interop.md shows them as the cell)."""
+    if params.boundary == "open":
+        return {"simcore_boundary": "open open open"}
+    kind = "periodic" if params.boundary == "periodic" else "wall"
+    return {"simcore_boundary": f"{kind} {kind} {kind}", "simcore_box_lo": [0.0, 0.0, 0.0],
+            "simcore_box_hi": [float(params.box)] * 3}
+
+
 def time_per_step(params: Params) -> float:
     return params.dt
 

@@ -300,6 +300,19 @@ def warnings(params: Params) -> list[str]:
     return out
 
 
+def geometry(params: Params) -> dict:
+    """Global attributes describing the container: ``simcore_boundary`` (per axis x y z:
+    ``periodic``, ``wall``, ``open`` or ``none`` for the padding axis of a 2D model) and,
+    where there is a box, its corners ``simcore_box_lo``/``simcore_box_hi`` (model length
+    units). Readers that only know the AMBER cell see the periodic axes in ``cell_lengths``;
+    walls are only in these attributes (docs/interop.md shows them as the cell).
+    For the free expansion the container is [0, k·L] x [0, L_y] (the frames are all after
+    the partition's removal)."""
+    return {"simcore_boundary": f"{params.x_boundary} {params.y_boundary} none",
+            "simcore_box_lo": [0.0, 0.0, 0.0],
+            "simcore_box_hi": [float(params.L_x), float(params.L_y), 0.0]}
+
+
 def extra_variables(params: Params) -> dict:
     """Per-frame invariants and counters (scalars or 3-vectors, written as float64)."""
     return {
