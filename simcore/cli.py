@@ -240,8 +240,6 @@ def _cmd_plot(args) -> None:
 
 
 def _cmd_info(args) -> None:
-    import numpy as np
-
     from simcore.io.trajectory import open_trajectory
 
     with open_trajectory(args.input) as ds:
@@ -263,7 +261,7 @@ def _cmd_info(args) -> None:
         if "simcore_boundary" in ds.attrs:
             hi = ds.attrs.get("simcore_box_hi")
             print(f"container:  {ds.attrs['simcore_boundary']} (x y z)"
-                  + (f", [{', '.join(f'0..{h:g}' for h in np.atleast_1d(hi))}]"
+                  + (f", box from ({ds.attrs.get('simcore_box_lo')}) to ({hi})"
                      if hi is not None else ""))
         print(f"variables:  {', '.join(sorted(ds.data_vars))}")
         print(f"parameters: {json.dumps(acc.params.model_dump())}")

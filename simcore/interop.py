@@ -40,9 +40,14 @@ def container(path: str | Path) -> dict:
                     if "cell_lengths" in nc.variables else np.zeros(3))
         boundary = ["periodic" if c > 0 else "open" for c in cell]
         lo, hi = (np.zeros(3), cell) if cell.any() else (None, None)
-    return {"boundary": tuple(boundary),
-            "lo": None if lo is None else np.asarray(lo, dtype=float).reshape(3),
-            "hi": None if hi is None else np.asarray(hi, dtype=float).reshape(3)}
+    def corner(value):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = value.split()
+        return np.asarray(value, dtype=float).reshape(3)
+
+    return {"boundary": tuple(boundary), "lo": corner(lo), "hi": corner(hi)}
 
 
 def write_topology(path: str | Path, out: str | Path) -> Path:

@@ -43,6 +43,12 @@ _MODULES = {
 }
 
 
+def box_corner(*xyz) -> str:
+    """A box corner as a global attribute (``simcore_box_lo``/``_hi``): three floats as
+    text (exact repr; a text attribute compares like the other attributes)."""
+    return " ".join(repr(float(v)) for v in xyz)
+
+
 def model_names() -> list[str]:
     """Names accepted by ``simcore run MODEL``."""
     return list(_MODULES)

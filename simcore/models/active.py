@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit, prange
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.models import box_corner
 from simcore import neighbors, rng
 
 NAME = "abp"
@@ -167,8 +168,8 @@ def warnings(params: Params) -> list[str]:
 def geometry(params: Params) -> dict:
     """Global attributes of the container: the periodic square [0, L)² (see
     :func:`simcore.models.couzin.geometry`)."""
-    return {"simcore_boundary": "periodic periodic none", "simcore_box_lo": [0.0, 0.0, 0.0],
-            "simcore_box_hi": [float(params.box), float(params.box), 0.0]}
+    return {"simcore_boundary": "periodic periodic none", "simcore_box_lo": box_corner(0.0, 0.0, 0.0),
+            "simcore_box_hi": box_corner(params.box, params.box, 0.0)}
 
 
 def extra_variables(params: Params) -> dict:

@@ -43,6 +43,7 @@ import numpy as np
 from numba import njit, prange
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.models import box_corner
 from simcore import neighbors, rng
 
 NAME = "couzin"
@@ -160,8 +161,8 @@ def geometry(params: Params) -> dict:
     if params.boundary == "open":
         return {"simcore_boundary": "open open open"}
     kind = "periodic" if params.boundary == "periodic" else "wall"
-    return {"simcore_boundary": f"{kind} {kind} {kind}", "simcore_box_lo": [0.0, 0.0, 0.0],
-            "simcore_box_hi": [float(params.box)] * 3}
+    return {"simcore_boundary": f"{kind} {kind} {kind}", "simcore_box_lo": box_corner(0.0, 0.0, 0.0),
+            "simcore_box_hi": box_corner(*[params.box] * 3)}
 
 
 def time_per_step(params: Params) -> float:

@@ -60,6 +60,7 @@ import numpy as np
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.models import box_corner
 from simcore._errors import UserInputError
 
 NAME = "harddisc"
@@ -309,8 +310,8 @@ def geometry(params: Params) -> dict:
     For the free expansion the container is [0, k·L] x [0, L_y] (the frames are all after
     the partition's removal)."""
     return {"simcore_boundary": f"{params.x_boundary} {params.y_boundary} none",
-            "simcore_box_lo": [0.0, 0.0, 0.0],
-            "simcore_box_hi": [float(params.L_x), float(params.L_y), 0.0]}
+            "simcore_box_lo": box_corner(0.0, 0.0, 0.0),
+            "simcore_box_hi": box_corner(params.L_x, params.L_y, 0.0)}
 
 
 def extra_variables(params: Params) -> dict:
