@@ -1,13 +1,14 @@
-"""Streaming AMBER-compatible NetCDF trajectories (design §3) and their readers.
+"""Streaming AMBER-compatible NetCDF trajectories and their readers.
 
 The layout follows the AMBER NetCDF convention so that xarray, OVITO, MDTraj, ASE and
 (with ``format="amber"``, i.e. NETCDF3 64-bit offset) MDAnalysis, VMD and cpptraj read
-the files. Model units are dimensionless: the AMBER unit strings are written (readers
-require them) and ``long_name`` says "1 angstrom = 1 model length unit, 1 ps = 1 model
-time unit". 2D models pad z = 0 and record ``simcore_ndim = 2``.
-
-Frames are appended with netCDF4 directly (xarray cannot append along a dimension).
-"""
+the files (tested per model and format: tests/test_interop.py, docs/interop.md). Model
+units are dimensionless: the AMBER unit strings are written (readers require them) and
+``long_name`` says "1 angstrom = 1 model length unit, 1 ps = 1 model time unit". 2D
+models pad z = 0 and record ``simcore_ndim = 2``. ``format="amber"`` files of a system
+without a periodic axis have no cell variables (the AMBER convention; MDAnalysis fails
+on an all-zero cell), netcdf4 files always have them (ASE needs them).
+``velocities`` exists only for models whose particles have a velocity."""
 
 from __future__ import annotations
 
