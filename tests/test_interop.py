@@ -230,6 +230,10 @@ def test_xarray_conventions(interop_files, model, fmt):
         expected = cell if cell is not None else np.zeros((len(t), 3))
         np.testing.assert_array_equal(ds["cell_lengths"].values, expected)
         np.testing.assert_array_equal(ds["frame"].values, np.arange(len(t)))
+        # honest units in simcore's view; the file keeps the AMBER strings
+        assert ds["coordinates"].attrs["units"] == "1"
+        assert ds["coordinates"].attrs["model_units"] == "model length unit"
+        assert ds["time"].attrs["file_units"] == "picosecond"
 
 
 def test_open_mfdataset_by_coords(interop_files, tmp_path):

@@ -311,7 +311,10 @@ def open_trajectory(path: str | Path, **kwargs):
     """Open a simcore trajectory lazily as an :class:`xarray.Dataset`.
 
     ``time`` (model time units) becomes the frame coordinate (``ds.sel(time=...)`` works);
-    the decoded parameters are at ``ds.simcore.params``. Extra keyword arguments go to
+    the decoded parameters are at ``ds.simcore.params``. The file's AMBER unit strings
+    (kept for the MD readers) become ``units = "1"`` (dimensionless model units, so that
+    pint-xarray/cf-xarray do not convert them as ångström or picoseconds) with
+    ``model_units`` ("model length unit" ...) and ``file_units`` beside them. Extra keyword arguments go to
     :func:`xarray.open_dataset` (e.g. ``chunks={}`` for dask).
 
     ``path`` may also be the partial file of a running or interrupted run
@@ -360,7 +363,18 @@ def _normalize(ds):
         else:
             labels[dim] = {"spatial": ["x", "y", "z"], "cell_spatial": ["a", "b", "c"],
                            "cell_angular": ["alpha", "beta", "gamma"]}[dim]
-    return ds.assign_coords({k: (k, np.array(v, dtype=object)) for k, v in labels.items()})
+    ds = ds.assign_coords({k: (k, np.array(v, dtype=object)) for k, v in labels.items()})
+    for var in ds.variables.values():
+        model_units = _MODEL_UNITS.get(var.attrs.get("units"))
+        if model_units is not None:  # honest units for pint/cf-xarray (see open_trajectory)
+            var.attrs = {**var.attrs, "units": "1", "model_units": model_units,
+                         "file_units": var.attrs["units"]}
+    return ds
+
+
+# the AMBER unit strings of the file -> what they mean in a simcore file
+_MODEL_UNITS = {"angstrom": "model length unit", "picosecond": "model time unit",
+                "angstrom/picosecond": "model length unit per model time unit"}
 
 
 def _open_partial(part: Path):
