@@ -10,7 +10,29 @@ import pytest
 import xarray as xr
 
 import simcore
-from simcore.io.trajectory import TrajectoryWriter, open_trajectory, read_attrs
+from simcore.io.framelog import FrameLogWriter
+from simcore.io.trajectory import assemble, frame_schema, open_trajectory, read_attrs
+
+
+class TrajectoryWriter:
+    """The store's two steps in one (the old streaming writer's interface, for this test):
+    frames go to a frame log, and ``assemble`` writes the NetCDF file on close."""
+
+    def __init__(self, path, n, attrs, extras, fmt):
+        self.path, self.fmt = path, fmt
+        self.part = path.with_name(path.name + ".part")
+        self.log = FrameLogWriter.create(self.part, frame_schema(n, attrs, extras, "float32"))
+
+    def append(self, time, frame):
+        self.log.append({**frame, "time": time})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.log.sync()
+        assemble(self.part, self.path, self.fmt, self.log.n_frames, self.log.crcs)
+        self.log.close()
 
 
 @pytest.mark.parametrize("fmt,expected", [("netcdf4", "NETCDF4"), ("amber", "NETCDF3_64BIT_OFFSET")])
