@@ -294,3 +294,16 @@ def test_info_linear_is_not_3d(interop_files):
     path, _ = interop_files["linear", "netcdf4"]
     proc = run_cli("info", path, check_rc=0)
     assert "3D" not in proc.stdout and "2-component state" in proc.stdout
+
+
+def test_analyses_read_amber_files_without_cell(interop_files):
+    """Plain xarray views of amber files without a periodic axis (no cell variables) work
+    in the analyses and the accessor, and give the netcdf4 file's numbers."""
+    from simcore.analysis.schooling import schooling_indices_from_dataset
+
+    with xr.open_dataset(interop_files["couzin", "amber"][0]) as a, \
+            xr.open_dataset(interop_files["couzin", "netcdf4"][0]) as b:
+        assert "cell_lengths" not in a.variables
+        np.testing.assert_array_equal(a.simcore.box, [0, 0, 0])
+        ia, ib = schooling_indices_from_dataset(a), schooling_indices_from_dataset(b)
+        np.testing.assert_array_equal(ia["polarization"].values, ib["polarization"].values)
