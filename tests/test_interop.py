@@ -23,11 +23,16 @@ MODELS = {
     "abp": dict(steps=60, write_every=20, overrides={"n": 16}),
     "harddisc": dict(steps=6, write_every=2, overrides={"n": 12}),
     "linear": dict(steps=60, write_every=20, overrides={"n": 10}),
+    # one periodic and one walled axis: the cell holds the period, 0 for the walls
+    "harddisc-xperiodic": dict(steps=6, write_every=2,
+                               overrides={"n": 12, "x_boundary": "periodic"}),
 }
 FORMATS = ("netcdf4", "amber")
 CASES = [(m, f) for m in MODELS for f in FORMATS]
-PERIODIC = {"couzin": False, "abp": True, "harddisc": False, "linear": False}
-HAS_VELOCITIES = {"couzin": True, "abp": False, "harddisc": True, "linear": False}
+PERIODIC = {"couzin": False, "abp": True, "harddisc": False, "linear": False,
+            "harddisc-xperiodic": True}
+HAS_VELOCITIES = {"couzin": True, "abp": False, "harddisc": True, "linear": False,
+                  "harddisc-xperiodic": True}
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +42,8 @@ def interop_files(tmp_path_factory):
     files = {}
     for model, kw in MODELS.items():
         for fmt in FORMATS:
-            out = simcore.run(model, out=folder / f"{model}_{fmt}.nc", seed=1, format=fmt,
-                              **kw)
+            out = simcore.run(model.split("-")[0], out=folder / f"{model}_{fmt}.nc", seed=1,
+                              format=fmt, **kw)
             files[model, fmt] = (out, write_topology(out, folder / f"{model}_{fmt}.pdb"))
     return files
 
@@ -121,12 +126,13 @@ def test_mdtraj(interop_files, model, fmt):
         assert traj.unitcell_vectors is None  # no box: distances are plain
     else:
         np.testing.assert_allclose(traj.unitcell_lengths * 10, cell, rtol=1e-6)
-    # the docs' recipe (docs/interop.md): drop an all-zero box, give a 2D box a nonzero z
+    # the docs' recipe (docs/interop.md): drop an all-zero box; give every other zero
+    # length (z of a 2D model, a walled axis) a period far beyond the system
     if traj.unitcell_lengths is not None and not traj.unitcell_lengths.any():
         traj.unitcell_vectors = None
     if traj.unitcell_lengths is not None:
         lengths = traj.unitcell_lengths.copy()
-        lengths[lengths == 0] = 1.0  # a 2D model: every z is 0, any period is harmless
+        lengths[lengths == 0] = 1e6
         traj.unitcell_lengths = lengths
     pairs = np.array([[0, 1], [2, 5], [3, x.shape[1] - 1]])
     dist = md.compute_distances(traj, pairs) * 10
@@ -174,11 +180,11 @@ def test_ase_frames_with_container(interop_files, model, fmt):
         assert atoms.info["time"] == pytest.approx(t[k])
         if vel is not None:
             np.testing.assert_allclose(atoms.get_velocities(), vel[k], rtol=1e-5, atol=1e-6)
-    if model == "harddisc":  # the walls [0, kL] x [0, L_y] are the cell, not periodic
+    if model.startswith("harddisc"):  # the container [0, kL] x [0, L_y] is the cell
         p = simcore.open_trajectory(path).simcore.params
         np.testing.assert_allclose(np.diag(frames[0].cell)[:2], [p.L_x, p.L_y])
-        assert not frames[0].pbc.any()
-        assert box["boundary"] == ("wall", "wall", "none")
+        assert box["boundary"] == (p.x_boundary, p.y_boundary, "none")
+        np.testing.assert_array_equal(frames[0].pbc, [p.x_boundary == "periodic", False, False])
 
 
 # ----------------------------------------------------------------------- OVITO
@@ -200,8 +206,9 @@ def test_ovito(interop_files, model, fmt):
             assert "Velocity" not in data.particles
         if PERIODIC[model]:
             assert data.cell.pbc == tuple(bool(c > 0) for c in cell[k])
-            np.testing.assert_allclose(np.diag(np.asarray(data.cell)[:, :3]), cell[k],
-                                       rtol=1e-6)
+            periodic = cell[k] > 0
+            np.testing.assert_allclose(np.diag(np.asarray(data.cell)[:, :3])[periodic],
+                                       cell[k][periodic], rtol=1e-6)
         else:
             assert data.cell is None or not any(data.cell.pbc)
 
