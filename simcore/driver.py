@@ -249,6 +249,14 @@ class _Run:
             raise UserInputError(
                 f"{self.paths['part']} belongs to a run with other parameters than its "
                 "checkpoint; rerun with --overwrite to start over.")
+        expected = frame_schema(self.params.n, {}, self.model.extra_variables(self.params),
+                                self.settings.precision,
+                                velocities=getattr(self.model, "HAS_VELOCITIES", True))
+        if [f[0] for f in expected["fields"]] != [f[0] for f in self.frames.schema["fields"]]:
+            raise UserInputError(
+                f"{self.paths['part']} was written by a simcore version with another file "
+                "layout (e.g. `velocities` where this version writes `drift`); it cannot be "
+                "continued: rerun with --overwrite to start over.")
         self.state = state
         old = json.loads(str(meta.get("provenance", "{}")))
         old.setdefault("resumed", []).append(json.loads(provenance(self.argv))["utc_start"])

@@ -314,3 +314,24 @@ def test_analyses_read_amber_files_without_cell(interop_files):
         np.testing.assert_array_equal(a.simcore.box, [0, 0, 0])
         ia, ib = schooling_indices_from_dataset(a), schooling_indices_from_dataset(b)
         np.testing.assert_array_equal(ia["polarization"].values, ib["polarization"].values)
+
+
+def test_resume_refuses_a_part_of_another_layout(tmp_path, monkeypatch):
+    """A partial file written with another variable layout (e.g. an abp run interrupted
+    before `velocities` became `drift`) is refused with a clear message, not a crash."""
+    from simcore.config import resolve
+    from simcore.driver import run_model
+    from simcore.models import active
+
+    out = tmp_path / "old.nc"
+    kw = dict(steps=200, write_every=10, overrides={"n": 16, "checkpoint_every": 2})
+    params, settings, preset = resolve("abp", **kw)
+    extra, frame = active.extra_variables, active.frame
+    monkeypatch.setattr(active, "extra_variables", lambda p: {
+        **extra(p), "old": (("atom", "spatial"), "1", "a variable of the old layout")})
+    monkeypatch.setattr(active, "frame", lambda s, p: {**frame(s, p), "old": np.zeros((16, 3))})
+    with pytest.raises(KeyboardInterrupt):
+        run_model("abp", params, settings, out, preset=preset, quiet=True, stop_after_frames=5)
+    monkeypatch.undo()
+    with pytest.raises(simcore.UserInputError, match="another file layout"):
+        simcore.run("abp", out=out, resume=True, **kw)
