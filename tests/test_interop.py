@@ -335,3 +335,12 @@ def test_resume_refuses_a_part_of_another_layout(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(simcore.UserInputError, match="another file layout"):
         simcore.run("abp", out=out, resume=True, **kw)
+
+
+@pytest.mark.parametrize("model", ["couzin", "harddisc", "linear"])
+def test_analyses_carry_the_frame_coordinate(interop_files, model):
+    with simcore.open_trajectory(interop_files[model, "amber"][0]) as ds:
+        out = ds.simcore.analyze()
+        assert out["frame"].dims == ("time",)
+        np.testing.assert_array_equal(out["frame"].values,
+                                      ds["frame"].sel(time=out["time"].values).values)
