@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[test,cluster,lint]"
+	$(PY) -m pip install --quiet -e ".[test,cluster,lint,interop]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -221,6 +221,10 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         nc.createDimension("spatial", spatial)
         v_time = nc.createVariable("time", "f8", ("frame",))
         v_time.units = "model time"
+        # the trajectories' index coordinates (issue 15): frame = the source frame
+        v_frame = nc.createVariable("frame", "i4", ("frame",))
+        v_frame.long_name = "frame index in the source trajectory"
+        nc.createVariable("atom", "i4", ("atom",))[:] = np.arange(N, dtype=np.int32)
         chunk = (1, N)
         v_loc = nc.createVariable("epr_local", "f4", ("frame", "atom"), zlib=True, chunksizes=chunk)
         v_div = nc.createVariable("epr_local_div", "f4", ("frame", "atom"), zlib=True,
@@ -283,6 +287,7 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
                 pi = np.einsum("bi,ij,bj->b", v, Dinv, v)
                 pdiv = divb - np.einsum("kl,blk->b", D, J) + np.einsum("bi,ij,bj->b", v, Dinv, b)
                 v_time[row] = times[f]
+                v_frame[row] = int(idx[f])
                 v_loc[row] = pi
                 v_div[row] = pdiv
                 if local:
@@ -325,6 +330,9 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         scalar("epr_total_div_err", err_d, "block-bootstrap standard error of epr_total_div")
         ser = nc.createVariable("epr_series", "f8", ("frame",))
         ser[:] = np.asarray(series)
+        for var in nc.variables.values():
+            if var.dimensions[:1] == ("frame",) and var.name not in ("time", "frame"):
+                var.coordinates = "time"  # xarray opens time as a coordinate on frame
         ser.long_name = "per-frame particle mean of epr_local"
         ser.units = "1/time"
         ser = nc.createVariable("epr_series_div", "f8", ("frame",))

@@ -64,6 +64,8 @@ class SimcoreAccessor:
     @property
     def box(self) -> np.ndarray:
         """Periodic box side per axis (0 = not periodic) of the first frame."""
+        if "cell_lengths" not in self._ds.variables:  # amber file without a periodic axis
+            return np.zeros(3)
         lengths = self._ds["cell_lengths"]
         return np.asarray(lengths.isel({lengths.dims[0]: 0}).values, dtype=float)
 

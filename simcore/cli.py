@@ -104,7 +104,23 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("info", help="summarise a trajectory file")
     s.add_argument("input", metavar="FILE.nc")
+
+    s = sub.add_parser("export", help="write what other tools need beside a trajectory",
+                       description="Write a PDB topology for MDTraj, MDAnalysis and VMD "
+                       "(one particle per atom; see docs/interop.md).")
+    s.add_argument("input", metavar="FILE.nc")
+    s.add_argument("--topology", required=True, metavar="TOP.pdb",
+                   help="PDB topology to write (name/element H, residue PAR per particle)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return p
+
+
+def _cmd_export(args) -> None:
+    from simcore.interop import write_topology
+
+    _check_new_output(Path(args.topology), args.overwrite)
+    out = write_topology(args.input, args.topology)
+    print(f"wrote {out}")
 
 
 def _cmd_presets(args) -> None:
@@ -269,9 +285,19 @@ def _cmd_info(args) -> None:
         if "simcore_partial" in ds.attrs:
             print(f"state:      {ds.attrs['simcore_partial']}")
         print(f"model:      {acc.model}" + (f" (preset {acc.preset})" if acc.preset else ""))
-        print(f"agents:     {ds.sizes['atom']}  ({acc.ndim}D)")
+        if "component" in ds.sizes:  # the linear model: d-component states, not space
+            d = ds.sizes["component"]
+            print(f"agents:     {ds.sizes['atom']}  (independent copies of a {d}-component "
+                  f"state x; coordinates hold x_0..x_{min(d, 3) - 1})")
+        else:
+            print(f"agents:     {ds.sizes['atom']}  ({acc.ndim}D)")
         print(f"frames:     {ds.sizes['time']}  (t = {t[0]:g} .. {t[-1]:g} model time units)")
         print(f"box:        {acc.box.tolist()}  (0 = not periodic)")
+        if "simcore_boundary" in ds.attrs:
+            hi = ds.attrs.get("simcore_box_hi")
+            print(f"container:  {ds.attrs['simcore_boundary']} (x y z)"
+                  + (f", box from ({ds.attrs.get('simcore_box_lo')}) to ({hi})"
+                     if hi is not None else ""))
         print(f"variables:  {', '.join(sorted(ds.data_vars))}")
         print(f"parameters: {json.dumps(acc.params.model_dump())}")
         print(f"run:        {json.dumps(acc.run_settings.model_dump())}")
@@ -306,7 +332,8 @@ def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     warnings.showwarning = _show_warning
     handlers = {"presets": _cmd_presets, "run": _cmd_run, "analyze": _cmd_analyze,
-                "plot": _cmd_plot, "info": _cmd_info, "sweep": _cmd_sweep}
+                "plot": _cmd_plot, "info": _cmd_info, "sweep": _cmd_sweep,
+                "export": _cmd_export}
     try:
         handlers[args.command](args)
     except UserInputError as err:

@@ -304,7 +304,9 @@ class _Run:
             block = max(1, 2**24 // self.frames.dtype.itemsize)
             for k0 in range(0, len(old_marks), block):
                 k1 = min(len(old_marks), k0 + block)
-                columns = {name: ds[name][k0:k1] for name in names}
+                # an AMBER file without a periodic axis has no cell: its lengths are zeros
+                columns = {name: ds[name][k0:k1] if name in ds.variables
+                           else np.zeros((k1 - k0, 3)) for name in names}
                 for i in range(k1 - k0):
                     try:
                         self.frames.append({name: columns[name][i] for name in names})
@@ -330,8 +332,11 @@ class _Run:
             "run_parameters": self.run_json,
             "provenance": self.provenance,
         }
+        if hasattr(model, "geometry"):
+            attrs.update(model.geometry(params))
         schema = frame_schema(params.n, attrs, model.extra_variables(params),
-                              self.settings.precision)
+                              self.settings.precision,
+                              velocities=getattr(model, "HAS_VELOCITIES", True))
         try:
             self.frames = FrameLogWriter.create(self.paths["part"], schema)
         except OSError as exc:
@@ -356,6 +361,14 @@ class _Run:
             raise UserInputError(
                 f"{self.paths['part']} belongs to a run with other parameters than its "
                 "checkpoint; rerun with --overwrite to start over.")
+        expected = frame_schema(self.params.n, {}, self.model.extra_variables(self.params),
+                                self.settings.precision,
+                                velocities=getattr(self.model, "HAS_VELOCITIES", True))
+        if [f[0] for f in expected["fields"]] != [f[0] for f in self.frames.schema["fields"]]:
+            raise UserInputError(
+                f"{self.paths['part']} was written by a simcore version with another file "
+                "layout (e.g. `velocities` where this version writes `drift`); it cannot be "
+                "continued: rerun with --overwrite to start over.")
         self.state = state
         old = json.loads(str(meta.get("provenance", "{}")))
         old.setdefault("resumed", []).append(json.loads(provenance(self.argv))["utc_start"])

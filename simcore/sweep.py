@@ -957,6 +957,8 @@ def open_sweep(folder: str | Path, **kwargs):
                 ds = ds.assign_coords(frame=np.arange(ds.sizes["frame"]))
         if same_time:
             ds = ds.set_coords("time").swap_dims(frame="time")
+        elif "time" in ds.coords:  # files name time a coordinate; per-run times are data
+            ds = ds.reset_coords("time")
         return ds
 
     options = dict(combine="nested", concat_dim=dims, data_vars="all", coords="minimal",

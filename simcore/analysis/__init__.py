@@ -43,8 +43,21 @@ def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
     """Run the default diagnostics of the trajectory's model and return them as a Dataset.
 
     ``kwargs`` go to the model's analysis (see :data:`ANALYSES`); an option that it does
-    not take is a :class:`UserInputError`.
+    not take is a :class:`UserInputError`. Results on the trajectory's ``time`` carry its
+    ``frame`` index as a coordinate too (the coordinate names of every simcore file).
     """
+    out = _analyze_dataset(ds, **kwargs)
+    if ("time" in out.dims and "frame" not in out.coords and "frame" in ds.coords
+            and ds["frame"].dims == ("time",)):
+        try:
+            frames = ds["frame"].sel(time=out["time"].values).values
+        except (KeyError, ValueError):  # times not in the trajectory: leave them
+            return out
+        out = out.assign_coords(frame=("time", frames))
+    return out
+
+
+def _analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
     import importlib
     import inspect
 

@@ -672,7 +672,9 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None):
         frame = {frame_dim: index}
         pos = _frame_array(ds["coordinates"].isel(frame))
         vel = _frame_array(ds["velocities"].isel(frame))
-        cell = np.asarray(ds["cell_lengths"].isel(frame).values, dtype=np.float64)
+        # an amber file without a periodic axis has no cell variables (open space)
+        cell = (np.asarray(ds["cell_lengths"].isel(frame).values, dtype=np.float64)
+                if "cell_lengths" in ds.variables else np.zeros(3))
         if np.all(cell > 0):
             if not np.allclose(cell, cell[0], rtol=1e-12, atol=0):
                 raise ValueError(f"only cubic boxes are supported, got {cell}")

@@ -1,13 +1,14 @@
-"""Streaming AMBER-compatible NetCDF trajectories (design §3) and their readers.
+"""Streaming AMBER-compatible NetCDF trajectories and their readers.
 
 The layout follows the AMBER NetCDF convention so that xarray, OVITO, MDTraj, ASE and
 (with ``format="amber"``, i.e. NETCDF3 64-bit offset) MDAnalysis, VMD and cpptraj read
-the files. Model units are dimensionless: the AMBER unit strings are written (readers
-require them) and ``long_name`` says "1 angstrom = 1 model length unit, 1 ps = 1 model
-time unit". 2D models pad z = 0 and record ``simcore_ndim = 2``.
-
-Frames are appended with netCDF4 directly (xarray cannot append along a dimension).
-"""
+the files (tested per model and format: tests/test_interop.py, docs/interop.md). Model
+units are dimensionless: the AMBER unit strings are written (readers require them) and
+``long_name`` says "1 angstrom = 1 model length unit, 1 ps = 1 model time unit". 2D
+models pad z = 0 and record ``simcore_ndim = 2``. ``format="amber"`` files of a system
+without a periodic axis have no cell variables (the AMBER convention; MDAnalysis fails
+on an all-zero cell), netcdf4 files always have them (ASE needs them).
+``velocities`` exists only for models whose particles have a velocity."""
 
 from __future__ import annotations
 
@@ -84,9 +85,14 @@ def is_space_error(exc: BaseException, path: str | Path | None = None) -> bool:
 
 
 def frame_schema(n_atoms: int, attrs: Mapping[str, object],
-                 extras: Mapping[str, tuple] | None, precision: str) -> dict:
+                 extras: Mapping[str, tuple] | None, precision: str,
+                 velocities: bool = True) -> dict:
     """Everything needed to write (and read back) a trajectory: global attributes, fixed
     dimensions, and the per-frame variables in file order with their dtypes and attributes.
+
+    ``velocities``: whether the model's frames hold the AMBER ``velocities`` variable (only
+    models whose particles have a velocity: Couzin, hard discs; the overdamped models
+    store their deterministic drift as ``drift`` instead).
 
     ``extras`` is the model's ``extra_variables(params)``: ``{name: (dims, units,
     long_name[, {new_dim: size}])}`` with dims from ``("atom", "spatial", new dims)``;
@@ -106,8 +112,11 @@ def frame_schema(n_atoms: int, attrs: Mapping[str, object],
          {"units": "angstrom/picosecond",
           "long_name": "velocity (model length per model time unit)"}),
         ("cell_lengths", "<f8", ["frame", "cell_spatial"],
-         {"units": "angstrom", "long_name": "periodic box side per axis; 0 for a non-periodic axis"}),
+         {"units": "angstrom", "long_name": "periodic box side per axis; 0 for a non-periodic "
+          f"axis ({LENGTH_NOTE})"}),
     ]
+    if not velocities:
+        variables = [v for v in variables if v[0] != "velocities"]
     for name, spec in (extras or {}).items():
         edims, units, long_name = spec[:3]
         for dim, size in (spec[3] if len(spec) > 3 else {}).items():
@@ -138,13 +147,29 @@ def _nc_attr(value):
     return np.int32(value)
 
 
+CELL_ANGLES_ATTRS = {"units": "degree", "long_name": "box angles"}
+_FIXED = ("time", "coordinates", "velocities", "cell_lengths")
+
+
+def has_periodic_axis(cell_lengths: np.ndarray) -> bool:
+    """Whether any frame has a periodic axis (a non-zero cell length)."""
+    return bool(np.any(np.asarray(cell_lengths) != 0))
+
+
 def _frames_per_chunk(schema: dict) -> int:
     itemsize = max(np.dtype(dtype).itemsize for _, dtype, _ in schema["fields"])
     return max(1, min(256, _CHUNK_BYTES // max(1, schema["dims"]["atom"] * 3 * itemsize)))
 
 
-def _define(ds, schema: dict, fmt: str) -> None:
-    """Create the dimensions, label variables and per-frame variables of a trajectory."""
+def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
+    """Create the dimensions, label variables and per-frame variables of a trajectory.
+
+    ``cell = False`` leaves out ``cell_lengths``/``cell_angles`` (the AMBER convention for
+    a system without a periodic axis; used for ``format = "amber"``, see docs/interop.md).
+    Besides the AMBER variables the file holds the index coordinates ``frame(frame)`` and
+    ``atom(atom)``, and every per-frame variable names ``time`` in its CF ``coordinates``
+    attribute, so xarray opens ``time``, ``frame`` and ``atom`` as coordinates.
+    """
     ds.createDimension("frame", None)
     for dim, size in schema["dims"].items():
         ds.createDimension(dim, size)
@@ -155,18 +180,24 @@ def _define(ds, schema: dict, fmt: str) -> None:
     sp._Encoding = "utf-8"
     cs = ds.createVariable("cell_spatial", "S1", ("cell_spatial",))
     cs[:] = np.array([b"a", b"b", b"c"])
+    cs._Encoding = "utf-8"
     ca = ds.createVariable("cell_angular", "S1", ("cell_angular", "label"))
     ca[:] = np.array([list(b"alpha"), list(b"beta "), list(b"gamma")], dtype=np.uint8).view("S1")
+    ca._Encoding = "utf-8"
+    at = ds.createVariable("atom", "i4", ("atom",))
+    at[:] = np.arange(schema["dims"]["atom"], dtype=np.int32)
+    at.long_name = "particle index (identity order)"
+    fr = ds.createVariable("frame", "i4", ("frame",))
+    fr.long_name = "frame index"
     per_chunk = _frames_per_chunk(schema)
     dtypes = {name: dtype for name, dtype, _ in schema["fields"]}
     dtypes["cell_angles"] = "<f8"
     variables = dict(schema["variables"])
-    variables = {**{k: variables[k] for k in ("time", "coordinates", "velocities",
-                                              "cell_lengths")},
-                 "cell_angles": {"dims": ["frame", "cell_angular"],
-                                 "attrs": {"units": "degree", "long_name": "box angles"}},
-                 **{k: v for k, v in variables.items()
-                    if k not in ("time", "coordinates", "velocities", "cell_lengths")}}
+    variables = {**{k: variables[k] for k in _FIXED if k in variables},
+                 "cell_angles": {"dims": ["frame", "cell_angular"], "attrs": CELL_ANGLES_ATTRS},
+                 **{k: v for k, v in variables.items() if k not in _FIXED}}
+    if not cell:
+        variables = {k: v for k, v in variables.items() if k not in ("cell_lengths", "cell_angles")}
     for name, spec in variables.items():
         vdims = tuple(spec["dims"])
         kw = {}
@@ -178,6 +209,8 @@ def _define(ds, schema: dict, fmt: str) -> None:
         v = ds.createVariable(name, np.dtype(dtypes[name]).newbyteorder("="), vdims, **kw)
         for key, value in spec["attrs"].items():
             v.setncattr(key, value)
+        if name != "time":
+            v.setncattr("coordinates", "time")
 
 
 STATE_PREFIX = "simcore_state_"
@@ -245,16 +278,23 @@ def assemble(part: str | Path, out: str | Path, fmt: str, n_frames: int, crcs: n
     block = per_chunk * max(1, (16 * 2**20) // max(1, per_chunk * reader.dtype.itemsize))
     ds = None
     try:
+        # AMBER files of a system without a periodic axis have no cell variables (the
+        # AMBER convention; MDAnalysis cannot read an all-zero cell); netcdf4 files keep
+        # them with zeros for the non-periodic axes (ASE needs them).
+        cell = fmt != "amber" or has_periodic_axis(records["cell_lengths"])
         ds = netCDF4.Dataset(out, "w", format=FORMATS[fmt])
-        _define(ds, schema, fmt)
+        _define(ds, schema, fmt, cell=cell)
         if final_state is not None:
             write_state(ds, final_state)
-        names = [name for name, _, _ in schema["fields"]]
+        names = [name for name, _, _ in schema["fields"]
+                 if cell or name not in ("cell_lengths", "cell_angles")]
         for k0 in range(0, n_frames, block):
             chunk = np.asarray(records[k0:k0 + block])
             for name in names:
                 ds[name][k0:k0 + len(chunk)] = np.ascontiguousarray(chunk[name])
-            ds["cell_angles"][k0:k0 + len(chunk)] = np.full((len(chunk), 3), 90.0)
+            ds["frame"][k0:k0 + len(chunk)] = np.arange(k0, k0 + len(chunk), dtype=np.int32)
+            if cell:
+                ds["cell_angles"][k0:k0 + len(chunk)] = np.full((len(chunk), 3), 90.0)
         ds.close()
         ds = None
         fd = os.open(out, os.O_RDONLY)
@@ -315,7 +355,10 @@ def open_trajectory(path: str | Path, **kwargs):
     """Open a simcore trajectory lazily as an :class:`xarray.Dataset`.
 
     ``time`` (model time units) becomes the frame coordinate (``ds.sel(time=...)`` works);
-    the decoded parameters are at ``ds.simcore.params``. Extra keyword arguments go to
+    the decoded parameters are at ``ds.simcore.params``. The file's AMBER unit strings
+    (kept for the MD readers) become ``units = "1"`` (dimensionless model units, so that
+    pint-xarray/cf-xarray do not convert them as ångström or picoseconds) with
+    ``model_units`` ("model length unit" ...) and ``file_units`` beside them. Extra keyword arguments go to
     :func:`xarray.open_dataset` (e.g. ``chunks={}`` for dask).
 
     ``path`` may also be the partial file of a running or interrupted run
@@ -335,7 +378,48 @@ def open_trajectory(path: str | Path, **kwargs):
     else:
         ds = xr.open_dataset(path, **kwargs)
         ds = ds.drop_vars([k for k in ds.variables if str(k).startswith(STATE_PREFIX)])
-    return ds.set_coords("time").swap_dims(frame="time")
+    return _normalize(ds).swap_dims(frame="time")
+
+
+def _normalize(ds):
+    """The same view of every simcore file (netcdf4, amber, partial, old files): ``time``,
+    ``frame`` and ``atom`` coordinates, str labels without padding, and the cell variables
+    (zeros: no periodic axis) where an AMBER file leaves them out."""
+    import xarray as xr
+
+    ds = ds.set_coords("time")
+    n = ds.sizes["frame"]
+    if "frame" not in ds.coords:
+        ds = ds.assign_coords(frame=("frame", np.arange(n, dtype=np.int32)))
+    if "atom" not in ds.coords:
+        ds = ds.assign_coords(atom=("atom", np.arange(ds.sizes["atom"], dtype=np.int32)))
+    if "cell_lengths" not in ds.variables:
+        ds = ds.assign(
+            cell_lengths=xr.Variable(("frame", "cell_spatial"), np.zeros((n, 3)), attrs={
+                "units": "angstrom", "long_name": "periodic box side per axis; 0 for a "
+                "non-periodic axis (not stored: the file has no periodic axis)"}),
+            cell_angles=xr.Variable(("frame", "cell_angular"), np.full((n, 3), 90.0),
+                                    attrs=dict(CELL_ANGLES_ATTRS)))
+    labels = {}
+    for dim in ("spatial", "cell_spatial", "cell_angular"):
+        if dim in ds.coords:
+            labels[dim] = [(v.decode() if isinstance(v, bytes) else str(v)).strip()
+                           for v in ds[dim].values]
+        else:
+            labels[dim] = {"spatial": ["x", "y", "z"], "cell_spatial": ["a", "b", "c"],
+                           "cell_angular": ["alpha", "beta", "gamma"]}[dim]
+    ds = ds.assign_coords({k: (k, np.array(v, dtype=object)) for k, v in labels.items()})
+    for var in ds.variables.values():
+        model_units = _MODEL_UNITS.get(var.attrs.get("units"))
+        if model_units is not None:  # honest units for pint/cf-xarray (see open_trajectory)
+            var.attrs = {**var.attrs, "units": "1", "model_units": model_units,
+                         "file_units": var.attrs["units"]}
+    return ds
+
+
+# the AMBER unit strings of the file -> what they mean in a simcore file
+_MODEL_UNITS = {"angstrom": "model length unit", "picosecond": "model time unit",
+                "angstrom/picosecond": "model length unit per model time unit"}
 
 
 def _open_partial(part: Path):
@@ -362,11 +446,14 @@ def _open_partial(part: Path):
     for name, _, _ in schema["fields"]:
         spec = schema["variables"][name]
         data[name] = xr.Variable(spec["dims"], records[name], attrs=spec["attrs"])
-    data["cell_angles"] = xr.Variable(("frame", "cell_angular"), np.full((n, 3), 90.0),
-                                      attrs={"units": "degree", "long_name": "box angles"})
+    if "cell_lengths" in data:
+        data["cell_angles"] = xr.Variable(("frame", "cell_angular"), np.full((n, 3), 90.0),
+                                          attrs=dict(CELL_ANGLES_ATTRS))
     coords = {"spatial": ("spatial", np.array(["x", "y", "z"], dtype=object)),
-              "cell_spatial": ("cell_spatial", np.array([b"a", b"b", b"c"])),
-              "cell_angular": ("cell_angular", np.array([b"alpha", b"beta ", b"gamma"]))}
+              "cell_spatial": ("cell_spatial", np.array(["a", "b", "c"], dtype=object)),
+              "cell_angular": ("cell_angular", np.array(["alpha", "beta", "gamma"], dtype=object)),
+              "frame": ("frame", np.arange(n, dtype=np.int32)),
+              "atom": ("atom", np.arange(schema["dims"]["atom"], dtype=np.int32))}
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     ds.attrs["simcore_partial"] = (f"partial file of a running or interrupted run: the "
                                    f"{n} checkpointed frames")

@@ -14,10 +14,17 @@ Each model module defines:
     advance the state in place by ``n_steps`` steps; ``step`` is the global index of
     the first step, ``key`` the counter-based RNG key (:mod:`simcore.rng`).
 ``frame(state, params) -> dict[str, ndarray]``
-    the per-frame variables: ``coordinates`` (N, 3), ``velocities`` (N, 3),
+    the per-frame variables: ``coordinates`` (N, 3), ``velocities`` (N, 3) (unless
+    ``HAS_VELOCITIES`` is False),
     ``cell_lengths`` (3,) and the extras named by ``extra_variables``.
 ``extra_variables(params)``
     ``{name: (dims after 'frame', units, long_name)}``.
+``HAS_VELOCITIES`` (optional, default True)
+    False for models without particle velocities (overdamped, OU): ``frame`` then has no
+    ``velocities`` and the file no AMBER ``velocities`` variable.
+``geometry(params)`` (optional)
+    global attributes describing the container (``simcore_boundary``, ``simcore_box_lo``,
+    ``simcore_box_hi``).
 ``time_per_step(params)``, ``warnings(params) -> list[str]``.
 ``state_from_frame(variables, params) -> state`` (optional)
     the inverse of ``frame`` for ``init_from``: a state from one stored frame's variables
@@ -39,6 +46,12 @@ _MODULES = {
     "linear": "simcore.models.linear",
     "harddisc": "simcore.models.harddisc",
 }
+
+
+def box_corner(*xyz) -> str:
+    """A box corner as a global attribute (``simcore_box_lo``/``_hi``): three floats as
+    text (exact repr; a text attribute compares like the other attributes)."""
+    return " ".join(repr(float(v)) for v in xyz)
 
 
 def model_names() -> list[str]:

@@ -40,10 +40,12 @@ import numpy as np
 from numba import njit, prange
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.models import box_corner
 from simcore import neighbors, rng
 
 NAME = "abp"
 NDIM = 2
+HAS_VELOCITIES = False  # overdamped: the file stores the drift as `drift`, not `velocities`
 DEFAULT_STEPS = 20000
 DEFAULT_WRITE_EVERY = 200
 DEFAULT_PRESET = None
@@ -89,8 +91,8 @@ class Params(BaseModel):
     )
     write_force: bool = Field(False, description="also write the pair+trap force per frame")
     write_drift: bool = Field(
-        False, description="also write the drift b = v0 p + mu F as `drift` (it is always in "
-        "`velocities`; the named copy is for EPR tools that look for it)")
+        False, description="no effect, kept so that old configs stay valid: the drift "
+        "b = v0 p + mu F is always written, as `drift` (files have no `velocities`)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -185,8 +187,17 @@ def warnings(params: Params) -> list[str]:
     return out
 
 
+def geometry(params: Params) -> dict:
+    """Global attributes of the container: the periodic square [0, L)² (see
+    :func:`simcore.models.couzin.geometry`)."""
+    return {"simcore_boundary": "periodic periodic none", "simcore_box_lo": box_corner(0.0, 0.0, 0.0),
+            "simcore_box_hi": box_corner(params.box, params.box, 0.0)}
+
+
 def extra_variables(params: Params) -> dict:
-    """Angles (ABP) or propulsion vectors (AOUP), periodic images, and optionally forces."""
+    """Angles (ABP) or propulsion vectors (AOUP), periodic images, the drift, and optionally
+    forces. There is no AMBER ``velocities`` variable: an overdamped particle has no
+    velocity, and readers (OVITO, ASE, MDAnalysis) would take the drift for one."""
     out = {}
     if params.propulsion == "abp":
         out["theta"] = (("atom",), "radian", "propulsion angle θ (n = (cos θ, sin θ))")
@@ -197,9 +208,9 @@ def extra_variables(params: Params) -> dict:
     if params.write_force:
         out["force"] = (("atom", "spatial"), "1",
                         "pair + trap force F_i (model units; drift = v0 n + mu F)")
-    if params.write_drift:
-        out["drift"] = (("atom", "spatial"), "1",
-                        "deterministic drift b_x = v0 p + mu F (same as velocities)")
+    out["drift"] = (("atom", "spatial"), "1",
+                    "deterministic drift b = v0 p + mu F (model length per time unit; not a "
+                    "velocity: the overdamped motion adds sqrt(2 D_t) dW)")
     return out
 
 
@@ -903,8 +914,8 @@ def state_from_frame(variables: dict[str, np.ndarray], params: Params) -> dict[s
 
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:
-    """Per-frame variables in particle-identity order; ``velocities`` is the deterministic
-    drift b = v0 p + μ F."""
+    """Per-frame variables in particle-identity order; ``drift`` is the deterministic
+    drift b = v0 p + μ F (no ``velocities``: see :func:`extra_variables`)."""
     force, _ = forces(state, params)
     if params.propulsion == "abp":
         p = np.stack([np.cos(state["theta"]), np.sin(state["theta"])], axis=1)
@@ -913,7 +924,7 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
     ordered = lambda a: _identity_order(state, a)  # noqa: E731
     drift = np.zeros((params.n, 3))
     drift[:, :2] = ordered(params.v0 * p + params.mu * force)
-    out = {"coordinates": ordered(state["positions"]), "velocities": drift,
+    out = {"coordinates": ordered(state["positions"]),
            "cell_lengths": np.array([params.box, params.box, 0.0])}
     if params.propulsion == "abp":
         out["theta"] = ordered(state["theta"])
@@ -923,6 +934,5 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
     out["image"] = np.concatenate([ordered(state["image"]), np.zeros((params.n, 1))], axis=1)
     if params.write_force:
         out["force"] = np.concatenate([ordered(force), np.zeros((params.n, 1))], axis=1)
-    if params.write_drift:
-        out["drift"] = drift
+    out["drift"] = drift
     return out

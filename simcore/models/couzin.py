@@ -44,6 +44,7 @@ import numpy as np
 from numba import njit, prange
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.models import box_corner
 from simcore import neighbors, rng
 
 NAME = "couzin"
@@ -162,6 +163,19 @@ DEFAULT_PRESET = None
 def extra_variables(params: Params) -> dict:
     """Per-frame variables beyond coordinates and velocities: none for Couzin."""
     return {}
+
+
+def geometry(params: Params) -> dict:
+    """Global attributes describing the container: ``simcore_boundary`` (per axis x y z:
+    ``periodic``, ``wall``, ``open`` or ``none`` for the padding axis of a 2D model) and,
+    where there is a box, its corners ``simcore_box_lo``/``simcore_box_hi`` (model length
+    units). Readers that only know the AMBER cell see the periodic axes in ``cell_lengths``;
+    walls are only in these attributes (docs/interop.md shows them as the cell)."""
+    if params.boundary == "open":
+        return {"simcore_boundary": "open open open"}
+    kind = "periodic" if params.boundary == "periodic" else "wall"
+    return {"simcore_boundary": f"{kind} {kind} {kind}", "simcore_box_lo": box_corner(0.0, 0.0, 0.0),
+            "simcore_box_hi": box_corner(*[params.box] * 3)}
 
 
 def time_per_step(params: Params) -> float:

@@ -60,6 +60,7 @@ import numpy as np
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.models import box_corner
 from simcore._errors import UserInputError
 
 NAME = "harddisc"
@@ -309,6 +310,19 @@ def warnings(params: Params) -> list[str]:
         out.append(f"{nc[0] * nc[1]} cells for {params.n} discs: memory grows with the number "
                    "of cells; consider a larger cell_size")
     return out
+
+
+def geometry(params: Params) -> dict:
+    """Global attributes describing the container: ``simcore_boundary`` (per axis x y z:
+    ``periodic``, ``wall``, ``open`` or ``none`` for the padding axis of a 2D model) and,
+    where there is a box, its corners ``simcore_box_lo``/``simcore_box_hi`` (model length
+    units). Readers that only know the AMBER cell see the periodic axes in ``cell_lengths``;
+    walls are only in these attributes (docs/interop.md shows them as the cell).
+    For the free expansion the container is [0, k·L] x [0, L_y] (the frames are all after
+    the partition's removal)."""
+    return {"simcore_boundary": f"{params.x_boundary} {params.y_boundary} none",
+            "simcore_box_lo": box_corner(0.0, 0.0, 0.0),
+            "simcore_box_hi": box_corner(params.L_x, params.L_y, 0.0)}
 
 
 def extra_variables(params: Params) -> dict:

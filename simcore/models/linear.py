@@ -27,9 +27,11 @@ File layout (AMBER NetCDF, see docs/models/linear.md)
 * ``x(frame, atom, component)`` — the full state, ``component`` = 0..d−1;
 * ``drift(frame, atom, component)`` — the deterministic drift b = −B x of each copy;
 * ``coordinates(frame, atom, spatial)`` — x_0..x_{min(d,3)−1}, zero-padded to 3;
-* ``velocities(frame, atom, spatial)`` — the same components of the drift, zero-padded;
-* ``cell_lengths`` = (0, 0, 0) (not periodic). ``simcore_ndim`` is 3 for this model (the
-  coordinate padding convention); the state dimension d is the size of ``component``.
+* no ``velocities`` (an Ornstein–Uhlenbeck path has no velocity; MD readers would take
+  the drift for one); use ``drift``;
+* ``cell_lengths`` = (0, 0, 0) (not periodic; ``format = "amber"`` files leave the cell
+  out). ``simcore_ndim`` is 3 for this model (the coordinate padding convention); the state
+  dimension d is the size of ``component`` (``simcore info`` reports it).
 
 Randomness is counter-based (:mod:`simcore.rng`): noise component k of copy i at step s
 is a pure function of (seed, s, i, k), so results do not depend on the thread count and
@@ -49,6 +51,7 @@ from simcore import rng
 
 NAME = "linear"
 NDIM = 3
+HAS_VELOCITIES = False  # an OU path has no velocity: the drift is stored as `drift`
 MAX_DIM = 64
 DEFAULT_STEPS = 50000
 DEFAULT_WRITE_EVERY = 50
@@ -233,6 +236,11 @@ def warnings(params: Params) -> list[str]:
     return out
 
 
+def geometry(params: Params) -> dict:
+    """Global attributes of the container: none (x lives in R^d)."""
+    return {"simcore_boundary": "open open open"}
+
+
 def extra_variables(params: Params) -> dict:
     """The full state ``x`` and drift ``drift`` = −Bx, both (atom, component) with d components."""
     dims = {"component": params.d}
@@ -372,8 +380,5 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
     drift = -x @ params.B_matrix.T
     m = min(params.d, 3)
     coords = np.zeros((params.n, 3))
-    vel = np.zeros((params.n, 3))
     coords[:, :m] = x[:, :m]
-    vel[:, :m] = drift[:, :m]
-    return {"coordinates": coords, "velocities": vel, "cell_lengths": np.zeros(3),
-            "x": x, "drift": drift}
+    return {"coordinates": coords, "cell_lengths": np.zeros(3), "x": x, "drift": drift}
