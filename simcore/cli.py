@@ -161,7 +161,9 @@ def _cmd_run(args) -> None:
               argv=sys.argv)
 
 
-REQUIRED_VARIABLES = ("time", "coordinates", "velocities", "cell_lengths")
+# every simcore file has these (velocities only where they are velocities; an AMBER file
+# without a periodic axis has no cell variables)
+REQUIRED_VARIABLES = ("time", "coordinates")
 
 
 def _open_checked(path):

@@ -948,9 +948,13 @@ def open_sweep(folder: str | Path, **kwargs):
     same_time = all(t.shape == times[0].shape and np.array_equal(t, times[0]) for t in times)
     ragged = len(set(sizes)) > 1
 
+    from simcore.io.trajectory import STATE_PREFIX
+
     def prep(ds):
         ds = ds.drop_vars([v for v in ("spatial", "cell_spatial", "cell_angular")
                            if v in ds.variables and v not in ds.dims], errors="ignore")
+        # each run's stored final state (for --extend) is no data to combine
+        ds = ds.drop_vars([v for v in ds.variables if str(v).startswith(STATE_PREFIX)])
         if ragged:
             ds = ds.assign_coords(atom=np.arange(ds.sizes["atom"]))
             if not same_time:

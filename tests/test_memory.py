@@ -143,7 +143,9 @@ MEASURE = textwrap.dedent("""
         return dict(abp={"potential": "wca", "phi": 0.4}, harddisc={"t_end": 2.0}, linear={},
                     couzin={"boundary": "periodic", "box": (n / 0.5) ** (1 / 3), "r_o": 2.0,
                             "r_a": 3.0})[model]
-    simcore.run(model, out=out + ".small.nc", overrides=dict(extra(64), n=64), **kw)
+    # warm-up above the engines' threading thresholds, so that no JIT compilation (which
+    # can take a GB when the Numba cache is cold) falls into the measured run
+    simcore.run(model, out=out + ".small.nc", overrides=dict(extra(2048), n=2048), **kw)
     with open("/proc/self/status") as f:
         base = [int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS")][0]
     simcore.run(model, out=out, overrides=dict(extra(n), n=n), **kw)
