@@ -205,7 +205,8 @@ def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
             per_atom = "atom" in vdims
             shape = [(per_chunk if per_atom else 1024) if d == "frame" else schema["dims"][d]
                      for d in vdims]
-            kw = dict(zlib=True, complevel=4, shuffle=True, chunksizes=shape)
+            # zlib level 1: 40 % faster than 4 for 3 % larger files (benchmarks/store.py)
+            kw = dict(zlib=True, complevel=1, shuffle=True, chunksizes=shape)
         v = ds.createVariable(name, np.dtype(dtypes[name]).newbyteorder("="), vdims, **kw)
         for key, value in spec["attrs"].items():
             v.setncattr(key, value)
