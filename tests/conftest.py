@@ -34,33 +34,30 @@ def _is_root():
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """A 64 KiB tmpfs, nearly full (root only)."""
+def _tmpfs(tmp_path, name: str, options: str):
+    """Mount a 64 KiB tmpfs at tmp_path/name (root only; skipped elsewhere), unmount after."""
     if not _is_root():
         pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "tiny"
+    mnt = tmp_path / name
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options}size=64k", "tmpfs", str(mnt)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 64 KiB tmpfs, nearly full (root only)."""
+    for mnt in _tmpfs(tmp_path, "tiny", ""):
+        (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
+        yield mnt
 
 
 @pytest.fixture
 def read_only_fs(tmp_path):
-    if not _is_root():
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    """A read-only 64 KiB tmpfs (root only)."""
+    yield from _tmpfs(tmp_path, "ro", "ro,")

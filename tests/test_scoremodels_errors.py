@@ -211,28 +211,16 @@ def test_epr_output_that_cannot_be_written(trained, tmp_path, capsys):
     assert "is a folder" in _err(capsys)
 
 
-def test_epr_output_on_a_full_disk(trained, tmp_path, capsys):
+def test_epr_output_on_a_full_disk(trained, tiny_fs):
     import subprocess
+    import sys
 
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
     traj, run = trained
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
-        import sys
-
-        # in a subprocess: the netCDF handle of a failed write must not outlive the test
-        proc = subprocess.run([sys.executable, "-m", "scoremodels", "epr", str(run), str(traj),
-                               "-o", str(mnt / "e.nc"), "--quiet", "--grid", "4"],
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-        err = "".join(proc.stderr.split())  # textwrap breaks long paths at hyphens
-        assert f"Writing{mnt / 'e.nc'}failed" in err and "thediskisfull" in err
-        assert sorted(p.name for p in mnt.iterdir()) == ["fill"]
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    # in a subprocess: the netCDF handle of a failed write must not outlive the test
+    proc = subprocess.run([sys.executable, "-m", "scoremodels", "epr", str(run), str(traj),
+                           "-o", str(tiny_fs / "e.nc"), "--quiet", "--grid", "4"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    err = "".join(proc.stderr.split())  # textwrap breaks long paths at hyphens
+    assert f"Writing{tiny_fs / 'e.nc'}failed" in err and "thediskisfull" in err
+    assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
