@@ -302,3 +302,9 @@ def test_run_on_a_really_full_disk_then_resume(tiny_fs):
     advised = "--resume" if "--resume" in text else "--overwrite"
     run_cli(*args, advised, check_rc=0)
     assert out.exists() and not out.with_name("f.nc.lock").exists()
+
+
+@pytest.mark.parametrize("bad", [None, 3, ""])
+def test_open_trajectory_needs_a_path(bad):
+    with pytest.raises(simcore.UserInputError, match="must be a str or pathlib.Path"):
+        simcore.open_trajectory(bad)

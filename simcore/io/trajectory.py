@@ -328,6 +328,9 @@ def read_attrs(path: str | Path) -> dict[str, object]:
     """Global attributes of a simcore file, checking that it is one (UserInputError if not).
 
     Also reads a running or interrupted run's partial file (``OUT.nc.part``)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise UserInputError(f"A trajectory path must be a str or pathlib.Path such as "
+                             f"'run.nc' (got {path!r}).")
     path = Path(path)
     if not path.exists():
         raise UserInputError(f"The file {path} does not exist.")
