@@ -268,6 +268,17 @@ def _manager(run_dir: Path):
                                  options=ocp.CheckpointManagerOptions(max_to_keep=2))
 
 
+
+def _damaged_record(path: Path, exc: Exception, bad_shape: str, redo: str) -> UserInputError:
+    """A run.json that validation refused (``UserInputError``: its values) or that does not
+    fit the settings' shape at all (``bad_shape``, e.g. unknown keys): one paragraph."""
+    if isinstance(exc, UserInputError):
+        what = f"holds invalid values ({str(exc).split('. Fix them')[0]})"
+    else:
+        what = f"{bad_shape} ({exc})"
+    return UserInputError(f"{path} {what}; the run directory is damaged or was edited: "
+                          f"{redo} with --overwrite.")
+
 def load_run(run_dir, use_ema: bool = True):
     """``(model, record)`` of a trained run: the network with its latest (EMA)
     parameters and the run.json record."""
@@ -285,16 +296,9 @@ def load_run(run_dir, use_ema: bool = True):
         net_cfg = NetConfig.from_dict(record["net"])
         model = build(net_cfg)
         train_cfg = TrainConfig(**record["train"])
-    except UserInputError as exc:
-        raise UserInputError(f"{run_dir / RUN_FILE} holds invalid values "
-                             f"({str(exc).split('. Fix them')[0]}); the run "
-                             "directory is damaged or was edited: train again with "
-                             "--overwrite.") from None
-    except (TypeError, ValueError, KeyError) as exc:
-        raise UserInputError(
-            f"{run_dir / RUN_FILE} describes no valid network or training settings ({exc}); "
-            "the run directory is damaged or was edited: train again with --overwrite."
-        ) from None
+    except (UserInputError, TypeError, ValueError, KeyError) as exc:
+        raise _damaged_record(run_dir / RUN_FILE, exc, "describes no valid network or "
+                              "training settings", "train again") from None
     try:
         mgr = _manager(run_dir)
         step = mgr.latest_step()
@@ -347,15 +351,9 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         record = read_run_record(out, RUN_FILE)
         try:
             saved = TrainConfig(**record["train"])
-        except UserInputError as exc:
-            raise UserInputError(f"{record_path} holds invalid values "
-                                 f"({str(exc).split('. Fix them')[0]}); the run "
-                                 "directory is damaged or was edited: start over with "
-                                 "--overwrite.") from None
-        except TypeError as exc:
-            raise UserInputError(f"{record_path} holds unknown training settings ({exc}); the "
-                                 "run directory is damaged or was edited: start over with "
-                                 "--overwrite.") from None
+        except (UserInputError, TypeError) as exc:
+            raise _damaged_record(record_path, exc, "holds unknown training settings",
+                                  "start over") from None
         if cfg is not None and cfg.steps > saved.steps:
             saved.steps = cfg.steps
         cfg = saved
