@@ -137,7 +137,7 @@ def run_regimes(args, folder: Path) -> xr.Dataset:
 def figure(hyst: xr.Dataset, regimes: xr.Dataset, out: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from simcore.plot import plot_sweep, save_figure
+    from simcore.plotting import plot_sweep, save_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
     for ax, name, label in ((axes[0], "polarization", "polarization P"),

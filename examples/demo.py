@@ -15,7 +15,8 @@ import simcore
 from simcore.analysis import summarize
 from simcore.analysis.schooling import schooling_indices_from_dataset
 from simcore.io.results import write_dataset
-from simcore.plot import plot_school, _save
+from simcore.plotting import save_figure
+from simcore.plotting.couzin import plot_school
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     with simcore.open_trajectory(traj) as ds:
         indices = schooling_indices_from_dataset(ds)
         write_dataset(indices, indices_path)
-        _save(plot_school(ds, indices), figure)
+        save_figure(plot_school(ds, indices), figure)
     print(summarize(indices))
     print(f"\nDone in {time.perf_counter() - t0:.1f} s (including Numba compilation on first use).")
     print(f"  trajectory: {traj}  (xarray.open_dataset or simcore.open_trajectory)")

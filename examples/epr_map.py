@@ -255,7 +255,7 @@ def main(argv=None) -> dict:
     import xarray as xr
 
     from scoremodels.train import TrainConfig, train
-    from simcore import plot
+    from simcore.plotting import save_figure
     from simcore.analysis.active import exact_epr_local
 
     summary = {"mode": "quick" if args.quick else "long" if args.long else "full", **cfg,
@@ -324,7 +324,7 @@ def main(argv=None) -> dict:
         pos, exact_local, epr, box, cls, rec["radius"], cert,
         title=(f"AOUP soft discs (boffi2023), N = {rec['n']}, φ = {rec['phi']}, "
                f"t = {time_last:g}: exact −μ∇ᵢ·Fᵢ (map of record)"))
-    plot.save_figure(fig, figure)
+    save_figure(fig, figure)
     summary["figure"] = str(figure)
     summary["total_s"] = time.perf_counter() - t_all
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

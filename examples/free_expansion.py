@@ -93,7 +93,8 @@ def main(argv=None) -> None:
     import numpy as np
     import xarray as xr
 
-    from simcore.plot import plot_free_expansion, save_figure
+    from simcore.plotting import save_figure
+    from simcore.plotting.harddisc import plot_free_expansion
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="free_expansion", help="output folder")

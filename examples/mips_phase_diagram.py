@@ -43,7 +43,7 @@ def main(argv=None) -> None:
 
     import simcore
     from simcore.io.results import write_dataset
-    from simcore.plot import plot_phase_diagram, save_figure
+    from simcore.plotting import plot_phase_diagram, save_figure
     from simcore.sweep import analyze_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -10,7 +10,8 @@ MemoryError after minutes with a ``.part`` left behind.
   :func:`analysis_bytes` (``simcore analyze`` of a file), :func:`epr_bytes`
   (``scoremodels epr``), and :func:`check_run_memory` for the driver.
 
-The per-particle constants are the engines' own arrays (see each ``_*_bytes`` function);
+The per-particle constants are the engines' own arrays (each engine's ``run_bytes`` and
+``analysis_bytes``);
 they were checked against the peak resident memory of real runs: the estimate of the
 arrays over the measured rise of peak RSS (after the imports and a warm-up run) was 1.22
 for linear (n = 1e6, d = 2), 1.39 for abp (WCA, n = 2e5), 1.28 for harddisc (n = 2e5) and
@@ -166,64 +167,16 @@ def _writer_bytes(n: int, per_atom_floats: int, itemsize: int, n_frames: int) ->
     return max(frame, min(BUFFER_BYTES, total)) + 3 * max(frame, min(16 * MiB, total))
 
 
-def _abp_bytes(p) -> tuple[int, int]:
-    n = p.n
-    state = (24 + 16 + 8) * n + (24 if p.propulsion == "abp" else 16) * n  # pos, image, ids, θ+n̂|g
-    work = 72 * n + 32 * n  # neighbours.allocate: cell_of, bucket_of, buckets (<= 4N), order
-    work += (16 + 8 + 16 + 8 + 8 + 16) * n  # xs ys, keys, force, div, nb_count, ref
-    if p.potential != "none":
-        r_list = p.interaction_range + 0.3 * 2 * p.particle_radius
-        capacity = int(1.5 * 0.907 * (r_list / p.particle_radius) ** 2) + 4
-        work += 4 * capacity * n  # int32 Verlet lists
-    # frame(): forces copy, orientation, drift, reordered copies, image and extras
-    frame = (24 + 16 + 24 + 24 + 24 + 40) * n + (24 if p.write_force else 0) * n
-    floats = 3 + 3 + (1 if p.propulsion == "abp" else 3) + 3 + 3 * p.write_force \
-        + 3 * p.write_drift
-    return state + work + frame, floats
-
-
-def _couzin_bytes(p) -> tuple[int, int]:
-    n = p.n
-    state = 48 * n  # positions, headings
-    work = (72 + 32) * n + (24 + 48 + 8) * n  # allocate(); scratch, 6 sorted copies, keys
-    frame = 24 * n  # velocities = speed · headings
-    return state + work + frame, 6
-
-
-def _harddisc_bytes(p) -> tuple[int, int]:
-    n = p.n
-    state = 32 * n  # positions, velocities
-    # P (N, 8), I (N, 5), E (N, 4), nxt, prv, heap, hkey, hpos, bnext, bprev, binof, perm,
-    # calendar buckets (<= 2N); the kernel's renumbering makes temporary copies of P, I, E
-    work = (64 + 40 + 32 + 16 + 24 + 32 + 16) * n + (64 + 40 + 32 + 24) * n
-    from simcore.models.harddisc import _cell_grid
-
-    ncx, ncy = _cell_grid(p, p.L_x)
-    work += 8 * ncx * ncy
-    init = 48 * n  # random placement: candidate batches (2N, 2) and cell links
-    frame = 48 * n
-    return state + work + max(init, frame), 6
-
-
-def _linear_bytes(p) -> tuple[int, int]:
-    n, d = p.n, p.d
-    state = 8 * n * d
-    work = 16 * n * d  # y, z
-    frame = 16 * n * d + 48 * n  # drift (and −x Bᵀ temporary), padded coordinates/velocities
-    init = 16 * n * d  # stationary draw and its product
-    return state + work + max(frame, init), 2 * d + 6
-
-
-_ESTIMATORS = {"abp": _abp_bytes, "couzin": _couzin_bytes, "harddisc": _harddisc_bytes,
-               "linear": _linear_bytes}
-
-
 def run_bytes(model_name: str, params, settings) -> int:
     """Estimated peak bytes of a run: the engine's state and work arrays, one frame's
     variables and the writer's buffers for them, plus :data:`FIXED_BYTES`."""
     from simcore.driver import frame_steps
+    from simcore.models import get_engine
 
-    arrays, floats = _ESTIMATORS[model_name](params)
+    estimate = get_engine(model_name).run_bytes
+    if estimate is None:  # an engine without an estimate is not checked
+        return FIXED_BYTES
+    arrays, floats = estimate(params)
     itemsize = 8 if getattr(settings, "precision", "float32") == "float64" else 4
     n_frames = len(frame_steps(settings.steps, settings.write_every))
     return int(arrays + _writer_bytes(params.n, floats, itemsize, n_frames) + FIXED_BYTES)
@@ -245,28 +198,15 @@ def check_run_memory(model_name: str, params, settings) -> None:
 def analysis_bytes(model_name: str, n_atoms: int, n_frames: int, params=None,
                    extra: dict | None = None) -> int:
     """Estimated peak bytes of ``simcore analyze`` of a trajectory with ``n_atoms`` and
-    ``n_frames``: what each model's analysis holds at once (float64 arrays).
+    ``n_frames``: what the engine's default analysis holds at once (its ``analysis_bytes``;
+    100 bytes per particle and frame for an engine without an estimate)."""
+    from simcore.models import get_engine
 
-    * couzin: one frame at a time (positions, velocities, neighbour trees and pair lists
-      of about 30 neighbours per agent) plus the per-frame results;
-    * abp: the unwrapped positions of up to 20000 particles over all frames (MSD), one
-      frame's density grid, neighbour tree and forces;
-    * linear: the states x and drifts of all frames after burn-in, (frames, N, d) twice;
-    * harddisc: one frame's positions and velocities and the cell histograms.
-    """
     n, t = int(n_atoms), int(n_frames)
-    if model_name == "couzin":
-        per_frame = 48 * n + 30 * 24 * n + 16 * 30 * n
-        return per_frame + 200 * t + FIXED_BYTES
-    if model_name == "abp":
-        msd = 16 * min(n, 20000) * t * 2
-        return msd + 400 * n + FIXED_BYTES
-    if model_name == "linear":
-        d = params.d if params is not None else 3
-        return 2 * 8 * t * n * d + 2 * 8 * n * d * 4 + FIXED_BYTES
-    if model_name == "harddisc":
-        return 200 * n + FIXED_BYTES
-    return 100 * n * max(1, t) + FIXED_BYTES
+    estimate = get_engine(model_name).analysis_bytes
+    if estimate is None:
+        return 100 * n * max(1, t) + FIXED_BYTES
+    return int(estimate(n, t, params)) + FIXED_BYTES
 
 
 def check_analysis_memory(ds, source: str) -> None:

@@ -22,7 +22,7 @@ from simcore.sweep import SweepFailed
 
 def _parser() -> argparse.ArgumentParser:
     from simcore import __version__
-    from simcore.models import model_names
+    from simcore.models import engine_names as model_names
 
     p = argparse.ArgumentParser(
         prog="simcore",
@@ -67,8 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("input", metavar="IN.nc|SWEEP_DIR")
     s.add_argument("-o", "--out", metavar="OUT.nc", help="write the diagnostics as NetCDF "
                    "(for a sweep folder: default SWEEP_DIR/diagnostics.nc)")
-    s.add_argument("--convention", choices=["corrected", "dewi"], default="corrected",
-                   help="schooling entropies: corrected (default) or the dewi-kadita definitions")
+    _add_analysis_options(s)
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     s = sub.add_parser("sweep", help="run many runs of a model (resumable)",
@@ -115,6 +114,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_analysis_options(parser) -> None:
+    """``--NAME`` for every option of the engines' default analyses (each engine record's
+    ``analysis_options``); the help says which engines take it."""
+    from simcore.models import engine_names, get_engine
+
+    options: dict[str, tuple] = {}
+    for name in engine_names():
+        for option in get_engine(name).analysis_options:
+            first, engines = options.get(option.name, (option, []))
+            options[option.name] = (first, engines + [name])
+    for name, (option, engines) in options.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=f"option_{name}",
+                            choices=option.choices, default=None,
+                            help=f"{', '.join(engines)} files: {option.help}")
+
+
+def _analysis_kwargs(args, model: str) -> dict:
+    """The analysis options given on the command line, checked against the engine's."""
+    from simcore.models import get_engine
+
+    given = {k[len("option_"):]: v for k, v in vars(args).items()
+             if k.startswith("option_") and v is not None}
+    accepted = get_engine(model).option_names()
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        flags = ", ".join("--" + u.replace("_", "-") for u in unknown)
+        raise UserInputError(f"{flags} does not apply to '{model}' files (their analysis takes "
+                             f"{', '.join('--' + a for a in accepted) or 'no options'}).")
+    return given
+
+
 def _cmd_export(args) -> None:
     from simcore.interop import write_topology
 
@@ -125,18 +155,18 @@ def _cmd_export(args) -> None:
 
 def _cmd_presets(args) -> None:
     from simcore.config import presets
-    from simcore.models import get_model, model_names
+    from simcore.models import engine_names, get_engine
 
-    for name in [args.model] if args.model else model_names():
-        model = get_model(name)
+    for name in [args.model] if args.model else engine_names():
+        model = get_engine(name)
         defaults = model.Params()
         print(f"{name}:")
         validated = presets(name)
         for preset, params in validated.items():
-            print(f"  {preset}: {model.PRESET_DOCS.get(preset, '')}")
+            print(f"  {preset}: {model.preset_docs.get(preset, '')}")
             changed = {k: v for k, v in params.model_dump().items()
                        if getattr(defaults, k) != v}
-            run_keys = {k: v for k, v in model.PRESETS[preset].items() if k not in changed
+            run_keys = {k: v for k, v in model.presets[preset].items() if k not in changed
                         and k not in params.model_dump()}
             shown = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                               for k, v in {**changed, **run_keys}.items())
@@ -239,8 +269,7 @@ def _cmd_analyze(args) -> None:
         from simcore._memory import check_analysis_memory
 
         check_analysis_memory(ds, args.input)
-        kwargs = {"convention": args.convention} if ds.simcore.model == "couzin" else {}
-        result = analyze_dataset(ds, **kwargs)
+        result = analyze_dataset(ds, **_analysis_kwargs(args, ds.simcore.model))
         print(f"{args.input}: model {ds.simcore.model}, {ds.sizes['time']} frames, "
               f"{ds.sizes['atom']} agents")
     print(summarize(result))
@@ -257,8 +286,7 @@ def _analyze_sweep(args) -> None:
 
     out = Path(args.out) if args.out else Path(args.input) / "diagnostics.nc"
     _check_new_output(out, args.overwrite)
-    kwargs = ({"convention": args.convention}
-              if read_manifest(args.input)["model"] == "couzin" else {})
+    kwargs = _analysis_kwargs(args, read_manifest(args.input)["model"])
     result = analyze_sweep(args.input, quiet=False, **kwargs)
     dims = result.attrs["simcore_sweep_dims"].split()
     print(f"{args.input}: sweep of model {result.attrs['simcore_model']}, dimensions "
@@ -268,7 +296,10 @@ def _analyze_sweep(args) -> None:
 
 
 def _cmd_plot(args) -> None:
-    from simcore.plot import plot_file
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; a library import never changes a notebook's backend
+    from simcore.plotting import plot_file
 
     src = Path(args.input)
     out = Path(args.out) if args.out else src.with_suffix(".gif" if args.animate else ".png")

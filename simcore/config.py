@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simcore._errors import UserInputError
-from simcore.models import get_model, model_names
+from simcore.models import engine_names, get_engine
 
 
 class RunSettings(BaseModel):
@@ -127,7 +127,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _validate_params(model_name: str, values: Mapping[str, Any]):
-    model = get_model(model_name)
+    model = get_engine(model_name)
     try:
         return model.Params(**values)
     except ValidationError as err:
@@ -141,7 +141,7 @@ def presets(model_name: str) -> dict[str, Any]:
     """Return the model's presets as validated ``Params`` objects, keyed by preset name."""
     model = _model_or_error(model_name)
     out = {}
-    for name, spec in model.PRESETS.items():
+    for name, spec in model.presets.items():
         values = {k: v for k, v in spec.items() if k not in RUN_KEYS}
         out[name] = _validate_params(model_name, values)
     return out
@@ -149,10 +149,10 @@ def presets(model_name: str) -> dict[str, Any]:
 
 def _model_or_error(model_name: str):
     try:
-        return get_model(model_name)
+        return get_engine(model_name)
     except KeyError:
         raise UserInputError(
-            f"Unknown model {model_name!r}. Choose one of: {', '.join(model_names())}."
+            f"Unknown model {model_name!r}. Choose one of: {', '.join(engine_names())}."
         ) from None
 
 
@@ -187,14 +187,14 @@ def resolve(
         else:
             file_values.pop("preset", None)
     if preset is None:
-        preset = getattr(model, "DEFAULT_PRESET", None)
+        preset = model.default_preset
     if preset is not None:
-        if preset not in model.PRESETS:
+        if preset not in model.presets:
             raise UserInputError(
                 f"Unknown preset {preset!r} for model '{model_name}'. "
-                f"Choose one of: {', '.join(model.PRESETS)} (see `simcore presets {model_name}`)."
+                f"Choose one of: {', '.join(model.presets)} (see `simcore presets {model_name}`)."
             )
-        merged.update(model.PRESETS[preset])
+        merged.update(model.presets[preset])
     merged.update(file_values)
     if overrides:
         items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
@@ -212,8 +212,8 @@ def resolve(
     run_values = {k: v for k, v in merged.items() if k in RUN_KEYS}
     model_values = {k: v for k, v in merged.items() if k not in RUN_KEYS}
     given = set(merged)  # keys set by a preset, the config, overrides or arguments
-    run_values.setdefault("steps", getattr(model, "DEFAULT_STEPS", 1000))
-    run_values.setdefault("write_every", getattr(model, "DEFAULT_WRITE_EVERY", 10))
+    run_values.setdefault("steps", model.default_steps)
+    run_values.setdefault("write_every", model.default_write_every)
     problems = []
     params = settings = None
     try:
@@ -226,7 +226,7 @@ def resolve(
         problems.append(format_validation_error(err, "run settings", sorted(RUN_KEYS)))
     if problems:
         raise UserInputError(" ".join(problems))
-    if hasattr(model, "resolve_run"):  # e.g. harddisc: steps = t_end / frame_dt
+    if model.resolve_run is not None:  # e.g. a run length set by a model time
         params, settings = model.resolve_run(params, settings, given)
     return params, settings, preset
 
@@ -266,11 +266,11 @@ def split_run_parameters(text: str, source: str | None = None
         raise UserInputError(f"{where} names no valid model (got {model_name!r}); rerun the "
                              "simulation to get a valid file.")
     try:
-        model = get_model(model_name)
+        model = get_engine(model_name)
     except KeyError:
         raise UserInputError(
             f"{where} names the model {model_name!r}, which this version of simcore does not "
-            f"know (it knows {', '.join(model_names())}); the file was edited or written by "
+            f"know (it knows {', '.join(engine_names())}); the file was edited or written by "
             "another simcore version.") from None
     problems = []
     params = settings = None

@@ -40,11 +40,12 @@ from simcore._progress import progress
 from simcore.config import RunSettings, run_parameters_json
 from simcore.io.checkpoint import (check_state_like, load_checkpoint, read_checkpoint_meta,
                                    save_checkpoint)
-from simcore.io.framelog import FrameLogWriter, fsync_dir
+from simcore.io.atomic import fsync_dir
+from simcore.io.framelog import FrameLogWriter
 from simcore.io.lock import OutputLock
 from simcore.io.trajectory import (assemble, disk_full_error, frame_schema, is_space_error,
                                    provenance, read_attrs)
-from simcore.models import get_model
+from simcore.models import get_engine
 from simcore.rng import kernel_key
 
 
@@ -122,9 +123,9 @@ def _check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> st
 
 def _without_run_length(run_json: str, model) -> dict:
     """run_parameters minus what an extension may change: steps and the model's own
-    run-length parameters (``RUN_LENGTH_PARAMS``, e.g. the hard discs' t_end)."""
+    run-length parameters (the record's ``run_length_params``)."""
     record = json.loads(run_json)
-    for key in ("steps", *getattr(model, "RUN_LENGTH_PARAMS", ())):
+    for key in ("steps", *model.run_length_params):
         record.pop(key, None)
     return record
 
@@ -205,7 +206,7 @@ def run_model(
         stop_after_frames = int(os.environ["SIMCORE_INTERRUPT_AFTER_FRAMES"])
     if not isinstance(out, (str, os.PathLike)) or not str(out):
         raise UserInputError(f"The output must be a file path such as 'run.nc' (got {out!r}).")
-    model = get_model(model_name)
+    model = get_engine(model_name)
     out = Path(out)
     paths = _side_paths(out)
     _check_folder(out)
@@ -231,7 +232,7 @@ def run_model(
             warnings.warn(message, stacklevel=2)
         if threads is not None:
             _set_threads(threads)
-        elif getattr(model, "THREADED", True):
+        elif model.threaded:
             _set_idle_threads(log)
         _Run(model, model_name, params, settings, out, paths, run_json, preset, log, quiet,
              argv, stop_after_frames).execute(action)
@@ -326,17 +327,17 @@ class _Run:
             "title": f"simcore {self.model_name} run"
             + (f" (preset {self.preset})" if self.preset else ""),
             "simcore_model": self.model_name,
-            "simcore_ndim": np.int32(model.NDIM),
+            "simcore_ndim": np.int32(model.ndim),
             "length_unit": "model length unit (stored as angstrom; 1 angstrom = 1 unit)",
             "time_unit": "model time unit (stored as picosecond; 1 ps = 1 unit)",
             "run_parameters": self.run_json,
             "provenance": self.provenance,
         }
-        if hasattr(model, "geometry"):
+        if model.geometry is not None:
             attrs.update(model.geometry(params))
         schema = frame_schema(params.n, attrs, model.extra_variables(params),
                               self.settings.precision,
-                              velocities=getattr(model, "HAS_VELOCITIES", True))
+                              velocities=model.has_velocities)
         try:
             self.frames = FrameLogWriter.create(self.paths["part"], schema)
         except OSError as exc:

@@ -51,7 +51,7 @@ def initial_state(model_name: str, model, params, seed: int, init_from: str | No
         state = read_state(path)
         if state is not None:
             return state
-    if not hasattr(model, "state_from_frame"):
+    if model.state_from_frame is None:
         raise UserInputError(f"The '{model_name}' engine cannot start from a stored frame.")
     return model.state_from_frame(variables, params)
 

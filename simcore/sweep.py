@@ -67,6 +67,7 @@ import numpy as np
 from simcore._cpu import idle_threads, usable_cores
 from simcore._errors import UserInputError
 from simcore._interrupt import RunInterrupted
+from simcore.io.atomic import write_text
 from simcore.io.lock import OutputLock
 
 MANIFEST = "manifest.json"
@@ -361,15 +362,6 @@ def plan_sweep(spec: Mapping[str, Any] | str | Path, *, out: str | Path | None =
 # ----------------------------------------------------------------------------- manifest
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class Manifest:
     """The JSON record of a sweep folder: the sweep, its dimensions and every run's state."""
 
@@ -396,7 +388,8 @@ class Manifest:
     min_interval = 0.5
 
     def write(self) -> None:
-        _atomic_write_text(self.path, json.dumps(self.record(), indent=1, default=str) + "\n")
+        write_text(self.path, json.dumps(self.record(), indent=1, default=str) + "\n",
+                   durable=True)
         self._written = time.monotonic()
         self._dirty = False
 

@@ -1,7 +1,8 @@
 """Analyses of simcore trajectories, one module per concept.
 
-:mod:`.schooling` (Couzin), :mod:`.active` (ABP/AOUP), :mod:`.linear` (linear SDE), and the
-dispatcher :func:`analyze_dataset` used by ``simcore analyze`` and ``ds.simcore.analyze()``.
+:mod:`.schooling` (Couzin), :mod:`.active` (ABP/AOUP), :mod:`.linear` (linear SDE),
+:mod:`.boltzmann` (hard discs), and :func:`analyze_dataset`, used by ``simcore analyze`` and
+``ds.simcore.analyze()``, which runs the analysis that the file's engine record names.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import xarray as xr
 from simcore._errors import UserInputError
 
 
-# the analysis of each model's files, as "module.function"
-ANALYSES = {"couzin": "simcore.analysis.schooling.schooling_indices_from_dataset",
-            "abp": "simcore.analysis.active.active_diagnostics",
-            "linear": "simcore.analysis.linear.linear_diagnostics",
-            "harddisc": "simcore.analysis.boltzmann.boltzmann_entropy"}
+def _analysis_name(model: str) -> str:
+    """The default analysis of ``model``'s files as ``module.function`` (for messages)."""
+    from simcore.models import get_engine
+
+    try:
+        ref = get_engine(model).analysis
+    except KeyError:
+        ref = None
+    return ref.replace(":", ".") if ref else "simcore analyze"
 
 
 def require_model(ds, expected: str, what: str) -> str:
@@ -34,7 +39,7 @@ def require_model(ds, expected: str, what: str) -> str:
         raise UserInputError(
             f"{what} analyses '{expected}' trajectories, but {where} a run of model "
             f"'{model}'. Use "
-            f"{ANALYSES.get(model, 'simcore analyze')} for it, or ds.simcore.analyze(), which "
+            f"{_analysis_name(model)} for it, or ds.simcore.analyze(), which "
             "picks the analysis of the file's model.")
     return model
 
@@ -42,7 +47,7 @@ def require_model(ds, expected: str, what: str) -> str:
 def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
     """Run the default diagnostics of the trajectory's model and return them as a Dataset.
 
-    ``kwargs`` go to the model's analysis (see :data:`ANALYSES`); an option that it does
+    ``kwargs`` go to the engine's analysis (its record's ``analysis``); an option that it does
     not take is a :class:`UserInputError`. Results on the trajectory's ``time`` carry its
     ``frame`` index as a coordinate too (the coordinate names of every simcore file).
     """
@@ -58,44 +63,28 @@ def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
 
 
 def _analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
-    import importlib
     import inspect
+
+    from simcore.models import get_engine
 
     if not isinstance(ds, xr.Dataset):
         raise UserInputError(
             "analyze_dataset takes an xarray Dataset opened with simcore.open_trajectory(path) "
             f"(got {type(ds).__name__}).")
     model = ds.simcore.model
-    if model in ANALYSES and kwargs:
-        module, name = ANALYSES[model].rsplit(".", 1)
-        accepted = [p for p in inspect.signature(
-            getattr(importlib.import_module(module), name)).parameters if p != "ds"]
-        unknown = sorted(set(kwargs) - set(accepted))
-        if unknown:
-            raise UserInputError(
-                f"The analysis of '{model}' trajectories ({ANALYSES[model]}) has no option "
-                f"{', '.join(unknown)}; it takes {', '.join(accepted) or 'no options'}.")
-    if model == "couzin":
-        from simcore.analysis.schooling import schooling_indices_from_dataset
-
-        try:
-            return schooling_indices_from_dataset(ds, **kwargs)
-        except ValueError as err:  # e.g. the dewi convention on an open-space run
-            raise UserInputError(f"Cannot analyze this trajectory: {err}") from None
-
-    if model == "abp":
-        from simcore.analysis.active import active_diagnostics
-
-        return active_diagnostics(ds, **kwargs)
-    if model == "linear":
-        from simcore.analysis.linear import linear_diagnostics
-
-        return linear_diagnostics(ds, **kwargs)
-    if model == "harddisc":
-        from simcore.analysis.boltzmann import boltzmann_entropy
-
-        return boltzmann_entropy(ds, **kwargs)
-    raise UserInputError(f"simcore analyze has no diagnostics for model {model!r} yet.")
+    analysis = get_engine(model).load("analysis")
+    if analysis is None:
+        raise UserInputError(f"simcore analyze has no diagnostics for model {model!r} yet.")
+    accepted = [p for p in inspect.signature(analysis).parameters if p != "ds"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise UserInputError(
+            f"The analysis of '{model}' trajectories ({_analysis_name(model)}) has no option "
+            f"{', '.join(unknown)}; it takes {', '.join(accepted) or 'no options'}.")
+    try:
+        return analysis(ds, **kwargs)
+    except ValueError as err:  # e.g. the dewi convention on an open-space run
+        raise UserInputError(f"Cannot analyze this trajectory: {err}") from None
 
 
 def summarize(result: xr.Dataset) -> str:

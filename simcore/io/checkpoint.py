@@ -14,14 +14,13 @@ is on disk.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from simcore._errors import UserInputError
-from simcore.io.framelog import fsync_dir
+from simcore.io.atomic import atomic_output
 from simcore.io.trajectory import disk_full_error, is_space_error
 
 CHECKPOINT_VERSION = 2
@@ -31,19 +30,14 @@ def save_checkpoint(path: str | Path, state: dict[str, np.ndarray], meta: dict,
                     frame_crcs: np.ndarray) -> None:
     """Atomically and durably write ``state``, ``meta`` and the frames' checksums."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     record = dict(meta, checkpoint_version=CHECKPOINT_VERSION)
     arrays = {f"state__{k}": np.asarray(v) for k, v in state.items()}
     try:
-        with open(tmp, "wb") as fh:
+        with atomic_output(path, tmp=path.with_name(path.name + ".tmp"), durable=True,
+                           translate=False) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, meta=np.array(json.dumps(record, sort_keys=True)),
                      frame_crc32=np.asarray(frame_crcs, dtype=np.uint32), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         if is_space_error(exc):
             raise disk_full_error(path, exc) from None
         raise UserInputError(

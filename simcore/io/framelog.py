@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 from simcore._errors import UserInputError
 
 MAGIC = b"SIMCORE-FRAMELOG"
@@ -70,20 +71,6 @@ def record_dtype(fields: list[tuple[str, str, tuple[int, ...]]]) -> np.dtype:
 def payload_size(dtype: np.dtype) -> int:
     """Bytes of a record covered by its checksum (everything before the CRC field)."""
     return dtype.fields["crc32"][1]
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in ``path``'s folder durable (no-op where unsupported)."""
-    try:
-        fd = os.open(path.parent if path.parent != Path("") else Path("."), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data, offset: int) -> None:

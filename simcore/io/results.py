@@ -76,27 +76,19 @@ def probe_output(path: str | Path) -> None:
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     """Write ``ds`` to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    try:
+    from simcore.io.atomic import atomic_output
+
+    with atomic_output(path, tmp=Path(path).with_name(Path(path).name + ".part"),
+                       needed=int(ds.nbytes)) as tmp:
         ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise output_error(path, exc, needed=int(ds.nbytes)) from None
-    return path
+    return Path(path)
 
 
 def save_figure(fig, out: str | Path, tmp: str | Path | None = None, **kwargs) -> Path:
     """``fig.savefig`` to ``tmp`` (default ``OUT.part.SUFFIX``), then rename to ``out``;
     a failed write removes the partial file and raises :func:`output_error`."""
-    out = Path(out)
-    tmp = Path(tmp) if tmp is not None else out.with_name(out.stem + ".part" + out.suffix)
-    try:
-        fig.savefig(tmp, **kwargs)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise output_error(out, exc) from None
-    return out
+    from simcore.io.atomic import atomic_output
 
+    with atomic_output(out, tmp=tmp) as path:
+        fig.savefig(path, **kwargs)
+    return Path(out)

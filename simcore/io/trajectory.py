@@ -265,7 +265,8 @@ def assemble(part: str | Path, out: str | Path, fmt: str, n_frames: int, crcs: n
     and :class:`UserInputError` for a full disk (``out`` is then removed).
     """
     from simcore._memory import format_bytes
-    from simcore.io.framelog import DamagedLogError, FrameLogReader, fsync_dir
+    from simcore.io.atomic import fsync_dir
+    from simcore.io.framelog import DamagedLogError, FrameLogReader
 
     reader = FrameLogReader(part)
     bad = reader.first_bad_frame(crcs[:n_frames])
@@ -513,8 +514,3 @@ def provenance(argv=None, extra: Mapping[str, object] | None = None) -> str:
     }
     record.update(extra or {})
     return json.dumps(record, sort_keys=True)
-
-
-def atomic_replace(src: str | Path, dst: str | Path) -> None:
-    """Rename ``src`` onto ``dst`` atomically (same filesystem)."""
-    os.replace(src, dst)

@@ -1,50 +1,29 @@
-"""Model registry. A model module owns its physics and nothing else.
+"""The engine registry: names -> :class:`simcore.engine.Engine` records.
 
-Each model module defines:
+The built-in engines live in this package (one module, or package, per engine, each with
+an ``ENGINE`` record). Other packages add engines without touching simcore by declaring
+an entry point in the ``simcore.engines`` group whose value is the record::
 
-``NAME``, ``NDIM``
-    registry name and spatial dimension (2D models pad z = 0 in files).
-``Params``
-    a frozen pydantic model (``extra="forbid"``, constraints on every field).
-``PRESETS``, ``PRESET_DOCS``, ``DEFAULT_PRESET``, ``DEFAULT_STEPS``, ``DEFAULT_WRITE_EVERY``
-    named parameter sets (they may also set run settings such as ``steps``).
-``init_state(params, seed) -> dict[str, ndarray]``
-    the initial state (float64 arrays, plus any int arrays the kernel needs).
-``advance(state, params, key, step, n_steps)``
-    advance the state in place by ``n_steps`` steps; ``step`` is the global index of
-    the first step, ``key`` the counter-based RNG key (:mod:`simcore.rng`).
-``frame(state, params) -> dict[str, ndarray]``
-    the per-frame variables: ``coordinates`` (N, 3), ``velocities`` (N, 3) (unless
-    ``HAS_VELOCITIES`` is False),
-    ``cell_lengths`` (3,) and the extras named by ``extra_variables``.
-``extra_variables(params)``
-    ``{name: (dims after 'frame', units, long_name)}``.
-``HAS_VELOCITIES`` (optional, default True)
-    False for models without particle velocities (overdamped, OU): ``frame`` then has no
-    ``velocities`` and the file no AMBER ``velocities`` variable.
-``geometry(params)`` (optional)
-    global attributes describing the container (``simcore_boundary``, ``simcore_box_lo``,
-    ``simcore_box_hi``).
-``time_per_step(params)``, ``warnings(params) -> list[str]``.
-``state_from_frame(variables, params) -> state`` (optional)
-    the inverse of ``frame`` for ``init_from``: a state from one stored frame's variables
-    (float64 arrays), checked against ``params``.
-``RUN_LENGTH_PARAMS`` (optional)
-    model parameters that set the run length (``--extend`` may raise them).
-``THREADED`` (optional, default True)
-    False for single-threaded kernels: the driver then skips choosing a thread count.
+    [project.entry-points."simcore.engines"]
+    vicsek = "my_package.vicsek:ENGINE"
+
+Records are imported on first use; :func:`engine_names` imports none.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from functools import cache
+from importlib.metadata import entry_points
 
-_MODULES = {
-    "couzin": "simcore.models.couzin",
-    "abp": "simcore.models.active",
-    "linear": "simcore.models.linear",
-    "harddisc": "simcore.models.harddisc",
+from simcore.engine import Engine, resolve_reference
+
+ENTRY_POINT_GROUP = "simcore.engines"
+
+_BUILTIN = {
+    "couzin": "simcore.models.couzin:ENGINE",
+    "abp": "simcore.models.active:ENGINE",
+    "linear": "simcore.models.linear:ENGINE",
+    "harddisc": "simcore.models.harddisc:ENGINE",
 }
 
 
@@ -54,11 +33,32 @@ def box_corner(*xyz) -> str:
     return " ".join(repr(float(v)) for v in xyz)
 
 
-def model_names() -> list[str]:
-    """Names accepted by ``simcore run MODEL``."""
-    return list(_MODULES)
+@cache
+def _references() -> dict[str, str]:
+    refs = dict(_BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        refs.setdefault(ep.name, ep.value)  # a plug-in cannot replace a built-in engine
+    return refs
 
 
-def get_model(name: str) -> ModuleType:
-    """Import and return the model module registered as ``name`` (KeyError if unknown)."""
-    return importlib.import_module(_MODULES[name])
+def engine_names() -> list[str]:
+    """Names accepted by ``simcore run MODEL``: the built-in engines, then the plug-ins."""
+    return list(_references())
+
+
+@cache
+def get_engine(name: str) -> Engine:
+    """The engine record registered as ``name`` (KeyError if unknown; TypeError if the
+    registered object is not an :class:`Engine` of that name)."""
+    ref = _references()[name]
+    record = resolve_reference(ref)
+    if not isinstance(record, Engine) or record.name != name:
+        raise TypeError(f"The engine {name!r} ({ref}) must be a simcore.engine.Engine record "
+                        f"named {name!r} (got {type(record).__name__} "
+                        f"{getattr(record, 'name', '')!r}).")
+    return record
+
+
+# the names used before the engine record (kept for scripts and notebooks)
+model_names = engine_names
+get_model = get_engine

@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit, prange
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.engine import Engine
 from simcore.models import box_corner
 from simcore import neighbors, rng
 
@@ -936,3 +937,40 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
         out["force"] = np.concatenate([ordered(force), np.zeros((params.n, 1))], axis=1)
     out["drift"] = drift
     return out
+
+
+def run_bytes(params: Params) -> tuple[int, int]:
+    """Peak bytes of the state, work arrays and one frame, and the floats per particle in
+    a frame (for the memory check before a run)."""
+    n, abp = params.n, params.propulsion == "abp"
+    state = (24 + 16 + 8) * n + (24 if abp else 16) * n  # pos, image, ids, θ+n̂|g
+    work = 72 * n + 32 * n  # neighbours.allocate: cell_of, bucket_of, buckets (<= 4N), order
+    work += (16 + 8 + 16 + 8 + 8 + 16) * n  # xs ys, keys, force, div, nb_count, ref
+    if params.potential != "none":
+        r_list = params.interaction_range + VERLET_SKIN * 2 * params.particle_radius
+        capacity = int(1.5 * 0.907 * (r_list / params.particle_radius) ** 2) + 4
+        work += 4 * capacity * n  # int32 Verlet lists
+    # frame(): forces copy, orientation, drift, reordered copies, image and extras
+    frame_bytes = (24 + 16 + 24 + 24 + 24 + 40) * n + (24 if params.write_force else 0) * n
+    floats = 3 + 3 + (1 if abp else 3) + 3 + 3 * params.write_force + 3 * params.write_drift
+    return state + work + frame_bytes, floats
+
+
+def analysis_bytes(n_atoms: int, n_frames: int, params: Params | None = None) -> int:
+    """Peak bytes of the active diagnostics: the unwrapped positions of up to 20000
+    particles over all frames (MSD), one frame's density grid, neighbour tree and forces."""
+    return 16 * min(n_atoms, 20000) * n_frames * 2 + 400 * n_atoms
+
+
+ENGINE = Engine(
+    name=NAME, ndim=NDIM, Params=Params, presets=PRESETS, preset_docs=PRESET_DOCS,
+    description="2D active Brownian / active Ornstein-Uhlenbeck particles",
+    default_preset=DEFAULT_PRESET, default_steps=DEFAULT_STEPS,
+    default_write_every=DEFAULT_WRITE_EVERY,
+    init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
+    extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
+    geometry=geometry, has_velocities=HAS_VELOCITIES, run_bytes=run_bytes,
+    analysis_bytes=analysis_bytes,
+    analysis="simcore.analysis.active:active_diagnostics",
+    figure="simcore.plotting.active:figure", animation="simcore.plotting.active:animate",
+)

@@ -44,6 +44,7 @@ import numpy as np
 from numba import njit, prange
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.engine import Engine, Option
 from simcore.models import box_corner
 from simcore import neighbors, rng
 
@@ -704,3 +705,35 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
         "velocities": state["headings"] * params.speed,
         "cell_lengths": np.array([L, L, L]),
     }
+
+
+def run_bytes(params: Params) -> tuple[int, int]:
+    """Peak bytes of the state, work arrays and one frame, and the floats per agent in a
+    frame (for the memory check before a run)."""
+    n = params.n
+    state = 48 * n  # positions, headings
+    work = (72 + 32) * n + (24 + 48 + 8) * n  # allocate(); scratch, 6 sorted copies, keys
+    return state + work + 24 * n, 6  # frame: velocities = speed · headings
+
+
+def analysis_bytes(n_atoms: int, n_frames: int, params: Params | None = None) -> int:
+    """Peak bytes of the schooling analysis: one frame at a time (positions, velocities,
+    neighbour trees and pair lists of about 30 neighbours per agent) plus the per-frame
+    results."""
+    return 48 * n_atoms + 30 * 24 * n_atoms + 16 * 30 * n_atoms + 200 * n_frames
+
+
+ENGINE = Engine(
+    name=NAME, ndim=NDIM, Params=Params, presets=PRESETS, preset_docs=PRESET_DOCS,
+    description="3D Couzin zone model of fish schools",
+    default_preset=DEFAULT_PRESET, default_steps=DEFAULT_STEPS,
+    default_write_every=DEFAULT_WRITE_EVERY,
+    init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
+    extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
+    geometry=geometry, run_bytes=run_bytes, analysis_bytes=analysis_bytes,
+    analysis="simcore.analysis.schooling:schooling_indices_from_dataset",
+    analysis_options=(Option("convention", "schooling entropies: corrected (default) or the "
+                             "dewi-kadita definitions", choices=("corrected", "dewi"),
+                             default="corrected"),),
+    figure="simcore.plotting.couzin:figure", animation="simcore.plotting.couzin:animate",
+)

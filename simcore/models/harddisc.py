@@ -60,6 +60,7 @@ import numpy as np
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simcore.engine import Engine
 from simcore.models import box_corner
 from simcore._errors import UserInputError
 
@@ -1281,3 +1282,37 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
         "virial": np.float64(st[ST_VIRIAL]),
         "events": np.float64(st[ST_EVENTS]),
     }
+
+
+def run_bytes(params: Params) -> tuple[int, int]:
+    """Peak bytes of the state, the event loop's arrays and one frame, and the floats per
+    disc in a frame (for the memory check before a run)."""
+    n = params.n
+    state = 32 * n  # positions, velocities
+    # P (N, 8), I (N, 5), E (N, 4), nxt, prv, heap, hkey, hpos, bnext, bprev, binof, perm,
+    # calendar buckets (<= 2N); the kernel's renumbering makes temporary copies of P, I, E
+    work = (64 + 40 + 32 + 16 + 24 + 32 + 16) * n + (64 + 40 + 32 + 24) * n
+    ncx, ncy = _cell_grid(params, params.L_x)
+    work += 8 * ncx * ncy
+    init = 48 * n  # random placement: candidate batches (2N, 2) and cell links
+    return state + work + max(init, 48 * n), 6
+
+
+def analysis_bytes(n_atoms: int, n_frames: int, params: Params | None = None) -> int:
+    """Peak bytes of the Boltzmann entropy: one frame's positions and velocities and the
+    cell histograms."""
+    return 200 * n_atoms
+
+
+ENGINE = Engine(
+    name=NAME, ndim=NDIM, Params=Params, presets=PRESETS, preset_docs=PRESET_DOCS,
+    description="2D hard discs by event-driven molecular dynamics (free expansion V -> kV)",
+    default_preset=DEFAULT_PRESET, default_steps=DEFAULT_STEPS,
+    default_write_every=DEFAULT_WRITE_EVERY,
+    init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
+    extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
+    geometry=geometry, resolve_run=resolve_run, run_length_params=RUN_LENGTH_PARAMS,
+    threaded=THREADED, run_bytes=run_bytes, analysis_bytes=analysis_bytes,
+    analysis="simcore.analysis.boltzmann:boltzmann_entropy",
+    figure="simcore.plotting.harddisc:figure", animation="simcore.plotting.harddisc:animate",
+)

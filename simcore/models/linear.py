@@ -48,6 +48,7 @@ from numba import njit, prange
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simcore import rng
+from simcore.engine import Engine
 
 NAME = "linear"
 NDIM = 3
@@ -382,3 +383,35 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
     coords = np.zeros((params.n, 3))
     coords[:, :m] = x[:, :m]
     return {"coordinates": coords, "cell_lengths": np.zeros(3), "x": x, "drift": drift}
+
+
+def run_bytes(params: Params) -> tuple[int, int]:
+    """Peak bytes of the state, work arrays and one frame, and the floats per copy in a
+    frame (for the memory check before a run)."""
+    n, d = params.n, params.d
+    state = 8 * n * d
+    work = 16 * n * d  # y, z
+    frame_bytes = 16 * n * d + 48 * n  # drift (and −x Bᵀ temporary), padded coordinates
+    init = 16 * n * d  # stationary draw and its product
+    return state + work + max(frame_bytes, init), 2 * d + 6
+
+
+def analysis_bytes(n_atoms: int, n_frames: int, params: Params | None = None) -> int:
+    """Peak bytes of the linear diagnostics: the states x and drifts of all frames after
+    burn-in, (frames, N, d) twice."""
+    d = params.d if params is not None else 3
+    return 2 * 8 * n_frames * n_atoms * d + 2 * 8 * n_atoms * d * 4
+
+
+ENGINE = Engine(
+    name=NAME, ndim=NDIM, Params=Params, presets=PRESETS, preset_docs=PRESET_DOCS,
+    description="linear stochastic differential equations (Ornstein-Uhlenbeck processes)",
+    default_preset=DEFAULT_PRESET, default_steps=DEFAULT_STEPS,
+    default_write_every=DEFAULT_WRITE_EVERY,
+    init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
+    extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
+    geometry=geometry, has_velocities=HAS_VELOCITIES, components=lambda params: params.d,
+    run_bytes=run_bytes, analysis_bytes=analysis_bytes,
+    analysis="simcore.analysis.linear:linear_diagnostics",
+    figure="simcore.plotting.linear:figure", animation="simcore.plotting.linear:animate",
+)

@@ -1,0 +1,130 @@
+"""The engine record: everything the rest of simcore may ask about a simulation engine.
+
+An engine module (``simcore/models/<name>.py`` or a third-party package) owns its physics
+and describes itself with one :class:`Engine` value, conventionally named ``ENGINE``.
+The driver, the configuration, the file store, the CLI, sweeps, analyses, figures and
+``scoremodels`` read only this record; none of them names an engine. The registry
+(:mod:`simcore.models`) maps names to records, including engines that other packages
+register through the ``simcore.engines`` entry-point group (see docs/architecture.md,
+"How to add an engine").
+
+Heavy parts (analyses, figures, animations) are referenced lazily as ``"module:function"``
+strings so that listing engines imports no analysis or plotting code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+State = dict[str, np.ndarray]
+
+
+def _no_warnings(params) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option of an engine's default analysis that the CLI exposes (``simcore analyze
+    --NAME``): ``choices`` (or None for free text), its ``default`` and a ``help`` line."""
+
+    name: str
+    help: str
+    choices: tuple[str, ...] | None = None
+    default: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Engine:
+    """One simulation engine, as the rest of simcore sees it.
+
+    Physics (called by the driver; all arrays float64 unless the engine says otherwise):
+
+    ``init_state(params, seed) -> State``
+        the initial state, a dict of arrays;
+    ``advance(state, params, key, step, n_steps)``
+        advance ``state`` in place by ``n_steps`` steps; ``step`` is the global index of the
+        first step and ``key`` the counter-based RNG key (:mod:`simcore.rng`), so a run cut
+        anywhere continues with the same bits;
+    ``frame(state, params) -> dict``
+        the per-frame variables: ``coordinates`` (N, 3), ``velocities`` (N, 3) when
+        ``has_velocities``, ``cell_lengths`` (3,) and the extras of ``extra_variables``;
+    ``extra_variables(params) -> {name: (dims after 'frame', units, long_name)}``;
+    ``time_per_step(params) -> float``
+        model time units per step;
+    ``state_from_frame(variables, params) -> State`` (optional)
+        the inverse of ``frame`` for ``init_from`` and for analyses that need the state
+        (e.g. the forces of a stored frame);
+    ``geometry(params) -> dict`` (optional)
+        global attributes describing the container (``simcore_boundary``,
+        ``simcore_box_lo``/``_hi``);
+    ``resolve_run(params, settings, given) -> (params, settings)`` (optional)
+        engines whose run length is set by a model parameter (hard discs: ``t_end``).
+    """
+
+    name: str
+    ndim: int
+    Params: type
+    presets: Mapping[str, Mapping[str, Any]]
+    init_state: Callable[..., State]
+    advance: Callable[..., None]
+    frame: Callable[..., dict]
+    extra_variables: Callable[..., dict]
+    time_per_step: Callable[..., float]
+    description: str = ""
+    preset_docs: Mapping[str, str] = field(default_factory=dict)
+    default_preset: str | None = None
+    default_steps: int = 1000
+    default_write_every: int = 10
+    warnings: Callable[..., list[str]] = _no_warnings
+    state_from_frame: Callable[..., State] | None = None
+    geometry: Callable[..., dict] | None = None
+    resolve_run: Callable[..., tuple] | None = None
+    #: model parameters that set the run length (``--extend`` may raise them)
+    run_length_params: tuple[str, ...] = ()
+    #: False for overdamped/OU models: the file stores their drift, not ``velocities``
+    has_velocities: bool = True
+    #: False for serial kernels: the driver then skips choosing a thread count
+    threaded: bool = True
+    #: the number of state components per particle when it is not space (the linear
+    #: model's d); ``None``: the particles live in ``ndim`` dimensions
+    components: Callable[..., int] | None = None
+    #: ``run_bytes(params) -> (bytes of state, work arrays and one frame, floats per
+    #: particle in a frame)`` for the memory check before a run; None: not checked
+    run_bytes: Callable[..., tuple[int, int]] | None = None
+    #: ``analysis_bytes(n_atoms, n_frames, params) -> bytes`` of the default analysis
+    analysis_bytes: Callable[..., int] | None = None
+    #: lazy references ``"module:function"``: the default analysis ``f(ds, **options) ->
+    #: xr.Dataset``, its figure ``f(ds, **options) -> Figure`` and animation
+    #: ``f(ds, out, progress=True) -> None``
+    analysis: str | None = None
+    figure: str | None = None
+    animation: str | None = None
+    analysis_options: tuple[Option, ...] = ()
+
+    def __post_init__(self):
+        # read-only views: a record is shared by every caller
+        object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
+        object.__setattr__(self, "preset_docs", MappingProxyType(dict(self.preset_docs)))
+
+    def load(self, what: str) -> Callable | None:
+        """The function behind the lazy reference ``what`` (``"analysis"``, ``"figure"`` or
+        ``"animation"``), imported now; None when the engine has none."""
+        ref = getattr(self, what)
+        return None if ref is None else resolve_reference(ref)
+
+    def option_names(self) -> list[str]:
+        """Names of the options of the default analysis (``analysis_options``)."""
+        return [o.name for o in self.analysis_options]
+
+
+def resolve_reference(ref: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,71 @@
+"""Atomic outputs: write to a temporary name in the same folder, then rename.
+
+A reader (or a crash) sees either the old file or the complete new one, never a half
+written one. ``durable=True`` also fsyncs the file and its folder, so the rename survives
+a power loss (checkpoints, manifests); results and figures skip that cost.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path``'s folder durable (no-op where unsupported)."""
+    try:
+        fd = os.open(path.parent if path.parent != Path("") else Path("."), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temporary_name(path: str | Path, tag: str = ".part") -> Path:
+    """The temporary sibling of ``path``: ``name.part.suffix`` (so tools that look at the
+    suffix, e.g. matplotlib or Pillow, still know the format)."""
+    path = Path(path)
+    return path.with_name(path.stem + tag + path.suffix)
+
+
+@contextmanager
+def atomic_output(path: str | Path, *, tmp: str | Path | None = None, durable: bool = False,
+                  needed: int | None = None, translate: bool = True) -> Iterator[Path]:
+    """Context manager yielding the temporary path to write; on success it is renamed onto
+    ``path``. On failure the temporary file is removed; an OSError (or a netCDF library
+    RuntimeError) becomes the :class:`~simcore.UserInputError` of
+    :func:`simcore.io.results.output_error` unless ``translate`` is False (``needed``:
+    bytes the output needs, to tell a full disk from other library errors)."""
+    path = Path(path)
+    tmp = Path(tmp) if tmp is not None else temporary_name(path)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        if durable:
+            fsync_dir(path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        if not translate:
+            raise
+        from simcore.io.results import output_error
+
+        raise output_error(path, exc, needed=needed) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str, *, durable: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_output`."""
+    with atomic_output(path, durable=durable) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
