@@ -38,7 +38,7 @@ import simcore  # noqa: E402
 from simcore.config import resolve  # noqa: E402
 from simcore.driver import frame_steps  # noqa: E402
 from simcore.io.trajectory import FORMATS, _define, frame_schema  # noqa: E402
-from simcore.models import get_model  # noqa: E402
+from simcore.models import get_engine  # noqa: E402
 from simcore.rng import kernel_key  # noqa: E402
 
 # (label, model, resolve() keywords): every model at its defaults, then the write-heavy case
@@ -57,7 +57,7 @@ CASES = [
 def compute_only(model_name, params, settings, with_previous_store: Path | None = None):
     """Advance and compute every frame as the driver does; optionally write them the way
     the previous store did. Returns seconds."""
-    model = get_model(model_name)
+    model = get_engine(model_name)
     t0 = time.perf_counter()
     state = model.init_state(params, settings.seed)
     marks = frame_steps(settings.steps, settings.write_every)
@@ -67,7 +67,7 @@ def compute_only(model_name, params, settings, with_previous_store: Path | None 
     if with_previous_store is not None:
         schema = frame_schema(params.n, {"program": "simcore"}, model.extra_variables(params),
                               settings.precision,
-                              velocities=getattr(model, "HAS_VELOCITIES", True))
+                              velocities=model.has_velocities)
         ds = netCDF4.Dataset(with_previous_store, "w", format=FORMATS[settings.format])
         _define(ds, schema, settings.format)
         names = [name for name, _, _ in schema["fields"]]

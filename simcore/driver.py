@@ -364,7 +364,7 @@ class _Run:
                 "checkpoint; rerun with --overwrite to start over.")
         expected = frame_schema(self.params.n, {}, self.model.extra_variables(self.params),
                                 self.settings.precision,
-                                velocities=getattr(self.model, "HAS_VELOCITIES", True))
+                                velocities=self.model.has_velocities)
         if [f[0] for f in expected["fields"]] != [f[0] for f in self.frames.schema["fields"]]:
             raise UserInputError(
                 f"{self.paths['part']} was written by a simcore version with another file "

@@ -55,7 +55,9 @@ class Engine:
     ``frame(state, params) -> dict``
         the per-frame variables: ``coordinates`` (N, 3), ``velocities`` (N, 3) when
         ``has_velocities``, ``cell_lengths`` (3,) and the extras of ``extra_variables``;
-    ``extra_variables(params) -> {name: (dims after 'frame', units, long_name)}``;
+    ``extra_variables(params) -> {name: (dims after 'frame', units, long_name[, sizes])}``
+        dims from ``atom``, ``spatial`` (3) and engine-specific ones whose lengths
+        ``sizes`` gives (e.g. the linear model's ``{"component": d}``);
     ``time_per_step(params) -> float``
         model time units per step;
     ``state_from_frame(variables, params) -> State`` (optional)
@@ -107,11 +109,16 @@ class Engine:
     figure: str | None = None
     animation: str | None = None
     analysis_options: tuple[Option, ...] = ()
+    #: overrides (model parameters and run settings) for a run of a few seconds that still
+    #: exercises the engine's parallel path: the contract test (tests/test_contract.py)
+    #: runs every registered engine with them
+    quick_run: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         # read-only views: a record is shared by every caller
         object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
         object.__setattr__(self, "preset_docs", MappingProxyType(dict(self.preset_docs)))
+        object.__setattr__(self, "quick_run", MappingProxyType(dict(self.quick_run)))
 
     def load(self, what: str) -> Callable | None:
         """The function behind the lazy reference ``what`` (``"analysis"``, ``"figure"`` or

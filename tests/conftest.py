@@ -5,10 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import netCDF4
+import numpy as np
 import pytest
 
-import simcore
+# tests/plugins holds an engine packaged like a third-party one (a module and its
+# .dist-info with a simcore.engines entry point): on the path, in this process and in the
+# CLI subprocesses, it is installed. Done before simcore reads its registry.
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(PLUGINS)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
+import simcore  # noqa: E402
 
 
 def run_cli(*args, check_rc=None, env=None, timeout=600):
@@ -19,6 +30,20 @@ def run_cli(*args, check_rc=None, env=None, timeout=600):
     if check_rc is not None:
         assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
     return proc
+
+
+def assert_same_file(a, b, ignore_attrs=("provenance",)):
+    """All variables byte-identical and all global attributes equal but ``ignore_attrs``."""
+    with netCDF4.Dataset(a) as x, netCDF4.Dataset(b) as y:
+        assert x.file_format == y.file_format
+        ax = {k: x.getncattr(k) for k in x.ncattrs() if k not in ignore_attrs}
+        ay = {k: y.getncattr(k) for k in y.ncattrs() if k not in ignore_attrs}
+        assert ax == ay
+        assert set(x.variables) == set(y.variables)
+        for name in x.variables:
+            vx, vy = x[name][:], y[name][:]
+            assert vx.dtype == vy.dtype and vx.shape == vy.shape, name
+            assert np.asarray(vx).tobytes() == np.asarray(vy).tobytes(), name
 
 
 @pytest.fixture(scope="session")

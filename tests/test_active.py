@@ -193,25 +193,6 @@ def test_mips_is_bimodal_and_homogeneous_is_not(tmp_path):
     assert float(hom["largest_cluster_fraction"]) < 0.2
 
 
-def test_seeded_runs_reproduce_and_resume(tmp_path):
-    from test_driver import assert_same_file
-
-    from simcore.config import resolve
-    from simcore.driver import run_model
-
-    kw = dict(preset="mips", steps=600, seed=3, write_every=50,
-              overrides={"n": 300, "checkpoint_every": 4})
-    a = simcore.run("abp", out=tmp_path / "a.nc", **kw)
-    b = simcore.run("abp", out=tmp_path / "b.nc", **kw)
-    assert_same_file(a, b)
-    params, settings, preset = resolve("abp", **kw)
-    c = tmp_path / "c.nc"
-    with pytest.raises(KeyboardInterrupt):
-        run_model("abp", params, settings, c, preset=preset, quiet=True, stop_after_frames=7)
-    simcore.run("abp", out=c, resume=True, **kw)
-    assert_same_file(a, c)
-
-
 def test_unstable_time_step_is_a_clear_error(tmp_path):
     with pytest.raises(simcore.UnstableRunError, match=r"before step \d+ .*dt = 0.005 is too "
                        r"large.*rerun with dt <= 0.0001"):

@@ -27,7 +27,7 @@ import pytest
 import simcore
 from simcore.io.checkpoint import read_checkpoint_meta
 
-from test_driver import assert_same_file
+from conftest import assert_same_file
 
 # small runs whose frame loop lasts ~1-4 s on one core: many frames and checkpoints
 CASES = {

@@ -10,21 +10,7 @@ import simcore
 from simcore.config import resolve
 from simcore.driver import frame_steps, partial_paths, run_model
 
-from conftest import run_cli
-
-
-def assert_same_file(a, b, ignore_attrs=("provenance",)):
-    """All variables byte-identical and all global attributes equal but ``ignore_attrs``."""
-    with netCDF4.Dataset(a) as x, netCDF4.Dataset(b) as y:
-        assert x.file_format == y.file_format
-        ax = {k: x.getncattr(k) for k in x.ncattrs() if k not in ignore_attrs}
-        ay = {k: y.getncattr(k) for k in y.ncattrs() if k not in ignore_attrs}
-        assert ax == ay
-        assert set(x.variables) == set(y.variables)
-        for name in x.variables:
-            vx, vy = x[name][:], y[name][:]
-            assert vx.dtype == vy.dtype and vx.shape == vy.shape, name
-            assert np.asarray(vx).tobytes() == np.asarray(vy).tobytes(), name
+from conftest import assert_same_file, run_cli
 
 
 def test_frame_schedule():
@@ -75,28 +61,6 @@ def test_no_silent_overwrite(tmp_path):
     simcore.run("couzin", out=out, overwrite=True, **dict(kw, seed=5))
     # --resume on a complete file with the same parameters is a no-op
     simcore.run("couzin", out=out, resume=True, **dict(kw, seed=5))
-
-
-def test_one_and_two_threads_identical(tmp_path):
-    numba = pytest.importorskip("numba")
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs 2 Numba threads")
-    from simcore.models import couzin
-    from simcore.rng import kernel_key
-
-    params = couzin.Params(**dict(couzin.PRESETS["dynamic_parallel"], n=600))
-    results = []
-    for threads in (1, 2):
-        numba.set_num_threads(threads)
-        state = couzin.init_state(params, 4)
-        couzin.advance(state, params, kernel_key(4), 0, 30, parallel=True)
-        results.append((state["positions"].copy(), state["headings"].copy()))
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    serial = couzin.init_state(params, 4)
-    couzin.advance(serial, params, kernel_key(4), 0, 30, parallel=False)
-    for pos, head in results[1:] + [(serial["positions"], serial["headings"])]:
-        assert pos.tobytes() == results[0][0].tobytes()
-        assert head.tobytes() == results[0][1].tobytes()
 
 
 def test_cli_threads_and_seed_reproducible(tmp_path):

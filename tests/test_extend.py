@@ -11,7 +11,7 @@ import simcore
 from simcore.config import resolve
 from simcore.driver import run_model
 
-from test_driver import assert_same_file
+from conftest import assert_same_file
 
 CASES = {
     "couzin": dict(preset="swarm", seed=3, write_every=5, overrides={"n": 60}),

@@ -12,7 +12,6 @@ from scipy.linalg import expm, solve_discrete_lyapunov
 
 import simcore
 from simcore.config import resolve
-from simcore.driver import run_model
 from simcore.models import linear
 from simcore.rng import kernel_key
 
@@ -198,25 +197,6 @@ def test_serial_and_threaded_kernels_are_bit_identical():
         results.append(st["x"].tobytes())
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert results[0] == results[1]
-
-
-def test_seeded_runs_reproduce_and_resume(tmp_path):
-    from test_driver import assert_same_file
-
-    kw = dict(preset="bead_spring_5", steps=600, seed=3, write_every=50,
-              overrides={"n": 50, "checkpoint_every": 4})
-    a = simcore.run("linear", out=tmp_path / "a.nc", quiet=True, **kw)
-    b = simcore.run("linear", out=tmp_path / "b.nc", quiet=True, **kw)
-    assert_same_file(a, b)
-    params, settings, preset = resolve("linear", **kw)
-    c = tmp_path / "c.nc"
-    with pytest.raises(KeyboardInterrupt):
-        run_model("linear", params, settings, c, preset=preset, quiet=True, stop_after_frames=7)
-    simcore.run("linear", out=c, resume=True, quiet=True, **kw)
-    assert_same_file(a, c)
-    d = simcore.run("linear", out=tmp_path / "d.nc", quiet=True, **dict(kw, seed=4))
-    with netCDF4.Dataset(a) as x, netCDF4.Dataset(d) as y:
-        assert not np.array_equal(x["x"][-1], y["x"][-1])
 
 
 def test_cli_run_and_analyze(tmp_path):

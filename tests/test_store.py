@@ -18,7 +18,7 @@ from simcore.io.checkpoint import read_checkpoint_meta
 from simcore.io.framelog import FrameLogReader
 
 from conftest import run_cli
-from test_driver import assert_same_file
+from conftest import assert_same_file
 
 KW = dict(preset="swarm", steps=200, seed=4, write_every=5,
           overrides={"n": 50, "checkpoint_every": 4})

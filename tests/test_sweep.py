@@ -24,7 +24,7 @@ from simcore.sweep import (ClusterOptions, SweepFailed, derive_seeds, job_script
 
 from conftest import run_cli
 from test_cli import assert_clean_error
-from test_driver import assert_same_file
+from conftest import assert_same_file
 
 SMALL = """
 model = "couzin"

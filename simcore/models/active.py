@@ -973,4 +973,5 @@ ENGINE = Engine(
     analysis_bytes=analysis_bytes,
     analysis="simcore.analysis.active:active_diagnostics",
     figure="simcore.plotting.active:figure", animation="simcore.plotting.active:animate",
+    quick_run={"n": 600, "steps": 400, "write_every": 50},
 )

@@ -736,4 +736,5 @@ ENGINE = Engine(
                              "dewi-kadita definitions", choices=("corrected", "dewi"),
                              default="corrected"),),
     figure="simcore.plotting.couzin:figure", animation="simcore.plotting.couzin:animate",
+    quick_run={"n": 200, "steps": 60, "write_every": 10},
 )

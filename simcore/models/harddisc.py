@@ -1315,4 +1315,5 @@ ENGINE = Engine(
     threaded=THREADED, run_bytes=run_bytes, analysis_bytes=analysis_bytes,
     analysis="simcore.analysis.boltzmann:boltzmann_entropy",
     figure="simcore.plotting.harddisc:figure", animation="simcore.plotting.harddisc:animate",
+    quick_run={"n": 300, "t_end": 8.0},
 )

@@ -414,4 +414,5 @@ ENGINE = Engine(
     run_bytes=run_bytes, analysis_bytes=analysis_bytes,
     analysis="simcore.analysis.linear:linear_diagnostics",
     figure="simcore.plotting.linear:figure", animation="simcore.plotting.linear:animate",
+    quick_run={"n": 500, "steps": 2000, "write_every": 200},
 )
