@@ -25,6 +25,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from simcore.analysis import require_model
+from simcore.analysis._frames import block_mean, first_after_burn_in, frame_dim, frame_state
 from simcore.models import active as model
 
 # 20 bins of 0.05 in packing fraction; the default grid cell and the per-particle radius
@@ -48,31 +49,6 @@ def free_aoup_msd(t, v0, D_t, gamma):
     return 4 * D_t * t + 4 * v0 ** 2 * tau * (t - tau * (1 - np.exp(-t / tau)))
 
 
-def block_mean(values, n_blocks: int = 10):
-    """Mean and its standard error from ``n_blocks`` contiguous block means."""
-    values = np.asarray(values, dtype=float)
-    n_blocks = max(2, min(n_blocks, len(values)))
-    blocks = np.array([b.mean() for b in np.array_split(values, n_blocks)])
-    return float(values.mean()), float(blocks.std(ddof=1) / math.sqrt(n_blocks))
-
-
-def _frame_state(ds, k, params):
-    """Model state (float64) of frame k, for recomputing forces."""
-    fr = ds.isel({_frame_dim(ds): k})
-    state = {"positions": np.zeros((params.n, 3)),
-             "image": np.zeros((params.n, 2), dtype=np.int64)}
-    state["positions"][:, :2] = fr["coordinates"].values[:, :2]
-    if params.propulsion == "abp":
-        state["theta"] = fr["theta"].values.astype(np.float64)
-    else:
-        state["g"] = fr["propulsion"].values[:, :2].astype(np.float64)
-    return state
-
-
-def _frame_dim(ds):
-    return "time" if "time" in ds["coordinates"].dims else "frame"
-
-
 def exact_epr_per_frame(ds, frames) -> np.ndarray:
     """Per-frame particle averages whose time average is the exact EPR per particle."""
     require_model(ds, "abp", "exact_epr_per_frame")
@@ -81,7 +57,7 @@ def exact_epr_per_frame(ds, frames) -> np.ndarray:
     hypo = params.D_t == 0
     cache: dict = {}
     for m, k in enumerate(frames):
-        state = _frame_state(ds, k, params)
+        state = frame_state(ds, k)
         state["_work"] = cache.get("_work")
         F, div = model.forces(state, params, divergence=True)
         cache["_work"] = state["_work"]
@@ -110,13 +86,13 @@ def exact_epr_local(ds, k: int) -> np.ndarray:
             "exact_epr_local is defined for hypoelliptic AOUP files (propulsion = 'aoup', "
             f"D_t = 0); this file has propulsion = '{params.propulsion}', D_t = {params.D_t:g}. "
             "Use exact_epr_per_frame for the total EPR of other files.")
-    state = _frame_state(ds, k, params)
+    state = frame_state(ds, k)
     _, div = model.forces(state, params, divergence=True)
     return -params.mu * div
 
 
 def _unwrapped(ds, k, L):
-    fr = ds.isel({_frame_dim(ds): k})
+    fr = ds.isel({frame_dim(ds): k})
     return (fr["coordinates"].values[:, :2].astype(np.float64)
             + fr["image"].values[:, :2].astype(np.float64) * L)
 
@@ -125,7 +101,7 @@ def mean_squared_displacement(ds, max_particles: int = 20000, n_lags: int = 40):
     """MSD over particles and time origins at ~log-spaced lags (frames); returns (lag_time, msd)."""
     require_model(ds, "abp", "mean_squared_displacement")
     params = ds.simcore.params
-    n_frames = ds.sizes[_frame_dim(ds)]
+    n_frames = ds.sizes[frame_dim(ds)]
     L = params.box
     sel = np.arange(min(params.n, max_particles))
     traj = np.stack([_unwrapped(ds, k, L)[sel] for k in range(n_frames)])
@@ -208,9 +184,9 @@ def active_diagnostics(ds: xr.Dataset, burn_in: float = 0.5, density_cell: float
     """
     require_model(ds, "abp", "active_diagnostics")
     params = ds.simcore.params
-    dim = _frame_dim(ds)
+    dim = frame_dim(ds)
     n_frames = ds.sizes[dim]
-    first = min(int(burn_in * n_frames), n_frames - 1)
+    first = first_after_burn_in(n_frames, burn_in)
     frames = np.arange(first, n_frames)
     L = params.box
     a = params.particle_radius

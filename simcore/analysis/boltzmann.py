@@ -33,6 +33,7 @@ import xarray as xr
 from scipy.special import gammaln
 
 from simcore._errors import UserInputError
+from simcore.analysis._frames import frame_dim
 
 DEFAULT_DV = (0.25, 0.5, 1.0)
 MIN_PARTICLES_PER_CELL = 50.0
@@ -180,7 +181,7 @@ def boltzmann_entropy(ds: xr.Dataset, dv: Sequence[float] = DEFAULT_DV, dx: floa
     nx, ny, hx = _spatial_cells(params, dx, cells)
     box = (params.L_x, params.L_y)
     n = params.n
-    fdim = "time" if "time" in ds["coordinates"].dims else "frame"
+    fdim = frame_dim(ds)
     times = np.asarray(ds["time"].values, dtype=float)
     nt = len(times)
     S_ex = np.zeros((dvs.size, nt))

@@ -27,16 +27,12 @@ import math
 import numpy as np
 import xarray as xr
 
-from simcore.analysis.active import block_mean
 from simcore.analysis import require_model
+from simcore.analysis._frames import block_mean, first_after_burn_in, frame_dim
 from simcore.models import linear as model
 
 
 _MIN_COPIES = 20  # from this many copies on, errors come from the spread between copies
-
-
-def _frame_dim(ds):
-    return "time" if "time" in ds["x"].dims else "frame"
 
 
 def linear_diagnostics(ds: xr.Dataset, burn_in: float | None = None,
@@ -51,9 +47,9 @@ def linear_diagnostics(ds: xr.Dataset, burn_in: float | None = None,
     B, D, d = p.B_matrix, p.D_matrix, p.d
     if burn_in is None:
         burn_in = 0.0 if p.init == "stationary" else 0.2
-    dim = _frame_dim(ds)
+    dim = frame_dim(ds, "x")
     n_frames = ds.sizes[dim]
-    k0 = min(int(burn_in * n_frames), n_frames - 1)
+    k0 = first_after_burn_in(n_frames, burn_in)
     x = ds["x"].isel({dim: slice(k0, None)}).values.astype(np.float64)  # (T, n, d)
     drift = ds["drift"].isel({dim: slice(k0, None)}).values.astype(np.float64)
 
