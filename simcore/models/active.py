@@ -603,6 +603,12 @@ def _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamm
             unstable[0] = 1
 
 
+# fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
+ST_NEEDED_CAPACITY = 0  # neighbours per particle the lists needed when they overflowed
+ST_LISTS_VALID = 1  # 1 while the lists match the particle slots, 0 forces a rebuild
+N_STATUS = 2
+
+
 def _work(state, params: Params):
     n = params.n
     work = state.get("_work")
@@ -631,7 +637,7 @@ def _work(state, params: Params):
             work["nb"] = np.zeros((0, 1), dtype=np.int32)
         work["nb_count"] = np.zeros(n, dtype=np.int64)
         work["ref"] = np.zeros((n, 2))
-        work["status"] = np.zeros(2, dtype=np.int64)  # (needed capacity, lists valid)
+        work["status"] = np.zeros(N_STATUS, dtype=np.int64)  # ST_* fields
         if nc:
             work["bucket_start"] = np.zeros(max(nc * nc + 1, work["bucket_start"].shape[0]),
                                             dtype=np.int64)
@@ -665,7 +671,7 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
                max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids):
     """Advance up to ``n_steps``; returns the number of steps done (fewer when the Verlet
-    lists overflowed: ``status[0]`` then holds the capacity they need)."""
+    lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need)."""
     use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
     half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
     for s in range(n_steps):
@@ -674,7 +680,7 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                 moved2 = neighbors.max_displacement2_parallel(pos, ref, L)
             else:
                 moved2 = neighbors.max_displacement2(pos, ref, L)
-            if status[1] == 0 or moved2 > half_skin2:
+            if status[ST_LISTS_VALID] == 0 or moved2 > half_skin2:
                 if parallel:
                     largest = neighbors.build_verlet2d_parallel(
                         pos, L, grid_nc, L / grid_nc, bucket_start, order, xs, ys, r_list, nb,
@@ -684,10 +690,10 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                                                        bucket_start, order, xs, ys, r_list, nb,
                                                        nb_count, ref)
                 if largest > nb.shape[1]:
-                    status[0] = largest
-                    status[1] = 0
+                    status[ST_NEEDED_CAPACITY] = largest
+                    status[ST_LISTS_VALID] = 0
                     return s
-                status[1] = 1
+                status[ST_LISTS_VALID] = 1
             if parallel:
                 _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
                                         contact, force)
@@ -749,7 +755,7 @@ def _renumber_by_cell(state, params: Params, work) -> None:
     for name in ("positions", "image", "theta", "g", "n_hat", "ids"):
         if name in state:
             state[name][...] = state[name][order]
-    work["status"][1] = 0  # the Verlet lists refer to the old slots
+    work["status"][ST_LISTS_VALID] = 0  # the Verlet lists refer to the old slots
 
 
 def _orientation(theta):
@@ -804,8 +810,9 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
             work["status"], state["ids"])
         if unstable[0]:
             break
-        if work["status"][0] > work["nb"].shape[1]:  # lists overflowed: enlarge, rebuild
-            work["nb"] = np.zeros((params.n, int(work["status"][0] * 1.3) + 4), dtype=np.int32)
+        needed = work["status"][ST_NEEDED_CAPACITY]
+        if needed > work["nb"].shape[1]:  # lists overflowed: enlarge, rebuild
+            work["nb"] = np.zeros((params.n, int(needed * 1.3) + 4), dtype=np.int32)
     if unstable[0] or not _finite_state(state, abp):
         from simcore._errors import UnstableRunError
 
