@@ -1,0 +1,171 @@
+"""The active-particle time step: per-particle integration and the step loop
+(:func:`_run_steps`), with the Verlet-list status fields."""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit, prange
+
+from simcore import neighbors, rng
+from simcore.models.active.forces import _compute_forces, _verlet_forces_parallel, _verlet_forces_serial
+
+
+@njit(cache=True, inline="always")
+def _step_particle(x0, x1, f0, f1, p0, p1, th, identity, key, step, L, dt, v0, mu, s_t, s_r,
+                   decay, s_g, abp, uniform_noise, max_jump):
+    """One Euler–Maruyama step of one particle; exact updates for θ (ABP) or g (AOUP).
+
+    Scalars in, scalars out: Numba's inlining of a function that takes arrays adds
+    reference counting per call, which doubled the cost of this loop. (p0, p1) is the AOUP
+    propulsion g, or for ABP the carried orientation n = (cos θ, sin θ), rotated by each
+    angle increment instead of recomputed (a sine and a cosine of a small angle are short
+    series; it is reset from θ at every renumbering, so rounding cannot accumulate).
+    ``s_t = √(2 D_t dt)``, ``s_r = √(2 D_r dt)``, ``decay = e^{−γ dt}``,
+    ``s_g = √(1 − decay²)``. Returns the new (x0, x1), the image shifts, θ, (p0, p1) and
+    whether a force moved the particle farther than ``max_jump`` (or to a non-finite place).
+    """
+    base = rng.stream_base(key, step, identity)  # noise follows the particle, not its slot
+    if uniform_noise:  # variance-matched uniform: √3·(2u − 1) has unit variance
+        w0 = 1.7320508075688772 * (2.0 * rng.uniform(base, 0) - 1.0)
+        w1 = 1.7320508075688772 * (2.0 * rng.uniform(base, 1) - 1.0)
+    else:
+        w0, w1 = rng.normal(base, 0), rng.normal(base, 1)
+    bad = not (abs(mu * f0 * dt) <= max_jump and abs(mu * f1 * dt) <= max_jump)
+    y0, sh0 = _wrap(x0 + (v0 * p0 + mu * f0) * dt + s_t * w0, L)
+    y1, sh1 = _wrap(x1 + (v0 * p1 + mu * f1) * dt + s_t * w1, L)
+    if abp:
+        delta = s_r * rng.normal(base, 2)
+        th = th + delta
+        if th < -math.pi or th >= math.pi:  # keep θ in [−π, π)
+            th -= 2.0 * math.pi * math.floor((th + math.pi) / (2.0 * math.pi))
+        if abs(delta) < 0.1:  # series exact to double precision (next term < 3e-17)
+            z = delta * delta
+            c = 1.0 - z * (0.5 - z * (1.0 / 24.0 - z * (1.0 / 720.0 - z * (1.0 / 40320.0))))
+            sn = delta * (1.0 - z * (1.0 / 6.0 - z * (1.0 / 120.0 - z * (1.0 / 5040.0
+                                                                        - z / 362880.0))))
+        else:
+            sn, c = rng.sincos(delta)
+        q0, q1 = c * p0 - sn * p1, sn * p0 + c * p1
+    else:
+        q0 = decay * p0 + s_g * rng.normal(base, 2)
+        q1 = decay * p1 + s_g * rng.normal(base, 3)
+    return y0, y1, sh0, sh1, th, q0, q1, bad
+
+
+@njit(cache=True, inline="always")
+def _wrap(x, L):
+    """x folded into [0, L) and the number of box lengths removed."""
+    if 0.0 <= x < L:
+        return x, 0
+    shift = math.floor(x / L)
+    x -= shift * L
+    if x >= L:  # round-off can land exactly on L
+        x -= L
+        shift += 1.0
+    return x, int(shift)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
+                        uniform_noise, key, step, max_jump, unstable, ids):
+    s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
+    decay = math.exp(-gamma * dt)
+    s_g = math.sqrt(1.0 - decay * decay)
+    for i in prange(pos.shape[0]):
+        th = theta[i] if abp else 0.0
+        y0, y1, sh0, sh1, th, q0, q1, bad = _step_particle(
+            pos[i, 0], pos[i, 1], force[i, 0], force[i, 1], g[i, 0], g[i, 1], th, ids[i], key,
+            step, L, dt, v0, mu, s_t, s_r, decay, s_g, abp, uniform_noise, max_jump)
+        pos[i, 0], pos[i, 1] = y0, y1
+        image[i, 0] += sh0
+        image[i, 1] += sh1
+        g[i, 0], g[i, 1] = q0, q1
+        if abp:
+            theta[i] = th
+        if bad:
+            unstable[0] = 1
+
+
+@njit(cache=True, error_model="numpy")
+def _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
+                      uniform_noise, key, step, max_jump, unstable, ids):
+    """Serial twin of :func:`_integrate_parallel` (same arithmetic, same bits)."""
+    s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
+    decay = math.exp(-gamma * dt)
+    s_g = math.sqrt(1.0 - decay * decay)
+    for i in range(pos.shape[0]):
+        th = theta[i] if abp else 0.0
+        y0, y1, sh0, sh1, th, q0, q1, bad = _step_particle(
+            pos[i, 0], pos[i, 1], force[i, 0], force[i, 1], g[i, 0], g[i, 1], th, ids[i], key,
+            step, L, dt, v0, mu, s_t, s_r, decay, s_g, abp, uniform_noise, max_jump)
+        pos[i, 0], pos[i, 1] = y0, y1
+        image[i, 0] += sh0
+        image[i, 1] += sh1
+        g[i, 0], g[i, 1] = q0, q1
+        if abp:
+            theta[i] = th
+        if bad:
+            unstable[0] = 1
+
+
+# fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
+ST_NEEDED_CAPACITY = 0  # neighbours per particle the lists needed when they overflowed
+ST_LISTS_VALID = 1  # 1 while the lists match the particle slots, 0 forces a rebuild
+N_STATUS = 2
+
+
+
+@njit(cache=True)
+def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
+               bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
+               dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
+               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids):
+    """Advance up to ``n_steps``; returns the number of steps done (fewer when the Verlet
+    lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need)."""
+    use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
+    half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
+    for s in range(n_steps):
+        if use_verlet:
+            if parallel:
+                moved2 = neighbors.max_displacement2_parallel(pos, ref, L)
+            else:
+                moved2 = neighbors.max_displacement2(pos, ref, L)
+            if status[ST_LISTS_VALID] == 0 or moved2 > half_skin2:
+                if parallel:
+                    largest = neighbors.build_verlet2d_parallel(
+                        pos, L, grid_nc, L / grid_nc, bucket_start, order, xs, ys, r_list, nb,
+                        nb_count, ref)
+                else:
+                    largest = neighbors.build_verlet2d(pos, L, grid_nc, L / grid_nc,
+                                                       bucket_start, order, xs, ys, r_list, nb,
+                                                       nb_count, ref)
+                if largest > nb.shape[1]:
+                    status[ST_NEEDED_CAPACITY] = largest
+                    status[ST_LISTS_VALID] = 0
+                    return s
+                status[ST_LISTS_VALID] = 1
+            if parallel:
+                _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
+                                        contact, force)
+            else:
+                _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
+                                      contact, force)
+            if kappa > 0.0:
+                c = 0.5 * L
+                for i in range(pos.shape[0]):
+                    force[i, 0] -= kappa * (pos[i, 0] - c)
+                    force[i, 1] -= kappa * (pos[i, 1] - c)
+        else:
+            _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order,
+                            xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force,
+                            div, False, parallel, grid_nc)
+        if parallel:
+            _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma,
+                                abp, uniform_noise, key, step0 + s, max_jump, unstable, ids)
+        else:
+            _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
+                              uniform_noise, key, step0 + s, max_jump, unstable, ids)
+        if unstable[0]:
+            return s + 1
+    return n_steps
