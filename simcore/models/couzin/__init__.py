@@ -1,0 +1,292 @@
+"""3D Couzin zone model of fish schools (Couzin et al., J. Theor. Biol. 218:1, 2002).
+
+Units: lengths in units of the repulsion radius scale used by the presets (r_r = 1),
+time in the model's time unit (Couzin's seconds), angles in radians except
+``field_of_view`` (degrees). Each agent has a position c_i and a unit heading u_i and
+moves at constant ``speed``.
+
+Two rules:
+
+``rule="couzin2002"`` (default), the published model:
+  * zones by distance |r_ij|: repulsion < r_r <= orientation < r_o <= attraction < r_a;
+  * neighbours behind the agent, outside the field of perception ``field_of_view``
+    (270° by default: a rear blind cone of half-angle 45°), are ignored in the
+    orientation and attraction zones; repulsion sees all around;
+  * any neighbour in the repulsion zone: d = -Σ r̂_ij (repulsion overrides);
+  * otherwise d_o = û_i + Σ_ZOO û_j (the agent aligns with itself too, as in Couzin
+    2005 and FishSim; this only adds inertia), d_a = Σ_ZOA r̂_ij, each normalised; if
+    both zones are occupied d = ½(d̂_o + d̂_a), else the occupied one; no neighbour
+    keeps the heading;
+  * noise: d is rotated by a spherically wrapped Gaussian (a tangent-plane Gaussian of
+    s.d. ``noise`` per component, applied via the exponential map);
+  * turn: the heading rotates toward d by at most ``turning_rate·dt`` (a true rotation;
+    it aligns exactly if closer);
+  * move: c_i += speed·dt·u_i. All agents update synchronously.
+
+``rule="dewi"``, the dewi-kadita 0.0.4 variant, reproduced operation by operation:
+periodic cube, minimum image, blind cone on all zones, raw sums with the orientation
+sum weighted by ``orientation_weight`` and no ½, a linear-blend turn capped at
+``turning_rate·dt`` per step, isotropic Gaussian noise added after the cap, semi-implicit
+Euler. Unlike the anchor it is seeded, and ``init`` reproduces its initial condition
+for the same seed (numpy's legacy RandomState stream).
+
+Boundaries: ``open`` (default), ``periodic`` cube of side ``box`` (minimum image), or
+``reflecting`` cube walls [0, box] (specular reflection of position and heading).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from simcore import neighbors
+from simcore._errors import UserInputError
+from simcore.engine import Engine, Option
+from simcore.models.couzin.params import (
+    _PARALLEL_MIN_N, BOUNDARIES, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, NAME, NDIM,
+    PRESET_DOCS, PRESETS, RULES, Params, extra_variables, geometry, time_per_step, warnings)
+from simcore.models.couzin.rules import _run_steps
+
+# the engine's public names
+__all__ = ["ENGINE", "Params", "PRESETS", "PRESET_DOCS", "RULES", "BOUNDARIES", "init_state",
+           "advance", "frame", "state_from_frame", "cell_plan", "stability_advice",
+           "MAX_COORDINATE", "warnings"]
+
+
+# ---------------------------------------------------------------------------- initial state
+def _unit(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def init_state(params: Params, seed: int) -> dict[str, np.ndarray]:
+    """Initial positions and unit headings (float64), plus the kernel's work arrays."""
+    n = params.n
+    if params.rule == "dewi":
+        pos, head = _init_dewi(params, seed)
+    else:
+        g = np.random.default_rng(seed)
+        center = np.full(3, params.box / 2) if params.boundary != "open" else np.zeros(3)
+        if params.init == "random":
+            size = params.init_size or (params.box if params.boundary != "open"
+                                        else 2.0 * params.r_r * n ** (1 / 3))
+            pos = center + (g.random((n, 3)) - 0.5) * size
+            head = _unit(g.standard_normal((n, 3)))
+        else:
+            radius = params.init_size or (params.box / 4 if params.boundary != "open"
+                                          else max(3.0, n / (4 * math.pi)) * params.r_r)
+            phi = 2 * math.pi * np.arange(n) / n + 0.1 * g.standard_normal(n)
+            r = radius * (1 + 0.15 * g.standard_normal(n))
+            pos = center + np.stack([r * np.cos(phi), r * np.sin(phi),
+                                     0.1 * radius * g.standard_normal(n)], axis=1)
+            head = _unit(np.stack([-np.sin(phi), np.cos(phi), 0.1 * g.standard_normal(n)], axis=1))
+        if params.boundary == "periodic":
+            pos %= params.box
+        elif params.boundary == "reflecting":
+            pos = np.clip(pos, 0.0, params.box)
+    state = {"positions": np.ascontiguousarray(pos, dtype=np.float64),
+             "headings": np.ascontiguousarray(head, dtype=np.float64)}
+    return state
+
+
+def _init_dewi(params: Params, seed: int):
+    """dewi-kadita's CouzinSystem initial condition for ``np.random.seed(seed)``."""
+    legacy = np.random.RandomState(seed)
+    n, box, speed = params.n, params.box, params.speed
+    if params.init == "random":
+        pos = legacy.rand(n, 3) * box
+        vel = legacy.randn(n, 3)
+        norms = np.linalg.norm(vel, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        vel = (vel / norms) * speed
+    else:
+        radius = params.init_size if params.init_size is not None else box * 0.25
+        center = np.array([box / 2, box / 2, box / 2])
+        pos = np.zeros((n, 3))
+        vel = np.zeros((n, 3))
+        for i in range(n):
+            theta = 2 * np.pi * i / n + legacy.randn() * 0.1
+            r = radius + legacy.randn() * (radius * 0.15)
+            pos[i] = [center[0] + r * np.cos(theta), center[1] + r * np.sin(theta),
+                      center[2] + legacy.randn() * (radius * 0.3)]
+            v = np.array([-np.sin(theta), np.cos(theta), legacy.randn() * 0.1])
+            vel[i] = v / np.linalg.norm(v) * speed
+        pos = np.mod(pos, box)
+    # the anchor keeps velocities; its heading is vel/|vel| at the next step
+    head = vel / np.linalg.norm(vel, axis=1, keepdims=True)
+    return pos, head
+
+
+
+def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False):
+    """Cell geometry for ``params`` (``all_pairs=True`` gives the all-pairs reference).
+
+    The stencil reach is chosen from the number density: the box's, or in open space
+    and reflecting boxes that of the agents' bounding box.
+    """
+    box = np.full(3, params.box) if params.boundary == "periodic" else np.zeros(3)
+    if all_pairs:
+        return neighbors.all_pairs_plan(box)
+    if params.boundary == "periodic":  # fixed for the run: computed once, not per chunk
+        return tuple(a.copy() for a in _periodic_plan(params.box, params.r_a, params.n))
+    extent = np.maximum(positions.max(axis=0) - positions.min(axis=0), params.r_a)
+    volume = float(np.prod(extent))
+    return neighbors.auto_plan(box, params.r_a, density=params.n / volume)
+
+
+@functools.lru_cache(maxsize=64)
+def _periodic_plan(box: float, r_a: float, n: int):
+    return neighbors.auto_plan(np.full(3, box), r_a, density=n / box ** 3)
+
+
+_WORK: dict = {}
+
+
+def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: bool = False,
+            parallel: bool | None = None) -> None:
+    """Advance ``state`` in place by ``n_steps`` steps starting at global step ``step``.
+
+    ``all_pairs=True`` uses the O(N²) reference search; ``parallel`` forces the threaded
+    (True) or serial (False) kernel; by default threads are used for n >= 128. Results
+    are identical either way.
+    """
+    n = params.n
+    box, side, ncell, reach = cell_plan(params, state["positions"], all_pairs)
+    work = state.get("_work")
+    if work is None or work["order"].shape[0] != n:
+        work = neighbors.allocate(n)
+        work["scratch"] = np.empty((n, 3))
+        for name in ("xs", "ys", "zs", "hxs", "hys", "hzs"):
+            work[name] = np.empty(n)
+        work["keys"] = np.empty(n, dtype=np.int64)
+        state["_work"] = work
+    if parallel is None:
+        import numba
+
+        parallel = n >= _PARALLEL_MIN_N and numba.get_num_threads() > 1
+    if params.rule == "dewi":
+        cos_blind = -math.cos(math.radians((360.0 - params.field_of_view) / 2)) \
+            if params.field_of_view < 360.0 else -3.0
+    else:
+        cos_blind = -3.0
+    cos_fov = math.cos(math.radians(params.field_of_view / 2))
+    L = params.box
+    _check_reach(state, params, step, n_steps)
+    _run_steps(state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
+               work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"],
+               work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"],
+               work["keys"], RULES[params.rule], BOUNDARIES[params.boundary], L,
+               params.r_r ** 2, params.r_o ** 2, params.r_a ** 2, cos_fov, cos_blind,
+               params.orientation_weight, params.turning_rate * params.dt, params.noise,
+               params.speed, params.dt, np.uint64(key), np.int64(step), np.int64(n_steps),
+               bool(parallel))
+    if not (np.isfinite(state["positions"]).all() and np.isfinite(state["headings"]).all()):
+        from simcore._errors import UnstableRunError
+
+        raise UnstableRunError(
+            f"The Couzin run became unstable before step {step + n_steps} (in the chunk of "
+            f"steps {step}..{step + n_steps}): positions or headings are no longer finite. "
+            + stability_advice(params), first_step=step, last_step=step + n_steps)
+
+
+# Agents farther than this from the origin (model lengths) are a runaway: cell indices
+# (int64) and squared distances stop being exact long before float64 overflows, and the
+# float32 file cannot hold 1e39.
+MAX_COORDINATE = 1e15
+
+
+def stability_advice(params: Params) -> str:
+    """Advice for a runaway Couzin run that fits its parameters (speed, dt, zone radii)."""
+    step_len = params.speed * params.dt
+    good = params.r_r / params.speed
+    if step_len > params.r_r:
+        return (f"One step moves an agent by speed·dt = {params.speed:g} × {params.dt:g} = "
+                f"{step_len:.3g} length units, more than the repulsion radius r_r = "
+                f"{params.r_r:g}, so the zones are jumped over: rerun with dt <= {good:.3g} "
+                "(r_r / speed), with steps raised by the same factor to cover the same time.")
+    return (f"The step length speed·dt = {step_len:.3g} is below r_r = {params.r_r:g}, so the "
+            "time step is not the cause: check the other parameters (noise, turning_rate) and "
+            "report the command if they are sensible.")
+
+
+def _check_reach(state, params: Params, step: int, n_steps: int) -> None:
+    """Refuse a chunk in which an open-space agent would pass :data:`MAX_COORDINATE`
+    (each step moves it by at most speed·dt per axis), before running it."""
+    if params.boundary != "open" or n_steps <= 0:
+        return
+    far = float(np.abs(state["positions"]).max()) if params.n else 0.0
+    step_len = params.speed * params.dt
+    if far + step_len * n_steps < MAX_COORDINATE:
+        return
+    from simcore._errors import UnstableRunError
+
+    within = max(0, int((MAX_COORDINATE - far) // step_len)) if step_len > 0 else n_steps
+    first_bad = step + min(n_steps, within + 1)
+    raise UnstableRunError(
+        f"The Couzin run would run away before step {first_bad} (in the chunk of steps "
+        f"{step}..{step + n_steps}): agents in open space move by speed·dt = {step_len:.3g} "
+        f"per step and would pass {MAX_COORDINATE:.0e} length units from the origin, beyond "
+        "what the cell lists and the file can represent. " + stability_advice(params),
+        first_step=step, last_step=first_bad)
+
+
+def state_from_frame(variables: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarray]:
+    """The state of a stored frame (``simcore run --init-from``): positions, and headings
+    from the stored velocities (speed × heading, renormalised)."""
+
+    pos = np.array(variables["coordinates"], dtype=np.float64)
+    vel = np.array(variables["velocities"], dtype=np.float64)
+    norm = np.linalg.norm(vel, axis=1)
+    if not (np.isfinite(pos).all() and np.isfinite(vel).all()) or not np.all(norm > 0):
+        raise UserInputError("init_from: the stored frame has non-finite positions or zero "
+                             "velocities, so no headings can be taken from it.")
+    if params.boundary == "periodic":
+        pos %= params.box
+    elif params.boundary == "reflecting" and (pos.min() < 0 or pos.max() > params.box):
+        raise UserInputError(f"init_from: the stored agents lie outside the reflecting cube "
+                             f"[0, {params.box:g}]^3 of this run; use a larger box.")
+    return {"positions": pos, "headings": vel / norm[:, None]}
+
+
+def frame(state, params: Params) -> dict[str, np.ndarray]:
+    """Per-frame variables: positions, velocities (speed × heading), cell lengths."""
+    L = params.box if params.boundary == "periodic" else 0.0
+    return {
+        "coordinates": state["positions"],
+        "velocities": state["headings"] * params.speed,
+        "cell_lengths": np.array([L, L, L]),
+    }
+
+
+def run_bytes(params: Params) -> tuple[int, int]:
+    """Peak bytes of the state, work arrays and one frame, and the floats per agent in a
+    frame (for the memory check before a run)."""
+    n = params.n
+    state = 48 * n  # positions, headings
+    work = (72 + 32) * n + (24 + 48 + 8) * n  # allocate(); scratch, 6 sorted copies, keys
+    return state + work + 24 * n, 6  # frame: velocities = speed · headings
+
+
+def analysis_bytes(n_atoms: int, n_frames: int, params: Params | None = None) -> int:
+    """Peak bytes of the schooling analysis: one frame at a time (positions, velocities,
+    neighbour trees and pair lists of about 30 neighbours per agent) plus the per-frame
+    results."""
+    return 48 * n_atoms + 30 * 24 * n_atoms + 16 * 30 * n_atoms + 200 * n_frames
+
+
+ENGINE = Engine(
+    name=NAME, ndim=NDIM, Params=Params, presets=PRESETS, preset_docs=PRESET_DOCS,
+    description="3D Couzin zone model of fish schools",
+    default_preset=DEFAULT_PRESET, default_steps=DEFAULT_STEPS,
+    default_write_every=DEFAULT_WRITE_EVERY,
+    init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
+    extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
+    geometry=geometry, run_bytes=run_bytes, analysis_bytes=analysis_bytes,
+    analysis="simcore.analysis.schooling:schooling_indices_from_dataset",
+    analysis_options=(Option("convention", "schooling entropies: corrected (default) or the "
+                             "dewi-kadita definitions", choices=("corrected", "dewi"),
+                             default="corrected"),),
+    figure="simcore.plotting.couzin:figure", animation="simcore.plotting.couzin:animate",
+    quick_run={"n": 200, "steps": 60, "write_every": 10},
+)

@@ -1,0 +1,318 @@
+"""The Couzin kernels: the zone rules of ``couzin2002`` and ``dewi``, the turn, the move and
+the step loop (:func:`_run_steps`; serial and threaded twins)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from simcore import neighbors, rng
+
+
+@njit(cache=True, inline="always")
+def _perpendicular(ux, uy, uz):
+    """A unit vector perpendicular to the unit vector u."""
+    if abs(ux) < 0.9:
+        px, py, pz = 0.0, -uz, uy  # u × x̂
+    else:
+        px, py, pz = uz, 0.0, -ux  # u × ŷ
+    nrm = math.sqrt(px * px + py * py + pz * pz)
+    return px / nrm, py / nrm, pz / nrm
+
+
+@njit(cache=True, inline="always")
+def _turn_couzin(ux, uy, uz, dx, dy, dz, cap):
+    """Rotate unit u toward unit d by at most ``cap`` radians (true rotation)."""
+    c = ux * dx + uy * dy + uz * dz
+    if c > 1.0:
+        c = 1.0
+    elif c < -1.0:
+        c = -1.0
+    phi = math.acos(c)
+    if phi <= cap:
+        return dx, dy, dz
+    wx, wy, wz = dx - c * ux, dy - c * uy, dz - c * uz
+    w = math.sqrt(wx * wx + wy * wy + wz * wz)
+    if w < 1e-12:
+        wx, wy, wz = _perpendicular(ux, uy, uz)
+    else:
+        wx, wy, wz = wx / w, wy / w, wz / w
+    ca, sa = math.cos(cap), math.sin(cap)
+    vx, vy, vz = ca * ux + sa * wx, ca * uy + sa * wy, ca * uz + sa * wz
+    v = math.sqrt(vx * vx + vy * vy + vz * vz)
+    return vx / v, vy / v, vz / v
+
+
+_M21 = (1 << 21) - 1
+
+
+@njit(cache=True, inline="always")
+def _pack(cx, cy, cz):
+    """One int64 per cell for the hash-collision filter (aliases are > 2^21 cells apart,
+    so they are rejected by distance and never double-count visited cells)."""
+    return ((cx & _M21) << 42) | ((cy & _M21) << 21) | (cz & _M21)
+
+
+@njit(cache=True)
+def _gather_sorted(pos, head, cell_of, order, xs, ys, zs, hxs, hys, hzs, keys):
+    """Copy the state into cell order (structure of arrays) for contiguous pair loops."""
+    for t in range(order.shape[0]):
+        j = order[t]
+        xs[t], ys[t], zs[t] = pos[j, 0], pos[j, 1], pos[j, 2]
+        hxs[t], hys[t], hzs[t] = head[j, 0], head[j, 1], head[j, 2]
+        keys[t] = _pack(cell_of[j, 0], cell_of[j, 1], cell_of[j, 2])
+
+
+@njit(cache=True, inline="always")
+def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs, hxs, hys, hzs,
+            keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, cap, noise, speed, key, step):
+    """New heading of agent i from the old state (both rules).
+
+    The pair loop is branch-free (zone and visibility tests are unpredictable per pair)
+    and runs over the contiguous, cell-sorted copies ``xs ... keys`` so it vectorises.
+    """
+    mask = bucket_start.shape[0] - 2
+    px, py, pz = pos[i, 0], pos[i, 1], pos[i, 2]
+    ux, uy, uz = head[i, 0], head[i, 1], head[i, 2]
+    # periodic axes held as one cell need rounding per pair; others use cell image shifts
+    bx = box[0] if ncell[0] == 1 else 0.0
+    by = box[1] if ncell[1] == 1 else 0.0
+    bz = box[2] if ncell[2] == 1 else 0.0
+    ibx = 1.0 / bx if bx > 0.0 else 0.0
+    iby = 1.0 / by if by > 0.0 else 0.0
+    ibz = 1.0 / bz if bz > 0.0 else 0.0
+    rounding = bx > 0.0 or by > 0.0 or bz > 0.0
+    drx = dry = drz = 0.0
+    dox = doy = doz = 0.0
+    dax = day = daz = 0.0
+    nr = no = na = 0.0
+    vx = vy = vz = vn = inv_vn = 0.0
+    if rule == 1:  # dewi: heading as vel/|vel| with vel = speed·u
+        vx, vy, vz = ux * speed, uy * speed, uz * speed
+        vn = math.sqrt(vx * vx + vy * vy + vz * vz)
+        inv_vn = 1.0 / vn
+    for ox in range(-reach[0], reach[0] + 1):
+        cx, sx = neighbors.neighbor_cell(cell_of[i, 0], ox, ncell[0], box[0])
+        for oy in range(-reach[1], reach[1] + 1):
+            cy, sy = neighbors.neighbor_cell(cell_of[i, 1], oy, ncell[1], box[1])
+            for oz in range(-reach[2], reach[2] + 1):
+                cz, sz = neighbors.neighbor_cell(cell_of[i, 2], oz, ncell[2], box[2])
+                b = neighbors.cell_hash(cx, cy, cz, mask)
+                tkey = _pack(cx, cy, cz)
+                lo = np.uint64(bucket_start[b])
+                for u in range(bucket_start[b + 1] - bucket_start[b]):
+                    t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
+                    # loads stay contiguous and the loop vectorises without gathers
+                    rx = xs[t] + sx - px
+                    ry = ys[t] + sy - py
+                    rz = zs[t] + sz - pz
+                    if rounding:  # loop-invariant: LLVM unswitches it
+                        rx -= bx * np.floor(rx * ibx + 0.5)
+                        ry -= by * np.floor(ry * iby + 0.5)
+                        rz -= bz * np.floor(rz * ibz + 0.5)
+                    d2 = rx * rx + ry * ry + rz * rz
+                    # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
+                    ok = (keys[t] == tkey) & (d2 < ra2) & (d2 >= 1e-20)
+                    inv = 1.0 / math.sqrt(d2 if ok else 1.0)
+                    ex, ey, ez = rx * inv, ry * inv, rz * inv
+                    near = d2 < rr2
+                    if rule == 1:
+                        cos_view = (vx * ex + vy * ey + vz * ez) * inv_vn
+                        seen = ok & ((cos_blind < -2.0) | (cos_view > cos_blind))
+                        in_r = 1.0 if seen & near else 0.0
+                        in_o = 1.0 if seen & (d2 >= rr2) & (d2 < ro2) else 0.0
+                        in_a = 1.0 if seen & (d2 >= ro2) else 0.0
+                    else:
+                        seen = ok & (d2 >= rr2) & (ux * ex + uy * ey + uz * ez >= cos_fov)
+                        in_r = 1.0 if ok & near else 0.0
+                        in_o = 1.0 if seen & (d2 < ro2) else 0.0
+                        in_a = 1.0 if seen & (d2 >= ro2) else 0.0
+                    drx -= in_r * ex
+                    dry -= in_r * ey
+                    drz -= in_r * ez
+                    dox += in_o * hxs[t]
+                    doy += in_o * hys[t]
+                    doz += in_o * hzs[t]
+                    dax += in_a * ex
+                    day += in_a * ey
+                    daz += in_a * ez
+                    nr += in_r
+                    no += in_o
+                    na += in_a
+    if rule == 1:
+        return _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz,
+                          dax, day, daz, nr, no, na, w_o, cap, noise, key, step)
+    # couzin2002: desired direction
+    if nr > 0:
+        n2 = math.sqrt(drx * drx + dry * dry + drz * drz)
+        if n2 < 1e-12:
+            dx, dy, dz = ux, uy, uz
+        else:
+            dx, dy, dz = drx / n2, dry / n2, drz / n2
+    elif no > 0 or na > 0:
+        dx = dy = dz = 0.0
+        if no > 0:
+            ox_, oy_, oz_ = dox + ux, doy + uy, doz + uz
+            n2 = math.sqrt(ox_ * ox_ + oy_ * oy_ + oz_ * oz_)
+            if n2 > 1e-12:
+                dx, dy, dz = ox_ / n2, oy_ / n2, oz_ / n2
+        if na > 0:
+            n2 = math.sqrt(dax * dax + day * day + daz * daz)
+            if n2 > 1e-12:
+                if no > 0:
+                    dx = 0.5 * (dx + dax / n2)
+                    dy = 0.5 * (dy + day / n2)
+                    dz = 0.5 * (dz + daz / n2)
+                else:
+                    dx, dy, dz = dax / n2, day / n2, daz / n2
+        n2 = math.sqrt(dx * dx + dy * dy + dz * dz)
+        if n2 < 1e-12:
+            dx, dy, dz = ux, uy, uz
+        else:
+            dx, dy, dz = dx / n2, dy / n2, dz / n2
+    else:
+        dx, dy, dz = ux, uy, uz
+    if noise > 0.0:
+        base = rng.stream_base(key, step, i)
+        g0, g1 = rng.normal_pair(base, 0)
+        g2, _ = rng.normal_pair(base, 2)
+        g0, g1, g2 = g0 * noise, g1 * noise, g2 * noise
+        gd = g0 * dx + g1 * dy + g2 * dz
+        tx, ty, tz = g0 - gd * dx, g1 - gd * dy, g2 - gd * dz
+        a = math.sqrt(tx * tx + ty * ty + tz * tz)
+        if a > 0.0:
+            ca, sa = math.cos(a), math.sin(a) / a
+            dx, dy, dz = ca * dx + sa * tx, ca * dy + sa * ty, ca * dz + sa * tz
+            n2 = math.sqrt(dx * dx + dy * dy + dz * dz)
+            dx, dy, dz = dx / n2, dy / n2, dz / n2
+    return _turn_couzin(ux, uy, uz, dx, dy, dz, cap)
+
+
+@njit(cache=True, inline="always")
+def _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax, day, daz,
+               nr, no, na, w_o, cap, noise, key, step):
+    """dewi-kadita's _update_velocities_numba tail and _rotate_toward, op for op."""
+    cx, cy, cz = vx / vn, vy / vn, vz / vn  # current_dir
+    if nr > 0:
+        tx, ty, tz = drx, dry, drz
+    elif no > 0 or na > 0:
+        tx = ty = tz = 0.0
+        if no > 0:
+            tx += dox * w_o
+            ty += doy * w_o
+            tz += doz * w_o
+        if na > 0:
+            tx += dax
+            ty += day
+            tz += daz
+    else:
+        tx, ty, tz = cx, cy, cz
+    if nr > 0 or no > 0 or na > 0:  # _normalize: zero below 1e-10
+        nrm = math.sqrt(tx * tx + ty * ty + tz * tz)
+        if nrm < 1e-10:
+            tx = ty = tz = 0.0
+        else:
+            tx, ty, tz = tx / nrm, ty / nrm, tz / nrm
+    tn = math.sqrt(tx * tx + ty * ty + tz * tz)
+    if tn < 1e-10:
+        tx, ty, tz = cx, cy, cz
+    else:
+        tx, ty, tz = tx / tn, ty / tn, tz / tn
+    dot = cx * tx + cy * ty + cz * tz
+    dot = max(-1.0, min(1.0, dot))
+    angle = math.acos(dot)
+    if angle < 1e-10:
+        nx, ny, nz = cx, cy, cz
+    elif angle <= cap:
+        nx, ny, nz = tx, ty, tz
+    else:
+        t = cap / angle
+        nx, ny, nz = cx * (1 - t) + tx * t, cy * (1 - t) + ty * t, cz * (1 - t) + tz * t
+        nrm = math.sqrt(nx * nx + ny * ny + nz * nz)
+        if nrm > 1e-10:
+            nx, ny, nz = nx / nrm, ny / nrm, nz / nrm
+        else:
+            nx, ny, nz = cx, cy, cz
+    if noise > 0:
+        base = rng.stream_base(key, step, i)
+        g0, g1 = rng.normal_pair(base, 0)
+        g2, _ = rng.normal_pair(base, 2)
+        nx, ny, nz = nx + g0 * noise, ny + g1 * noise, nz + g2 * noise
+        nrm = math.sqrt(nx * nx + ny * ny + nz * nz)
+        if nrm > 1e-10:
+            nx, ny, nz = nx / nrm, ny / nrm, nz / nrm
+    return nx, ny, nz
+
+
+# fast-math (reassociation) and numpy's error model (no zero-division checks) let LLVM
+# vectorise the branch-free pair loop; results stay deterministic for a given build.
+_FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy")
+
+
+@njit(cache=True, parallel=True, **_FAST)
+def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, xs,
+                         ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
+                         w_o, cap, noise, speed, key, step):
+    for t in prange(pos.shape[0]):
+        i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs,
+                             hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
+                             cap, noise, speed, key, step)
+        new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
+
+
+@njit(cache=True, **_FAST)
+def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, xs,
+                       ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
+                       w_o, cap, noise, speed, key, step):
+    for t in range(pos.shape[0]):
+        i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs,
+                             hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
+                             cap, noise, speed, key, step)
+        new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
+
+
+@njit(cache=True)
+def _move(pos, head, speed, dt, rule, boundary, L):
+    n = pos.shape[0]
+    for i in range(n):
+        for k in range(3):
+            if rule == 1:
+                x = pos[i, k] + (head[i, k] * speed) * dt
+                pos[i, k] = x % L
+            else:
+                x = pos[i, k] + speed * dt * head[i, k]
+                if boundary == 1:
+                    x -= L * math.floor(x / L)
+                    if x >= L:  # round-off can land exactly on L
+                        x -= L
+                elif boundary == 2:
+                    if x < 0.0:
+                        x = -x
+                        head[i, k] = -head[i, k]
+                    elif x > L:
+                        x = 2.0 * L - x
+                        head[i, k] = -head[i, k]
+                pos[i, k] = x
+
+
+@njit(cache=True)
+def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, bucket_start,
+               order, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary, L, rr2, ro2, ra2,
+               cos_fov, cos_blind, w_o, cap, noise, speed, dt, key, step0, n_steps, parallel):
+    for s in range(n_steps):
+        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+        _gather_sorted(pos, head, cell_of, order, xs, ys, zs, hxs, hys, hzs, keys)
+        if parallel:
+            _decide_all_parallel(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
+                                 order, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
+                                 cos_blind, w_o, cap, noise, speed, key, step0 + s)
+        else:
+            _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
+                               order, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
+                               cos_blind, w_o, cap, noise, speed, key, step0 + s)
+        head[:, :] = scratch
+        _move(pos, head, speed, dt, rule, boundary, L)
