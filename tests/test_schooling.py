@@ -93,8 +93,8 @@ def test_dewi_blocked_velocity_correlation_equals_full_matrix(monkeypatch):
     full = unit @ unit.T
     corr = full[np.triu_indices(len(unit), k=1)]
     expected, _ = np.histogram((corr + 1) / 2, bins=20, range=(0, 1))
-    monkeypatch.setattr(schooling, "_PAIR_BLOCK_ROWS", 7)
-    np.testing.assert_array_equal(schooling._dewi_velocity_correlation_counts(unit), expected)
+    monkeypatch.setattr(schooling.dewi, "_PAIR_BLOCK_ROWS", 7)
+    np.testing.assert_array_equal(schooling.dewi._dewi_velocity_correlation_counts(unit), expected)
 
 
 # --------------------------------------------------------------- known answers
@@ -131,7 +131,7 @@ def test_uniform_headings_large_n():
     # u_i.u_j of independent uniform headings is uniform on [-1, 1]: every shell ~ 1.
     assert float(ds["velocity_correlation_entropy"]) > 0.995
     # The anchor's sin-weighted bins stay well below 1 (0.946 at N = 2e5, reference).
-    assert schooling._dewi_polarization_entropy(_unit(vel)) < 0.96
+    assert schooling.dewi._dewi_polarization_entropy(_unit(vel)) < 0.96
 
 
 @pytest.mark.parametrize("convention, box", [("corrected", None), ("corrected", 30.0),
