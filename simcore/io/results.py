@@ -9,6 +9,7 @@ file system, or a place where files cannot be created (``/proc``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -74,16 +75,31 @@ def probe_output(path: str | Path) -> None:
     probe.unlink(missing_ok=True)
 
 
-def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write ``ds`` to ``path`` via a temporary file and an atomic rename."""
+@contextlib.contextmanager
+def atomic_output(path: str | Path, tmp: str | Path | None = None, needed: int | None = None):
+    """Write an output through a temporary file: yields ``tmp`` (default ``OUT.part``
+    beside ``path``), renamed onto ``path`` when the block completes. Any failure (also
+    Ctrl-C) removes the temporary; an OSError or NetCDF/HDF RuntimeError becomes
+    :func:`output_error` (``needed``: the expected size in bytes, for its full-disk test),
+    so ``path`` either keeps its old content or holds the complete new output."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".part")
+    tmp = Path(tmp) if tmp is not None else path.with_name(path.name + ".part")
     try:
-        ds.to_netcdf(tmp)
+        yield tmp
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
-        raise output_error(path, exc, needed=int(ds.nbytes)) from None
+        raise output_error(path, exc, needed=needed) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write ``ds`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    with atomic_output(path, needed=int(ds.nbytes)) as tmp:
+        ds.to_netcdf(tmp)
     return path
 
 
