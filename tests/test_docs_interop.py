@@ -16,7 +16,7 @@ BLOCKS = re.findall(r"```(\w+)\n(.*?)```", DOC.read_text(), flags=re.S)
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
 BASH = [code for lang, code in BLOCKS if lang == "bash"]
 READERS = {"MDAnalysis": "MDAnalysis", "mdtraj": "mdtraj", "ase": "ase", "ovito": "ovito",
-           "freud": "freud", "dask": "dask"}
+           "freud": "freud", "dask": "dask", "gsd": "gsd"}
 
 
 def _title(code: str) -> str:
