@@ -15,7 +15,7 @@ from simcore.models import harddisc as hd
 
 from conftest import run_cli
 
-# the reference table (shared/references/hard-disc-and-boltzmann-entropy.md, §3)
+# F(τ) tabulated independently of free_flight_entropy (numerical quadrature)
 F_TABLE = {0.5: 0.1250, 1: 0.2500, 2: 0.5000, 2.5: 0.598144, 3: 0.655465, 3.5: 0.684616,
            4: 0.693147, 5: 0.679733, 6: 0.674416, 7: 0.686323, 8: 0.693147, 10: 0.686454,
            13: 0.691173}
