@@ -3,7 +3,7 @@ positions, box (or its absence), time and velocities checked against the file.
 
 The readers come with the ``interop`` extra (``pip install -e .[interop]``, done by
 ``make test``); a reader that is not installed skips its tests. docs/interop.md states
-the same table; tests/test_docs_interop.py runs its snippets.
+the same table; tests/test_docs.py runs its snippets.
 """
 
 from __future__ import annotations
@@ -301,6 +301,10 @@ def test_info_linear_is_not_3d(interop_files):
     path, _ = interop_files["linear", "netcdf4"]
     proc = run_cli("info", path, check_rc=0)
     assert "3D" not in proc.stdout and "2-component state" in proc.stdout
+    with netCDF4.Dataset(path) as nc:  # the attributes say so too: 2 components, z padding
+        d = nc.dimensions["component"].size
+        assert int(nc.simcore_ndim) == min(d, 3)
+        assert nc.simcore_boundary.split()[d:] == ["none"] * (3 - d)
 
 
 def test_analyses_read_amber_files_without_cell(interop_files):
