@@ -489,30 +489,40 @@ def test_export_lammpstrj(interop_files, model, fmt, tmp_path):
             assert atoms.get_velocities() is None or not atoms.get_velocities().any()
 
 
-def test_cli_export_formats(interop_files, tmp_path):
+def test_cli_export_formats(interop_files, tmp_path, capsys):
     """The CLI: --to with -o, an existing output refused (exit 2) and replaced with
     --overwrite, inconsistent options and a foreign input refused in one paragraph."""
-    from conftest import run_cli
+    from simcore.cli import main
+
+    def cli(*args):
+        code = main([str(a) for a in args])
+        return code, capsys.readouterr().err
 
     path, _ = interop_files["abp", "netcdf4"]
     out = tmp_path / "abp.lammpstrj"
-    run_cli("export", path, "--to", "lammpstrj", "-o", out, "--quiet", check_rc=0)
+    assert cli("export", path, "--to", "lammpstrj", "-o", out, "--quiet")[0] == 0
     first = out.read_text()
-    proc = run_cli("export", path, "--to", "lammpstrj", "-o", out, check_rc=2)
-    assert "exists" in proc.stderr and "Traceback" not in proc.stderr
-    run_cli("export", path, "--to", "lammpstrj", "-o", out, "--overwrite", "--quiet", check_rc=0)
+    code, err = cli("export", path, "--to", "lammpstrj", "-o", out)
+    assert code == 2 and "exists" in err and "Traceback" not in err
+    assert cli("export", path, "--to", "lammpstrj", "-o", out, "--overwrite", "--quiet")[0] == 0
     assert out.read_text() == first
-    assert "-o" in run_cli("export", path, "--to", "gsd", check_rc=2).stderr
-    assert "Nothing to export" in run_cli("export", path, check_rc=2).stderr
-    assert "input" in run_cli("export", path, "--to", "gsd", "-o", path, "--overwrite",
-                              check_rc=2).stderr
+    code, err = cli("export", path, "--to", "gsd")
+    assert code == 2 and "-o" in err
+    code, err = cli("export", path)
+    assert code == 2 and "Nothing to export" in err
+    code, err = cli("export", path, "--to", "gsd", "-o", path, "--overwrite")
+    assert code == 2 and "input" in err
     foreign = tmp_path / "foreign.nc"
     foreign.write_text("not netcdf")
-    proc = run_cli("export", foreign, "--to", "extxyz", "-o", tmp_path / "f.extxyz",
-                   check_rc=2)
-    assert "Traceback" not in proc.stderr
+    code, err = cli("export", foreign, "--to", "extxyz", "-o", tmp_path / "f.extxyz")
+    assert code == 2 and "Traceback" not in err
     assert not (tmp_path / "f.extxyz").exists() and not list(tmp_path.glob("*.part"))
     top = tmp_path / "both.pdb"
-    run_cli("export", path, "--to", "extxyz", "-o", tmp_path / "both.extxyz", "--topology",
-            top, "--quiet", check_rc=0)
+    assert cli("export", path, "--to", "extxyz", "-o", tmp_path / "both.extxyz",
+               "--topology", top, "--quiet")[0] == 0
     assert top.exists() and (tmp_path / "both.extxyz").exists()
+    # a subprocess, as users run it: exit status and message
+    from conftest import run_cli
+
+    proc = run_cli("export", path, "--to", "gsd", "-o", tmp_path / "abp.gsd", check_rc=0)
+    assert "wrote" in proc.stdout
