@@ -526,3 +526,20 @@ def test_cli_export_formats(interop_files, tmp_path, capsys):
 
     proc = run_cli("export", path, "--to", "gsd", "-o", tmp_path / "abp.gsd", check_rc=0)
     assert "wrote" in proc.stdout
+
+
+def test_export_gsd_of_a_one_component_linear_model(tmp_path):
+    """x lives on one axis: a 2D HOOMD box whose padding y still has a positive period."""
+    hoomd = pytest.importorskip("gsd.hoomd")
+    from simcore.io.export import export_trajectory
+
+    path = simcore.run("linear", out=tmp_path / "x.nc", steps=20, write_every=10, seed=1,
+                       overrides={"n": 5, "B": [[1.0]], "D": [[1.0]]})
+    truth = _export_truth(path)
+    assert truth["ndim"] == 1
+    with hoomd.open(str(export_trajectory(path, tmp_path / "x.gsd", "gsd"))) as traj:
+        for k, frame in enumerate(traj):
+            assert frame.configuration.dimensions == 2
+            assert frame.configuration.box[0] > 0 and frame.configuration.box[1] > 0
+            np.testing.assert_allclose(frame.particles.position + frame.log["simcore/origin"],
+                                       truth["x"][k], atol=1e-5)

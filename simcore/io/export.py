@@ -175,6 +175,9 @@ def _write_gsd(src: _Source, tmp: Path, quiet: bool) -> None:
                 side = np.where([b == "periodic" for b in src.boundary], cell[j], fixed_side)
                 if dimensions == 2:
                     side[2] = 0.0
+                # a padding axis within HOOMD's dimensions (y of a 1-component linear
+                # model) still needs a positive period: every particle sits at 0 there
+                side[:dimensions][side[:dimensions] == 0] = 1.0
                 frame.configuration.box = [*side, 0.0, 0.0, 0.0]
                 frame.particles.N = src.n_atoms
                 frame.particles.types = [ELEMENT]
