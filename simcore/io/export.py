@@ -166,6 +166,7 @@ def _write_gsd(src: _Source, tmp: Path, quiet: bool) -> None:
             # twice the extent: no minimum image ever shortens a distance
             fixed_side[d] = max(2.0 * (hi[d] - lo[d]), 1.0)
     dimensions = 2 if src.ndim <= 2 else 3
+    tmp.touch()  # gsd would create it 0640; an existing file keeps the umask's permissions
     with gsd.hoomd.open(name=str(tmp), mode="w") as traj:
         for _, data, t, steps, cell in src.blocks(quiet, src.names()):
             for j in range(len(t)):
