@@ -13,7 +13,7 @@ Usage: ``python examples/free_expansion.py [--quick | --n N] [--out DIR] [--work
 Writes in DIR the trajectories ``knudsen.nc`` and ``hydro.nc``, their entropies
 ``knudsen_entropy.nc`` and ``hydro_entropy.nc`` (dims ``dv``, ``time``) and the figure
 ``free_expansion.png``. Full mode: the presets as they are (N = 4·10⁴ each, about
-2·10⁵ and 10⁷ collisions; under a minute on 2 cores); ``--n N``: N discs per regime with
+2·10⁵ and 10⁷ collisions; about 100 s on 2 shared cores); ``--n N``: N discs per regime with
 the Knudsen preset's λ/L, the hydrodynamic preset's φ (so its λ/L ∝ 1/√N) and both
 presets' t/L range and frame count — a larger N lowers the sparse-cell bias of S_B at
 small Δv (the equilibrium reference approaches ln 2 as N/K grows); the time grows as

@@ -17,59 +17,123 @@ from simcore._errors import UserInputError
 
 
 def _parser() -> argparse.ArgumentParser:
+    import inspect
+
+    from scoremodels.epr import estimate
+    from scoremodels.train import TrainConfig
+
+    train_defaults = {f.name: (f.default if f.default is not dataclasses.MISSING
+                               else f.default_factory())
+                      for f in dataclasses.fields(TrainConfig)}
+    epr_defaults = {k: v.default for k, v in inspect.signature(estimate).parameters.items()
+                    if v.default is not inspect.Parameter.empty}
+
+    def tdef(name: str) -> str:
+        """"(default: X)" for a training setting, from TrainConfig (the flags themselves
+        default to None so that a --config file is not overridden)."""
+        value = train_defaults[name]
+        shown = " ".join(map(str, value)) if isinstance(value, list) else value
+        return f"(default: {shown})"
+
     p = argparse.ArgumentParser(
         prog="scoremodels",
         description="Train score networks (JAX/Flax) on simcore trajectories and estimate "
-        "entropy production rates from them.")
+        "entropy production rates from them (docs/scoremodels.md).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("train", help="train a score network on trajectories",
-                       description="Settings merge as defaults < --config < flags.")
-    s.add_argument("trajectories", nargs="+", metavar="TRAJ.nc")
-    s.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    s.add_argument("--config", metavar="FILE.toml", help="training settings ([train] table)")
-    s.add_argument("--size", help="tiny | small | anchor (transformers) | mlp | pinned "
-                   "(AOUP g-score: linear response + residual-input network) | auto")
-    s.add_argument("--steps", type=int)
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--lr", type=float)
-    s.add_argument("--optimizer", choices=["adamw", "radam"])
-    s.add_argument("--objective", choices=["dsm", "dsm_g", "hyvarinen", "auto"])
-    s.add_argument("--sigma", type=float, action="append", dest="sigmas",
-                   help="DSM noise level (repeat for several)")
-    s.add_argument("--sector", choices=["full", "propulsion", "auto"])
-    s.add_argument("--neighbours", type=int, help="neighbours per particle (K)")
-    s.add_argument("--cutoff", type=float, help="neighbour radius with a smooth envelope "
-                   "(default: K nearest at any distance)")
-    s.add_argument("--fpe-weight", type=float, help="stationary Fokker-Planck residual weight")
+    config_only = sorted(set(train_defaults) - {
+        "size", "steps", "batch_size", "lr", "optimizer", "objective", "sigmas", "sector",
+        "neighbours", "cutoff", "fpe_weight", "rotate", "memory_budget_mb", "seed"})
+    s = sub.add_parser(
+        "train", help="train a score network on trajectories",
+        description="Train a score network s ≈ ∇ln p on one or more simcore trajectories "
+        "of the same model and write it, with orbax checkpoints, to RUN_DIR. Settings merge "
+        "as defaults < --config < flags; the settings without a flag ("
+        + ", ".join(config_only) + ") are set in the TOML file's [train] table.")
+    s.add_argument("trajectories", nargs="+", metavar="TRAJ.nc",
+                   help="simcore trajectories (abp or linear model) to learn from")
+    s.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run directory (network, checkpoints, history.csv)")
+    s.add_argument("--config", metavar="FILE.toml",
+                   help="training settings in a TOML file ([train] table, the names of "
+                   "scoremodels.train.TrainConfig)")
+    s.add_argument("--size", choices=["tiny", "small", "anchor", "mlp", "pinned", "auto"],
+                   help="network: tiny | small | anchor (local transformers), mlp, pinned "
+                   "(AOUP g-score: linear response + residual-input network); auto: small for "
+                   f"interacting particles, else mlp {tdef('size')}")
+    s.add_argument("--steps", type=int, help=f"optimiser steps {tdef('steps')}")
+    s.add_argument("--batch-size", type=int, help=f"samples per step {tdef('batch_size')}")
+    s.add_argument("--lr", type=float, help=f"peak learning rate (after warm-up) {tdef('lr')}")
+    s.add_argument("--optimizer", choices=["adamw", "radam"], help=f"optimiser {tdef('optimizer')}")
+    s.add_argument("--objective", choices=["dsm", "dsm_g", "hyvarinen", "auto"],
+                   help="denoising score matching, DSM with noise on the own g only, or the "
+                   "Hyvärinen objective; auto: hyvarinen for mlp and pinned, else dsm "
+                   f"{tdef('objective')}")
+    s.add_argument("--sigma", type=float, action="append", dest="sigmas", metavar="SIGMA",
+                   help="DSM noise level in state units (repeat for several; evaluation at the "
+                   f"smallest) {tdef('sigmas')}")
+    s.add_argument("--sector", choices=["full", "propulsion", "auto"],
+                   help="score dimensions: all noisy ones (full) or the propulsion only; auto: "
+                   f"propulsion when the positions are noiseless (D_t = 0), else full {tdef('sector')}")
+    s.add_argument("--neighbours", type=int, metavar="K",
+                   help="neighbours per particle seen by the transformer (default: the size's "
+                   "own, e.g. 16 for small)")
+    s.add_argument("--cutoff", type=float, metavar="R",
+                   help="neighbour radius in model lengths, with a smooth envelope (default: "
+                   "the K nearest at any distance)")
+    s.add_argument("--fpe-weight", type=float, metavar="LAMBDA",
+                   help="weight of the stationary Fokker-Planck residual (mlp on a linear "
+                   f"copy or a free particle, sector full only) {tdef('fpe_weight')}")
     s.add_argument("--rotate", action="store_true", default=None,
-                   help="random-rotation augmentation")
-    s.add_argument("--memory-budget", type=float, dest="memory_budget_mb", metavar="MiB")
-    s.add_argument("--seed", type=int)
+                   help=f"random-rotation augmentation {tdef('rotate')}")
+    s.add_argument("--memory-budget", type=float, dest="memory_budget_mb", metavar="MiB",
+                   help="memory for the frames and samples held at once "
+                   f"{tdef('memory_budget_mb')}")
+    s.add_argument("--seed", type=int, help=f"seed of initialisation and batches {tdef('seed')}")
     s.add_argument("--stop-after", type=int, metavar="STEPS",
-                   help="stop (checkpointed) after this many steps of this call")
+                   help="stop (checkpointed, resumable) after this many steps of this call "
+                   "(default: train to --steps)")
     s.add_argument("--max-minutes", type=float, metavar="MIN",
-                   help="stop (checkpointed, resumable) when this call has trained this long")
-    s.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+                   help="stop (checkpointed, resumable) when this call has trained this long "
+                   "(default: no limit)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR to bit-identical parameters")
     s.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    s = sub.add_parser("epr", help="per-particle and total EPR from a trained network")
-    s.add_argument("run_dir", metavar="RUN_DIR")
-    s.add_argument("trajectories", nargs="+", metavar="TRAJ.nc")
-    s.add_argument("-o", "--out", required=True, metavar="EPR.nc")
-    s.add_argument("--sector", choices=["full", "propulsion", "auto"], default="auto")
-    s.add_argument("--burn-in", type=float, default=0.2, help="fraction of frames skipped")
-    s.add_argument("--stride", type=int, default=1)
-    s.add_argument("--max-frames", type=int)
-    s.add_argument("--batch-particles", type=int, default=4096,
-                   help="particles evaluated at once (bounds inference memory)")
-    s.add_argument("--memory-budget", type=float, default=512.0, metavar="MiB")
-    s.add_argument("--grid", type=int, default=32, help="cells per side of the EPR map")
-    s.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")
-    s.add_argument("--no-exact", action="store_true", help="skip the exact reference total")
-    s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--quiet", action="store_true")
+    s = sub.add_parser(
+        "epr", help="per-particle and total EPR from a trained network",
+        description="Evaluate the network of RUN_DIR on trajectories and write the local EPR, "
+        "the totals with block-bootstrap errors and, where the exact total is known score-free "
+        "(ABP/AOUP, linear), the score-free certificate of the learned field, to EPR.nc. "
+        "Rates are per particle per model time unit.")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="run directory of `scoremodels train`")
+    s.add_argument("trajectories", nargs="+", metavar="TRAJ.nc",
+                   help="trajectories of the model the network was trained on")
+    s.add_argument("-o", "--out", required=True, metavar="EPR.nc", help="output NetCDF file")
+    s.add_argument("--sector", choices=["full", "propulsion", "auto"],
+                   default=epr_defaults["sector"],
+                   help="score dimensions (auto: the training run's) (default: %(default)s)")
+    s.add_argument("--burn-in", type=float, default=epr_defaults["burn_in"], metavar="FRACTION",
+                   help="fraction of each trajectory's frames skipped (default: %(default)s)")
+    s.add_argument("--stride", type=int, default=epr_defaults["stride"],
+                   help="use every STRIDE-th frame (default: %(default)s)")
+    s.add_argument("--max-frames", type=int, default=epr_defaults["max_frames"],
+                   help="use only the first MAX_FRAMES frames after burn-in and stride "
+                   "(default: all)")
+    s.add_argument("--batch-particles", type=int, default=epr_defaults["batch_particles"],
+                   help="particles evaluated at once (bounds inference memory) "
+                   "(default: %(default)s)")
+    s.add_argument("--memory-budget", type=float, default=epr_defaults["memory_budget_mb"],
+                   metavar="MiB", help="memory for the frames read at once (default: %(default)s)")
+    s.add_argument("--grid", type=int, default=epr_defaults["grid"],
+                   help="cells per side of the EPR map over the box (default: %(default)s)")
+    s.add_argument("--no-ema", action="store_true",
+                   help="use the raw weights, not their exponential moving average")
+    s.add_argument("--no-exact", action="store_true",
+                   help="skip the exact score-free reference total and the certificate")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing EPR.nc")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -102,8 +166,13 @@ def _cmd_epr(args):
     line = (f"EPR per particle ({r['sector']} sector, {r['frames']} frames): "
             f"{r['epr_total']:.6g} ± {r['epr_total_err']:.2g} (|v|^2 form), "
             f"{r['epr_total_div']:.6g} ± {r['epr_total_div_err']:.2g} (div v form)")
-    if "epr_exact_total" in r:
-        line += f"; exact {r['epr_exact_total']:.6g} ± {r['epr_exact_total_err']:.2g}"
+    if r.get("epr_exact_method") == "sampled":
+        line += (f"; score-free (sampled on the same frames) {r['epr_exact_total']:.6g} ± "
+                 f"{r['epr_exact_total_err']:.2g}")
+    elif "epr_exact_total" in r:
+        line += f"; exact (closed form) {r['epr_exact_total']:.6g}"
+    if "epr_closed_form" in r:
+        line += f"; closed form {r['epr_closed_form']:.6g} ({r['epr_closed_form_how']})"
     print(line)
     if "epr_certificate" in r:
         from scoremodels.epr import CERTIFICATE_THRESHOLD

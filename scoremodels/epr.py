@@ -340,16 +340,28 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         ser.long_name = "per-frame particle mean of epr_local_div"
         ser.units = "1/time"
         if exact:
+            kind = None
             ref = _exact_reference(tset, a, frames, sector)
             if ref is not None:
                 series_ex, how = ref
                 te, ee = block_bootstrap(series_ex, n_blocks) if np.ndim(series_ex) else (
                     float(series_ex), 0.0)
-                scalar("epr_exact_total", te, f"exact score-free EPR per particle ({how})")
-                scalar("epr_exact_total_err", ee, "block-bootstrap standard error")
-                result.update(epr_exact_total=te, epr_exact_total_err=ee)
+                kind = "sampled" if np.ndim(series_ex) else "closed form"
+                scalar("epr_exact_total", te, (
+                    f"score-free EPR per particle sampled on the same frames ({how}): exact "
+                    "in expectation, with sampling error" if kind == "sampled" else
+                    f"exact EPR per particle ({how})"))
+                nc["epr_exact_total"].method = kind
+                scalar("epr_exact_total_err", ee, "block-bootstrap standard error"
+                       + (" (0: a closed form)" if kind == "closed form" else ""))
+                result.update(epr_exact_total=te, epr_exact_total_err=ee, epr_exact_method=kind)
                 result.update(_write_certificate(nc, series, series_div, series_ex, te,
                                                  n_blocks))
+            closed = closed_form_epr(a, sector)
+            if closed is not None and not (ref is not None and kind == "closed form"):
+                scalar("epr_closed_form", closed[0], f"closed-form EPR per particle of the "
+                       f"model ({closed[1]})")
+                result.update(epr_closed_form=closed[0], epr_closed_form_how=closed[1])
         if local:
             nc.createDimension("grid_y", grid)
             nc.createDimension("grid_x", grid)
@@ -468,6 +480,35 @@ def _write_certificate(nc, series, series_div, series_ex, exact_total, n_blocks)
     return {"epr_certificate": c["eps_v"], "epr_certificate_err": eps_err,
             "epr_lower_bound": c["lower_bound"], "epr_lower_bound_err": lb_err,
             "epr_lower_bound_cs": c["lower_bound_cs"], "certificate_passed": c["passed"]}
+
+
+def closed_form_epr(a: sdata.Adapter, sector: str) -> tuple[float, str] | None:
+    """The closed-form EPR per particle (1/time) of the system of adapter ``a`` in
+    ``sector``, with the formula's name, where one exists: the linear model
+    (:func:`scoremodels.exact.ou_epr`, full sector) and non-interacting ABP/AOUP particles
+    in a harmonic trap (``potential = "none"``, κ > 0; the trap in unbounded space, the
+    drift v0 p − μκx): :func:`~scoremodels.exact.trapped_abp_epr` (full sector, D_t > 0),
+    :func:`~scoremodels.exact.trapped_aoup_epr` (full sector with D_t > 0, or the
+    propulsion sector). Else None."""
+    from scoremodels import exact as ex
+
+    p = a.params
+    if a.model == "linear":
+        return ((float(ex.ou_epr(np.asarray(p["B"], float), a.diffusion)), "ou_epr")
+                if sector == "full" else None)
+    if p.get("potential") != "none" or not p.get("kappa", 0.0) > 0:
+        return None
+    kappa = float(p["kappa"]) * float(p.get("mu", 1.0))
+    v0, D_t = float(p["v0"]), float(p["D_t"])
+    if sector == "full" and D_t > 0:
+        if a.prop_kind == "angle":
+            return ex.trapped_abp_epr(v0, D_t, float(p["D_r"]), kappa), "trapped_abp_epr"
+        return (ex.trapped_aoup_epr(v0, D_t, float(p["gamma"]), kappa, d=2),
+                "trapped_aoup_epr")
+    if sector == "propulsion" and a.prop_kind == "vector":
+        return (ex.trapped_aoup_epr(v0, D_t, float(p["gamma"]), kappa, d=2, sector="g"),
+                "trapped_aoup_epr, propulsion sector")
+    return None
 
 
 def _exact_reference(tset, a, frames, sector):

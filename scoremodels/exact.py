@@ -1,7 +1,7 @@
 """Closed-form entropy production rates: the benchmarks the learned estimators are checked against.
 
-Conventions (those of Boffi & Vanden-Eijnden, see ``shared/references/active-matter-and-epr.md``
-§3 and §6): k_B = 1; every variable (positions, propulsion vectors, angles) is **even**
+Conventions (those of Boffi & Vanden-Eijnden, PNAS 121, e2318106121 (2024); see
+docs/scoremodels.md): k_B = 1; every variable (positions, propulsion vectors, angles) is **even**
 under time reversal; overdamped dynamics dX = b(X) dt + √(2D) dW with score s = ∇log ρ,
 probability-flow velocity v = b − D s and entropy production rate (EPR)
 

@@ -104,13 +104,23 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", help="summarise a trajectory file")
     s.add_argument("input", metavar="FILE.nc")
 
-    s = sub.add_parser("export", help="write what other tools need beside a trajectory",
-                       description="Write a PDB topology for MDTraj, MDAnalysis and VMD "
-                       "(one particle per atom; see docs/interop.md).")
-    s.add_argument("input", metavar="FILE.nc")
-    s.add_argument("--topology", required=True, metavar="TOP.pdb",
+    s = sub.add_parser("export", help="convert a trajectory (GSD, extended XYZ, LAMMPS dump) "
+                       "or write a PDB topology for it",
+                       description="Write the trajectory in another tool's format (--to with "
+                       "-o) and/or a PDB topology for MDTraj, MDAnalysis and VMD (--topology). "
+                       "Lengths and times stay model units; velocities are exported only where "
+                       "the file has them; how each format states the box or walls: "
+                       "docs/interop.md.")
+    s.add_argument("input", metavar="FILE.nc", help="simcore trajectory (also a running "
+                   "run's OUT.nc.part)")
+    s.add_argument("--to", choices=["gsd", "extxyz", "lammpstrj"],
+                   help="gsd (HOOMD, freud, OVITO), extxyz (ASE, OVITO) or lammpstrj (LAMMPS "
+                   "text dump); needs -o")
+    s.add_argument("-o", "--out", metavar="OUT", help="the converted trajectory (with --to)")
+    s.add_argument("--topology", metavar="TOP.pdb",
                    help="PDB topology to write (name/element H, residue PAR per particle)")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -147,10 +157,28 @@ def _analysis_kwargs(args, model: str) -> dict:
 
 def _cmd_export(args) -> None:
     from simcore.interop import write_topology
+    from simcore.io.export import export_trajectory
 
-    _check_new_output(Path(args.topology), args.overwrite)
-    out = write_topology(args.input, args.topology)
-    print(f"wrote {out}")
+    if args.to is None and args.topology is None:
+        raise UserInputError("Nothing to export: give --to gsd|extxyz|lammpstrj with -o OUT "
+                             "(a converted trajectory) and/or --topology TOP.pdb.")
+    if (args.to is None) != (args.out is None):
+        raise UserInputError("--to FORMAT and -o OUT go together: --to names the format of "
+                             "the converted trajectory, -o the file to write it to.")
+    outs = [Path(p) for p in (args.out, args.topology) if p is not None]
+    if len(outs) == 2 and outs[0].resolve() == outs[1].resolve():
+        raise UserInputError(f"-o and --topology name the same file {outs[0]}; give two names.")
+    for out in outs:
+        if out.exists() and Path(args.input).exists() and out.samefile(args.input):
+            raise UserInputError(f"The output {out} is the input trajectory; choose another "
+                                 "name (the input is never replaced by an export).")
+        _check_new_output(out, args.overwrite)
+    if args.to is not None:
+        out = export_trajectory(args.input, args.out, args.to, quiet=args.quiet)
+        print(f"wrote {out} ({args.to})")
+    if args.topology is not None:
+        out = write_topology(args.input, args.topology)
+        print(f"wrote {out}")
 
 
 def _cmd_presets(args) -> None:

@@ -15,7 +15,7 @@ from simcore.models import harddisc as hd
 
 from conftest import run_cli
 
-# the reference table (shared/references/hard-disc-and-boltzmann-entropy.md, §3)
+# F(τ) tabulated independently of free_flight_entropy (numerical quadrature)
 F_TABLE = {0.5: 0.1250, 1: 0.2500, 2: 0.5000, 2.5: 0.598144, 3: 0.655465, 3.5: 0.684616,
            4: 0.693147, 5: 0.679733, 6: 0.674416, 7: 0.686323, 8: 0.693147, 10: 0.686454,
            13: 0.691173}
@@ -151,8 +151,34 @@ def test_analyze_and_plot_commands(collisionless_file, tmp_path):
     import xarray as xr
 
     with xr.open_dataset(out) as ent:
-        assert set(ent["dv"].values) == set(bz.DEFAULT_DV)
+        params = simcore.open_trajectory(collisionless_file).simcore.params
+        assert set(ent["dv"].values) == set(bz.default_dv(params))
         assert "S_exact" in ent and "S_eq_kV_stirling" in ent
     fig = tmp_path / "ent.png"
     run_cli("plot", collisionless_file, "-o", fig, check_rc=0)
     assert fig.stat().st_size > 10_000
+
+
+def test_default_dv_fits_the_run():
+    """The default Δv list keeps N/K >= 50 in the expanded equilibrium, so `simcore
+    analyze` of a preset run does not warn about its own defaults (issue 15); Δv scales
+    with √T; a run too small for any Δv gets the coarsest."""
+    from simcore.models.harddisc import PRESETS, Params
+
+    knudsen = Params(**{k: v for k, v in PRESETS["knudsen"].items() if k in Params.model_fields})
+    dvs = bz.default_dv(knudsen)
+    assert len(dvs) == 3 and list(dvs) == sorted(dvs)
+    nx, ny, _ = bz._spatial_cells(knudsen, None, "strips")
+    sample = bz.equilibrium_sample(knudsen, seed=1, initial=False)
+    for d in dvs:
+        K = bz.cell_entropies(*sample, (knudsen.L_x, knudsen.L_y), d, nx, ny)[2]
+        assert knudsen.n / K >= bz.MIN_PARTICLES_PER_CELL
+    finer = [d for d in bz.DV_LADDER if d < dvs[0]]
+    for d in finer:  # every finer Δv of the ladder would be biased
+        K = bz.cell_entropies(*sample, (knudsen.L_x, knudsen.L_y), d, nx, ny)[2]
+        assert knudsen.n / K < bz.MIN_PARTICLES_PER_CELL
+    hot = knudsen.model_copy(update={"T": 4.0})
+    np.testing.assert_allclose(bz.default_dv(hot), 2 * np.asarray(dvs))
+    tiny = knudsen.model_copy(update={"n": 20})
+    assert bz.default_dv(tiny) == tuple(bz.DV_LADDER[-3:])
+

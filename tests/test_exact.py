@@ -216,3 +216,32 @@ def test_bad_input_is_a_value_error():
 def test_exact_does_not_import_jax():
     code = "import sys, scoremodels.exact; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_closed_form_epr_of_a_files_system():
+    """`scoremodels epr` prints the closed form where one exists: trapped non-interacting
+    ABP/AOUP (trap rate μκ) and the linear model; none for interacting particles, no
+    trap, or a sector without a closed form."""
+    import simcore
+    from scoremodels.data import _active_adapter, _linear_adapter
+    from scoremodels.epr import closed_form_epr
+
+    p = simcore.presets("abp")["trapped_abp"].model_dump()
+    value, how = closed_form_epr(_active_adapter(p), "full")
+    assert how == "trapped_abp_epr"
+    assert value == exact.trapped_abp_epr(p["v0"], p["D_t"], p["D_r"], p["mu"] * p["kappa"])
+    stiff = _active_adapter({**p, "mu": 2 * p["mu"]})
+    assert closed_form_epr(stiff, "full")[0] == exact.trapped_abp_epr(
+        p["v0"], p["D_t"], p["D_r"], 2 * p["mu"] * p["kappa"])
+    assert closed_form_epr(_active_adapter({**p, "potential": "wca"}), "full") is None
+    assert closed_form_epr(_active_adapter({**p, "kappa": 0.0}), "full") is None
+    assert closed_form_epr(_active_adapter(p), "propulsion") is None  # ABP θ sector
+    aoup = _active_adapter({**p, "propulsion": "aoup", "gamma": 0.3})
+    assert closed_form_epr(aoup, "full")[0] == exact.trapped_aoup_epr(
+        p["v0"], p["D_t"], 0.3, p["mu"] * p["kappa"], d=2)
+    assert closed_form_epr(aoup, "propulsion")[0] == exact.trapped_aoup_epr(
+        p["v0"], p["D_t"], 0.3, p["mu"] * p["kappa"], d=2, sector="g")
+    ou = simcore.presets("linear")["rotational_ou"].model_dump()
+    lin = _linear_adapter(ou, 10, 2)
+    assert closed_form_epr(lin, "full")[0] == exact.ou_epr(np.asarray(ou["B"]), np.asarray(ou["D"]))
+    assert closed_form_epr(lin, "propulsion") is None

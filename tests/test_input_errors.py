@@ -177,6 +177,15 @@ def test_output_on_a_full_disk_exits_2_and_leaves_nothing(files, tiny_fs, comman
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
 
 
+@pytest.mark.parametrize("to", ["gsd", "lammpstrj"])
+def test_export_on_a_full_disk_exits_2_and_leaves_nothing(files, tiny_fs, to):
+    out = tiny_fs / f"e.{to}"
+    proc = run_cli("export", files["harddisc"], "--to", to, "-o", out)
+    assert_one_paragraph(proc, f"Writing {out} failed", "the disk is full",
+                         "Nothing was written")
+    assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
+
+
 def test_output_on_a_read_only_file_system(files, read_only_fs):
     out = read_only_fs / "d.nc"
     proc = run_cli("analyze", files["couzin"], "-o", out)

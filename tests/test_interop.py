@@ -3,7 +3,7 @@ positions, box (or its absence), time and velocities checked against the file.
 
 The readers come with the ``interop`` extra (``pip install -e .[interop]``, done by
 ``make test``); a reader that is not installed skips its tests. docs/interop.md states
-the same table; tests/test_docs_interop.py runs its snippets.
+the same table; tests/test_docs.py runs its snippets.
 """
 
 from __future__ import annotations
@@ -301,6 +301,10 @@ def test_info_linear_is_not_3d(interop_files):
     path, _ = interop_files["linear", "netcdf4"]
     proc = run_cli("info", path, check_rc=0)
     assert "3D" not in proc.stdout and "2-component state" in proc.stdout
+    with netCDF4.Dataset(path) as nc:  # the attributes say so too: 2 components, z padding
+        d = nc.dimensions["component"].size
+        assert int(nc.simcore_ndim) == min(d, 3)
+        assert nc.simcore_boundary.split()[d:] == ["none"] * (3 - d)
 
 
 def test_analyses_read_amber_files_without_cell(interop_files):
@@ -319,17 +323,22 @@ def test_analyses_read_amber_files_without_cell(interop_files):
 def test_resume_refuses_a_part_of_another_layout(tmp_path, monkeypatch):
     """A partial file written with another variable layout (e.g. an abp run interrupted
     before `velocities` became `drift`) is refused with a clear message, not a crash."""
+    import dataclasses
+
     from simcore.config import resolve
     from simcore.driver import run_model
-    from simcore.models import active
+    from simcore.models import get_engine
 
     out = tmp_path / "old.nc"
     kw = dict(steps=200, write_every=10, overrides={"n": 16, "checkpoint_every": 2})
     params, settings, preset = resolve("abp", **kw)
-    extra, frame = active.extra_variables, active.frame
-    monkeypatch.setattr(active, "extra_variables", lambda p: {
-        **extra(p), "old": (("atom", "spatial"), "1", "a variable of the old layout")})
-    monkeypatch.setattr(active, "frame", lambda s, p: {**frame(s, p), "old": np.zeros((16, 3))})
+    engine = get_engine("abp")
+    old = dataclasses.replace(
+        engine,
+        extra_variables=lambda p: {**engine.extra_variables(p), "old": (
+            ("atom", "spatial"), "1", "a variable of the old layout")},
+        frame=lambda s, p: {**engine.frame(s, p), "old": np.zeros((16, 3))})
+    monkeypatch.setattr("simcore.driver.get_engine", lambda name: old)
     with pytest.raises(KeyboardInterrupt):
         run_model("abp", params, settings, out, preset=preset, quiet=True, stop_after_frames=5)
     monkeypatch.undo()
@@ -344,3 +353,198 @@ def test_analyses_carry_the_frame_coordinate(interop_files, model):
         assert out["frame"].dims == ("time",)
         np.testing.assert_array_equal(out["frame"].values,
                                       ds["frame"].sel(time=out["time"].values).values)
+
+
+# ----------------------------------------------------------------------- export
+def _export_truth(path):
+    """Positions, velocities, image flags, time, steps and container of a file."""
+    from simcore.models import get_model
+
+    x, t, cell, vel = _truth(path)
+    with netCDF4.Dataset(path) as nc:
+        image = np.asarray(nc["image"][:]) if "image" in nc.variables else None
+        ndim = int(nc.simcore_ndim)
+        dtype = nc["coordinates"].dtype  # the text formats round-trip it exactly
+    with simcore.open_trajectory(path) as ds:
+        dt = get_model(ds.simcore.model).time_per_step(ds.simcore.params)
+        cell = ds["cell_lengths"].values  # zeros where an amber file has no cell
+    box = container(path)
+    periodic = np.array([b == "periodic" for b in box["boundary"]])
+    walls = np.array([b == "wall" for b in box["boundary"]])
+    x = x.astype(dtype)
+    vel = vel.astype(dtype) if vel is not None else None
+    return dict(x=x, t=t, cell=cell, vel=vel, image=image, ndim=ndim, box=box,
+                periodic=periodic, walls=walls, steps=np.rint(t / dt).astype(int))
+
+
+@pytest.mark.parametrize("model,fmt", CASES)
+def test_export_gsd(interop_files, model, fmt, tmp_path):
+    """Read back with gsd.hoomd: positions (shifted by the stored origin), box, step,
+    time, velocities and images; a non-periodic axis's period is at least twice the
+    extent, so no minimum image changes a distance."""
+    hoomd = pytest.importorskip("gsd.hoomd")
+    from simcore.io.export import export_trajectory
+
+    path, _ = interop_files[model, fmt]
+    truth = _export_truth(path)
+    out = export_trajectory(path, tmp_path / "out.gsd", "gsd")
+    assert not list(tmp_path.glob("*.part"))
+    x = truth["x"]
+    with hoomd.open(str(out)) as traj:
+        assert len(traj) == len(truth["t"])
+        for k, frame in enumerate(traj):
+            origin = frame.log["simcore/origin"]
+            assert frame.particles.N == x.shape[1] and frame.particles.types == ["H"]
+            np.testing.assert_allclose(frame.particles.position + origin, x[k], atol=2e-5)
+            assert frame.configuration.step == truth["steps"][k]
+            assert frame.log["simcore/time"][0] == truth["t"][k]
+            assert frame.configuration.dimensions == (2 if truth["ndim"] <= 2 else 3)
+            side = np.asarray(frame.configuration.box[:3], dtype=float)
+            ndim = frame.configuration.dimensions
+            for d in range(ndim):
+                if truth["periodic"][d]:
+                    assert side[d] == pytest.approx(truth["cell"][k, d], rel=1e-6)
+                    # HOOMD's centred box holds every particle
+                    assert np.all(np.abs(frame.particles.position[:, d]) <= side[d] / 2 + 1e-5)
+                else:
+                    assert side[d] >= 2 * np.ptp(x[:, :, d]) - 1e-5
+            if ndim == 2:
+                assert side[2] == 0.0
+            if truth["vel"] is not None:
+                np.testing.assert_array_equal(frame.particles.velocity, truth["vel"][k])
+            else:
+                assert not frame.particles.velocity.any()  # gsd's default: zeros
+            if truth["image"] is not None:
+                np.testing.assert_array_equal(frame.particles.image, truth["image"][k])
+
+
+@pytest.mark.parametrize("model,fmt", CASES)
+def test_export_extxyz(interop_files, model, fmt, tmp_path):
+    """Read back with ase.io (extxyz): the file's float32 positions exactly, pbc only
+    on periodic axes, the cell = the periodic box or the walls, Time and Step."""
+    ase_io = pytest.importorskip("ase.io")
+    from simcore.io.export import export_trajectory
+
+    path, _ = interop_files[model, fmt]
+    truth = _export_truth(path)
+    out = export_trajectory(path, tmp_path / "out.extxyz", "extxyz")
+    frames = ase_io.read(str(out), index=":", format="extxyz")
+    x = truth["x"]
+    assert len(frames) == len(truth["t"])
+    for k, atoms in enumerate(frames):
+        np.testing.assert_array_equal(atoms.positions.astype(x.dtype), x[k])
+        np.testing.assert_array_equal(atoms.pbc, truth["periodic"])
+        assert atoms.info["Time"] == truth["t"][k] and atoms.info["Step"] == truth["steps"][k]
+        np.testing.assert_array_equal(atoms.arrays["id"], np.arange(1, x.shape[1] + 1))
+        lengths = atoms.cell.lengths()
+        box = truth["box"]
+        for d in range(3):
+            if truth["periodic"][d]:
+                assert lengths[d] == pytest.approx(truth["cell"][k, d], rel=1e-12)
+            elif truth["walls"][d]:
+                assert lengths[d] == pytest.approx(box["hi"][d] - box["lo"][d], rel=1e-12)
+            else:
+                assert lengths[d] == 0.0
+        if truth["vel"] is not None:
+            np.testing.assert_array_equal(atoms.arrays["velo"].astype(x.dtype), truth["vel"][k])
+        else:
+            assert "velo" not in atoms.arrays and "momenta" not in atoms.arrays
+
+
+@pytest.mark.parametrize("model,fmt", CASES)
+def test_export_lammpstrj(interop_files, model, fmt, tmp_path):
+    """Read back with ASE's LAMMPS text-dump reader: positions, pbc and bounds (pp
+    periodic, ff walls, ss shrink-wrapped open space, pp -0.5..0.5 for 2D z), and the
+    velocities (ASE converts LAMMPS metal units Å/ps, the model units as stored)."""
+    ase_io = pytest.importorskip("ase.io")
+    from ase import units
+
+    from simcore.io.export import export_trajectory
+
+    path, _ = interop_files[model, fmt]
+    truth = _export_truth(path)
+    out = export_trajectory(path, tmp_path / "out.lammpstrj", "lammpstrj")
+    frames = ase_io.read(str(out), index=":", format="lammps-dump-text")
+    x = truth["x"]
+    assert len(frames) == len(truth["t"])
+    text = out.read_text()
+    assert text.count("ITEM: TIMESTEP") == len(truth["t"])
+    steps = [int(s.split("\n")[1]) for s in text.split("ITEM: TIMESTEP")[1:]]
+    assert steps == list(truth["steps"])
+    for k, atoms in enumerate(frames):
+        np.testing.assert_array_equal(atoms.positions.astype(x.dtype), x[k])
+        lo = atoms.get_celldisp().ravel()
+        hi = lo + atoms.cell.lengths()
+        for d in range(3):
+            if d >= truth["ndim"]:  # LAMMPS's 2D box: periodic z of side 1 around 0
+                assert atoms.pbc[d] and (lo[d], hi[d]) == (-0.5, 0.5)
+            elif truth["periodic"][d]:
+                assert atoms.pbc[d] and hi[d] - lo[d] == pytest.approx(truth["cell"][k, d])
+            elif truth["walls"][d]:
+                assert not atoms.pbc[d]
+                assert (lo[d], hi[d]) == pytest.approx((truth["box"]["lo"][d],
+                                                        truth["box"]["hi"][d]))
+            else:  # shrink-wrapped
+                assert not atoms.pbc[d]
+                assert (lo[d], hi[d]) == pytest.approx((x[k, :, d].min(), x[k, :, d].max()))
+        if truth["vel"] is not None:
+            np.testing.assert_allclose(atoms.get_velocities() * 1000 * units.fs,
+                                       truth["vel"][k], rtol=1e-6, atol=1e-6)
+        else:
+            assert atoms.get_velocities() is None or not atoms.get_velocities().any()
+
+
+def test_cli_export_formats(interop_files, tmp_path, capsys):
+    """The CLI: --to with -o, an existing output refused (exit 2) and replaced with
+    --overwrite, inconsistent options and a foreign input refused in one paragraph."""
+    from simcore.cli import main
+
+    def cli(*args):
+        code = main([str(a) for a in args])
+        return code, capsys.readouterr().err
+
+    path, _ = interop_files["abp", "netcdf4"]
+    out = tmp_path / "abp.lammpstrj"
+    assert cli("export", path, "--to", "lammpstrj", "-o", out, "--quiet")[0] == 0
+    first = out.read_text()
+    code, err = cli("export", path, "--to", "lammpstrj", "-o", out)
+    assert code == 2 and "exists" in err and "Traceback" not in err
+    assert cli("export", path, "--to", "lammpstrj", "-o", out, "--overwrite", "--quiet")[0] == 0
+    assert out.read_text() == first
+    code, err = cli("export", path, "--to", "gsd")
+    assert code == 2 and "-o" in err
+    code, err = cli("export", path)
+    assert code == 2 and "Nothing to export" in err
+    code, err = cli("export", path, "--to", "gsd", "-o", path, "--overwrite")
+    assert code == 2 and "input" in err
+    foreign = tmp_path / "foreign.nc"
+    foreign.write_text("not netcdf")
+    code, err = cli("export", foreign, "--to", "extxyz", "-o", tmp_path / "f.extxyz")
+    assert code == 2 and "Traceback" not in err
+    assert not (tmp_path / "f.extxyz").exists() and not list(tmp_path.glob("*.part"))
+    top = tmp_path / "both.pdb"
+    assert cli("export", path, "--to", "extxyz", "-o", tmp_path / "both.extxyz",
+               "--topology", top, "--quiet")[0] == 0
+    assert top.exists() and (tmp_path / "both.extxyz").exists()
+    # a subprocess, as users run it: exit status and message
+    from conftest import run_cli
+
+    proc = run_cli("export", path, "--to", "gsd", "-o", tmp_path / "abp.gsd", check_rc=0)
+    assert "wrote" in proc.stdout
+
+
+def test_export_gsd_of_a_one_component_linear_model(tmp_path):
+    """x lives on one axis: a 2D HOOMD box whose padding y still has a positive period."""
+    hoomd = pytest.importorskip("gsd.hoomd")
+    from simcore.io.export import export_trajectory
+
+    path = simcore.run("linear", out=tmp_path / "x.nc", steps=20, write_every=10, seed=1,
+                       overrides={"n": 5, "B": [[1.0]], "D": [[1.0]]})
+    truth = _export_truth(path)
+    assert truth["ndim"] == 1
+    with hoomd.open(str(export_trajectory(path, tmp_path / "x.gsd", "gsd"))) as traj:
+        for k, frame in enumerate(traj):
+            assert frame.configuration.dimensions == 2
+            assert frame.configuration.box[0] > 0 and frame.configuration.box[1] > 0
+            np.testing.assert_allclose(frame.particles.position + frame.log["simcore/origin"],
+                                       truth["x"][k], atol=1e-5)

@@ -102,7 +102,15 @@ def test_certificate_end_to_end_exact_and_wrong_score(trap_file, exact_run, tmp_
     assert rc == 0
     text = capsys.readouterr().out
     assert "score-free certificate eps_v" in text and "passed" in text
+    # the sampled score-free total is named as such, the closed form printed beside it
+    from scoremodels.exact import trapped_aoup_epr
+
+    closed = trapped_aoup_epr(V0, 0.0, GAMMA, KAPPA, d=2, sector="g")
+    assert "score-free (sampled on the same frames)" in text and "; exact" not in text
+    assert f"closed form {closed:.6g} (trapped_aoup_epr, propulsion sector)" in text
     with netCDF4.Dataset(out) as nc:
+        assert nc["epr_exact_total"].method == "sampled"
+        assert float(nc["epr_closed_form"][...]) == closed
         eps, err = float(nc["epr_certificate"][...]), float(nc["epr_certificate_err"][...])
         assert nc["epr_certificate"].units == "1"
         assert nc["epr_lower_bound"].units == "1/time"

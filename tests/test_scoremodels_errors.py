@@ -224,3 +224,26 @@ def test_epr_output_on_a_full_disk(trained, tiny_fs):
     err = "".join(proc.stderr.split())  # textwrap breaks long paths at hyphens
     assert f"Writing{tiny_fs / 'e.nc'}failed" in err and "thediskisfull" in err
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
+
+
+def test_every_option_is_described_with_its_default():
+    """`scoremodels train/epr --help`: every argument has a help text, and every optional
+    one that takes a value states its default (from TrainConfig / estimate's signature)."""
+    import argparse
+
+    from scoremodels.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("train", "epr"):
+        parser = sub.choices[name]
+        assert parser.description
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            label = action.option_strings or action.dest
+            assert action.help and len(action.help) > 10, (name, label)
+            takes_value = action.nargs != 0 and action.option_strings and not action.required
+            if takes_value and action.dest != "config":
+                assert "default" in action.help, (name, label, action.help)
+        text = parser.format_help()
+        assert "%(default)" not in text and "(default: None)" not in text

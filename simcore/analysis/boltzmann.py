@@ -35,7 +35,10 @@ from scipy.special import gammaln
 from simcore._errors import UserInputError
 from simcore.analysis._frames import frame_dim
 
-DEFAULT_DV = (0.25, 0.5, 1.0)
+#: the candidate velocity-cell sides Δv, in units of √T; the default list of a run is
+#: :func:`default_dv`: the three finest that keep N/K ≥ MIN_PARTICLES_PER_CELL
+DV_LADDER = (0.25, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_DV = DV_LADDER[:3]  # the finest three (a run with enough particles gets them)
 MIN_PARTICLES_PER_CELL = 50.0
 _CHUNK_VALUES = 4_000_000  # particle-frames read at once
 
@@ -144,6 +147,24 @@ def equilibrium_sample(params, seed: int = 0, initial: bool = False):
     return x, y, v[:, 0], v[:, 1]
 
 
+def default_dv(params, dx: float | None = None, cells: str = "strips",
+               reference_seed: int = 0) -> tuple[float, ...]:
+    """The default Δv list of a run (velocity units, √(k_B T/m) = √T): the (up to) three finest of
+    √T · :data:`DV_LADDER` whose occupied-cell count K in an equilibrium sample of the
+    expanded volume (the most cells the run reaches) keeps N/K ≥
+    :data:`MIN_PARTICLES_PER_CELL`, so that the default analysis is not biased by sparse
+    cells. A run too small for even the coarsest gets the three coarsest (and the
+    warning of :func:`boltzmann_entropy`)."""
+    nx, ny, _ = _spatial_cells(params, dx, cells)
+    box = (params.L_x, params.L_y)
+    sample = equilibrium_sample(params, seed=reference_seed + 1, initial=False)
+    ladder = [float(f * math.sqrt(params.T)) for f in DV_LADDER]
+    fits = [d for d in ladder
+            if params.n / max(cell_entropies(*sample, box, d, nx, ny)[2], 1)
+            >= MIN_PARTICLES_PER_CELL]
+    return tuple(fits[:3] if fits else ladder[-3:])
+
+
 def _check_dv(dv) -> np.ndarray:
     dvs = np.atleast_1d(np.asarray(dv, dtype=float))
     if dvs.size == 0 or not np.all(np.isfinite(dvs)) or np.any(dvs <= 0):
@@ -151,7 +172,7 @@ def _check_dv(dv) -> np.ndarray:
     return dvs
 
 
-def boltzmann_entropy(ds: xr.Dataset, dv: Sequence[float] = DEFAULT_DV, dx: float | None = None,
+def boltzmann_entropy(ds: xr.Dataset, dv: Sequence[float] | None = None, dx: float | None = None,
                       cells: str = "strips", reference_seed: int = 0) -> xr.Dataset:
     """S_B(t) of a hard-disc trajectory for several Δv in one pass over the frames.
 
@@ -159,7 +180,8 @@ def boltzmann_entropy(ds: xr.Dataset, dv: Sequence[float] = DEFAULT_DV, dx: floa
     ----------
     ds : a ``harddisc`` trajectory (``simcore.open_trajectory``); frames are read in
         chunks, never all at once.
-    dv : velocity-cell sides Δv (units of √(k_B T / m) when T = 1).
+    dv : velocity-cell sides Δv (units of √(k_B T / m) when T = 1); default
+        :func:`default_dv`, the finest that keep N/K ≥ 50 for this run.
     dx : spatial cell side (σ units); default L/8 (L = width of the initial volume), so
         that the partition falls on a cell boundary for integer k.
     cells : ``"strips"`` (x-strips of width dx spanning the box height) or ``"grid"``
@@ -177,7 +199,7 @@ def boltzmann_entropy(ds: xr.Dataset, dv: Sequence[float] = DEFAULT_DV, dx: floa
 
     require_model(ds, "harddisc", "boltzmann_entropy")
     params = ds.simcore.params
-    dvs = _check_dv(dv)
+    dvs = _check_dv(default_dv(params, dx, cells, reference_seed) if dv is None else dv)
     nx, ny, hx = _spatial_cells(params, dx, cells)
     box = (params.L_x, params.L_y)
     n = params.n

@@ -30,8 +30,10 @@ File layout (AMBER NetCDF, see docs/models/linear.md)
 * no ``velocities`` (an Ornstein–Uhlenbeck path has no velocity; MD readers would take
   the drift for one); use ``drift``;
 * ``cell_lengths`` = (0, 0, 0) (not periodic; ``format = "amber"`` files leave the cell
-  out). ``simcore_ndim`` is 3 for this model (the coordinate padding convention); the state
-  dimension d is the size of ``component`` (``simcore info`` reports it).
+  out). ``simcore_ndim`` is min(d, 3), the number of components ``coordinates`` holds
+  (the padding convention of the 2D models; the axes beyond it are ``none`` in
+  ``simcore_boundary``); the state dimension d is the size of ``component`` (``simcore
+  info`` reports it).
 
 Randomness is counter-based (:mod:`simcore.rng`): noise component k of copy i at step s
 is a pure function of (seed, s, i, k), so results do not depend on the thread count and
@@ -238,8 +240,12 @@ def warnings(params: Params) -> list[str]:
 
 
 def geometry(params: Params) -> dict:
-    """Global attributes of the container: none (x lives in R^d)."""
-    return {"simcore_boundary": "open open open"}
+    """Global attributes of the container: none (x lives in R^d); the ``coordinates``
+    axes beyond the d components are padding (``none``), and ``simcore_ndim`` is the
+    number of components the coordinates hold, min(d, 3)."""
+    m = min(params.d, 3)
+    return {"simcore_boundary": " ".join(["open"] * m + ["none"] * (3 - m)),
+            "simcore_ndim": np.int32(m)}
 
 
 def extra_variables(params: Params) -> dict:
