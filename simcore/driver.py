@@ -426,7 +426,8 @@ class _Run:
                 else:
                     self._start()
                 bar = progress(self.settings.steps, initial=self.marks[self.frames.n_frames - 1],
-                               unit="step", desc=self.model_name, quiet=self.quiet)
+                               unit=self.model.step_unit, desc=self.model_name,
+                               quiet=self.quiet)
                 try:
                     stopped = self._loop(stop, bar)
                 finally:
@@ -438,7 +439,8 @@ class _Run:
                     self.frames.close()
         if stopped:
             self._interrupted(stop.signum)
-        self.log(f"Wrote {self.out} ({len(self.marks)} frames, {self.settings.steps} steps).")
+        self.log(f"Wrote {self.out} ({len(self.marks)} frames, {self.settings.steps} "
+                 f"{self.model.step_unit}s).")
 
     def _loop(self, stop, bar) -> bool:
         """Advance and write every remaining frame; True if a stop signal ended it early."""

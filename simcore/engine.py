@@ -92,6 +92,9 @@ class Engine:
     run_length_params: tuple[str, ...] = ()
     #: False for overdamped/OU models: the file stores their drift, not ``velocities``
     has_velocities: bool = True
+    #: what one driver step is, for progress bars and messages ("step"; the hard discs'
+    #: step is one frame interval of event-driven time)
+    step_unit: str = "step"
     #: False for serial kernels: the driver then skips choosing a thread count
     threaded: bool = True
     #: the number of state components per particle when it is not space (the linear
