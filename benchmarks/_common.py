@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 from simcore._cpu import ForeignLoad  # noqa: F401  (re-exported for the benchmark scripts)
 
@@ -90,3 +92,40 @@ def table(headers: list[str], rows: list[list], align: str | None = None) -> str
     rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
                           for w, a in zip(widths, align)) + "|"
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+def log(message: str) -> None:
+    """Progress on stderr (the report goes to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def verdict(ok: bool) -> str:
+    """'met' or 'NOT met'."""
+    return "met" if ok else "NOT met"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """a / b to two decimals, or '-' when either is missing."""
+    return "-" if not a or not b else f"{a / b:.2f}"
+
+
+def venv_python(venv: Path, spec: str, check: str) -> Path:
+    """The Python of the virtual environment ``venv`` in which the anchor ``spec`` (a pip
+    requirement) is installed and the Python snippet ``check`` runs; the environment is
+    created and the anchor installed when it is missing (needs the package index once)."""
+    python = venv / "bin" / "python"
+    if python.exists():
+        ok = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
+        if ok.returncode == 0:
+            return python
+    log(f"installing {spec} into {venv} (a few minutes) ...")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    out = subprocess.run([str(python), "-m", "pip", "install", "--quiet", spec],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"pip install {spec} failed:\n{out.stdout[-2000:]}"
+                           f"{out.stderr[-2000:]}")
+    ok = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
+    if ok.returncode != 0:
+        raise RuntimeError(f"{spec} does not work after installing it:\n{ok.stderr[-2000:]}")
+    return python

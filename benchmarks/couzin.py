@@ -42,7 +42,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from _common import ForeignLoad, best_time, machine_header, table, wait_quiet
+from _common import (ForeignLoad, best_time, log, machine_header, table, venv_python, verdict,
+                     wait_quiet)
 from simcore.models import couzin
 from simcore.rng import kernel_key
 
@@ -146,16 +146,6 @@ def fmt_load(cores: float) -> str:
     return f"{cores:.2f}" + ("*" if cores >= QUIET_CORES else "")
 
 
-def verdict(ok: bool) -> str:
-    """'met' or 'NOT met'."""
-    return "met" if ok else "NOT met"
-
-
-def log(message: str) -> None:
-    """Progress on stderr (the report goes to stdout)."""
-    print(message, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------- A: anchor comparison
 def bench_anchor(sizes, settings: Settings) -> tuple[str, dict]:
     """System A: case-4 parameters at fixed density. Returns (table, {(n, threads): rate})."""
@@ -208,18 +198,9 @@ print(json.dumps({"numba": numba.__version__, "threads": numba.get_num_threads()
 
 def ensure_dewi(venv: Path) -> Path:
     """The Python of a virtual environment holding dewi-kadita 0.0.4 (created if missing)."""
-    python = venv / "bin" / "python"
-    check = [str(python), "-c",
-             "import importlib.metadata as m; print(m.version('dewi-kadita'))"]
-    if python.exists():
-        found = subprocess.run(check, capture_output=True, text=True)
-        if found.returncode == 0 and found.stdout.strip() == DEWI_VERSION:
-            return python
-    log(f"installing dewi-kadita=={DEWI_VERSION} into {venv} ...")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                    f"dewi-kadita=={DEWI_VERSION}"], check=True)
-    return python
+    check = ("import importlib.metadata as m; "
+             f"assert m.version('dewi-kadita') == {DEWI_VERSION!r}")
+    return venv_python(venv, f"dewi-kadita=={DEWI_VERSION}", check)
 
 
 def time_dewi(python: Path, n: int, threads: int | None, settings: Settings) -> dict:
