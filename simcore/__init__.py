@@ -13,6 +13,8 @@ The public API is small; everything else lives in private or per-concept modules
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 from simcore.api import run  # noqa: E402
 from simcore.config import presets  # noqa: E402
 from simcore.io.trajectory import open_trajectory  # noqa: E402
@@ -20,8 +22,11 @@ from simcore._errors import UnstableRunError, UserInputError  # noqa: E402
 from simcore.sweep import open_sweep, run_sweep as sweep  # noqa: E402
 from simcore import accessor as _accessor  # noqa: E402,F401
 
+if TYPE_CHECKING:
+    import xarray as xr
 
-def schooling_indices(*args, **kwargs):
+
+def schooling_indices(*args, **kwargs) -> "xr.Dataset":
     """Schooling order parameters and entropies; see :func:`simcore.analysis.schooling.schooling_indices`."""
     from simcore.analysis.schooling import schooling_indices as _impl
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from simcore.config import RunSettings
 
 
 @xr.register_dataset_accessor("simcore")
@@ -38,12 +44,12 @@ class SimcoreAccessor:
         return self._decode()[0]
 
     @property
-    def params(self):
+    def params(self) -> "BaseModel":
         """The validated model parameters (a frozen pydantic object)."""
         return self._decode()[1]
 
     @property
-    def run_settings(self):
+    def run_settings(self) -> "RunSettings":
         """Steps, seed, write_every, format ... of the run."""
         return self._decode()[2]
 

@@ -79,7 +79,7 @@ def write_topology(path: str | Path, out: str | Path) -> Path:
     return out
 
 
-def ase_frames(path: str | Path, index=slice(None)):
+def ase_frames(path: str | Path, index: int | slice = slice(None)) -> list:
     """The frames of a simcore file as a list of :class:`ase.Atoms` (``index``: an int or a
     slice of frames).
 

@@ -35,14 +35,14 @@ _DENSITY_BINS = np.linspace(0.0, 1.0, 21)
 _QUANTUM = 0.025
 
 
-def free_abp_msd(t, v0, D_t, D_r):
+def free_abp_msd(t, v0, D_t, D_r) -> np.ndarray:
     """MSD of a free 2D ABP: 4 D_t t + 2 v0² τ_r [t − τ_r (1 − e^{−t/τ_r})], τ_r = 1/D_r."""
     t = np.asarray(t, dtype=float)
     tau = 1.0 / D_r
     return 4 * D_t * t + 2 * v0 ** 2 * tau * (t - tau * (1 - np.exp(-t / tau)))
 
 
-def free_aoup_msd(t, v0, D_t, gamma):
+def free_aoup_msd(t, v0, D_t, gamma) -> np.ndarray:
     """MSD of a free 2D AOUP: 4 D_t t + 4 v0² τ [t − τ (1 − e^{−t/τ})], τ = 1/γ."""
     t = np.asarray(t, dtype=float)
     tau = 1.0 / gamma
@@ -97,7 +97,7 @@ def _unwrapped(ds, k, L):
             + fr["image"].values[:, :2].astype(np.float64) * L)
 
 
-def mean_squared_displacement(ds, max_particles: int = 20000, n_lags: int = 40):
+def mean_squared_displacement(ds, max_particles: int = 20000, n_lags: int = 40) -> xr.Dataset:
     """MSD over particles and time origins at ~log-spaced lags (frames); returns (lag_time, msd)."""
     require_model(ds, "abp", "mean_squared_displacement")
     params = ds.simcore.params
@@ -112,7 +112,7 @@ def mean_squared_displacement(ds, max_particles: int = 20000, n_lags: int = 40):
     return times[lags] - times[0], msd
 
 
-def grid_packing_fraction(positions, L, particle_area, cell):
+def grid_packing_fraction(positions, L, particle_area, cell) -> np.ndarray:
     """Local packing fraction on a square grid of about ``cell`` side (model lengths)."""
     m = max(1, int(L // cell))
     idx = np.floor(positions[:, :2] / (L / m)).astype(int) % m
@@ -128,7 +128,7 @@ def _clusters(positions, L, contact):
     return connected_components(graph, directed=False)
 
 
-def mips_verdict(hist, centers, min_separation=0.35, min_fraction=0.1):
+def mips_verdict(hist, centers, min_separation=0.35, min_fraction=0.1) -> dict:
     """Two-phase split of a local-packing-fraction histogram: (mips, dilute, dense).
 
     Otsu's threshold splits the distribution into two classes; it is MIPS when the class

@@ -57,7 +57,7 @@ def _Phi(g):
     return np.where(g > 0, -0.5 * g * g * lg + 0.25 * g * g, 0.0)
 
 
-def free_flight_entropy(tau, geometry: str = "walls"):
+def free_flight_entropy(tau, geometry: str = "walls") -> np.ndarray:
     """F(τ): collisionless entropy production per particle (units of k_B), τ = Δv t / L.
 
     ``geometry="walls"``: hard walls at 0 and 2L, gas initially in [0, L]; F = τ/4 for
@@ -131,7 +131,7 @@ def _spatial_cells(params, dx: float | None, cells: str) -> tuple[int, int, floa
     return nx, ny, params.L_x / nx
 
 
-def equilibrium_sample(params, seed: int = 0, initial: bool = False):
+def equilibrium_sample(params, seed: int = 0, initial: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """An equilibrium ideal-gas sample (x, y, vx, vy): uniform in the region open to disc
     centres before (``initial``) or after the expansion, Maxwellian velocities shifted to
     zero momentum and rescaled to the exact energy N T (as the engine's start)."""

@@ -17,12 +17,15 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import netCDF4
 import numpy as np
 
 from simcore._errors import UserInputError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 FORMATS = {"netcdf4": "NETCDF4", "amber": "NETCDF3_64BIT_OFFSET"}
 LENGTH_NOTE = "1 angstrom = 1 model length unit"
@@ -356,7 +359,7 @@ def read_attrs(path: str | Path) -> dict[str, object]:
     return attrs
 
 
-def open_trajectory(path: str | Path, **kwargs):
+def open_trajectory(path: str | Path, **kwargs) -> "xr.Dataset":
     """Open a simcore trajectory lazily as an :class:`xarray.Dataset`.
 
     ``time`` (model time units) becomes the frame coordinate (``ds.sel(time=...)`` works);

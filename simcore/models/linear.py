@@ -315,7 +315,7 @@ def _work(state, params: Params):
     return work
 
 
-def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None):
+def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None) -> None:
     """Advance every copy in place by ``n_steps`` steps from global step ``step``."""
     import numba
 

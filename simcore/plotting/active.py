@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from simcore.plotting._common import animation_frames, pyplot, scatter_2d, write_gif
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 
 def _angles(frame: xr.Dataset, params) -> np.ndarray:
@@ -28,7 +34,7 @@ def local_packing_fraction(pos: np.ndarray, box: float, radius: float, a: float)
     return counts * a * a / radius ** 2
 
 
-def plot_active(ds: xr.Dataset, diag: xr.Dataset):
+def plot_active(ds: xr.Dataset, diag: xr.Dataset) -> "Figure":
     """Figure: last snapshot coloured by orientation and by local density, the density
     histogram with the MIPS verdict, and the MSD with the free-particle formula; the exact
     EPR per particle (with its error) in the figure's title.
@@ -76,7 +82,7 @@ def plot_active(ds: xr.Dataset, diag: xr.Dataset):
     return fig
 
 
-def figure(ds: xr.Dataset, **options):
+def figure(ds: xr.Dataset, **options) -> "Figure":
     """``simcore plot`` of an active-particle run: :func:`plot_active` of its diagnostics."""
     from simcore.analysis.active import active_diagnostics
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,10 @@ from simcore.plotting._common import animation_frames, pyplot, write_gif
 ENTROPIES = ("cohesion_entropy", "polarization_entropy", "depth_entropy",
              "angular_momentum_entropy", "nearest_neighbor_entropy",
              "velocity_correlation_entropy", "shape_entropy")
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 
 def _heading_colors(vel: np.ndarray) -> np.ndarray:
@@ -45,7 +51,7 @@ def snapshot(ax, pos: np.ndarray, vel: np.ndarray, box: np.ndarray, title: str) 
     ax.set_title(title, fontsize=10)
 
 
-def plot_school(ds: xr.Dataset, indices: xr.Dataset):
+def plot_school(ds: xr.Dataset, indices: xr.Dataset) -> "Figure":
     """Figure: P, M and OSI over time; the seven entropies; a 3D snapshot of the last frame.
     ``indices``: :func:`simcore.analysis.schooling.schooling_indices_from_dataset` of ``ds``."""
     fig = pyplot().figure(figsize=(12, 6.5), layout="constrained")
@@ -77,7 +83,7 @@ def plot_school(ds: xr.Dataset, indices: xr.Dataset):
     return fig
 
 
-def figure(ds: xr.Dataset, **options):
+def figure(ds: xr.Dataset, **options) -> "Figure":
     """``simcore plot`` of a Couzin run: :func:`plot_school` of its schooling indices
     (``options``, e.g. ``convention``, go to the analysis)."""
     from simcore.analysis.schooling import schooling_indices_from_dataset

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from simcore.plotting._common import animation_frames, pyplot, scatter_2d, write_gif
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 
 def _draw_entropy(ax_t, ax_tau, ent: xr.Dataset, time_scale: float = 1.0) -> None:
@@ -39,7 +45,7 @@ def _draw_entropy(ax_t, ax_tau, ent: xr.Dataset, time_scale: float = 1.0) -> Non
     ax_tau.legend(loc="lower right", fontsize=8)
 
 
-def plot_harddisc(ent: xr.Dataset, title: str | None = None):
+def plot_harddisc(ent: xr.Dataset, title: str | None = None) -> "Figure":
     """Figure: ΔS_B/N against t and against τ = Δv t / L for each Δv, with the free-flight
     curve F(τ), ln k and the equilibrium references (S(kV) − S(V))/N drawn in.
     ``ent``: :func:`simcore.analysis.boltzmann.boltzmann_entropy` of a run."""
@@ -53,7 +59,7 @@ def plot_harddisc(ent: xr.Dataset, title: str | None = None):
     return fig
 
 
-def plot_free_expansion(entropies, title: str | None = None):
+def plot_free_expansion(entropies, title: str | None = None) -> "Figure":
     """Figure for several regimes (e.g. ``{"Knudsen": ent_k, "hydrodynamic": ent_h}``, each a
     :func:`simcore.analysis.boltzmann.boltzmann_entropy` Dataset): one row per regime,
     ΔS_B/N against t/L (left) and against τ = Δv t / L (right) for each Δv, with the
@@ -74,7 +80,7 @@ def plot_free_expansion(entropies, title: str | None = None):
     return fig
 
 
-def figure(ds: xr.Dataset, **options):
+def figure(ds: xr.Dataset, **options) -> "Figure":
     """``simcore plot`` of a hard-disc run: :func:`plot_harddisc` of its Boltzmann entropy
     (``options`` go to :func:`~simcore.analysis.boltzmann.boltzmann_entropy`)."""
     from simcore.analysis.boltzmann import boltzmann_entropy

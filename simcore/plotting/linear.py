@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,12 @@ from simcore.plotting._common import animation_frames, pyplot, write_gif
 #: copies drawn in an animation (a random subset of larger runs)
 ANIMATION_COPIES = 2000
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def plot_linear(ds: xr.Dataset, diag: xr.Dataset):
+
+
+def plot_linear(ds: xr.Dataset, diag: xr.Dataset) -> "Figure":
     """Figure: ⟨|x|²⟩ over time against tr C; the empirical covariance against the Lyapunov
     solution (entry by entry, ± one standard error); the score-free EPR against the closed
     form in the title. ``diag``: :func:`simcore.analysis.linear.linear_diagnostics`."""
@@ -43,7 +49,7 @@ def plot_linear(ds: xr.Dataset, diag: xr.Dataset):
     return fig
 
 
-def figure(ds: xr.Dataset, **options):
+def figure(ds: xr.Dataset, **options) -> "Figure":
     """``simcore plot`` of a linear run: :func:`plot_linear` of its diagnostics."""
     from simcore.analysis.linear import linear_diagnostics
 

@@ -7,10 +7,16 @@ new figure), returning the axes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import xarray as xr
 
 from simcore.plotting._common import axes_or_new
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 
 
 def _mean_and_spread(da: xr.DataArray, over: str | None):
@@ -22,7 +28,7 @@ def _mean_and_spread(da: xr.DataArray, over: str | None):
 
 
 def plot_sweep(da: xr.DataArray, x: str, *, hue: str | None = None, ax=None, over: str = "replica",
-               label: str | None = None, **line_kw):
+               label: str | None = None, **line_kw) -> "Axes":
     """Lines of ``da`` against sweep dimension ``x``, one per value of ``hue``.
 
     ``da`` has dimensions ``x`` (and optionally ``hue`` and ``over``); the mean over
@@ -55,7 +61,7 @@ def plot_sweep(da: xr.DataArray, x: str, *, hue: str | None = None, ax=None, ove
 def plot_phase_diagram(da: xr.DataArray, x: str, y: str, *, ax=None, over: str = "replica",
                        cmap: str = "viridis", vmin=None, vmax=None, annotate: bool = True,
                        colorbar_label: str | None = None, xlabel: str | None = None,
-                       ylabel: str | None = None, xvalues=None, yvalues=None):
+                       ylabel: str | None = None, xvalues=None, yvalues=None) -> "Axes":
     """A phase diagram: ``da`` (mean over ``over``) as coloured cells over sweep dims ``x``, ``y``.
 
     Cells are placed by index (the sweep values need not be evenly spaced) and labelled

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simcore._errors import UserInputError
 from simcore.sweep._common import MANIFEST, STATES
 from simcore.sweep.manifest import read_manifest
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def _manifest_layout(record: dict):
@@ -56,7 +60,7 @@ def _seed_coords(record: dict, dims, shape) -> dict:
     return {"seed": (dims, seeds.astype(np.int64)), "run_file": (dims, files)}
 
 
-def open_sweep(folder: str | Path, **kwargs):
+def open_sweep(folder: str | Path, **kwargs) -> "xr.Dataset":
     """Open a finished sweep lazily as one :class:`xarray.Dataset`.
 
     The varied parameters are dimensions (a ``[zip]`` group is one dimension named after
@@ -125,7 +129,7 @@ def is_sweep_folder(path: str | Path) -> bool:
     return path.is_dir() and (path / MANIFEST).exists()
 
 
-def analyze_sweep(folder: str | Path, *, quiet: bool = True, **kwargs):
+def analyze_sweep(folder: str | Path, *, quiet: bool = True, **kwargs) -> "xr.Dataset":
     """The model's diagnostics of every run of a finished sweep, combined in one Dataset.
 
     Each run is analysed like ``simcore analyze RUN.nc`` (``kwargs`` go to

@@ -83,7 +83,7 @@ def _default_group_distance(positions, box):
 
 
 def schooling_indices(positions, velocities, box=None, convention="corrected",
-                      group_distance=None, time=None):
+                      group_distance=None, time=None) -> xr.Dataset:
     """Order parameters, the seven schooling entropies and the OSI of one or more frames.
 
     Parameters
@@ -198,7 +198,7 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
     return _to_dataset(rows, convention, times, box, group_distance)
 
 
-def schooling_indices_from_dataset(ds, convention="corrected", frames=None):
+def schooling_indices_from_dataset(ds, convention="corrected", frames=None) -> xr.Dataset:
     """:func:`schooling_indices` of a simcore trajectory, read one frame at a time.
 
     ``ds`` (xarray.Dataset, possibly lazily opened) has ``coordinates`` and
@@ -293,7 +293,7 @@ class SchoolingIndices:
         self._convention, self._box, self._group_distance = convention, box, group_distance
         self._results = None
 
-    def compute(self, positions, velocities, time=None):
+    def compute(self, positions, velocities, time=None) -> "SchoolingIndices":
         """Compute the indices of one frame (N, 3) or of frames (T, N, 3); returns self."""
         self._results = schooling_indices(positions, velocities, box=self._box,
                                           convention=self._convention,
@@ -307,7 +307,7 @@ class SchoolingIndices:
             raise RuntimeError("call compute() first")
         return self._results.copy()
 
-    def plot(self, ax=None):
+    def plot(self, ax=None):  # noqa: ANN201 - a matplotlib Axes (imported lazily)
         """P, M and OSI over time (frames) on ``ax`` (a new figure if None); returns ax."""
         import matplotlib.pyplot as plt
 

@@ -123,7 +123,8 @@ def _force_args(params: Params):
             params.interaction_range ** 2, params.k, params.beta, 2.0 * params.radius)
 
 
-def forces(state, params: Params, divergence: bool = False, parallel: bool | None = None):
+def forces(state, params: Params, divergence: bool = False,
+           parallel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Forces F_i (N, 2) on the current positions (pair + trap) and, if asked, ∇_i·F_i (N,)."""
     import numba
 
@@ -177,7 +178,7 @@ def _identity_order(state, values):
     return out
 
 
-def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None):
+def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None) -> None:
     """Advance ``state`` in place by ``n_steps`` steps from global step ``step``."""
     import numba
 

@@ -119,7 +119,7 @@ def _init_dewi(params: Params, seed: int):
 
 
 
-def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False):
+def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False) -> tuple:
     """Cell geometry for ``params`` (``all_pairs=True`` gives the all-pairs reference).
 
     The stencil reach is chosen from the number density: the box's, or in open space

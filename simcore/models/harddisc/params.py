@@ -220,7 +220,7 @@ PRESET_DOCS = {
 RUN_LENGTH_PARAMS = ("t_end",)
 
 
-def resolve_run(params: Params, settings, given: set[str]):
+def resolve_run(params: Params, settings, given: set[str]) -> tuple:
     """Make ``steps`` and ``t_end`` agree (called by :func:`simcore.config.resolve`).
 
     ``steps = t_end / frame_dt`` (one driver step is one frame interval). When only
