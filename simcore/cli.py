@@ -94,15 +94,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the SLURM/PBS job script and exit (SLURM/PBS need not be present)")
     s.add_argument("--quiet", action="store_true", help="no progress messages")
 
-    s = sub.add_parser("plot", help="draw a trajectory's diagnostics and a snapshot")
-    s.add_argument("input", metavar="IN.nc")
+    s = sub.add_parser("plot", help="draw a trajectory's diagnostics and a snapshot, or a "
+                       "sweep folder's diagnostics against its parameters")
+    s.add_argument("input", metavar="IN.nc|SWEEP_DIR")
     s.add_argument("-o", "--out", metavar="FIG.png|ANIM.gif",
                    help="output figure (default: IN.png, or IN.gif with --animate)")
     s.add_argument("--animate", action="store_true", help="write a GIF animation")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
-    s = sub.add_parser("info", help="summarise a trajectory file")
-    s.add_argument("input", metavar="FILE.nc")
+    s = sub.add_parser("info", help="summarise a trajectory file or a sweep folder")
+    s.add_argument("input", metavar="FILE.nc|SWEEP_DIR")
 
     s = sub.add_parser("export", help="convert a trajectory (GSD, extended XYZ, LAMMPS dump) "
                        "or write a PDB topology for it",
@@ -297,7 +298,7 @@ def _cmd_analyze(args) -> None:
         from simcore._memory import check_analysis_memory
 
         check_analysis_memory(ds, args.input)
-        result = analyze_dataset(ds, **_analysis_kwargs(args, ds.simcore.model))
+        result = analyze_dataset(ds, progress=True, **_analysis_kwargs(args, ds.simcore.model))
         print(f"{args.input}: model {ds.simcore.model}, {ds.sizes['time']} frames, "
               f"{ds.sizes['atom']} agents")
     print(summarize(result))
@@ -328,8 +329,12 @@ def _cmd_plot(args) -> None:
 
     matplotlib.use("Agg")  # files only; a library import never changes a notebook's backend
     from simcore.plotting import plot_file
+    from simcore.sweep import is_sweep_folder
 
     src = Path(args.input)
+    if is_sweep_folder(src):
+        _plot_sweep_folder(args, src)
+        return
     out = Path(args.out) if args.out else src.with_suffix(".gif" if args.animate else ".png")
     _check_new_output(out, args.overwrite)
     _open_checked(src).close()
@@ -337,7 +342,44 @@ def _cmd_plot(args) -> None:
     print(f"Wrote {out}")
 
 
+def _plot_sweep_folder(args, folder: Path) -> None:
+    from simcore.plotting import save_figure
+    from simcore.plotting.sweep import plot_sweep_folder
+    from simcore.sweep import analyze_sweep
+
+    if args.animate:
+        raise UserInputError(f"{folder} is a sweep folder: animate one of its runs "
+                             f"(simcore plot {folder}/RUN.nc --animate).")
+    out = Path(args.out) if args.out else folder / "sweep.png"
+    _check_new_output(out, args.overwrite)
+    save_figure(plot_sweep_folder(analyze_sweep(folder, quiet=False)), out)
+    print(f"Wrote {out}")
+
+
+def _info_sweep_folder(folder: Path) -> None:
+    from collections import Counter
+
+    from simcore.sweep import read_manifest
+
+    record = read_manifest(folder)
+    states = Counter(run["state"] for run in record["runs"])
+    print(f"sweep:      {folder}")
+    print(f"model:      {record['model']}")
+    print("dimensions: " + ", ".join(f"{d} ({n})" for d, n in zip(record["dims"],
+                                                                  record["shape"])))
+    print(f"runs:       {len(record['runs'])} ("
+          + ", ".join(f"{n} {state}" for state, n in sorted(states.items())) + ")")
+    for axis in record["axes"]:
+        values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in axis["values"]]
+        print(f"  {axis['name']}: {values}")
+
+
 def _cmd_info(args) -> None:
+    from simcore.sweep import is_sweep_folder
+
+    if is_sweep_folder(args.input):
+        _info_sweep_folder(Path(args.input))
+        return
     with _open_checked(args.input) as ds:
         acc = ds.simcore
         _ = acc.params  # decode (and check) run_parameters before printing anything

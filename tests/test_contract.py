@@ -165,3 +165,6 @@ def test_a_two_point_sweep_runs_and_combines(tmp_path, name):
     diagnostics = analyze_sweep(folder)
     assert diagnostics.sizes["replica"] == 2 and diagnostics.sizes["precision"] == 2
     assert diagnostics.attrs["simcore_model"] == name
+    assert "runs:       4 (4 done)" in cli("info", folder)
+    cli("plot", folder)
+    assert (folder / "sweep.png").stat().st_size > 0

@@ -44,14 +44,15 @@ def require_model(ds, expected: str, what: str) -> str:
     return model
 
 
-def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
+def analyze_dataset(ds: xr.Dataset, progress: bool = False, **kwargs) -> xr.Dataset:
     """Run the default diagnostics of the trajectory's model and return them as a Dataset.
 
     ``kwargs`` go to the engine's analysis (its record's ``analysis``); an option that it does
     not take is a :class:`UserInputError`. Results on the trajectory's ``time`` carry its
     ``frame`` index as a coordinate too (the coordinate names of every simcore file).
+    ``progress``: a progress bar over the frames, where the analysis offers one.
     """
-    out = _analyze_dataset(ds, **kwargs)
+    out = _analyze_dataset(ds, progress, **kwargs)
     if ("time" in out.dims and "frame" not in out.coords and "frame" in ds.coords
             and ds["frame"].dims == ("time",)):
         try:
@@ -62,7 +63,7 @@ def analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
     return out
 
 
-def _analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
+def _analyze_dataset(ds: xr.Dataset, progress: bool, **kwargs) -> xr.Dataset:
     import inspect
 
     from simcore.models import get_engine
@@ -75,12 +76,14 @@ def _analyze_dataset(ds: xr.Dataset, **kwargs) -> xr.Dataset:
     analysis = get_engine(model).load("analysis")
     if analysis is None:
         raise UserInputError(f"simcore analyze has no diagnostics for model {model!r} yet.")
-    accepted = [p for p in inspect.signature(analysis).parameters if p != "ds"]
+    accepted = [p for p in inspect.signature(analysis).parameters if p not in ("ds", "progress")]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise UserInputError(
             f"The analysis of '{model}' trajectories ({_analysis_name(model)}) has no option "
             f"{', '.join(unknown)}; it takes {', '.join(accepted) or 'no options'}.")
+    if "progress" in inspect.signature(analysis).parameters:
+        kwargs = dict(kwargs, progress=progress)
     try:
         return analysis(ds, **kwargs)
     except ValueError as err:  # e.g. the dewi convention on an open-space run

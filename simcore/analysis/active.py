@@ -163,7 +163,7 @@ def mips_verdict(hist, centers, min_separation=0.35, min_fraction=0.1) -> dict:
 
 
 def active_diagnostics(ds: xr.Dataset, burn_in: float = 0.5, density_cell: float | None = None,
-                       n_blocks: int = 10) -> xr.Dataset:
+                       n_blocks: int = 10, progress: bool = False) -> xr.Dataset:
     """MSD, local density and MIPS verdict, clusters and exact EPR of an ABP/AOUP trajectory.
 
     Parameters
@@ -205,7 +205,12 @@ def active_diagnostics(ds: xr.Dataset, burn_in: float = 0.5, density_cell: float
     largest = []
     contact = 1.1 * 2 * a
     local_r = a / math.sqrt(_QUANTUM)  # ≈ 6.3 a
+    from simcore._progress import progress as progress_bar
+
+    bar = progress_bar(len(frames), desc="active diagnostics", unit="frames",
+                       quiet=not progress)
     for k in frames:
+        bar.update(1)
         pos = ds.isel({dim: int(k)})["coordinates"].values.astype(np.float64)
         phi_grid = grid_packing_fraction(pos, L, area, cell)
         grid_hist += np.histogram(np.clip(phi_grid, 0, 1 - 1e-12), _DENSITY_BINS)[0]
@@ -220,6 +225,7 @@ def active_diagnostics(ds: xr.Dataset, burn_in: float = 0.5, density_cell: float
         if params.potential != "none":
             _, labels = _clusters(pos, L, contact)
             largest.append(np.bincount(labels).max() / params.n)
+    bar.close()
     centers = 0.5 * (_DENSITY_BINS[1:] + _DENSITY_BINS[:-1])
     width = np.diff(_DENSITY_BINS)
     mips, dilute, dense = mips_verdict(area_hist, centers)

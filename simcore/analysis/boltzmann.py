@@ -173,7 +173,8 @@ def _check_dv(dv) -> np.ndarray:
 
 
 def boltzmann_entropy(ds: xr.Dataset, dv: Sequence[float] | None = None, dx: float | None = None,
-                      cells: str = "strips", reference_seed: int = 0) -> xr.Dataset:
+                      cells: str = "strips", reference_seed: int = 0,
+                      progress: bool = False) -> xr.Dataset:
     """S_B(t) of a hard-disc trajectory for several Δv in one pass over the frames.
 
     Parameters
@@ -210,14 +211,19 @@ def boltzmann_entropy(ds: xr.Dataset, dv: Sequence[float] | None = None, dx: flo
     S_st = np.zeros((dvs.size, nt))
     K = np.zeros((dvs.size, nt), dtype=np.int64)
     per = max(1, _CHUNK_VALUES // max(n, 1))
+    from simcore._progress import progress as progress_bar
+
+    bar = progress_bar(nt, desc="S_B", unit="frames", quiet=not progress)
     for a in range(0, nt, per):
         b = min(nt, a + per)
+        bar.update(b - a)
         pos = np.asarray(ds["coordinates"].isel({fdim: slice(a, b)}).values, dtype=np.float64)
         vel = np.asarray(ds["velocities"].isel({fdim: slice(a, b)}).values, dtype=np.float64)
         for f in range(b - a):
             for k, d in enumerate(dvs):
                 S_ex[k, a + f], S_st[k, a + f], K[k, a + f] = cell_entropies(
                     pos[f, :, 0], pos[f, :, 1], vel[f, :, 0], vel[f, :, 1], box, d, nx, ny)
+    bar.close()
     ref = {key: np.zeros(dvs.size) for key in ("S_eq_V_exact", "S_eq_V_stirling",
                                                "S_eq_kV_exact", "S_eq_kV_stirling")}
     K_ref = {"K_eq_V": np.zeros(dvs.size, dtype=np.int64),

@@ -45,6 +45,10 @@ def plot_file(src: str | Path, out: str | Path, animate: bool = False, *,
         if animate:
             draw(ds, out, progress=progress)
         else:
+            import inspect
+
+            if "progress" in inspect.signature(draw).parameters:
+                options = dict(options, progress=progress)
             save_figure(draw(ds, **options), out)
     return out
 

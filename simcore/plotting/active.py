@@ -82,11 +82,11 @@ def plot_active(ds: xr.Dataset, diag: xr.Dataset) -> "Figure":
     return fig
 
 
-def figure(ds: xr.Dataset, **options) -> "Figure":
+def figure(ds: xr.Dataset, progress: bool = False, **options) -> "Figure":
     """``simcore plot`` of an active-particle run: :func:`plot_active` of its diagnostics."""
     from simcore.analysis.active import active_diagnostics
 
-    return plot_active(ds, active_diagnostics(ds, **options))
+    return plot_active(ds, active_diagnostics(ds, progress=progress, **options))
 
 
 def animate(ds: xr.Dataset, out: str | Path, fps: int = 15, progress: bool = True) -> Path:

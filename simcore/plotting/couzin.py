@@ -83,12 +83,12 @@ def plot_school(ds: xr.Dataset, indices: xr.Dataset) -> "Figure":
     return fig
 
 
-def figure(ds: xr.Dataset, **options) -> "Figure":
+def figure(ds: xr.Dataset, progress: bool = False, **options) -> "Figure":
     """``simcore plot`` of a Couzin run: :func:`plot_school` of its schooling indices
     (``options``, e.g. ``convention``, go to the analysis)."""
     from simcore.analysis.schooling import schooling_indices_from_dataset
 
-    return plot_school(ds, schooling_indices_from_dataset(ds, **options))
+    return plot_school(ds, schooling_indices_from_dataset(ds, progress=progress, **options))
 
 
 def animate(ds: xr.Dataset, out: str | Path, fps: int = 15, progress: bool = True) -> Path:

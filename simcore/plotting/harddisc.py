@@ -80,12 +80,12 @@ def plot_free_expansion(entropies, title: str | None = None) -> "Figure":
     return fig
 
 
-def figure(ds: xr.Dataset, **options) -> "Figure":
+def figure(ds: xr.Dataset, progress: bool = False, **options) -> "Figure":
     """``simcore plot`` of a hard-disc run: :func:`plot_harddisc` of its Boltzmann entropy
     (``options`` go to :func:`~simcore.analysis.boltzmann.boltzmann_entropy`)."""
     from simcore.analysis.boltzmann import boltzmann_entropy
 
-    return plot_harddisc(boltzmann_entropy(ds, **options))
+    return plot_harddisc(boltzmann_entropy(ds, progress=progress, **options))
 
 
 def animate(ds: xr.Dataset, out: str | Path, fps: int = 15, progress: bool = True) -> Path:

@@ -16,6 +16,7 @@ from simcore.plotting._common import axes_or_new
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 
@@ -94,3 +95,63 @@ def plot_phase_diagram(da: xr.DataArray, x: str, y: str, *, ax=None, over: str =
                         color="white" if dark else "black")
     ax.figure.colorbar(im, ax=ax, label=colorbar_label or da.attrs.get("long_name", da.name or ""))
     return ax
+
+
+def sweep_summary(diagnostics: xr.Dataset, max_panels: int = 6) -> xr.Dataset:
+    """One number per run for each diagnostic of :func:`simcore.sweep.analyze_sweep`: time
+    series become their mean over the last third of the frames (a series along one more
+    dimension, e.g. the hard discs' Δv, is taken at its first value, named in the label);
+    per-run scalars are kept; other diagnostics (histograms, lags) are left out. At most
+    ``max_panels`` variables."""
+    dims = diagnostics.attrs.get("simcore_sweep_dims", "").split()
+    out = {}
+    for name, var in diagnostics.data_vars.items():
+        extra = [d for d in var.dims if d not in dims]
+        if "time" in extra and len(extra) <= 2:
+            t = var.sizes["time"]
+            var = var.isel(time=slice(t - max(1, t // 3), t)).mean("time")
+            for other in set(extra) - {"time"}:
+                value = var[other].values[0] if other in var.coords else 0
+                var = var.isel({other: 0}, drop=True)
+                name = f"{name} ({other} = {value})"
+        elif extra:
+            continue
+        if var.dtype.kind in "fiub":
+            out[name] = var.astype(float)
+        if len(out) == max_panels:
+            break
+    return xr.Dataset(out, attrs=diagnostics.attrs)
+
+
+def plot_sweep_folder(diagnostics: xr.Dataset) -> "Figure":
+    """Figure of a sweep (``simcore plot SWEEP_DIR``): one panel per diagnostic of
+    :func:`sweep_summary`, against the first sweep dimension, one line per value of the
+    second (further dimensions averaged), mean ± s.d. over replicas."""
+    import matplotlib.pyplot as plt
+
+    summary = sweep_summary(diagnostics)
+    dims = [d for d in diagnostics.attrs.get("simcore_sweep_dims", "").split() if d != "replica"]
+    if not summary.data_vars or not dims:
+        from simcore._errors import UserInputError
+
+        raise UserInputError("This sweep has no per-run diagnostics or no varied parameter "
+                             "to draw; use simcore.open_sweep for a custom figure.")
+    x, hue = dims[0], (dims[1] if len(dims) > 1 else None)
+    averaged = dims[2:]
+    n = len(summary.data_vars)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), layout="constrained",
+                             squeeze=False)
+    for ax, (name, var) in zip(axes.ravel(), summary.data_vars.items()):
+        if averaged:
+            var = var.mean(averaged)
+        plot_sweep(var.rename(name), x, hue=hue, ax=ax)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    note = f"; averaged over {', '.join(averaged)}" if averaged else ""
+    fig.suptitle(f"sweep of {diagnostics.attrs.get('simcore_model', '?')}: last-third means "
+                 f"(mean ± s.d. over replicas){note}", fontsize=10)
+    return fig

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -146,12 +145,15 @@ def analyze_sweep(folder: str | Path, *, quiet: bool = True, **kwargs) -> "xr.Da
     record = read_manifest(folder)
     dims, shape, coords = _manifest_layout(record)
     files = _done_files(folder, record)
+    from simcore._progress import progress
+
     results = []
-    for k, path in enumerate(files):
+    bar = progress(len(files), desc="analyse sweep", unit="runs", quiet=quiet)
+    for path in files:
         with open_trajectory(path) as ds:
             results.append(analyze_dataset(ds, **kwargs).load())
-        if not quiet:
-            print(f"[{k + 1}/{len(files)}] analysed {path.name}", file=sys.stderr, flush=True)
+        bar.update(1)
+    bar.close()
     combined = xr.combine_nested(_nested(results, shape), concat_dim=dims, data_vars="all",
                                  coords="different", compat="equals", join="outer",
                                  combine_attrs="drop_conflicts")

@@ -198,7 +198,8 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
     return _to_dataset(rows, convention, times, box, group_distance)
 
 
-def schooling_indices_from_dataset(ds, convention="corrected", frames=None) -> xr.Dataset:
+def schooling_indices_from_dataset(ds, convention="corrected", frames=None,
+                                   progress: bool = False) -> xr.Dataset:
     """:func:`schooling_indices` of a simcore trajectory, read one frame at a time.
 
     ``ds`` (xarray.Dataset, possibly lazily opened) has ``coordinates`` and
@@ -243,7 +244,12 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None) -> x
 
     has_time = "time" in ds.variables and ds["time"].dims == (frame_dim,)
     rows, times, boxes = [], [], set()
+    from simcore._progress import progress as progress_bar
+
+    bar = progress_bar(len(indices), desc="schooling indices", unit="frames",
+                       quiet=not progress)
     for index in indices:
+        bar.update(1)
         index = int(index)
         frame = {frame_dim: index}
         pos = _frame_array(ds["coordinates"].isel(frame))
@@ -267,6 +273,7 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None) -> x
             times.append(ds["time"].isel({frame_dim: index}).values[()])
         else:
             times.append(index)
+    bar.close()
     box_attr = boxes.pop() if len(boxes) == 1 else None
     out = _to_dataset(rows, convention, np.asarray(times), box_attr, r_a)
     if has_time:
