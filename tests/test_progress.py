@@ -51,4 +51,5 @@ def test_a_run_logs_progress_lines_when_stderr_is_a_file(tmp_path, capsys, monke
     err = capsys.readouterr().err.splitlines()
     steps = [line for line in err if line.startswith("harddisc: ")]
     assert [s.split(" (")[0] for s in steps] == [
-        "harddisc: 1/3 step", "harddisc: 2/3 step", "harddisc: 3/3 step"]
+        "harddisc: 1/3 frame interval", "harddisc: 2/3 frame interval",
+        "harddisc: 3/3 frame interval"]
