@@ -26,14 +26,20 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+BENCH_LINES := benchmarks/.bench_lines.jsonl
 bench: $(STAMP)
-	$(PY) benchmarks/couzin.py
-	$(PY) benchmarks/active.py
-	$(PY) benchmarks/sweep.py
-	$(PY) benchmarks/harddisc.py
-	$(PY) benchmarks/score.py
-	$(PY) benchmarks/threads_under_load.py
+	rm -f $(BENCH_LINES)
+	export SIMCORE_BENCH_SUMMARY=$(abspath $(BENCH_LINES)); \
+	$(PY) benchmarks/couzin.py && \
+	$(PY) benchmarks/active.py && \
+	$(PY) benchmarks/sweep.py && \
+	$(PY) benchmarks/harddisc.py && \
+	$(PY) benchmarks/score.py && \
+	$(PY) benchmarks/threads_under_load.py && \
 	$(PY) benchmarks/store.py
+	$(PY) benchmarks/summary.py $(BENCH_LINES) --json benchmarks/bench_summary.json \
+	  $(if $(wildcard benchmarks/bench_summary.json),--compare benchmarks/bench_summary.json)
+	rm -f $(BENCH_LINES)
 
 clean:
 	rm -rf demo_output .pytest_cache

@@ -129,3 +129,25 @@ def venv_python(venv: Path, spec: str, check: str) -> Path:
     if ok.returncode != 0:
         raise RuntimeError(f"{spec} does not work after installing it:\n{ok.stderr[-2000:]}")
     return python
+
+
+SUMMARY_ENV = "SIMCORE_BENCH_SUMMARY"
+
+
+def headline(benchmark: str, what: str, value: float, unit: str, target: float | None = None,
+             higher_is_better: bool = True) -> None:
+    """Record one headline number of a benchmark (``make bench`` collects them into one
+    table and a JSON file, see benchmarks/summary.py): appended as a JSON line to the file
+    named by $SIMCORE_BENCH_SUMMARY, if set."""
+    import json
+
+    path = os.environ.get(SUMMARY_ENV)
+    if not path:
+        return
+    met = None if target is None else (value >= target if higher_is_better else value <= target)
+    record = {"benchmark": benchmark, "what": what, "value": float(value), "unit": unit,
+              "target": target, "higher_is_better": higher_is_better, "met": met,
+              "date": datetime.datetime.now().astimezone().isoformat(timespec="minutes"),
+              "cores": os.cpu_count()}
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")

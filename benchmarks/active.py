@@ -67,7 +67,7 @@ import numpy as np
 from numba import njit, prange
 
 import _common
-from _common import ForeignLoad, log, machine_header, ratio, table, venv_python, verdict
+from _common import ForeignLoad, headline, log, machine_header, ratio, table, venv_python, verdict
 from simcore import rng
 from simcore.models import active
 from simcore.rng import kernel_key
@@ -643,6 +643,8 @@ def ratio_table(results: list[Result], sizes, with_lammps: bool, with_jax: bool)
                                 f"{'serial' if t == 1 else '2 MPI ranks'}: simcore ({name} "
                                 f"noise) / LAMMPS (default uniform noise) = {s / lu:.2f}, "
                                 f"target >= {TARGETS[t]}: {verdict(s / lu >= TARGETS[t])}")
+                            headline("active", f"simcore {name} / LAMMPS, N = {n}, {t} thr",
+                                     s / lu, "x", TARGETS[t])
             if with_jax:
                 j = get.get(("jax-md", "gaussian", n, t))
                 row += [mrate(j), ratio(sg, j), ratio(su, j)]

@@ -49,7 +49,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from _common import (ForeignLoad, best_time, log, machine_header, table, venv_python, verdict,
+from _common import (ForeignLoad, best_time, headline, log, machine_header, table, venv_python, verdict,
                      wait_quiet)
 from simcore.models import couzin
 from simcore.rng import kernel_key
@@ -255,6 +255,7 @@ def bench_dewi(python: Path, rates: dict, settings: Settings) -> str:
         ratio = best / best_dewi[n]
         lines.append(f"  N = {n}: {fmt_rate(best)} / {fmt_rate(best_dewi[n])} = {ratio:.0f}x, "
                      f"target >= {target:.0f}x: {verdict(ratio >= target)}")
+        headline("couzin", f"simcore / dewi-kadita, N = {n}", ratio, "x", target)
     return "\n".join(lines)
 
 
@@ -308,6 +309,8 @@ def bench_cohesive(n: int, settings: Settings) -> str:
     headers = ["search"] + [f"ns/cand. pair {t} thr" for t in settings.threads] + ["others"]
     one = settings.threads[0]
     cells, pairs = pair_ns["cell lists", one], pair_ns["all pairs", one]
+    headline("couzin", f"ns per candidate pair, {one} thr", cells, "ns", PAIR_COST_TARGET_NS,
+             higher_is_better=False)
     return "\n".join([
         f"N = {n}, open space, cube side {params.init_size:.2f} (diagonal 0.95 r_a), "
         "r_r = 1, r_o = 6, r_a = 14, noise 0, one step from the same state:",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_note, machine_header  # noqa: E402
+from _common import headline, load_note, machine_header  # noqa: E402
 
 from simcore.analysis import boltzmann as bz  # noqa: E402
 from simcore.models import harddisc as hd  # noqa: E402
@@ -80,6 +80,9 @@ def main() -> None:
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     for n, phi, q, cs, c, e, x, stale, ev in rows:
         ratio = f"{c / ANCHORS[phi]:.2f}x" if n == 10_000 else "–"
+        if n == 10_000 and cs == "auto":
+            headline("harddisc", f"collisions/CPU-s, N = 1e4, φ = {phi}, {q}", c, "1/s",
+                     1e6 if phi == 0.05 else None)
         print(f"| {n:.0e} | {phi} | {q} | {cs} | {c:.3g} | {e:.3g} | {ev:.2f} | {x:.2f} | "
               f"{stale:.3f} | {ratio} |")
     print()

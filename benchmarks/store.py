@@ -32,7 +32,7 @@ import netCDF4
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_header  # noqa: E402
+from _common import headline, machine_header  # noqa: E402
 
 import simcore  # noqa: E402
 from simcore.config import resolve  # noqa: E402
@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     print("safety: (simcore - previous) / simcore, what the crash safety adds to the previous "
           "store's write pattern (negative: saves time)")
     print(f"largest share of writing in a run: {worst:.1%} (issue 16 target < 5 %)")
+    headline("store", "largest share of writing in a run", 100 * worst, "%", 5.0,
+             higher_is_better=False)
     print(f"largest cost of the crash safety: {worst_safety:.1%} (issue 12 target < 5 %)")
     return 0
 
