@@ -85,7 +85,7 @@ def rotate_batch(batch, key, prop_kind):
     return out
 
 
-CTX_KEYS = ("nb_rel", "nb_p", "nb_mask", "pos", "nb_bx", "drift")
+CTX_KEYS = ("nb_rel", "nb_p", "nb_mask", "pos", "nb_bx", "drift", "nb_hess", "self_hess")
 
 
 def _ctx(batch):
