@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--fpe-weight", type=float, help="stationary Fokker-Planck residual weight")
     s.add_argument("--rotate", action="store_true", default=None,
                    help="random-rotation augmentation")
+    s.add_argument("--augment", choices=["none", "square"],
+                   help="square: a random one of the 8 symmetries of the square per sample "
+                   "(exact for a periodic square box)")
     s.add_argument("--memory-budget", type=float, dest="memory_budget_mb", metavar="MiB")
     s.add_argument("--seed", type=int)
     s.add_argument("--stop-after", type=int, metavar="STEPS",

@@ -58,6 +58,7 @@ class TrainConfig:
     div_mode: str = "exact"
     fpe_weight: float = 0.0
     rotate: bool = False
+    augment: str = "none"              # "none" | "square" (the 8 symmetries of the square)
     optimizer: str = "adamw"           # "adamw" | "radam"
     lr: float = 1e-3
     warmup: int = 100
@@ -163,7 +164,8 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
                                  "sample (the MLP on a linear-SDE copy or a non-interacting "
                                  "particle, sector full); it is not available here.")
     obj = Objective(kind=kind, sigmas=[float(s) for s in cfg.sigmas], div_mode=cfg.div_mode,
-                    fpe_weight=cfg.fpe_weight, rotate=cfg.rotate)
+                    fpe_weight=cfg.fpe_weight, rotate=cfg.rotate,
+                    augment=cfg.augment)
     if any(s <= 0 for s in obj.sigmas):
         raise UserInputError("Noise levels (sigmas) must be positive.")
     return net, dims, sector, obj
@@ -216,7 +218,7 @@ def _pinned_config(a, cfg, dims, sector, stream_sample, pot, mu_kappa, stiff):
     if float(p["v0"]) <= 0:
         raise UserInputError("The pinned g-score network needs v0 > 0.")
     obj = Objective(kind=kind, sigmas=[float(s) for s in cfg.sigmas], div_mode=cfg.div_mode,
-                    fpe_weight=0.0, rotate=cfg.rotate)
+                    fpe_weight=0.0, rotate=cfg.rotate, augment=cfg.augment)
     if any(s <= 0 for s in obj.sigmas):
         raise UserInputError("Noise levels (sigmas) must be positive.")
     return net, dims, sector, obj

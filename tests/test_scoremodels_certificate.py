@@ -290,3 +290,56 @@ def test_acceptance_B_harmonic_network_trained(network_file, tmp_path):
     s_lr = np.asarray(model.parts(b["y"], _ctx(b))[0])
     moved = np.sqrt(((s - s_lr) ** 2).mean() / (s_lr ** 2).mean())
     assert moved > 1e-4, moved
+
+
+def test_square_symmetries_map_the_pinned_score_exactly(network_file, tmp_path):
+    """`augment = "square"` maps every sample by one of the 8 symmetries R of the square:
+    the linear-response score (soft discs: Hessians from the rotated displacements;
+    network: the rotated stiffness blocks R H Rᵀ, and the neighbours' drifts) maps as
+    s → R s, so the untrained network's Hyvärinen loss is unchanged; a transformation
+    that forgot the neighbours' drifts would change both."""
+    import jax
+    import jax.numpy as jnp
+
+    from scoremodels.data import TrajectorySet, frame_samples
+    from scoremodels.losses import (Objective, _ctx, _rotation, make_loss,
+                                    orthogonal_batch, square_symmetry_batch)
+    from scoremodels.nets import build
+    from scoremodels.train import _set_scales, resolve
+
+    discs = tmp_path / "discs.nc"
+    simcore.run("abp", seed=3, steps=400, write_every=200, out=discs,
+                overrides={"n": 64, "phi": 0.5, "potential": "soft_harmonic",
+                           "propulsion": "aoup", "v0": 0.1, "gamma": 1e-2, "D_t": 0.0,
+                           "dt": 0.005, "init": "uniform", "precision": "float64"})
+    for path in (discs, network_file[0]):
+        with TrajectorySet([path]) as ts:
+            cfg = TrainConfig(size="pinned", neighbours=8, cutoff=3.0 if path == discs else None)
+            net, dims, _, _ = resolve(ts, cfg)
+            smp = frame_samples(ts.read([len(ts) - 1]), ts.adapter, 8, net.cutoff)
+        batch = {k: jnp.asarray(v[:256]) for k, v in smp.items()}
+        _set_scales(net, smp)
+        model = build(net)
+        ls = jnp.zeros(len(batch["y"]))
+        lr_score = jax.jit(lambda b, m=model: m.parts(b["y"], _ctx(b))[0])
+        hyv = make_loss(Objective(kind="hyvarinen"), dims, "vector")
+        loss = jax.jit(lambda b, m=model, f=hyv: f(m, b, jax.random.key(0)))
+        s0 = np.asarray(lr_score(batch), float)
+        l0 = float(loss(batch))
+        for m in range(8):
+            a = jnp.full(len(ls), (m % 4) * np.pi / 2, jnp.float32)
+            flip = jnp.full(len(ls), float(m // 4), jnp.float32)
+            R = jnp.round(_rotation(a, flip))
+            tb = orthogonal_batch(batch, R, flip, a, "vector")
+            s1 = np.asarray(lr_score(tb), float)
+            assert np.allclose(s1, np.einsum("bij,bj->bi", np.asarray(R), s0), rtol=1e-4,
+                               atol=1e-4 * np.abs(s0).max())
+            assert float(loss(tb)) == pytest.approx(l0, rel=1e-4)
+        # the neighbours' drifts matter: leaving them unrotated breaks the symmetry
+        R = jnp.round(_rotation(jnp.full(len(ls), np.pi / 2, jnp.float32), jnp.zeros(len(ls))))
+        wrong = dict(orthogonal_batch(batch, R, jnp.zeros(len(ls)), jnp.zeros(len(ls)), "vector"),
+                     nb_bx=batch["nb_bx"])
+        s_wrong = np.asarray(lr_score(wrong), float)
+        assert not np.allclose(s_wrong, np.einsum("bij,bj->bi", np.asarray(R), s0), rtol=1e-2)
+        aug = square_symmetry_batch(batch, jax.random.key(1), "vector")
+        assert float(loss(aug)) == pytest.approx(l0, rel=1e-4)
