@@ -343,3 +343,17 @@ def test_square_symmetries_map_the_pinned_score_exactly(network_file, tmp_path):
         assert not np.allclose(s_wrong, np.einsum("bij,bj->bi", np.asarray(R), s0), rtol=1e-2)
         aug = square_symmetry_batch(batch, jax.random.key(1), "vector")
         assert float(loss(aug)) == pytest.approx(l0, rel=1e-4)
+
+
+def test_network_view_refusals(network_file, tmp_path):
+    """A network file needs the pinned network and enough neighbours for every spring;
+    its all-variables EPR (noiseless positions) is refused like any hypoelliptic file."""
+    from simcore import UserInputError
+
+    path, _ = network_file
+    with pytest.raises(UserInputError, match="springs"):
+        train(path, tmp_path / "r1", TrainConfig(size="pinned", neighbours=2, steps=1))
+    with pytest.raises(UserInputError, match="pinned"):
+        train(path, tmp_path / "r2", TrainConfig(size="small", steps=1))
+    with pytest.raises(UserInputError, match="noiseless"):
+        train(path, tmp_path / "r3", TrainConfig(size="pinned", sector="full", steps=1))
