@@ -33,6 +33,7 @@ TRAIN_FIELDS: dict[str, tuple] = {
     "div_mode": ("str", ("exact", "hutchinson"), None, False),
     "fpe_weight": ("float", 0.0, _INF, False),
     "rotate": ("bool", None, None, False),
+    "augment": ("str", ("none", "square"), None, False),
     "optimizer": ("str", ("adamw", "radam"), None, False),
     "lr": ("float", 0.0, _INF, False),
     "warmup": ("int", 0, None, False),
@@ -109,6 +110,9 @@ def check_train_config(cfg) -> None:
         bad = _problem(f.name, value, spec)
         if bad:
             problems.append(bad)
+    if getattr(cfg, "rotate", False) is True and getattr(cfg, "augment", "none") != "none":
+        problems.append("rotate (any angle) and augment (the square's symmetries) are "
+                        "alternatives; choose one")
     if problems:
         raise UserInputError("Bad training settings: " + "; ".join(problems)
                              + ". Fix them in the flags or the [train] table of --config.")

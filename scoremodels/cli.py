@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     config_only = sorted(set(train_defaults) - {
         "size", "steps", "batch_size", "lr", "optimizer", "objective", "sigmas", "sector",
-        "neighbours", "cutoff", "fpe_weight", "rotate", "memory_budget_mb", "seed"})
+        "neighbours", "cutoff", "fpe_weight", "rotate", "augment", "memory_budget_mb", "seed"})
     s = sub.add_parser(
         "train", help="train a score network on trajectories",
         description="Train a score network s ≈ ∇ln p on one or more simcore trajectories "
@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                    f"copy or a free particle, sector full only) {tdef('fpe_weight')}")
     s.add_argument("--rotate", action="store_true", default=None,
                    help=f"random-rotation augmentation {tdef('rotate')}")
+    s.add_argument("--augment", choices=["none", "square"],
+                   help="square: a random one of the 8 symmetries of the square per sample "
+                   f"(exact for a periodic square box) {tdef('augment')}")
     s.add_argument("--memory-budget", type=float, dest="memory_budget_mb", metavar="MiB",
                    help="memory for the frames and samples held at once "
                    f"{tdef('memory_budget_mb')}")

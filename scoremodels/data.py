@@ -41,6 +41,7 @@ from numba import njit
 
 from simcore._errors import UserInputError
 from simcore.neighbors import build_grid2d, grid2d_shape, neighbor_cell
+from scoremodels import network
 
 DEFAULT_BUDGET = 512 * 2 ** 20  # bytes
 
@@ -189,6 +190,9 @@ class TrajectorySet:
             shape = h.variables[var].shape
             d = len(np.asarray(record["D"]))
             a = _linear_adapter(record, shape[1], d)
+            info = network.detect(record)
+            if info is not None:  # a hypoelliptic AOUP network: the particle view
+                a = network.adapter(record, shape[1], info)
             need = [var]
         else:
             raise UserInputError(
@@ -247,10 +251,11 @@ class TrajectorySet:
 
     def _read_block(self, h, a: Adapter, k0: int, k1: int) -> dict[str, np.ndarray]:
         V = h.variables
-        if a.model == "linear":
-            x = np.asarray(V[self.linear_variable][k0:k1], dtype=np.float32)[..., :a.state_dim]
-            if "drift" in V and V["drift"].shape[-1] >= a.state_dim:
-                b = np.asarray(V["drift"][k0:k1], dtype=np.float32)[..., :a.state_dim]
+        if a.model in ("linear", network.MODEL):
+            d = len(a.params["D"])
+            x = np.asarray(V[self.linear_variable][k0:k1], dtype=np.float32)[..., :d]
+            if "drift" in V and V["drift"].shape[-1] >= d:
+                b = np.asarray(V["drift"][k0:k1], dtype=np.float32)[..., :d]
             else:
                 B = np.asarray(a.params["B"], dtype=np.float32)
                 b = -x @ B.T
@@ -427,6 +432,8 @@ def frame_samples(frames: dict, adapter: Adapter, k: int, cutoff: float | None,
 
     ``particles`` (optional, per frame the same index array) selects a subset."""
     a = adapter
+    if a.model == network.MODEL:
+        return network.frame_samples(frames, a, k, particles)
     if a.model == "linear":
         x, b = frames["x"], frames["drift"]
         if particles is not None:
@@ -463,6 +470,8 @@ def sample_bytes(adapter: Adapter, k: int) -> int:
     per = 2 * adapter.state_dim + 2
     if adapter.local:
         per += k * (2 + adapter.prop_dim + 1 + (2 if adapter.prop_kind == "vector" else 0))
+    if adapter.model == network.MODEL:
+        per += 4 * k + 4  # the stiffness blocks nb_hess and self_hess
     return 4 * per
 
 

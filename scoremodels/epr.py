@@ -212,7 +212,7 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
             return s[:, pick], J[:, pick][:, :, pick]
 
         local = a.model == "abp"
-        spatial = 2 if local else a.state_dim
+        spatial = 2 if local else len(dims)
         x_in = [k for k, d in enumerate(dims) if d in a.x_dims]
         p_in = [k for k, d in enumerate(dims) if d in a.p_dims]
         nc = netCDF4.Dataset(tmp, "w", format="NETCDF4")
@@ -235,7 +235,7 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
         v_loc.long_name = "local EPR v_i^T D^-1 v_i (per particle)"
         v_div.long_name = "local EPR in divergence form div_i v_i + v_i^T D^-1 b_i (per particle)"
         v_vel.long_name = ("probability-flow velocity v = b - D s of the positions (linear "
-                           "model: of all components)")
+                           "model: of all components; harmonic AOUP network: of g)")
         v_vel.units = "length/time"
         v_velp = None
         if local:
@@ -514,6 +514,9 @@ def closed_form_epr(a: sdata.Adapter, sector: str) -> tuple[float, str] | None:
 def _exact_reference(tset, a, frames, sector):
     """Exact score-free EPR per particle: per-frame series from simcore's analysis
     (active particles), or the closed form ``scoremodels.exact.ou_epr`` (linear)."""
+    if a.model == sdata.network.MODEL:
+        per = sdata.network.exact_epr_per_particle(a.params)
+        return float(per.mean()), "closed form tr A / N (harmonic AOUP network)"
     if a.model == "linear":
         if sector != "full":
             return None

@@ -50,28 +50,32 @@ def divergence(f, y, ctx, log_sigma, dims, mode="exact", key=None):
     return s, jnp.sum(v * ds, -1)
 
 
-def rotate_batch(batch, key, prop_kind):
-    """Random rotation of every sample about its particle (positions, displacements,
-    vector propulsion, angles, drift): an augmentation for isotropic systems."""
-    B = batch["y"].shape[0]
-    a = jax.random.uniform(key, (B,), minval=0.0, maxval=2 * jnp.pi)
-    c, s = jnp.cos(a), jnp.sin(a)
+def orthogonal_batch(batch, R, flip, angle, prop_kind):
+    """Every sample mapped by its own orthogonal 2×2 matrix R (B, 2, 2) = Rot(angle) ·
+    diag(1, −1)^flip: positions, displacements, vector propulsion g, drifts (own and the
+    neighbours' ``nb_bx``) as vectors, stiffness blocks as R H Rᵀ, angles θ → ±θ + angle.
+    A symmetry of the data when the stationary density is invariant under it."""
+    B = R.shape[0]
 
-    def rot(v):  # (..., 2) per sample
+    def rot(v):  # (B, ..., 2); elementwise (keeps the batch's sharding)
         shape = (B,) + (1,) * (v.ndim - 2)
-        cc, ss = c.reshape(shape), s.reshape(shape)
-        return jnp.stack([cc * v[..., 0] - ss * v[..., 1], ss * v[..., 0] + cc * v[..., 1]], -1)
+        r = [[R[:, i, j].reshape(shape) for j in (0, 1)] for i in (0, 1)]
+        return jnp.stack([r[0][0] * v[..., 0] + r[0][1] * v[..., 1],
+                          r[1][0] * v[..., 0] + r[1][1] * v[..., 1]], -1)
+
+    def rot_mat(M):  # R M Rᵀ for M (B, ..., 2, 2)
+        RM = jnp.stack([rot(M[..., :, 0]), rot(M[..., :, 1])], -1)
+        return jnp.stack([rot(RM[..., 0, :]), rot(RM[..., 1, :])], -2)
 
     out = dict(batch)
-    y = batch["y"]
-    parts = [rot(y[:, :2])]
-    b = batch["drift"]
-    bparts = [rot(b[:, :2])]
+    y, b = batch["y"], batch["drift"]
+    parts, bparts = [rot(y[:, :2])], [rot(b[:, :2])]
     if prop_kind == "angle":
-        parts.append(y[:, 2:] + a[:, None])
-        bparts.append(b[:, 2:])
+        sign = 1.0 - 2.0 * flip
+        parts.append(sign[:, None] * y[:, 2:] + angle[:, None])
+        bparts.append(sign[:, None] * b[:, 2:])
         if "nb_p" in batch:
-            out["nb_p"] = batch["nb_p"] + a[:, None, None]
+            out["nb_p"] = sign[:, None, None] * batch["nb_p"] + angle[:, None, None]
     elif prop_kind == "vector":
         parts.append(rot(y[:, 2:4]))
         bparts.append(rot(b[:, 2:4]))
@@ -79,13 +83,45 @@ def rotate_batch(batch, key, prop_kind):
             out["nb_p"] = rot(batch["nb_p"])
     out["y"] = jnp.concatenate(parts, -1)
     out["drift"] = jnp.concatenate(bparts, -1)
-    for k in ("nb_rel", "pos"):
+    for k in ("nb_rel", "pos", "nb_bx"):
         if k in batch:
             out[k] = rot(batch[k])
+    for k in ("nb_hess", "self_hess"):
+        if k in batch:
+            out[k] = rot_mat(batch[k])
     return out
 
 
-CTX_KEYS = ("nb_rel", "nb_p", "nb_mask", "pos", "nb_bx", "drift")
+def _rotation(angle, flip):
+    c, s = jnp.cos(angle), jnp.sin(angle)
+    sign = 1.0 - 2.0 * flip
+    # Rot(angle) @ diag(1, sign)
+    return jnp.stack([jnp.stack([c, -s * sign], -1), jnp.stack([s, c * sign], -1)], -2)
+
+
+def rotate_batch(batch, key, prop_kind):
+    """Random rotation of every sample about its particle (positions, displacements,
+    vector propulsion, angles, drifts): an augmentation for isotropic systems."""
+    B = batch["y"].shape[0]
+    a = jax.random.uniform(key, (B,), minval=0.0, maxval=2 * jnp.pi).astype(batch["y"].dtype)
+    flip = jnp.zeros_like(a)
+    return orthogonal_batch(batch, _rotation(a, flip), flip, a, prop_kind)
+
+
+def square_symmetry_batch(batch, key, prop_kind):
+    """Every sample mapped by a random one of the 8 symmetries of the square (rotations
+    by multiples of 90°, with or without a reflection): exact symmetries of a periodic
+    square box with an isotropic pair potential, so the stationary density is invariant
+    under them (an arbitrary rotation is not one of the periodic box)."""
+    B = batch["y"].shape[0]
+    m = jax.random.randint(key, (B,), 0, 8)
+    a = (m % 4).astype(batch["y"].dtype) * (jnp.pi / 2)
+    flip = (m // 4).astype(batch["y"].dtype)
+    R = jnp.round(_rotation(a, flip))  # exact 0/±1 entries
+    return orthogonal_batch(batch, R, flip, a, prop_kind)
+
+
+CTX_KEYS = ("nb_rel", "nb_p", "nb_mask", "pos", "nb_bx", "drift", "nb_hess", "self_hess")
 
 
 def _ctx(batch):
@@ -168,13 +204,15 @@ class Objective:
     only) or "hyvarinen"; ``sigmas`` the DSM noise
     levels (state units; the smallest is used at evaluation); ``div_mode`` "exact" or
     "hutchinson"; ``fpe_weight`` λ of the Fokker–Planck residual (0 = off);
-    ``rotate`` random-rotation augmentation."""
+    ``rotate`` random-rotation augmentation; ``augment`` "square": a random one of the
+    8 symmetries of the square per sample (:func:`square_symmetry_batch`), "none": off."""
 
     kind: str = "dsm"
     sigmas: list = field(default_factory=lambda: [0.05])
     div_mode: str = "exact"
     fpe_weight: float = 0.0
     rotate: bool = False
+    augment: str = "none"
 
     @property
     def eval_log_sigma(self) -> float:
@@ -188,6 +226,8 @@ def make_loss(objective: Objective, dims, prop_kind, D_sel=None, divb=0.0):
         k_rot, k_main, _ = jax.random.split(key, 3)
         if objective.rotate and prop_kind is not None:
             batch = rotate_batch(batch, k_rot, prop_kind)
+        elif objective.augment == "square" and prop_kind is not None:
+            batch = square_symmetry_batch(batch, k_rot, prop_kind)
         if objective.kind == "dsm":
             val = dsm_loss(f, batch, k_main, objective.sigmas, dims)
         elif objective.kind == "dsm_g":

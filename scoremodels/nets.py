@@ -251,14 +251,28 @@ def pair_hessians(rel, mask, potential: dict):
     return mu * H * inside[..., None, None]
 
 
-def linear_response_score(bx_self, nb_bx, H, gamma, v0, mu_kappa):
+def stiffness_blocks(ctx, rel, extra):
+    """(H, A_ii) of a batch (1/time): the neighbour blocks H_j = −A_ij (B, K, 2, 2) and
+    the own block A_ii (B, 2, 2), from the soft-disc pair Hessians (+ the trap's μκ) or,
+    for a harmonic network (potential kind "network", :mod:`scoremodels.network`), read
+    from the samples' ``nb_hess`` and ``self_hess``."""
+    pot = extra["potential"]
+    if pot.get("kind") == "network":
+        return ctx["nb_hess"] * ctx["nb_mask"][..., None, None], ctx["self_hess"]
+    H = pair_hessians(rel, ctx["nb_mask"], pot)
+    return H, H.sum(1) + extra["mu_kappa"] * jnp.eye(2, dtype=rel.dtype)
+
+
+def linear_response_score(bx_self, nb_bx, H, gamma, v0, mu_kappa, A_ii=None):
     """Linear-response g-score s_g,i = −[(A_ii + γ) b_x,i + Σ_j A_ij b_x,j] / (γ v0) (JAX).
 
     Exact for a harmonic network dx = (v0 g − A x) dt (A = μ × Hessian), where the
     stationary density is Gaussian with g | x pinned to force balance; ``bx_self`` (B, 2)
     and ``nb_bx`` (B, K, 2) are the drifts b_x = v0 g + μF (length/time), H from
-    :func:`pair_hessians`, ``mu_kappa`` the trap's μκ (1/time). Units of 1/g."""
-    A_ii = H.sum(1) + mu_kappa * jnp.eye(2, dtype=bx_self.dtype)
+    :func:`pair_hessians`, ``mu_kappa`` the trap's μκ (1/time), ``A_ii`` the own block
+    when given (else Σ_j H_j + μκ I). Units of 1/g."""
+    if A_ii is None:
+        A_ii = H.sum(1) + mu_kappa * jnp.eye(2, dtype=bx_self.dtype)
     own = jnp.einsum("bij,bj->bi", A_ii, bx_self) + gamma * bx_self
     cross = -jnp.einsum("bkij,bkj->bi", H, nb_bx)
     return -(own + cross) / (gamma * v0)
@@ -307,17 +321,16 @@ class PinnedScore(nnx.Module):
         if cfg.cutoff is not None:
             r = jnp.sqrt(jnp.sum(rel ** 2, -1) + 1e-12)
             mask = mask * smooth_envelope(r, cfg.cutoff, cfg.envelope_width)
-        pot = ex["potential"]
-        H = pair_hessians(rel, ctx["nb_mask"], pot)
+        H, A_own = stiffness_blocks(ctx, rel, ex)
         nb_bx = ctx["nb_bx"]
-        s_lr = linear_response_score(bx, nb_bx, H, gamma, v0, ex["mu_kappa"])
+        s_lr = linear_response_score(bx, nb_bx, H, gamma, v0, ex["mu_kappa"], A_own)
         stiff_scale = ex.get("stiffness_scale", 1.0)
         # residuals in units of the pinning width r_pin = √(γ/κ_max) (asinh: linear inside
         # it, logarithmic for free particles, whose residual is g itself)
         rp = ex.get("r_pin", ex["r_scale"])
         r_i = bx / v0
         r_j = nb_bx / v0
-        A_ii = (H.sum(1) + ex["mu_kappa"] * jnp.eye(2, dtype=y.dtype)) / stiff_scale
+        A_ii = A_own / stiff_scale
         self_tok = jnp.concatenate([jnp.zeros((B, 2), y.dtype), jnp.arcsinh(r_i / rp),
                                     jnp.zeros((B, 3), y.dtype),
                                     jnp.stack([A_ii[:, 0, 0], A_ii[:, 1, 1], A_ii[:, 0, 1]], -1),

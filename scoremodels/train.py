@@ -32,6 +32,7 @@ import numpy as np
 from simcore._errors import UserInputError
 from simcore._progress import progress
 from scoremodels import data as sdata
+from scoremodels import network
 
 RUN_FILE = "run.json"
 
@@ -57,6 +58,7 @@ class TrainConfig:
     div_mode: str = "exact"
     fpe_weight: float = 0.0
     rotate: bool = False
+    augment: str = "none"              # "none" | "square" (the 8 symmetries of the square)
     optimizer: str = "adamw"           # "adamw" | "radam"
     lr: float = 1e-3
     warmup: int = 100
@@ -131,6 +133,10 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
     size = cfg.size
     if size == "auto":
         size = "small" if a.local and a.interacting else "mlp"
+        size = "pinned" if a.model == network.MODEL else size
+    if a.model == network.MODEL and size != "pinned":
+        raise UserInputError("A harmonic AOUP network file is learned with the pinned g-score "
+                             "network only (--size pinned, the default for it).")
     if size == "pinned":
         return _resolve_pinned(a, cfg, dims, sector, stream_sample)
     if size != "mlp" and not a.local:
@@ -158,7 +164,8 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
                                  "sample (the MLP on a linear-SDE copy or a non-interacting "
                                  "particle, sector full); it is not available here.")
     obj = Objective(kind=kind, sigmas=[float(s) for s in cfg.sigmas], div_mode=cfg.div_mode,
-                    fpe_weight=cfg.fpe_weight, rotate=cfg.rotate)
+                    fpe_weight=cfg.fpe_weight, rotate=cfg.rotate,
+                    augment=cfg.augment)
     if any(s <= 0 for s in obj.sigmas):
         raise UserInputError("Noise levels (sigmas) must be positive.")
     return net, dims, sector, obj
@@ -167,13 +174,12 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
 def _resolve_pinned(a, cfg, dims, sector, stream_sample):
     """The pinned g-score route (:class:`scoremodels.nets.PinnedScore`): AOUP files,
     propulsion sector, Hyvärinen in g by default (or g-only DSM, ``dsm_g``)."""
-    from scoremodels.losses import Objective
-    from scoremodels.nets import NetConfig
-
     if a.prop_kind != "vector" or sector != "propulsion":
         raise UserInputError("The pinned g-score network (--size pinned) is for AOUP files "
                              "(vector propulsion g) and the propulsion sector only.")
     p = a.params
+    if a.model == network.MODEL:
+        return _resolve_network(a, cfg, dims, sector, stream_sample)
     pot = {"kind": p.get("potential", "none"), "k": float(p.get("k", 1.0)),
            "beta": float(p.get("beta", 7.5)), "contact": 2.0 * float(p.get("radius", 1.0)),
            "mu": float(p.get("mu", 1.0)),
@@ -184,6 +190,21 @@ def _resolve_pinned(a, cfg, dims, sector, stream_sample):
                              f"{pot['kind']!r}.")
     mu_kappa = float(p.get("mu", 1.0)) * float(p.get("kappa", 0.0))
     stiff = max(pot["k"] * pot["mu"] if pot["kind"] == "soft_harmonic" else 0.0, mu_kappa, 1e-12)
+    return _pinned_config(a, cfg, dims, sector, stream_sample, pot, mu_kappa, stiff)
+
+
+def _resolve_network(a, cfg, dims, sector, stream_sample):
+    """The pinned network on a harmonic AOUP network (:mod:`scoremodels.network`): the
+    stiffness blocks come with the samples; the stiffness scale is the largest A_ii."""
+    stiff = float(max(network.exact_epr_per_particle(a.params).max() / 2, 1e-12))
+    return _pinned_config(a, cfg, dims, sector, stream_sample, {"kind": "network"}, 0.0, stiff)
+
+
+def _pinned_config(a, cfg, dims, sector, stream_sample, pot, mu_kappa, stiff):
+    from scoremodels.losses import Objective
+    from scoremodels.nets import NetConfig
+
+    p = a.params
     extra = {"gamma": float(p["gamma"]), "v0": float(p["v0"]), "mu_kappa": mu_kappa,
              "potential": pot, "stiffness_scale": stiff, "r_scale": 1.0, "s_scale": 1.0}
     net = NetConfig(kind="pinned", depth=0, heads=1, width=cfg.width or 32,
@@ -197,7 +218,7 @@ def _resolve_pinned(a, cfg, dims, sector, stream_sample):
     if float(p["v0"]) <= 0:
         raise UserInputError("The pinned g-score network needs v0 > 0.")
     obj = Objective(kind=kind, sigmas=[float(s) for s in cfg.sigmas], div_mode=cfg.div_mode,
-                    fpe_weight=0.0, rotate=cfg.rotate)
+                    fpe_weight=0.0, rotate=cfg.rotate, augment=cfg.augment)
     if any(s <= 0 for s in obj.sigmas):
         raise UserInputError("Noise levels (sigmas) must be positive.")
     return net, dims, sector, obj
@@ -212,7 +233,7 @@ def _set_scales(net, sample):
         import jax.numpy as jnp
 
         from scoremodels.losses import _ctx
-        from scoremodels.nets import linear_response_score, pair_hessians
+        from scoremodels.nets import linear_response_score, stiffness_blocks
 
         ex = net.extra
         bx = np.asarray(sample["drift"], float)[:, :2]
@@ -220,9 +241,9 @@ def _set_scales(net, sample):
         ex["r_scale"] = r_rms if r_rms > 0 and math.isfinite(r_rms) else 1.0
         ex["r_pin"] = min(ex["r_scale"], math.sqrt(ex["gamma"] / ex["stiffness_scale"]))
         ctx = _ctx({k: jnp.asarray(v) for k, v in sample.items()})
-        H = pair_hessians(ctx["nb_rel"], ctx["nb_mask"], ex["potential"])
+        H, A_ii = stiffness_blocks(ctx, ctx["nb_rel"], ex)
         s = np.asarray(linear_response_score(ctx["drift"][:, :2], ctx["nb_bx"], H, ex["gamma"],
-                                             ex["v0"], ex["mu_kappa"]), float)
+                                             ex["v0"], ex["mu_kappa"], A_ii), float)
         s_rms = float(np.sqrt((s ** 2).mean()))
         ex["s_scale"] = s_rms if s_rms > 0 and math.isfinite(s_rms) else 1.0
     if net.kind == "mlp" and net.prop_kind is None:
@@ -542,14 +563,18 @@ def _certificate_monitor(tset, a, val_fr, net_cfg, obj, dims):
     from simcore.analysis.active import exact_epr_per_frame
     from simcore.io.trajectory import open_trajectory
 
-    pick = np.asarray(val_fr)[np.linspace(0, len(val_fr) - 1, min(20, len(val_fr))).astype(int)]
-    vals = []
-    for fi, path in enumerate(tset.paths):
-        local = [k for g, (fj, k) in ((g, tset.frames[g]) for g in pick) if fj == fi]
-        if local:
-            with open_trajectory(path) as ds:
-                vals.append(exact_epr_per_frame(ds, local))
-    sig = float(np.concatenate(vals).mean())
+    if a.model == network.MODEL:  # closed form tr A / N
+        sig = float(network.exact_epr_per_particle(a.params).mean())
+    else:
+        pick = np.asarray(val_fr)[np.linspace(0, len(val_fr) - 1,
+                                              min(20, len(val_fr))).astype(int)]
+        vals = []
+        for fi, path in enumerate(tset.paths):
+            local = [k for g, (fj, k) in ((g, tset.frames[g]) for g in pick) if fj == fi]
+            if local:
+                with open_trajectory(path) as ds:
+                    vals.append(exact_epr_per_frame(ds, local))
+        sig = float(np.concatenate(vals).mean())
     gamma, n = float(a.params["gamma"]), len(dims)
     if not sig > 0:
         return None

@@ -179,3 +179,210 @@ def test_pinned_network_refuses_non_aoup_files(tmp_path):
         train(abp, tmp_path / "run", TrainConfig(size="pinned", sector="propulsion", steps=1))
     rc = main(["epr", str(tmp_path / "nowhere"), str(abp), "-o", str(tmp_path / "e.nc")])
     assert rc == 2
+
+
+# ---------------------------------------------------------------------------- (B) network
+def _diluted_lattice(side=8, p_bond=0.7, tether=0.5, seed=3):
+    """A = μ × Hessian (μ = 1, 1/time) of a harmonic network on a periodic side × side
+    square lattice: every particle tethered with stiffness ``tether``, each lattice bond
+    kept with probability ``p_bond`` with a stiffness uniform in [0.5, 1.5] (zero rest
+    length, so exactly harmonic). Heterogeneous: tr A_ii = 2(tether + Σ_j k_ij)."""
+    g = np.random.default_rng(seed)
+    n = side * side
+    lap = np.zeros((n, n))
+    for i in range(n):
+        x, y = divmod(i, side)
+        for j in (((x + 1) % side) * side + y, x * side + (y + 1) % side):
+            if g.random() < p_bond:
+                k = g.uniform(0.5, 1.5)
+                lap[i, j] = lap[j, i] = -k
+    lap -= np.diag(lap.sum(1))
+    return np.kron(tether * np.eye(n) + lap, np.eye(2))
+
+
+NET_V0, NET_GAMMA, NET_COPIES = 1.0, 1e-3, 512
+
+
+def test_network_closed_form_per_particle():
+    """The closed forms of (B), by the Lyapunov solution (no sampling): the exact
+    g-score's local EPR γ⁻¹E|v_g,i|² has per-particle mean tr A_ii and total tr A; the
+    particle view recognises exactly this structure."""
+    from scoremodels import network
+    from scoremodels.exact import ou_flow_matrix
+
+    A = _diluted_lattice()
+    B, D = network.aoup_network(A, NET_V0, NET_GAMMA)
+    C, M = stationary_covariance(B, D), ou_flow_matrix(B, D)
+    n2 = len(A)
+    V = M[n2:] @ C @ M[n2:].T / NET_GAMMA
+    per = np.trace(V.reshape(n2 // 2, 2, n2 // 2, 2)[np.arange(n2 // 2), :, np.arange(n2 // 2)],
+                   axis1=1, axis2=2)
+    A_ii = np.trace(A.reshape(n2 // 2, 2, n2 // 2, 2)[np.arange(n2 // 2), :, np.arange(n2 // 2)],
+                    axis1=1, axis2=2)
+    assert np.allclose(per, A_ii, rtol=1e-8)
+    assert ou_epr(B, D, coordinates=range(n2, 2 * n2)) == pytest.approx(np.trace(A), rel=1e-8)
+    assert A_ii.max() > 2 * A_ii.min()  # heterogeneous: the per-particle test means something
+    info = network.detect({"B": B.tolist(), "D": D.tolist()})
+    assert info["n_particles"] == n2 // 2 and info["v0"] == NET_V0
+    assert np.allclose(network.exact_epr_per_particle(
+        {"B": B.tolist(), "network_particles": n2 // 2}), A_ii)
+    B2 = B.copy()
+    B2[n2, 0] = 1e-3  # g driven by x: not an AOUP network
+    assert network.detect({"B": B2.tolist(), "D": D.tolist()}) is None
+
+
+@pytest.fixture(scope="module")
+def network_file(tmp_path_factory):
+    """512 independent copies of the 64-particle network (4·64 = 256 components), exact
+    transition sampling from the exact stationary state (no burn-in, no Euler bias):
+    dt = 1 (dt·max eig A = 8; at dt·max eig ≳ 40 the exact transition's noise covariance
+    loses the 1e-3 pinning variance to round-off), 6 frames 2 time units apart."""
+    from scoremodels.network import aoup_network
+
+    A = _diluted_lattice()
+    B, D = aoup_network(A, NET_V0, NET_GAMMA)
+    out = tmp_path_factory.mktemp("net") / "net.nc"
+    simcore.run("linear", seed=7, steps=10, write_every=2, out=out,
+                overrides={"B": B.tolist(), "D": D.tolist(), "n": NET_COPIES, "dt": 1.0,
+                           "precision": "float64"})
+    return out, A
+
+
+def test_acceptance_B_harmonic_network_trained(network_file, tmp_path):
+    """(B): a heterogeneous harmonic network of 64 hypoelliptic AOUPs (γ = 1e-3), the
+    pinned network trained 300 Hyvärinen steps (lr 3e-3, which moves its corrections off
+    zero, checked): both totals within 3 % of tr A / N and every particle's mean local
+    EPR, both forms, within 10 % of tr A_ii (closed form from A above, not from the
+    network). The statistics resolve both: the totals' block-bootstrap errors are below
+    1 %, and every particle's standard error (over the 512 independent copies) is below
+    10 %/3.5, so that an exact score would fail the 10 % with probability < 64 × 5e-4."""
+    import jax.numpy as jnp
+
+    from scoremodels.data import TrajectorySet, frame_samples
+    from scoremodels.losses import _ctx
+    from scoremodels.train import load_run
+
+    path, A = network_file
+    run = train(path, tmp_path / "run", TrainConfig(size="pinned", steps=300, lr=3e-3,
+                                                    batch_size=256, burn_in=0.0,
+                                                    val_every=300, seed=0))
+    r = estimate(run, [path], tmp_path / "epr.nc", burn_in=0.0)
+    n2 = len(A)
+    N = n2 // 2
+    A_ii = np.trace(A.reshape(N, 2, N, 2)[np.arange(N), :, np.arange(N)], axis1=1, axis2=2)
+    exact = A_ii.mean()
+    assert r["epr_exact_total"] == pytest.approx(exact, rel=1e-12)
+    for key in ("epr_total", "epr_total_div"):
+        assert r[key + "_err"] < 0.01 * exact, r
+        assert r[key] == pytest.approx(exact, rel=0.03), r
+    assert r["epr_certificate"] < 0.03 + 5 * r["epr_certificate_err"], r
+    with netCDF4.Dataset(tmp_path / "epr.nc") as nc:
+        forms = [np.asarray(nc[v][:], float) for v in ("epr_local", "epr_local_div")]
+    for loc in forms:
+        per_copy = loc.reshape(loc.shape[0], NET_COPIES, N).mean(0)   # (copies, particle)
+        mean = per_copy.mean(0)
+        se = per_copy.std(0, ddof=1) / math.sqrt(NET_COPIES)
+        assert np.all(se < 0.10 / 3.5 * A_ii), (se / A_ii).max()
+        assert np.all(np.abs(mean / A_ii - 1) < 0.10), np.abs(mean / A_ii - 1).max()
+        print(f"per-particle: max |mean/A_ii - 1| = {np.abs(mean / A_ii - 1).max():.4f}, "
+              f"max se/A_ii = {(se / A_ii).max():.4f}")
+    print({k: r[k] for k in ("epr_total", "epr_total_err", "epr_total_div", "epr_total_div_err",
+                              "epr_exact_total", "epr_certificate", "epr_certificate_err")})
+
+    # training moved the network: its score differs from the linear-response start
+    model, rec = load_run(run)
+    with TrajectorySet([path]) as ts:
+        smp = frame_samples(ts.read([0]), ts.adapter, rec["net"]["neighbours"], None)
+    b = {k: jnp.asarray(v[:2048]) for k, v in smp.items()}
+    s = np.asarray(model(b["y"], _ctx(b), jnp.zeros(2048)))
+    s_lr = np.asarray(model.parts(b["y"], _ctx(b))[0])
+    moved = np.sqrt(((s - s_lr) ** 2).mean() / (s_lr ** 2).mean())
+    assert moved > 1e-4, moved
+
+
+def test_square_symmetries_map_the_pinned_score_exactly(network_file, tmp_path):
+    """`augment = "square"` maps every sample by one of the 8 symmetries R of the square:
+    the linear-response score (soft discs: Hessians from the rotated displacements;
+    network: the rotated stiffness blocks R H Rᵀ, and the neighbours' drifts) maps as
+    s → R s, so the untrained network's Hyvärinen loss is unchanged; a transformation
+    that forgot the neighbours' drifts would change both."""
+    import jax
+    import jax.numpy as jnp
+
+    from scoremodels.data import TrajectorySet, frame_samples
+    from scoremodels.losses import (Objective, _ctx, _rotation, make_loss,
+                                    orthogonal_batch, square_symmetry_batch)
+    from scoremodels.nets import build
+    from scoremodels.train import _set_scales, resolve
+
+    discs = tmp_path / "discs.nc"
+    simcore.run("abp", seed=3, steps=400, write_every=200, out=discs,
+                overrides={"n": 64, "phi": 0.5, "potential": "soft_harmonic",
+                           "propulsion": "aoup", "v0": 0.1, "gamma": 1e-2, "D_t": 0.0,
+                           "dt": 0.005, "init": "uniform", "precision": "float64"})
+    for path in (discs, network_file[0]):
+        with TrajectorySet([path]) as ts:
+            cfg = TrainConfig(size="pinned", neighbours=8, cutoff=3.0 if path == discs else None)
+            net, dims, _, _ = resolve(ts, cfg)
+            smp = frame_samples(ts.read([len(ts) - 1]), ts.adapter, 8, net.cutoff)
+        batch = {k: jnp.asarray(v[:256]) for k, v in smp.items()}
+        _set_scales(net, smp)
+        model = build(net)
+        ls = jnp.zeros(len(batch["y"]))
+        lr_score = jax.jit(lambda b, m=model: m.parts(b["y"], _ctx(b))[0])
+        hyv = make_loss(Objective(kind="hyvarinen"), dims, "vector")
+        loss = jax.jit(lambda b, m=model, f=hyv: f(m, b, jax.random.key(0)))
+        s0 = np.asarray(lr_score(batch), float)
+        l0 = float(loss(batch))
+        for m in range(8):
+            a = jnp.full(len(ls), (m % 4) * np.pi / 2, jnp.float32)
+            flip = jnp.full(len(ls), float(m // 4), jnp.float32)
+            R = jnp.round(_rotation(a, flip))
+            tb = orthogonal_batch(batch, R, flip, a, "vector")
+            s1 = np.asarray(lr_score(tb), float)
+            assert np.allclose(s1, np.einsum("bij,bj->bi", np.asarray(R), s0), rtol=1e-4,
+                               atol=1e-4 * np.abs(s0).max())
+            assert float(loss(tb)) == pytest.approx(l0, rel=1e-4)
+        # the neighbours' drifts matter: leaving them unrotated breaks the symmetry
+        R = jnp.round(_rotation(jnp.full(len(ls), np.pi / 2, jnp.float32), jnp.zeros(len(ls))))
+        wrong = dict(orthogonal_batch(batch, R, jnp.zeros(len(ls)), jnp.zeros(len(ls)), "vector"),
+                     nb_bx=batch["nb_bx"])
+        s_wrong = np.asarray(lr_score(wrong), float)
+        assert not np.allclose(s_wrong, np.einsum("bij,bj->bi", np.asarray(R), s0), rtol=1e-2)
+        aug = square_symmetry_batch(batch, jax.random.key(1), "vector")
+        assert float(loss(aug)) == pytest.approx(l0, rel=1e-4)
+
+
+def test_network_view_refusals(network_file, tmp_path):
+    """A network file needs the pinned network and enough neighbours for every spring;
+    its all-variables EPR (noiseless positions) is refused like any hypoelliptic file."""
+    from simcore import UserInputError
+
+    path, _ = network_file
+    with pytest.raises(UserInputError, match="springs"):
+        train(path, tmp_path / "r1", TrainConfig(size="pinned", neighbours=2, steps=1))
+    with pytest.raises(UserInputError, match="pinned"):
+        train(path, tmp_path / "r2", TrainConfig(size="small", steps=1))
+    with pytest.raises(UserInputError, match="noiseless"):
+        train(path, tmp_path / "r3", TrainConfig(size="pinned", sector="full", steps=1))
+
+
+def test_square_augmentation_trains_bit_reproducibly(network_file, tmp_path):
+    """`augment = "square"` through the (sharded) training step: two seeded runs end with
+    identical parameters that differ from the linear-response start."""
+    import jax
+    from flax import nnx
+
+    from scoremodels.train import load_run
+
+    path, _ = network_file
+    runs = []
+    for tag in ("a", "b"):
+        run = train(path, tmp_path / tag, TrainConfig(size="pinned", steps=3, lr=3e-3,
+                                                      batch_size=256, burn_in=0.0,
+                                                      val_every=3, augment="square", seed=0))
+        model, _ = load_run(run, use_ema=False)
+        runs.append([np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))])
+    assert all(np.array_equal(x, y) for x, y in zip(*runs))
+    zero_heads = [x for x in runs[0] if x.ndim == 2 and x.shape[1] in (1, 2, 3)]
+    assert any(np.abs(x).max() > 0 for x in zero_heads)  # the zero-initialised heads moved

@@ -30,7 +30,10 @@ def trained(tmp_path_factory):
 
 def _err(capsys):
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err
+    # the CLI prints "internal error" with any traceback of its own; a bare "Traceback" may
+    # also come from orbax's background asyncio tasks of an earlier test in this process
+    assert "internal error" not in err
+    assert "Traceback" not in err or "Task exception was never retrieved" in err
     return " ".join(err.split())
 
 

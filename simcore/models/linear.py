@@ -55,7 +55,7 @@ from simcore.engine import Engine
 NAME = "linear"
 NDIM = 3
 HAS_VELOCITIES = False  # an OU path has no velocity: the drift is stored as `drift`
-MAX_DIM = 64
+MAX_DIM = 256  # a harmonic network of 64 AOUPs in 2D: (x, g) of 4·64 components
 DEFAULT_STEPS = 50000
 DEFAULT_WRITE_EVERY = 50
 DEFAULT_PRESET = "rotational_ou"
