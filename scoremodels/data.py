@@ -106,26 +106,6 @@ class Adapter:
         return cls(**d)
 
 
-def _active_adapter(record: dict) -> Adapter:
-    abp = record.get("propulsion", "abp") == "abp"
-    D_t, D_r, gamma = record["D_t"], record["D_r"], record["gamma"]
-    diag = [D_t, D_t] + ([D_r] if abp else [gamma, gamma])
-    pot = record.get("potential", "none")
-    radius = record["radius"] if pot == "soft_harmonic" else record["sigma"] / 2
-    box = math.sqrt(record["n"] * math.pi * radius ** 2 / record["phi"])
-    return Adapter(model="abp", state_dim=len(diag), x_dims=(0, 1),
-                   p_dims=(2,) if abp else (2, 3), prop_kind="angle" if abp else "vector",
-                   diffusion=np.diag(diag), local=True, n_atoms=record["n"], box=box,
-                   params=record, particle_diameter=2 * radius, interacting=pot != "none",
-                   kappa=record.get("kappa", 0.0))
-
-
-def _linear_adapter(record: dict, n_atoms: int, d: int) -> Adapter:
-    D = np.asarray(record["D"], dtype=float)
-    return Adapter(model="linear", state_dim=d, x_dims=(), p_dims=(), prop_kind=None,
-                   diffusion=D, local=False, n_atoms=n_atoms, params=record, interacting=False)
-
-
 def _fail_open(path, exc) -> UserInputError:
     return UserInputError(f"Cannot read {path} as a NetCDF trajectory "
                           f"({getattr(exc, 'strerror', None) or exc}).")
@@ -180,24 +160,19 @@ class TrajectorySet:
         self.time_per_frame = self._time_step()
 
     def _adapter(self, record, h, path) -> Adapter:
+        from simcore.models import engine_names, get_engine
+
         model = record.get("model")
-        if model == "abp":
-            a = _active_adapter(record)
-            need = ["coordinates", "theta" if a.prop_kind == "angle" else "propulsion"]
-        elif model == "linear":
-            var = self.linear_variable if self.linear_variable in h.variables else "coordinates"
-            self.linear_variable = var
-            shape = h.variables[var].shape
-            d = len(np.asarray(record["D"]))
-            a = _linear_adapter(record, shape[1], d)
-            info = network.detect(record)
-            if info is not None:  # a hypoelliptic AOUP network: the particle view
-                a = network.adapter(record, shape[1], info)
-            need = [var]
-        else:
+        try:
+            adapter = get_engine(model).load("score_adapter")
+        except KeyError:
+            adapter = None
+        if adapter is None:
+            able = [name for name in engine_names() if get_engine(name).score_adapter]
             raise UserInputError(
-                f"{path} is a {model!r} trajectory; scoremodels handles the active-particle "
-                "model (abp: ABP/AOUP) and the linear SDE model only.")
+                f"{path} is a {model!r} trajectory; scoremodels reads the files of "
+                f"{', '.join(able)} only (the engines whose record names a score_adapter).")
+        a, need, self.linear_variable = adapter(record, h, self.linear_variable)
         missing = [v for v in need if v not in h.variables]
         if missing:
             raise UserInputError(f"{path} lacks the variable(s) {missing} a {model} file "

@@ -118,19 +118,9 @@ def _check_sector(adapter: sdata.Adapter, sector: str, run_dims) -> tuple:
 
 def _pair_divergence(frame_raw, adapter, f):
     """μ ∇_i·F_i of the pair forces (trap included) of frame f, from simcore."""
-    from simcore.config import split_run_parameters
-    from simcore.models import active
+    from scoremodels.adapters import force_divergence
 
-    params = split_run_parameters(json.dumps(adapter.params))[1]
-    n = frame_raw["pos"].shape[1]
-    state = {"positions": np.zeros((n, 3)), "image": np.zeros((n, 2), dtype=np.int64)}
-    state["positions"][:, :2] = frame_raw["pos"][f]
-    if adapter.prop_kind == "angle":
-        state["theta"] = frame_raw["prop"][f, :, 0].astype(np.float64)
-    else:
-        state["g"] = frame_raw["prop"][f].astype(np.float64)
-    _, div = active.forces(state, params, divergence=True)  # pair + trap (−2κ)
-    return params.mu * div
+    return force_divergence(frame_raw, adapter, f)
 
 
 def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,

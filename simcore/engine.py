@@ -112,6 +112,9 @@ class Engine:
     figure: str | None = None
     animation: str | None = None
     analysis_options: tuple[Option, ...] = ()
+    #: how ``scoremodels`` reads the engine's files (``"module:function"``, see
+    #: scoremodels/adapters.py); None: scoremodels does not take them
+    score_adapter: str | None = None
     #: overrides (model parameters and run settings) for a run of a few seconds that still
     #: exercises the engine's parallel path: the contract test (tests/test_contract.py)
     #: runs every registered engine with them

@@ -421,4 +421,5 @@ ENGINE = Engine(
     analysis="simcore.analysis.linear:linear_diagnostics",
     figure="simcore.plotting.linear:figure", animation="simcore.plotting.linear:animate",
     quick_run={"n": 500, "steps": 2000, "write_every": 200},
+    score_adapter="scoremodels.adapters:linear_sde",
 )

@@ -325,4 +325,5 @@ ENGINE = Engine(
     analysis="simcore.analysis.active:active_diagnostics",
     figure="simcore.plotting.active:figure", animation="simcore.plotting.active:animate",
     quick_run={"n": 600, "steps": 400, "write_every": 50},
+    score_adapter="scoremodels.adapters:active_particles",
 )
