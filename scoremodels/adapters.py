@@ -14,40 +14,49 @@ from scoremodels import network
 from scoremodels.data import Adapter
 
 
-def _params(record: dict):
-    """The engine's validated parameters of a file's run_parameters record."""
-    from simcore.config import split_run_parameters
-    import json
+def _active_params(record: dict):
+    """The active-particle engine's validated parameters of a run_parameters record."""
+    from simcore.models.active import Params
 
-    return split_run_parameters(json.dumps(record))[1]
+    return Params(**{k: v for k, v in record.items() if k in Params.model_fields})
 
 
-def active_particles(record: dict, handle, linear_variable: str):
+def particle_adapter(record: dict) -> Adapter:
     """ABP (score of x and θ) or AOUP (x and g) particles; box and particle size from the
     engine's parameters."""
-    p = _params(record)
+    p = _active_params(record)
     abp = p.propulsion == "abp"
     diag = [p.D_t, p.D_t] + ([p.D_r] if abp else [p.gamma, p.gamma])
-    a = Adapter(model="abp", state_dim=len(diag), x_dims=(0, 1),
-                p_dims=(2,) if abp else (2, 3), prop_kind="angle" if abp else "vector",
-                diffusion=np.diag(diag), local=True, n_atoms=p.n, box=p.box, params=record,
-                particle_diameter=2 * p.particle_radius, interacting=p.potential != "none",
-                kappa=p.kappa)
-    return a, ["coordinates", "theta" if abp else "propulsion"], linear_variable
+    return Adapter(model="abp", state_dim=len(diag), x_dims=(0, 1),
+                   p_dims=(2,) if abp else (2, 3), prop_kind="angle" if abp else "vector",
+                   diffusion=np.diag(diag), local=True, n_atoms=p.n, box=p.box, params=record,
+                   particle_diameter=2 * p.particle_radius, interacting=p.potential != "none",
+                   kappa=p.kappa)
 
 
-def linear_sde(record: dict, handle, linear_variable: str):
-    """Copies of a linear SDE (one state vector per copy); a hypoelliptic AOUP spring
-    network stored as a linear file gets the particle view of :mod:`scoremodels.network`."""
-    var = linear_variable if linear_variable in handle.variables else "coordinates"
-    n_atoms = handle.variables[var].shape[1]
+def linear_adapter(record: dict, n_atoms: int) -> Adapter:
+    """``n_atoms`` copies of a linear SDE (one state vector per copy); a hypoelliptic AOUP
+    spring network stored as a linear file gets the particle view of
+    :mod:`scoremodels.network`."""
     D = np.asarray(record["D"], dtype=float)
     a = Adapter(model="linear", state_dim=len(D), x_dims=(), p_dims=(), prop_kind=None,
                 diffusion=D, local=False, n_atoms=n_atoms, params=record, interacting=False)
     info = network.detect(record)
-    if info is not None:
-        a = network.adapter(record, n_atoms, info)
-    return a, [var], var
+    return a if info is None else network.adapter(record, n_atoms, info)
+
+
+def active_particles(record: dict, handle, linear_variable: str):
+    """The adapter of an active-particle file (``Engine.score_adapter`` of abp)."""
+    a = particle_adapter(record)
+    return a, ["coordinates", "theta" if a.prop_kind == "angle" else "propulsion"], \
+        linear_variable
+
+
+def linear_sde(record: dict, handle, linear_variable: str):
+    """The adapter of a linear-SDE file (``Engine.score_adapter`` of linear): the states
+    are read from ``linear_variable`` (default ``x``; ``coordinates`` in older files)."""
+    var = linear_variable if linear_variable in handle.variables else "coordinates"
+    return linear_adapter(record, handle.variables[var].shape[1]), [var], var
 
 
 def force_divergence(frame_raw: dict, adapter: Adapter, f: int) -> np.ndarray:
@@ -55,7 +64,7 @@ def force_divergence(frame_raw: dict, adapter: Adapter, f: int) -> np.ndarray:
     engine's state of that frame (``state_from_frame``) and its forces."""
     from simcore.models import active
 
-    params = _params(adapter.params)
+    params = _active_params(adapter.params)
     pos = np.zeros((params.n, 3))
     pos[:, :2] = frame_raw["pos"][f]
     variables = {"coordinates": pos}

@@ -223,7 +223,8 @@ def test_closed_form_epr_of_a_files_system():
     ABP/AOUP (trap rate μκ) and the linear model; none for interacting particles, no
     trap, or a sector without a closed form."""
     import simcore
-    from scoremodels.data import _active_adapter, _linear_adapter
+    from scoremodels.adapters import linear_adapter
+    from scoremodels.adapters import particle_adapter as _active_adapter
     from scoremodels.epr import closed_form_epr
 
     p = simcore.presets("abp")["trapped_abp"].model_dump()
@@ -242,6 +243,6 @@ def test_closed_form_epr_of_a_files_system():
     assert closed_form_epr(aoup, "propulsion")[0] == exact.trapped_aoup_epr(
         p["v0"], p["D_t"], 0.3, p["mu"] * p["kappa"], d=2, sector="g")
     ou = simcore.presets("linear")["rotational_ou"].model_dump()
-    lin = _linear_adapter(ou, 10, 2)
+    lin = linear_adapter(ou, 10)
     assert closed_form_epr(lin, "full")[0] == exact.ou_epr(np.asarray(ou["B"]), np.asarray(ou["D"]))
     assert closed_form_epr(lin, "propulsion") is None
