@@ -142,7 +142,7 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
     import jax.numpy as jnp
     import netCDF4
     from scoremodels.losses import _ctx, score_and_jacobian
-    from scoremodels.train import load_run
+    from scoremodels.rundir import load_run
 
     from scoremodels._validate import check_epr_options
 

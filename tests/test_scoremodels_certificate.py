@@ -260,7 +260,7 @@ def test_acceptance_B_harmonic_network_trained(network_file, tmp_path):
 
     from scoremodels.data import TrajectorySet, frame_samples
     from scoremodels.losses import _ctx
-    from scoremodels.train import load_run
+    from scoremodels.rundir import load_run
 
     path, A = network_file
     run = train(path, tmp_path / "run", TrainConfig(size="pinned", steps=300, lr=3e-3,
@@ -373,7 +373,7 @@ def test_square_augmentation_trains_bit_reproducibly(network_file, tmp_path):
     import jax
     from flax import nnx
 
-    from scoremodels.train import load_run
+    from scoremodels.rundir import load_run
 
     path, _ = network_file
     runs = []

@@ -183,7 +183,7 @@ def test_jvp_divergence_equals_finite_differences(tiny_batch, kind):
 def _params(run, ema):
     from flax import nnx
 
-    from scoremodels.train import load_run
+    from scoremodels.rundir import load_run
 
     model, _ = load_run(run, use_ema=ema)
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]
