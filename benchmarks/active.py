@@ -1,7 +1,7 @@
 """Throughput of simcore's active-particle engine (2D ABP + WCA), against LAMMPS and jax-md.
 
-The benchmark system (shared/references/performance-anchors.md, "2D ABP + WCA benchmark
-system"; the same for every engine): σ = ε = 1, WCA cut at 2^(1/6)σ, γ = μ = 1,
+The benchmark system (the common 2D ABP + WCA benchmark system of the field, the same
+for every engine): σ = ε = 1, WCA cut at 2^(1/6)σ, γ = μ = 1,
 kT = D_t = 0.24, D_r = 0.72, F_a = v0 = 24 (Pe = 100), φ = 0.6 so L = √(Nπ/2.4), square
 lattice start with random orientations, dt = 1e-4. Sanity value: mean |F_pair| ≈ 20-22.
 

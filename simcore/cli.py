@@ -1,4 +1,4 @@
-"""``simcore presets | run | analyze | sweep | plot | info`` (design §4).
+"""``simcore presets | run | analyze | sweep | plot | info | export`` (README, docs/).
 
 Exit codes: 0 success, 2 bad input (one paragraph on stderr, no traceback), 1 internal
 error, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (both checkpoint first).
