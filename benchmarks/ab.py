@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -71,8 +72,6 @@ def time_case(tree: Path, case, threads: int) -> dict:
 
 
 def _env() -> dict:
-    import os
-
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     return env

@@ -97,9 +97,6 @@ class Engine:
     step_unit: str = "step"
     #: False for serial kernels: the driver then skips choosing a thread count
     threaded: bool = True
-    #: the number of state components per particle when it is not space (the linear
-    #: model's d); ``None``: the particles live in ``ndim`` dimensions
-    components: Callable[..., int] | None = None
     #: ``run_bytes(params) -> (bytes of state, work arrays and one frame, floats per
     #: particle in a frame)`` for the memory check before a run; None: not checked
     run_bytes: Callable[..., tuple[int, int]] | None = None

@@ -10,6 +10,7 @@ same bits; 1 and 2 threads give the same bits; a two-point sweep runs and combin
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import netCDF4
@@ -78,7 +79,7 @@ def test_record_and_presets(name):
     for what in ("analysis", "figure", "animation"):
         assert callable(engine.load(what)), what
     for option in engine.analysis_options:
-        assert option.name in __import__("inspect").signature(engine.load("analysis")).parameters
+        assert option.name in inspect.signature(engine.load("analysis")).parameters
 
 
 @pytest.mark.parametrize("name", ENGINES)

@@ -30,22 +30,23 @@ def block_mean(values, n_blocks: int = 10) -> tuple[float, float]:
     return float(values.mean()), float(blocks.std(ddof=1) / math.sqrt(n_blocks))
 
 
-def frame_variables(ds: xr.Dataset, k: int) -> dict[str, np.ndarray]:
-    """Frame ``k``'s per-frame variables as float64 arrays (integers kept), the input of an
-    engine's ``state_from_frame``."""
+def frame_variables(ds: xr.Dataset, k: int, names=None) -> dict[str, np.ndarray]:
+    """Frame ``k``'s per-frame variables (only ``names`` when given) as float64 arrays
+    (integers kept), the input of an engine's ``state_from_frame``."""
     dim = frame_dim(ds)
     out = {}
     for name, var in ds.data_vars.items():
-        if var.dims[:1] == (dim,):
+        if var.dims[:1] == (dim,) and (names is None or name in names):
             values = var.isel({dim: k}).values
             out[name] = values.astype(np.float64) if values.dtype.kind == "f" else values
     return out
 
 
-def frame_state(ds: xr.Dataset, k: int) -> dict[str, np.ndarray]:
+def frame_state(ds: xr.Dataset, k: int, names=None) -> dict[str, np.ndarray]:
     """The engine state of stored frame ``k`` (its record's ``state_from_frame``), e.g. to
-    recompute forces."""
+    recompute forces; ``names``: the variables the state needs (default: all per-frame
+    variables, which a loop over frames would read for nothing)."""
     from simcore.models import get_engine
 
     engine = get_engine(ds.simcore.model)
-    return engine.state_from_frame(frame_variables(ds, k), ds.simcore.params)
+    return engine.state_from_frame(frame_variables(ds, k, names), ds.simcore.params)

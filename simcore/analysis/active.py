@@ -49,6 +49,11 @@ def free_aoup_msd(t, v0, D_t, gamma) -> np.ndarray:
     return 4 * D_t * t + 4 * v0 ** 2 * tau * (t - tau * (1 - np.exp(-t / tau)))
 
 
+def _state_variables(params) -> tuple[str, ...]:
+    """What a stored frame's force computation needs (not the drift, forces or images)."""
+    return ("coordinates", "theta" if params.propulsion == "abp" else "propulsion")
+
+
 def exact_epr_per_frame(ds, frames) -> np.ndarray:
     """Per-frame particle averages whose time average is the exact EPR per particle."""
     require_model(ds, "abp", "exact_epr_per_frame")
@@ -57,7 +62,7 @@ def exact_epr_per_frame(ds, frames) -> np.ndarray:
     hypo = params.D_t == 0
     cache: dict = {}
     for m, k in enumerate(frames):
-        state = frame_state(ds, k)
+        state = frame_state(ds, k, _state_variables(params))
         state["_work"] = cache.get("_work")
         F, div = model.forces(state, params, divergence=True)
         cache["_work"] = state["_work"]
@@ -86,7 +91,7 @@ def exact_epr_local(ds, k: int) -> np.ndarray:
             "exact_epr_local is defined for hypoelliptic AOUP files (propulsion = 'aoup', "
             f"D_t = 0); this file has propulsion = '{params.propulsion}', D_t = {params.D_t:g}. "
             "Use exact_epr_per_frame for the total EPR of other files.")
-    state = frame_state(ds, k)
+    state = frame_state(ds, k, _state_variables(params))
     _, div = model.forces(state, params, divergence=True)
     return -params.mu * div
 

@@ -416,7 +416,7 @@ ENGINE = Engine(
     default_write_every=DEFAULT_WRITE_EVERY,
     init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
     extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
-    geometry=geometry, has_velocities=HAS_VELOCITIES, components=lambda params: params.d,
+    geometry=geometry, has_velocities=HAS_VELOCITIES,
     run_bytes=run_bytes, analysis_bytes=analysis_bytes,
     analysis="simcore.analysis.linear:linear_diagnostics",
     figure="simcore.plotting.linear:figure", animation="simcore.plotting.linear:animate",
