@@ -475,12 +475,12 @@ def _write_certificate(nc, series, series_div, series_ex, exact_total, n_blocks)
 def closed_form_epr(a: sdata.Adapter, sector: str) -> tuple[float, str] | None:
     """The closed-form EPR per particle (1/time) of the system of adapter ``a`` in
     ``sector``, with the formula's name, where one exists: the linear model
-    (:func:`scoremodels.exact.ou_epr`, full sector) and non-interacting ABP/AOUP particles
+    (:func:`simcore.exact.ou_epr`, full sector) and non-interacting ABP/AOUP particles
     in a harmonic trap (``potential = "none"``, κ > 0; the trap in unbounded space, the
-    drift v0 p − μκx): :func:`~scoremodels.exact.trapped_abp_epr` (full sector, D_t > 0),
-    :func:`~scoremodels.exact.trapped_aoup_epr` (full sector with D_t > 0, or the
+    drift v0 p − μκx): :func:`~simcore.exact.trapped_abp_epr` (full sector, D_t > 0),
+    :func:`~simcore.exact.trapped_aoup_epr` (full sector with D_t > 0, or the
     propulsion sector). Else None."""
-    from scoremodels import exact as ex
+    from simcore import exact as ex
 
     p = a.params
     if a.model == "linear":
@@ -503,7 +503,7 @@ def closed_form_epr(a: sdata.Adapter, sector: str) -> tuple[float, str] | None:
 
 def _exact_reference(tset, a, frames, sector):
     """Exact score-free EPR per particle: per-frame series from simcore's analysis
-    (active particles), or the closed form ``scoremodels.exact.ou_epr`` (linear)."""
+    (active particles), or the closed form ``simcore.exact.ou_epr`` (linear)."""
     if a.model == sdata.network.MODEL:
         per = sdata.network.exact_epr_per_particle(a.params)
         return float(per.mean()), "closed form tr A / N (harmonic AOUP network)"
@@ -511,7 +511,7 @@ def _exact_reference(tset, a, frames, sector):
         if sector != "full":
             return None
         try:
-            from scoremodels.exact import ou_epr
+            from simcore.exact import ou_epr
         except ImportError:
             return None
         return float(ou_epr(np.asarray(a.params["B"], float), a.diffusion)), "closed form ou_epr"

@@ -1,4 +1,4 @@
-"""scoremodels.exact: closed forms against independent numerics (quadrature, Lyapunov solves,
+"""simcore.exact: closed forms against independent numerics (quadrature, Lyapunov solves,
 finite differences, Monte Carlo)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from scipy.integrate import quad_vec
 from scipy.linalg import expm
 
-from scoremodels import exact
+from simcore import exact
 
 
 def random_system(d, seed, reversible=False):
@@ -214,7 +214,7 @@ def test_bad_input_is_a_value_error():
 
 
 def test_exact_does_not_import_jax():
-    code = "import sys, scoremodels.exact; assert 'jax' not in sys.modules, 'jax imported'"
+    code = "import sys, simcore.exact; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

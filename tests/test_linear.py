@@ -16,7 +16,7 @@ from simcore.models import linear
 from simcore.rng import kernel_key
 
 from conftest import run_cli
-from scoremodels import exact
+from simcore import exact
 
 
 def preset_params(name, **kw):
@@ -41,7 +41,7 @@ def test_presets_match_the_reference_systems(name):
         want = 0.629817279495
     np.testing.assert_array_equal(p.B_matrix, B)
     np.testing.assert_array_equal(p.D_matrix, D)
-    assert abs(linear.exact_epr(B, D) - want) < 1e-6
+    assert abs(exact.ou_epr(B, D) - want) < 1e-6
     assert linear.DEFAULT_PRESET in linear.PRESETS
 
 
@@ -60,7 +60,7 @@ def test_exact_transition_preserves_the_stationary_law(dt):
     # a singular D (noise on one coordinate only) still has a factor
     q = linear.Params(B=[[1.0, -1.0], [0.0, 2.0]], D=[[0.0, 0.0], [0.0, 1.0]])
     A, F = linear.transition(q)
-    C = linear.stationary_covariance(q.B_matrix, q.D_matrix)
+    C = exact.stationary_covariance(q.B_matrix, q.D_matrix)
     np.testing.assert_allclose(A @ C @ A.T + F @ F.T, C, atol=1e-12)
 
 

@@ -20,7 +20,7 @@ import pytest
 import simcore
 from scoremodels.cli import main
 from scoremodels.epr import CERTIFICATE_THRESHOLD, certificate, estimate
-from scoremodels.exact import ou_epr, rotational_ou, stationary_covariance
+from simcore.exact import ou_epr, rotational_ou, stationary_covariance
 from scoremodels.train import TrainConfig, train
 
 V0, GAMMA, KAPPA, DT = 0.025, 1e-4, 1.0, 0.01   # the MIPS ratios, dt·κ = 0.01
@@ -103,7 +103,7 @@ def test_certificate_end_to_end_exact_and_wrong_score(trap_file, exact_run, tmp_
     text = capsys.readouterr().out
     assert "score-free certificate eps_v" in text and "passed" in text
     # the sampled score-free total is named as such, the closed form printed beside it
-    from scoremodels.exact import trapped_aoup_epr
+    from simcore.exact import trapped_aoup_epr
 
     closed = trapped_aoup_epr(V0, 0.0, GAMMA, KAPPA, d=2, sector="g")
     assert "score-free (sampled on the same frames)" in text and "; exact" not in text
@@ -208,7 +208,7 @@ def test_network_closed_form_per_particle():
     g-score's local EPR γ⁻¹E|v_g,i|² has per-particle mean tr A_ii and total tr A; the
     particle view recognises exactly this structure."""
     from scoremodels import network
-    from scoremodels.exact import ou_flow_matrix
+    from simcore.exact import ou_flow_matrix
 
     A = _diluted_lattice()
     B, D = network.aoup_network(A, NET_V0, NET_GAMMA)

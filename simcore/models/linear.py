@@ -8,7 +8,7 @@ with B (d×d, every eigenvalue with positive real part, so that a stationary sta
 and D (d×d, symmetric positive semi-definite) given as nested lists. The stationary
 density is the Gaussian N(0, C) with BC + CBᵀ = 2D (Lyapunov), and the entropy production
 rate of one copy (k_B = 1, all coordinates even under time reversal) is
-Σ̇ = tr(Bᵀ D⁻¹ B C) − tr B (see :func:`exact_epr`). Units: x and time are dimensionless;
+Σ̇ = tr(Bᵀ D⁻¹ B C) − tr B (see :func:`simcore.exact.ou_epr`). Units: x and time are dimensionless;
 B is a rate (1/time), D a diffusion matrix (x²/time).
 
 Integrators
@@ -42,14 +42,13 @@ is a pure function of (seed, s, i, k), so results do not depend on the thread co
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
 from numba import njit, prange
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simcore import rng
+from simcore import exact, rng
 from simcore.engine import Engine
 
 NAME = "linear"
@@ -142,35 +141,6 @@ class Params(BaseModel):
         return np.asarray(self.D, dtype=float)
 
 
-# --------------------------------------------------------------------------- closed forms
-def stationary_covariance(B, D) -> np.ndarray:
-    """Stationary covariance C of dx = −Bx dt + √(2D) dW: the solution of BC + CBᵀ = 2D."""
-    from scipy.linalg import solve_continuous_lyapunov
-
-    B, D = np.asarray(B, float), np.asarray(D, float)
-    C = solve_continuous_lyapunov(B, 2.0 * D)
-    return 0.5 * (C + C.T)
-
-
-def exact_epr(B, D) -> float:
-    """Entropy production rate of one copy (k_B = 1, per model time unit).
-
-    Σ̇ = ⟨vᵀ D⁻¹ v⟩ with v = b − D∇log ρ = −(B − D C⁻¹) x, i.e. tr(Bᵀ D⁻¹ B C) − tr B.
-    Singular D: finite (with the pseudo-inverse) when v lies in the range of D, else ∞;
-    NaN when C itself is singular (the noise does not reach every coordinate).
-    """
-    B, D = np.asarray(B, float), np.asarray(D, float)
-    C = stationary_covariance(B, D)
-    if np.linalg.matrix_rank(C) < C.shape[0]:
-        return math.nan
-    M = B - D @ np.linalg.inv(C)
-    Dp = np.linalg.pinv(D, hermitian=True)
-    leak = (np.eye(len(D)) - D @ Dp) @ M
-    if np.abs(leak).max() > 1e-9 * max(1.0, np.abs(M).max()):
-        return math.inf
-    return float(np.trace(M.T @ Dp @ M @ C))
-
-
 def _psd_factor(S: np.ndarray) -> np.ndarray:
     """F with F Fᵀ = S for a symmetric positive semi-definite S (Cholesky, else eigh)."""
     S = 0.5 * (S + S.T)
@@ -205,14 +175,7 @@ _docs = ("rotational OU: B = [[κ, −ω], [ω, κ]], D = T I with κ = 1.3, ω 
          "Σ̇ = 2ω²/κ = 0.753846")
 
 
-def _bead_spring(n_beads=5, T1=10.0, T2=1.0, k=1.0, gamma=1.0):
-    B = (np.diag(np.full(n_beads, 2.0)) - np.diag(np.ones(n_beads - 1), 1)
-         - np.diag(np.ones(n_beads - 1), -1)) * k / gamma
-    D = np.diag(np.linspace(T1, T2, n_beads)) / gamma
-    return B.tolist(), D.tolist()
-
-
-_BS_B, _BS_D = _bead_spring()
+_BS_B, _BS_D = (m.tolist() for m in exact.bead_spring(5, 10.0, 1.0))
 PRESETS: dict[str, dict] = {
     "rotational_ou": dict(B=[[1.3, -0.7], [0.7, 1.3]], D=[[1.0, 0.0], [0.0, 1.0]], n=1000,
                           dt=0.01, steps=50000, write_every=50),
@@ -263,7 +226,7 @@ def init_state(params: Params, seed: int) -> dict[str, np.ndarray]:
     n, d = params.n, params.d
     if params.init == "zero":
         return {"x": np.zeros((n, d))}
-    F = _psd_factor(stationary_covariance(params.B_matrix, params.D_matrix))
+    F = _psd_factor(exact.stationary_covariance(params.B_matrix, params.D_matrix))
     g = np.random.default_rng(seed)
     return {"x": g.standard_normal((n, d)) @ F.T}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from simcore import exact
 from simcore.plotting._common import animation_frames, pyplot, write_gif
 
 #: copies drawn in an animation (a random subset of larger runs)
@@ -59,14 +60,12 @@ def figure(ds: xr.Dataset, **options) -> "Figure":
 def animate(ds: xr.Dataset, out: str | Path, fps: int = 15, progress: bool = True) -> Path:
     """GIF of the copies in the (x_0, x_1) plane (at most 2000 copies and 150 frames) with
     the stationary 1σ and 2σ ellipses of the closed-form covariance."""
-    from simcore.models.linear import stationary_covariance
-
     params = ds.simcore.params
     picks = animation_frames(ds.sizes["time"])
     n = ds.sizes["atom"]
     copies = np.sort(np.random.default_rng(0).choice(n, min(n, ANIMATION_COPIES),
                                                      replace=False))
-    S = stationary_covariance(params.B_matrix, params.D_matrix)
+    S = exact.stationary_covariance(params.B_matrix, params.D_matrix)
     C = S[:2, :2] if params.d >= 2 else np.diag([S[0, 0], 0.0])
     w, v = np.linalg.eigh(C)
     phi = np.linspace(0, 2 * np.pi, 200)
