@@ -140,7 +140,7 @@ def draw_figure(pos, exact_local, learned, box, cls, radius, cert, title=""):
     import numpy as np
     from matplotlib.colors import LogNorm
 
-    from scoremodels.epr import CERTIFICATE_THRESHOLD
+    from scoremodels.certificate import CERTIFICATE_THRESHOLD
 
     eps = cert.get("epr_certificate")
     passed = eps is not None and np.isfinite(eps) and eps <= CERTIFICATE_THRESHOLD

@@ -178,7 +178,7 @@ def _cmd_epr(args):
         line += f"; closed form {r['epr_closed_form']:.6g} ({r['epr_closed_form_how']})"
     print(line)
     if "epr_certificate" in r:
-        from scoremodels.epr import CERTIFICATE_THRESHOLD
+        from scoremodels.certificate import CERTIFICATE_THRESHOLD
 
         verdict = "passed" if r["certificate_passed"] else "FAILED"
         print(f"score-free certificate eps_v = {r['epr_certificate']:.4g} ± "

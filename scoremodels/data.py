@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,68 +41,9 @@ from numba import njit
 from simcore._errors import UserInputError
 from simcore.neighbors import build_grid2d, grid2d_shape, neighbor_cell
 from scoremodels import network
+from scoremodels.adapters import STATE_VECTORS, Adapter
 
 DEFAULT_BUDGET = 512 * 2 ** 20  # bytes
-
-
-# ---------------------------------------------------------------------------- adapters
-@dataclass
-class Adapter:
-    """What the score models need to know about one simcore model's files.
-
-    ``state_dim`` S: own-state components per sample; ``x_dims``/``p_dims``: which of them
-    are position / propulsion; ``prop_kind``: "angle", "vector" or None;
-    ``diffusion``: the S×S diffusion matrix D (dX = b dt + √(2D) dW);
-    ``local``: samples have neighbourhoods (interacting particles in a periodic box).
-    """
-
-    model: str
-    state_dim: int
-    x_dims: tuple
-    p_dims: tuple
-    prop_kind: str | None
-    diffusion: np.ndarray
-    local: bool
-    n_atoms: int
-    box: float = 0.0
-    params: dict = field(default_factory=dict)
-    particle_diameter: float = 1.0
-    interacting: bool = True
-    kappa: float = 0.0
-
-    @property
-    def prop_dim(self) -> int:
-        return len(self.p_dims)
-
-    def sector_dims(self, sector: str) -> tuple:
-        """Score dimensions of a sector: "full" (all) or "propulsion" (the p block)."""
-        if sector == "full":
-            return tuple(range(self.state_dim))
-        if sector == "propulsion":
-            if not self.p_dims:
-                raise UserInputError(f"The {self.model} model has no propulsion sector.")
-            return tuple(self.p_dims)
-        raise UserInputError(f"Unknown sector {sector!r}: use 'full' or 'propulsion'.")
-
-    def default_sector(self) -> str:
-        """The anchor's convention: all noisy dofs (elliptic), or only the propulsion
-        sector when the positions are noiseless (hypoelliptic, D_t = 0)."""
-        diag = np.diag(self.diffusion)
-        if self.x_dims and np.all(diag[list(self.x_dims)] == 0):
-            return "propulsion"
-        return "full"
-
-    def to_json(self) -> str:
-        d = dict(self.__dict__)
-        d["diffusion"] = self.diffusion.tolist()
-        return json.dumps(d)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Adapter":
-        d = json.loads(text)
-        d["diffusion"] = np.asarray(d["diffusion"], dtype=float)
-        d["x_dims"], d["p_dims"] = tuple(d["x_dims"]), tuple(d["p_dims"])
-        return cls(**d)
 
 
 def _fail_open(path, exc) -> UserInputError:
@@ -148,9 +88,9 @@ class TrajectorySet:
             adapter = self._adapter(record, h, path)
             if self.adapter is None:
                 self.adapter = adapter
-            elif (adapter.model, adapter.n_atoms, adapter.state_dim) != (
-                    self.adapter.model, self.adapter.n_atoms, self.adapter.state_dim):
-                raise UserInputError(f"{path} holds a different system ({adapter.model}, "
+            elif (adapter.layout, adapter.n_atoms, adapter.state_dim) != (
+                    self.adapter.layout, self.adapter.n_atoms, self.adapter.state_dim):
+                raise UserInputError(f"{path} holds a different system ({adapter.layout}, "
                                      f"{adapter.n_atoms} atoms) from {self.paths[0]}; all "
                                      "trajectories must share model and particle number.")
             n = h.dimensions["frame"].size
@@ -226,7 +166,7 @@ class TrajectorySet:
 
     def _read_block(self, h, a: Adapter, k0: int, k1: int) -> dict[str, np.ndarray]:
         V = h.variables
-        if a.model in ("linear", network.MODEL):
+        if a.layout in (STATE_VECTORS, network.LAYOUT):
             d = len(a.params["D"])
             x = np.asarray(V[self.linear_variable][k0:k1], dtype=np.float32)[..., :d]
             if "drift" in V and V["drift"].shape[-1] >= d:
@@ -407,9 +347,9 @@ def frame_samples(frames: dict, adapter: Adapter, k: int, cutoff: float | None,
 
     ``particles`` (optional, per frame the same index array) selects a subset."""
     a = adapter
-    if a.model == network.MODEL:
+    if a.layout == network.LAYOUT:
         return network.frame_samples(frames, a, k, particles)
-    if a.model == "linear":
+    if a.layout == STATE_VECTORS:
         x, b = frames["x"], frames["drift"]
         if particles is not None:
             x, b = x[:, particles], b[:, particles]
@@ -445,7 +385,7 @@ def sample_bytes(adapter: Adapter, k: int) -> int:
     per = 2 * adapter.state_dim + 2
     if adapter.local:
         per += k * (2 + adapter.prop_dim + 1 + (2 if adapter.prop_kind == "vector" else 0))
-    if adapter.model == network.MODEL:
+    if adapter.layout == network.LAYOUT:
         per += 4 * k + 4  # the stiffness blocks nb_hess and self_hess
     return 4 * per
 

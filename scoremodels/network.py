@@ -29,7 +29,8 @@ import numpy as np
 
 from simcore._errors import UserInputError
 
-MODEL = "aoup_network"
+#: the sample layout of a network file (:class:`scoremodels.adapters.Adapter`)
+LAYOUT = "spring_network"
 
 
 def aoup_network(A, v0: float, gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -72,14 +73,14 @@ def detect(record: dict) -> dict | None:
 
 
 def adapter(record: dict, n_copies: int, info: dict):
-    """The :class:`scoremodels.data.Adapter` of the particle view: a frame holds
+    """The :class:`scoremodels.adapters.Adapter` of the particle view: a frame holds
     n_copies × N particles with state (u, g), D = diag(0, 0, γ, γ)."""
-    from scoremodels.data import Adapter
+    from scoremodels.adapters import Adapter
 
     g = info["gamma"]
     params = dict(record, gamma=g, v0=info["v0"], mu=1.0, kappa=0.0, potential="network",
                   network_particles=info["n_particles"])
-    return Adapter(model=MODEL, state_dim=4, x_dims=(0, 1), p_dims=(2, 3),
+    return Adapter(layout=LAYOUT, state_dim=4, x_dims=(0, 1), p_dims=(2, 3),
                    prop_kind="vector", diffusion=np.diag([0.0, 0.0, g, g]), local=True,
                    n_atoms=n_copies * info["n_particles"], params=params, interacting=True)
 

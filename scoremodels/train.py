@@ -31,6 +31,7 @@ from simcore._errors import UserInputError
 from simcore._progress import progress
 from scoremodels import data as sdata
 from scoremodels import network
+from scoremodels.adapters import STATE_VECTORS, Adapter
 from scoremodels.rundir import (RUN_FILE, _atomic_text, _damaged_record, _loss_figure, _manager,
                                 _optimizer, _read_metrics, _write_metrics)
 
@@ -100,10 +101,10 @@ class TrainConfig:
         return raw
 
 
-def drift_divergence(adapter: sdata.Adapter, dims) -> float | None:
+def drift_divergence(adapter: Adapter, dims) -> float | None:
     """∇·b over the score dims when it is a constant (linear SDE, non-interacting
     particles), else None."""
-    if adapter.model == "linear":
+    if adapter.layout == STATE_VECTORS:
         return float(-np.trace(np.asarray(adapter.params["B"], float)))
     p = adapter.params
     out = 0.0
@@ -132,8 +133,8 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
     size = cfg.size
     if size == "auto":
         size = "small" if a.local and a.interacting else "mlp"
-        size = "pinned" if a.model == network.MODEL else size
-    if a.model == network.MODEL and size != "pinned":
+        size = "pinned" if a.layout == network.LAYOUT else size
+    if a.layout == network.LAYOUT and size != "pinned":
         raise UserInputError("A harmonic AOUP network file is learned with the pinned g-score "
                              "network only (--size pinned, the default for it).")
     if size == "pinned":
@@ -177,7 +178,7 @@ def _resolve_pinned(a, cfg, dims, sector, stream_sample):
         raise UserInputError("The pinned g-score network (--size pinned) is for AOUP files "
                              "(vector propulsion g) and the propulsion sector only.")
     p = a.params
-    if a.model == network.MODEL:
+    if a.layout == network.LAYOUT:
         return _resolve_network(a, cfg, dims, sector, stream_sample)
     pot = {"kind": p.get("potential", "none"), "k": float(p.get("k", 1.0)),
            "beta": float(p.get("beta", 7.5)), "contact": 2.0 * float(p.get("radius", 1.0)),
@@ -484,21 +485,10 @@ def _certificate_monitor(tset, a, val_fr, net_cfg, obj, dims):
             or tuple(dims) != tuple(a.p_dims)
             or not np.all(np.diag(a.diffusion)[list(a.x_dims)] == 0)):
         return None
-    from simcore.analysis.active import exact_epr_per_frame
-    from simcore.io.trajectory import open_trajectory
+    from scoremodels.certificate import exact_reference
 
-    if a.model == network.MODEL:  # closed form tr A / N
-        sig = float(network.exact_epr_per_particle(a.params).mean())
-    else:
-        pick = np.asarray(val_fr)[np.linspace(0, len(val_fr) - 1,
-                                              min(20, len(val_fr))).astype(int)]
-        vals = []
-        for fi, path in enumerate(tset.paths):
-            local = [k for g, (fj, k) in ((g, tset.frames[g]) for g in pick) if fj == fi]
-            if local:
-                with open_trajectory(path) as ds:
-                    vals.append(exact_epr_per_frame(ds, local))
-        sig = float(np.concatenate(vals).mean())
+    pick = np.asarray(val_fr)[np.linspace(0, len(val_fr) - 1, min(20, len(val_fr))).astype(int)]
+    sig = float(np.mean(exact_reference(tset, a, pick, "propulsion")[0]))
     gamma, n = float(a.params["gamma"]), len(dims)
     if not sig > 0:
         return None

@@ -38,13 +38,13 @@ from simcore._errors import UserInputError
 from simcore._interrupt import RunInterrupted, stop_requests
 from simcore._progress import progress
 from simcore.config import RunSettings, run_parameters_json
-from simcore.io.checkpoint import (check_state_like, load_checkpoint, read_checkpoint_meta,
-                                   save_checkpoint)
+from simcore.io.checkpoint import (check_state_like, load_checkpoint, save_checkpoint)
 from simcore.io.atomic import fsync_dir
 from simcore.io.framelog import FrameLogWriter
 from simcore.io.lock import OutputLock
-from simcore.io.trajectory import (assemble, disk_full_error, frame_schema, is_space_error,
-                                   provenance, read_attrs)
+from simcore.io.outputs import (check_extend, check_folder, check_output, side_paths, write_error)
+from simcore.io.provenance import provenance
+from simcore.io.trajectory import assemble, frame_schema, read_attrs
 from simcore.models import get_engine
 from simcore.rng import kernel_key
 
@@ -58,119 +58,6 @@ def frame_steps(steps: int, write_every: int) -> list[int]:
     if marks[-1] != steps:
         marks.append(steps)
     return marks
-
-
-def partial_paths(out: Path) -> tuple[Path, Path]:
-    """Paths of the in-progress frame log and of its checkpoint."""
-    return out.with_name(out.name + ".part"), out.with_name(out.name + ".ckpt")
-
-
-def _side_paths(out: Path) -> dict[str, Path]:
-    part, ckpt = partial_paths(out)
-    return {"part": part, "ckpt": ckpt, "lock": out.with_name(out.name + ".lock"),
-            "tmp": out.with_name(out.name + ".tmp"),
-            "unstable": out.with_name(out.stem + ".unstable" + out.suffix)}
-
-
-def _check_folder(out: Path) -> None:
-    if out.name in ("", ".", ".."):
-        raise UserInputError(f"The output {out} is not a file name; give one such as run.nc.")
-    if not out.parent.exists():
-        raise UserInputError(f"The output folder {out.parent} does not exist; create it first.")
-    if out.is_dir():
-        raise UserInputError(f"The output {out} is a folder; give a file name such as run.nc.")
-    if not os.access(out.parent, os.W_OK):
-        raise UserInputError(f"The output folder {out.parent} is not writable.")
-
-
-def _check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> str:
-    """Decide what to do with existing files: 'fresh', 'resume' or 'done'."""
-    part, ckpt = partial_paths(out)
-    if overwrite:
-        return "fresh"
-    if resume:
-        if ckpt.exists() and part.exists():  # an interrupted run (or extension) of these
-            meta = read_checkpoint_meta(ckpt)
-            if meta is not None and meta.get("run_parameters") == run_json:
-                return "resume"
-        if out.exists():
-            attrs = read_attrs(out)
-            if attrs.get("run_parameters") == run_json:
-                return "done"
-            raise UserInputError(
-                f"{out} already exists and was written with other parameters; --resume will not "
-                "touch it. Pass --overwrite to replace it or choose another output name."
-            )
-        if ckpt.exists() and part.exists():
-            return "resume"
-        return "fresh"
-    if out.exists():
-        raise UserInputError(
-            f"The output {out} already exists. Pass --overwrite to replace it, or choose another "
-            "name; simcore never overwrites a file silently."
-        )
-    if ckpt.exists():
-        raise UserInputError(
-            f"An interrupted run of {out} exists ({part.name}, {ckpt.name}). Pass --resume to "
-            "continue it, or --overwrite to start over."
-        )
-    if part.exists():
-        raise UserInputError(
-            f"An interrupted run of {out} exists ({part.name}), stopped before its first "
-            "checkpoint: --resume or --overwrite starts it over.")
-    return "fresh"
-
-
-def _without_run_length(run_json: str, model) -> dict:
-    """run_parameters minus what an extension may change: steps and the model's own
-    run-length parameters (the record's ``run_length_params``)."""
-    record = json.loads(run_json)
-    for key in ("steps", *model.run_length_params):
-        record.pop(key, None)
-    return record
-
-
-def _check_extend(out: Path, model, run_json: str) -> str:
-    """'resume' (an interrupted extension), 'done' or 'extend'; else a UserInputError."""
-    part, ckpt = partial_paths(out)
-    if ckpt.exists() and part.exists():
-        meta = read_checkpoint_meta(ckpt)
-        if meta is not None and meta.get("run_parameters") == run_json:
-            return "resume"
-        raise UserInputError(
-            f"An interrupted run of {out} with other parameters exists ({part.name}, "
-            f"{ckpt.name}); finish it with --resume and its own command line first.")
-    if not out.exists():
-        raise UserInputError(f"--extend continues a finished run, but {out} does not exist; "
-                             "run it without --extend.")
-    attrs = read_attrs(out)
-    if attrs.get("run_parameters") == run_json:
-        return "done"
-    old, new = json.loads(str(attrs["run_parameters"])), json.loads(run_json)
-    if _without_run_length(str(attrs["run_parameters"]), model) != \
-            _without_run_length(run_json, model):
-        changed = sorted(k for k in set(old) | set(new)
-                         if old.get(k) != new.get(k) and k != "steps")
-        raise UserInputError(
-            f"--extend continues {out} with the same parameters and more steps, but these "
-            f"differ from the file's: {', '.join(changed)}. Give the original command line "
-            "with only the run length changed (or start a new run from a stored frame).")
-    if new["steps"] <= old["steps"]:
-        raise UserInputError(
-            f"--extend needs more steps than {out} has ({old['steps']}); got {new['steps']}.")
-    return "extend"
-
-
-def _write_error(path: Path, exc: OSError, checkpointed: int = 1) -> UserInputError:
-    """A failed write during the run: a full disk is said so, anything else as it is;
-    ``checkpointed`` frames are safe (0: none yet)."""
-    kept = ("Frames up to the last checkpoint are kept: fix the problem and rerun the same "
-            "command with --resume to continue." if checkpointed else
-            "No frame had been checkpointed yet: fix the problem and run the command again "
-            "with --overwrite.")
-    if is_space_error(exc):
-        return disk_full_error(path, exc, kept=kept.replace("fix the problem", "free some space"))
-    return UserInputError(f"Writing {path} failed ({exc.strerror or exc}). {kept}")
 
 
 def run_model(
@@ -208,8 +95,8 @@ def run_model(
         raise UserInputError(f"The output must be a file path such as 'run.nc' (got {out!r}).")
     model = get_engine(model_name)
     out = Path(out)
-    paths = _side_paths(out)
-    _check_folder(out)
+    paths = side_paths(out)
+    check_folder(out)
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     run_json = run_parameters_json(model_name, params, settings, preset)
     with OutputLock(paths["lock"], f"The output {out}",
@@ -217,8 +104,8 @@ def run_model(
         if extend and overwrite:
             raise UserInputError("--extend continues an existing output; it cannot be "
                                  "combined with --overwrite.")
-        action = (_check_extend(out, model, run_json) if extend
-                  else _check_output(out, overwrite, resume, run_json))
+        action = (check_extend(out, model, run_json) if extend
+                  else check_output(out, overwrite, resume, run_json))
         if action == "done":
             for name in ("part", "ckpt", "tmp"):  # left by a kill after the final rename
                 paths[name].unlink(missing_ok=True)
@@ -312,7 +199,7 @@ class _Run:
                     try:
                         self.frames.append({name: columns[name][i] for name in names})
                     except OSError as exc:
-                        raise _write_error(self.paths["part"], exc, 0) from None
+                        raise write_error(self.paths["part"], exc, 0) from None
         self._checkpoint()
         self.log(f"Extending {self.out} from step {old_steps} to {self.settings.steps}.")
 
@@ -341,7 +228,7 @@ class _Run:
         try:
             self.frames = FrameLogWriter.create(self.paths["part"], schema)
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
+            raise write_error(self.paths["part"], exc, self.checkpointed) from None
 
     def _resume(self) -> None:
         ckpt = self.paths["ckpt"]
@@ -357,7 +244,7 @@ class _Run:
         try:
             self.frames = FrameLogWriter.reopen(self.paths["part"], crcs)
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
+            raise write_error(self.paths["part"], exc, self.checkpointed) from None
         if self.frames.schema["attrs"].get("run_parameters") != self.run_json:
             raise UserInputError(
                 f"{self.paths['part']} belongs to a run with other parameters than its "
@@ -385,14 +272,14 @@ class _Run:
         try:
             self.frames.append(variables)
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
+            raise write_error(self.paths["part"], exc, self.checkpointed) from None
 
     def _checkpoint(self) -> None:
         started = time.monotonic()
         try:
             self.frames.sync()
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
+            raise write_error(self.paths["part"], exc, self.checkpointed) from None
         save_checkpoint(self.paths["ckpt"],
                         {k: v for k, v in self.state.items() if not k.startswith("_")},
                         {"model": self.model_name, "run_parameters": self.run_json,
@@ -473,7 +360,7 @@ class _Run:
         try:
             self.frames.flush()
         except OSError as exc:
-            raise _write_error(self.paths["part"], exc, self.checkpointed) from None
+            raise write_error(self.paths["part"], exc, self.checkpointed) from None
         self.frames.close()
         size = self.frames.n_frames * self.frames.dtype.itemsize
         if size > 256 * 2**20:

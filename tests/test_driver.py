@@ -8,7 +8,8 @@ import pytest
 
 import simcore
 from simcore.config import resolve
-from simcore.driver import frame_steps, partial_paths, run_model
+from simcore.driver import frame_steps, run_model
+from simcore.io.outputs import partial_paths
 
 from conftest import assert_same_file, run_cli
 

@@ -225,7 +225,7 @@ def test_closed_form_epr_of_a_files_system():
     import simcore
     from scoremodels.adapters import linear_adapter
     from scoremodels.adapters import particle_adapter as _active_adapter
-    from scoremodels.epr import closed_form_epr
+    from scoremodels.certificate import closed_form_epr
 
     p = simcore.presets("abp")["trapped_abp"].model_dump()
     value, how = closed_form_epr(_active_adapter(p), "full")

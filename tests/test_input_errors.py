@@ -17,6 +17,7 @@ import pytest
 
 import simcore
 from simcore._errors import UserInputError
+from simcore.io.write_errors import SPACE_ERRNOS
 from tests.conftest import run_cli
 
 
@@ -224,7 +225,7 @@ def test_write_errors_are_classified_by_errno(files, tmp_path, monkeypatch, code
     out = tmp_path / "r.nc"
     with pytest.raises(UserInputError, match=fragment) as info:
         results.write_dataset(xr.Dataset({"a": ("x", np.zeros(3))}), out)
-    if code not in results.SPACE_ERRNOS:
+    if code not in SPACE_ERRNOS:
         assert "full" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
 

@@ -19,7 +19,8 @@ import pytest
 
 import simcore
 from scoremodels.cli import main
-from scoremodels.epr import CERTIFICATE_THRESHOLD, certificate, estimate
+from scoremodels.certificate import CERTIFICATE_THRESHOLD, certificate
+from scoremodels.epr import estimate
 from simcore.exact import ou_epr, rotational_ou, stationary_covariance
 from scoremodels.train import TrainConfig, train
 

@@ -13,7 +13,8 @@ import pytest
 
 import simcore
 from simcore.config import resolve
-from simcore.driver import partial_paths, run_model
+from simcore.driver import run_model
+from simcore.io.outputs import partial_paths
 from simcore.io.checkpoint import read_checkpoint_meta
 from simcore.io.framelog import FrameLogReader
 
@@ -188,7 +189,7 @@ def test_full_disk_while_assembling_keeps_every_frame(tmp_path, monkeypatch):
 
 
 def test_hdf_error_without_a_full_disk_is_not_called_a_full_disk(tmp_path):
-    from simcore.io.trajectory import is_space_error
+    from simcore.io.write_errors import is_space_error
 
     assert not is_space_error(RuntimeError("NetCDF: HDF error"), tmp_path / "x.nc")
     assert is_space_error(OSError(28, "No space left on device"))

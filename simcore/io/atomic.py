@@ -40,7 +40,7 @@ def atomic_output(path: str | Path, *, tmp: str | Path | None = None, durable: b
     """Context manager yielding the temporary path to write; on success it is renamed onto
     ``path``. On failure the temporary file is removed; an OSError (or a netCDF library
     RuntimeError) becomes the :class:`~simcore.UserInputError` of
-    :func:`simcore.io.results.output_error` unless ``translate`` is False (``needed``:
+    :func:`simcore.io.write_errors.output_error` unless ``translate`` is False (``needed``:
     bytes the output needs, to tell a full disk from other library errors)."""
     path = Path(path)
     tmp = Path(tmp) if tmp is not None else temporary_name(path)
@@ -56,7 +56,7 @@ def atomic_output(path: str | Path, *, tmp: str | Path | None = None, durable: b
         tmp.unlink(missing_ok=True)
         if not translate:
             raise
-        from simcore.io.results import output_error
+        from simcore.io.write_errors import output_error
 
         raise output_error(path, exc, needed=needed) from None
     except BaseException:

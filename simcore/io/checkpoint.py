@@ -21,7 +21,7 @@ import numpy as np
 
 from simcore._errors import UserInputError
 from simcore.io.atomic import atomic_output
-from simcore.io.trajectory import disk_full_error, is_space_error
+from simcore.io.write_errors import disk_full_error, is_space_error
 
 CHECKPOINT_VERSION = 2
 

@@ -89,7 +89,7 @@ class OutputLock:
             except OSError as exc:
                 os.close(fd)
                 self.path.unlink(missing_ok=True)
-                from simcore.io.trajectory import disk_full_error, is_space_error
+                from simcore.io.write_errors import disk_full_error, is_space_error
 
                 if is_space_error(exc):
                     raise disk_full_error(self.path, exc, kept="Nothing was written yet: free "

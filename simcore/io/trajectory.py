@@ -12,8 +12,6 @@ on an all-zero cell), netcdf4 files always have them (ASE needs them).
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import os
 from pathlib import Path
@@ -23,6 +21,7 @@ import netCDF4
 import numpy as np
 
 from simcore._errors import UserInputError
+from simcore.io.write_errors import disk_full_error, is_space_error
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -33,58 +32,9 @@ TIME_NOTE = "1 picosecond = 1 model time unit"
 _CHUNK_BYTES = 2 * 1024 * 1024
 
 
-def disk_full_error(path, exc: Exception, kept: str | None = None) -> UserInputError:
-    """A clear error for a write that failed for lack of space (ENOSPC, EDQUOT, EFBIG).
-
-    ``kept`` says what survived and how to continue (default: the run's checkpoint)."""
-    import shutil
-
-    try:
-        free = f"{shutil.disk_usage(Path(path).parent).free / 2**20:.0f} MiB free"
-    except OSError:
-        free = "free space unknown"
-    reason = getattr(exc, "strerror", None) or str(exc)
-    return UserInputError(
-        f"Writing {path} failed ({reason}; {free}): the disk is full or a file-size limit was "
-        "reached. " + (kept or "Frames up to the last checkpoint are kept: free some space and "
-                       "rerun the same command with --resume to continue.")
-    )
-
-
-_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # netCDF-C can crash while garbage-collecting a handle whose write failed (seen with
 # NETCDF3 after EFBIG): such handles are kept alive here and never closed again.
 FAILED_HANDLES: list = []
-
-
-def is_space_error(exc: BaseException, path: str | Path | None = None) -> bool:
-    """True for a write that failed for lack of space: ENOSPC, EDQUOT or EFBIG.
-
-    netCDF-C raises RuntimeError, and HDF5 reports a full disk only as "NetCDF: HDF
-    error"; that text counts as a full disk only when ``path``'s file system really has
-    (almost) no space left or ``path`` has reached the file-size limit (``ulimit -f``).
-    """
-    if isinstance(exc, OSError):
-        return exc.errno in _SPACE_ERRNOS
-    if not isinstance(exc, RuntimeError):
-        return False
-    text = str(exc).lower()
-    if any(s in text for s in ("no space", "file too large", "quota")):
-        return True
-    if "hdf error" not in text or path is None:
-        return False
-    import shutil
-
-    path = Path(path)
-    try:
-        if shutil.disk_usage(path.parent).free < 64 * 2**20:
-            return True
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        return limit != resource.RLIM_INFINITY and path.stat().st_size >= limit - 2**20
-    except (OSError, ImportError):
-        return False
 
 
 def frame_schema(n_atoms: int, attrs: Mapping[str, object],
@@ -466,54 +416,3 @@ def _open_partial(part: Path):
     ds.attrs["simcore_partial"] = (f"partial file of a running or interrupted run: the "
                                    f"{n} checkpointed frames")
     return ds
-
-
-@functools.lru_cache(maxsize=1)
-def _software_versions() -> tuple[dict, str | None]:
-    """Package versions and the git commit of the simcore checkout (once per process:
-    two ``git`` calls cost ~20 ms, which adds up over the runs of a sweep)."""
-    import importlib.metadata as md
-    import subprocess
-
-    versions = {}
-    for pkg in ("simcore", "numpy", "numba", "netCDF4", "xarray", "pydantic"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
-    commit = None
-    try:
-        here = Path(__file__).resolve().parent
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
-        if commit:
-            dirty = subprocess.run(
-                ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=5,
-            ).stdout.strip()
-            commit += "-dirty" if dirty else ""
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return versions, commit
-
-
-def provenance(argv=None, extra: Mapping[str, object] | None = None) -> str:
-    """JSON provenance: package versions, git commit, argv, UTC time, host."""
-    import datetime
-    import platform
-    import socket
-    import sys
-
-    versions, commit = _software_versions()
-    record = {
-        "python": sys.version.split()[0],
-        "versions": dict(versions),
-        "git_commit": commit,
-        "argv": list(sys.argv if argv is None else argv),
-        "utc_start": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-    }
-    record.update(extra or {})
-    return json.dumps(record, sort_keys=True)

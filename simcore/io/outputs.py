@@ -1,0 +1,131 @@
+"""The files of a run beside its output ``OUT`` and what an existing set of them means.
+
+``OUT.part`` (frame log), ``OUT.ckpt`` (checkpoint), ``OUT.lock``, ``OUT.tmp`` (the
+assembly) and ``OUT.unstable.nc``; :func:`check_output` decides between a fresh run, a
+resume and a finished run (or refuses, with the flag that would proceed),
+:func:`check_extend` the same for ``--extend``; :func:`write_error` words a failed write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from simcore._errors import UserInputError
+from simcore.io.checkpoint import read_checkpoint_meta
+from simcore.io.trajectory import read_attrs
+from simcore.io.write_errors import disk_full_error, is_space_error
+
+
+def partial_paths(out: Path) -> tuple[Path, Path]:
+    """Paths of the in-progress frame log and of its checkpoint."""
+    return out.with_name(out.name + ".part"), out.with_name(out.name + ".ckpt")
+
+
+def side_paths(out: Path) -> dict[str, Path]:
+    part, ckpt = partial_paths(out)
+    return {"part": part, "ckpt": ckpt, "lock": out.with_name(out.name + ".lock"),
+            "tmp": out.with_name(out.name + ".tmp"),
+            "unstable": out.with_name(out.stem + ".unstable" + out.suffix)}
+
+
+def check_folder(out: Path) -> None:
+    if out.name in ("", ".", ".."):
+        raise UserInputError(f"The output {out} is not a file name; give one such as run.nc.")
+    if not out.parent.exists():
+        raise UserInputError(f"The output folder {out.parent} does not exist; create it first.")
+    if out.is_dir():
+        raise UserInputError(f"The output {out} is a folder; give a file name such as run.nc.")
+    if not os.access(out.parent, os.W_OK):
+        raise UserInputError(f"The output folder {out.parent} is not writable.")
+
+
+def check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> str:
+    """Decide what to do with existing files: 'fresh', 'resume' or 'done'."""
+    part, ckpt = partial_paths(out)
+    if overwrite:
+        return "fresh"
+    if resume:
+        if ckpt.exists() and part.exists():  # an interrupted run (or extension) of these
+            meta = read_checkpoint_meta(ckpt)
+            if meta is not None and meta.get("run_parameters") == run_json:
+                return "resume"
+        if out.exists():
+            attrs = read_attrs(out)
+            if attrs.get("run_parameters") == run_json:
+                return "done"
+            raise UserInputError(
+                f"{out} already exists and was written with other parameters; --resume will not "
+                "touch it. Pass --overwrite to replace it or choose another output name."
+            )
+        if ckpt.exists() and part.exists():
+            return "resume"
+        return "fresh"
+    if out.exists():
+        raise UserInputError(
+            f"The output {out} already exists. Pass --overwrite to replace it, or choose another "
+            "name; simcore never overwrites a file silently."
+        )
+    if ckpt.exists():
+        raise UserInputError(
+            f"An interrupted run of {out} exists ({part.name}, {ckpt.name}). Pass --resume to "
+            "continue it, or --overwrite to start over."
+        )
+    if part.exists():
+        raise UserInputError(
+            f"An interrupted run of {out} exists ({part.name}), stopped before its first "
+            "checkpoint: --resume or --overwrite starts it over.")
+    return "fresh"
+
+
+def without_run_length(run_json: str, model) -> dict:
+    """run_parameters minus what an extension may change: steps and the model's own
+    run-length parameters (the record's ``run_length_params``)."""
+    record = json.loads(run_json)
+    for key in ("steps", *model.run_length_params):
+        record.pop(key, None)
+    return record
+
+
+def check_extend(out: Path, model, run_json: str) -> str:
+    """'resume' (an interrupted extension), 'done' or 'extend'; else a UserInputError."""
+    part, ckpt = partial_paths(out)
+    if ckpt.exists() and part.exists():
+        meta = read_checkpoint_meta(ckpt)
+        if meta is not None and meta.get("run_parameters") == run_json:
+            return "resume"
+        raise UserInputError(
+            f"An interrupted run of {out} with other parameters exists ({part.name}, "
+            f"{ckpt.name}); finish it with --resume and its own command line first.")
+    if not out.exists():
+        raise UserInputError(f"--extend continues a finished run, but {out} does not exist; "
+                             "run it without --extend.")
+    attrs = read_attrs(out)
+    if attrs.get("run_parameters") == run_json:
+        return "done"
+    old, new = json.loads(str(attrs["run_parameters"])), json.loads(run_json)
+    if without_run_length(str(attrs["run_parameters"]), model) != \
+            without_run_length(run_json, model):
+        changed = sorted(k for k in set(old) | set(new)
+                         if old.get(k) != new.get(k) and k != "steps")
+        raise UserInputError(
+            f"--extend continues {out} with the same parameters and more steps, but these "
+            f"differ from the file's: {', '.join(changed)}. Give the original command line "
+            "with only the run length changed (or start a new run from a stored frame).")
+    if new["steps"] <= old["steps"]:
+        raise UserInputError(
+            f"--extend needs more steps than {out} has ({old['steps']}); got {new['steps']}.")
+    return "extend"
+
+
+def write_error(path: Path, exc: OSError, checkpointed: int = 1) -> UserInputError:
+    """A failed write during the run: a full disk is said so, anything else as it is;
+    ``checkpointed`` frames are safe (0: none yet)."""
+    kept = ("Frames up to the last checkpoint are kept: fix the problem and rerun the same "
+            "command with --resume to continue." if checkpointed else
+            "No frame had been checkpointed yet: fix the problem and run the command again "
+            "with --overwrite.")
+    if is_space_error(exc):
+        return disk_full_error(path, exc, kept=kept.replace("fix the problem", "free some space"))
+    return UserInputError(f"Writing {path} failed ({exc.strerror or exc}). {kept}")
