@@ -10,10 +10,11 @@ Files, all beside ``OUT``:
 * ``OUT.part`` — the crash-safe frame log (:mod:`simcore.io.framelog`), append-only;
 * ``OUT.ckpt`` — the checkpoint: the state after the last counted frame and the checksum
   of every frame (:mod:`simcore.io.checkpoint`), written every ``checkpoint_every``
-  frames (unless that would cost more than 1/20 of the run), every ``checkpoint_seconds``
+  frames (unless that would cost more than 1/50 of the run), every ``checkpoint_seconds``
   of wall time, on SIGINT/SIGTERM, and before the assembly;
-* ``OUT`` — the NetCDF trajectory, assembled from the frame log when the run is complete
-  (written as ``OUT.tmp``, fsynced and renamed), after which the other files go.
+* ``OUT`` — the NetCDF trajectory, written as ``OUT.tmp`` from the frame log while the run
+  goes on (whole chunks, by a worker thread: :mod:`simcore.io.assembler`), completed when
+  the run is, fsynced and renamed; then the other files go.
 
 ``resume=True`` verifies the checkpointed frames and continues from the checkpoint;
 because the kernels' noise is a pure function of (seed, step, particle), the resumed file
@@ -49,7 +50,7 @@ from simcore.models import get_engine
 from simcore.rng import kernel_key
 
 
-_COST_RATIO = 20  # frame-count checkpoints take at most ~1/20 of a run's wall time
+_COST_RATIO = 50  # frame-count checkpoints take at most ~1/50 of a run's wall time
 
 
 def frame_steps(steps: int, write_every: int) -> list[int]:
@@ -139,6 +140,8 @@ class _Run:
         self.marks = frame_steps(settings.steps, settings.write_every)
         self.dt = model.time_per_step(params)
         self.frames = None  # the FrameLogWriter
+        self.assembler = None  # writes OUT.tmp from the log while the run goes on
+        self.fed = 0  # frames handed to the assembler
         self.state = None
         self.provenance = None
         self.last_checkpoint = time.monotonic()
@@ -155,6 +158,7 @@ class _Run:
                                    self.settings.seed, self.settings.init_from)
         self.provenance = provenance(self.argv)
         self._create_log()
+        self._start_assembler()
         self._append(0)
 
     def _extend(self) -> None:
@@ -201,6 +205,7 @@ class _Run:
                     except OSError as exc:
                         raise write_error(self.paths["part"], exc, 0) from None
         self._checkpoint()
+        self._start_assembler()
         self.log(f"Extending {self.out} from step {old_steps} to {self.settings.steps}.")
 
     def _create_log(self) -> None:
@@ -262,10 +267,31 @@ class _Run:
         old.setdefault("resumed", []).append(json.loads(provenance(self.argv))["utc_start"])
         self.provenance = json.dumps(old, sort_keys=True)
         self.checkpointed = len(crcs)
+        self._start_assembler()
         self.log(f"Resuming {self.out} at step {self.marks[len(crcs) - 1]} of "
                  f"{self.settings.steps} ({len(crcs)} checkpointed frames verified).")
 
     # ------------------------------------------------------------------ frames
+    def _start_assembler(self) -> None:
+        """Write OUT.tmp from the log in a worker thread as whole chunks of frames arrive
+        (:mod:`simcore.io.assembler`), beginning with the frames the log already holds."""
+        from simcore.io.assembler import Assembler
+        from simcore.io.trajectory import _frames_per_chunk
+
+        self.paths["tmp"].unlink(missing_ok=True)
+        self.assembler = Assembler(self.paths["part"], self.paths["tmp"], self.settings.format,
+                                   background=True)
+        self.feed_every = _frames_per_chunk(self.frames.schema)
+        self._feed()
+
+    def _feed(self) -> None:
+        try:
+            self.frames.flush()
+        except OSError as exc:
+            raise write_error(self.paths["part"], exc, self.checkpointed) from None
+        self.assembler.feed(self.frames.n_frames, self.frames.crcs)
+        self.fed = self.frames.n_frames
+
     def _append(self, f: int) -> None:
         variables = dict(self.model.frame(self.state, self.params))
         variables["time"] = self.marks[f] * self.dt
@@ -273,6 +299,8 @@ class _Run:
             self.frames.append(variables)
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
+        if self.assembler is not None and self.frames.n_frames - self.fed >= self.feed_every:
+            self._feed()
 
     def _checkpoint(self) -> None:
         started = time.monotonic()
@@ -324,6 +352,8 @@ class _Run:
             finally:
                 if self.frames is not None:
                     self.frames.close()
+                if self.assembler is not None and not self.assembler.finished:
+                    self.assembler.abort()  # OUT.tmp is a by-product: --resume makes it again
         if stopped:
             self._interrupted(stop.signum)
         self.log(f"Wrote {self.out} ({len(self.marks)} frames, {self.settings.steps} "
@@ -366,10 +396,9 @@ class _Run:
         if size > 256 * 2**20:
             self.log(f"Writing {self.out} from the frame log ({size / 2**20:.0f} MiB) ...")
         tmp = self.paths["tmp"]
-        tmp.unlink(missing_ok=True)
-        assemble(self.paths["part"], tmp, self.settings.format, self.frames.n_frames,
-                 self.frames.crcs, attrs={"provenance": self.provenance},
-                 final_state={k: v for k, v in self.state.items() if not k.startswith("_")})
+        self.assembler.finish(
+            self.frames.n_frames, self.frames.crcs, attrs={"provenance": self.provenance},
+            final_state={k: v for k, v in self.state.items() if not k.startswith("_")})
         os.replace(tmp, self.out)
         fsync_dir(self.out)
         self.paths["part"].unlink(missing_ok=True)

@@ -309,3 +309,38 @@ def test_run_on_a_really_full_disk_then_resume(tiny_fs):
 def test_open_trajectory_needs_a_path(bad):
     with pytest.raises(simcore.UserInputError, match="must be a str or pathlib.Path"):
         simcore.open_trajectory(bad)
+
+
+# ------------------------------------------------------------------ the background assembler
+def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch):
+    """A run whose frames span several chunks: OUT.tmp written chunk by chunk in the worker
+    thread while the run goes on holds the same bytes as the file assembled at the end."""
+    import simcore.io.assembler as assembler
+
+    kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})  # 4 chunks
+    out = {}
+    for background in (True, False):
+        monkeypatch.setattr(assembler, "BACKGROUND", background)
+        out[background] = simcore.run("couzin", out=tmp_path / f"bg{background}.nc", **kw)
+    assert_same_file(out[True], out[False])
+
+
+def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):
+    from simcore.io.assembler import Assembler
+    from simcore.io.framelog import DamagedLogError, FrameLogWriter
+    from simcore.io.trajectory import frame_schema
+
+    schema = frame_schema(4, {"program": "simcore"}, {}, "float32", velocities=False)
+    log = FrameLogWriter.create(tmp_path / "x.part", schema)
+    for k in range(600):
+        log.append({"time": float(k), "coordinates": np.full((4, 3), k, np.float32),
+                    "cell_lengths": np.zeros(3)})
+    log.sync()
+    crcs = log.crcs.copy()
+    crcs[300] ^= 1  # as if the frame changed on disk after it was counted
+    asm = Assembler(tmp_path / "x.part", tmp_path / "x.tmp", "netcdf4", background=True)
+    asm.feed(600, crcs)
+    with pytest.raises(DamagedLogError, match="frame 300 of the 600"):
+        asm.finish(600, crcs)
+    assert not (tmp_path / "x.tmp").exists()
+    log.close()

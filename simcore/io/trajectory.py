@@ -21,7 +21,6 @@ import netCDF4
 import numpy as np
 
 from simcore._errors import UserInputError
-from simcore.io.write_errors import disk_full_error, is_space_error
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -215,67 +214,12 @@ def assemble(part: str | Path, out: str | Path, fmt: str, n_frames: int, crcs: n
     ``final_state`` (the state after the last frame) is stored with :func:`write_state`.
     The file is written in blocks aligned with its chunks, so no chunk is written twice.
     Raises :class:`~simcore.io.framelog.DamagedLogError` if a frame fails its checksum
-    and :class:`UserInputError` for a full disk (``out`` is then removed).
+    and :class:`UserInputError` for a full disk (``out`` is then removed). A run writes
+    its file with :class:`simcore.io.assembler.Assembler` while it goes on instead.
     """
-    from simcore._memory import format_bytes
-    from simcore.io.atomic import fsync_dir
-    from simcore.io.framelog import DamagedLogError, FrameLogReader
+    from simcore.io.assembler import Assembler
 
-    reader = FrameLogReader(part)
-    bad = reader.first_bad_frame(crcs[:n_frames])
-    if bad is not None:
-        raise DamagedLogError(reader.damage_message(bad, n_frames))
-    schema = dict(reader.schema)
-    schema["attrs"] = {**schema["attrs"], **{k: _json_attr(v) for k, v in (attrs or {}).items()}}
-    records = reader.records(n_frames)
-    out = Path(out)
-    per_chunk = _frames_per_chunk(schema)
-    block = per_chunk * max(1, (16 * 2**20) // max(1, per_chunk * reader.dtype.itemsize))
-    ds = None
-    try:
-        # AMBER files of a system without a periodic axis have no cell variables (the
-        # AMBER convention; MDAnalysis cannot read an all-zero cell); netcdf4 files keep
-        # them with zeros for the non-periodic axes (ASE needs them).
-        cell = fmt != "amber" or has_periodic_axis(records["cell_lengths"])
-        ds = netCDF4.Dataset(out, "w", format=FORMATS[fmt])
-        _define(ds, schema, fmt, cell=cell)
-        if final_state is not None:
-            write_state(ds, final_state)
-        names = [name for name, _, _ in schema["fields"]
-                 if cell or name not in ("cell_lengths", "cell_angles")]
-        for k0 in range(0, n_frames, block):
-            chunk = np.asarray(records[k0:k0 + block])
-            for name in names:
-                ds[name][k0:k0 + len(chunk)] = np.ascontiguousarray(chunk[name])
-            ds["frame"][k0:k0 + len(chunk)] = np.arange(k0, k0 + len(chunk), dtype=np.int32)
-            if cell:
-                ds["cell_angles"][k0:k0 + len(chunk)] = np.full((len(chunk), 3), 90.0)
-        ds.close()
-        ds = None
-        fd = os.open(out, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(out)
-    except (OSError, RuntimeError) as exc:
-        if ds is not None:
-            FAILED_HANDLES.append(ds)
-        space = is_space_error(exc, out)
-        out.unlink(missing_ok=True)
-        if space:
-            raise disk_full_error(out, exc, kept=(
-                f"All {n_frames} frames are safe in {Path(part).name}: free at least "
-                f"{format_bytes(_payload_bytes(records))} (about the size of the frames, "
-                "less when compressed) and rerun the same command with --resume to finish "
-                "the file.")) from None
-        raise UserInputError(f"Writing {out} failed ({getattr(exc, 'strerror', None) or exc}). "
-                             f"All {n_frames} frames are safe in {Path(part).name}; fix the "
-                             "problem and rerun the same command with --resume.") from None
-
-
-def _payload_bytes(records) -> int:
-    return int(records.size * records.dtype.itemsize)
+    Assembler(part, out, fmt).finish(n_frames, crcs, attrs, final_state)
 
 
 def read_attrs(path: str | Path) -> dict[str, object]:

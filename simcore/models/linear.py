@@ -253,14 +253,14 @@ def _step_one(i, x, y, z, A, F, key, step):
 
 # The copies are independent: each thread advances its copies through all n_steps (one
 # parallel region per call, no barrier per step); the noise depends only on (step, copy).
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)  # nogil: the assembler thread writes meanwhile
 def _steps_parallel(x, y, z, A, F, key, step0, n_steps):
     for i in prange(x.shape[0]):
         for s in range(n_steps):
             _step_one(i, x, y, z, A, F, key, step0 + s)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _steps_serial(x, y, z, A, F, key, step0, n_steps):
     for i in range(x.shape[0]):
         for s in range(n_steps):

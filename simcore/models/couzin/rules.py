@@ -299,7 +299,7 @@ def _move(pos, head, speed, dt, rule, boundary, L):
                 pos[i, k] = x
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # nogil: the assembler thread writes meanwhile
 def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, bucket_start,
                order, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary, L, rr2, ro2, ra2,
                cos_fov, cos_blind, w_o, cap, noise, speed, dt, key, step0, n_steps, parallel):

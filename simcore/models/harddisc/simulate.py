@@ -23,7 +23,9 @@ def _streamed(x, v, dt):
     return x + v * dt
 
 
-@njit(cache=True, error_model="numpy")  # _contact_time may divide by 0 (discarded)
+# error_model: _contact_time may divide by 0 (discarded); nogil: the assembler thread
+# writes meanwhile
+@njit(cache=True, error_model="numpy", nogil=True)
 def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, max_coll,
               stats, P, I, E, head, nxt, prv, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev,
               binof, perm, resort_every, flat_heap):
