@@ -28,6 +28,28 @@ from numba import njit, prange
 _P1, _P2, _P3 = 73856093, 19349663, 83492791
 
 
+def _plan_axes(box: tuple, cutoff: float, reach: int, ndim: int) -> tuple:
+    """(side, ncell, reach) per axis as Python tuples: :func:`plan`'s arithmetic without
+    NumPy's per-call cost (auto_plan evaluates several plans per chunk of a run)."""
+    side, ncell, reach_axis = [cutoff / reach] * 3, [0] * 3, [reach] * 3
+    for k in range(3):
+        if k >= ndim:
+            ncell[k], reach_axis[k], side[k] = 1, 0, 1.0
+        elif box[k] > 0:
+            nc = int(math.floor(box[k] / (cutoff / reach)))
+            if nc < 2 * reach + 1:
+                ncell[k], reach_axis[k], side[k] = 1, 0, box[k]
+            else:
+                ncell[k], side[k] = nc, box[k] / nc
+    return side, ncell, reach_axis
+
+
+def _as_plan(box: tuple, axes: tuple) -> tuple:
+    side, ncell, reach_axis = axes
+    return (np.array(box, dtype=np.float64), np.array(side, dtype=np.float64),
+            np.array(ncell, dtype=np.int64), np.array(reach_axis, dtype=np.int64))
+
+
 def plan(box, cutoff: float, reach: int = 1, ndim: int = 3):
     """Cell geometry for a search radius ``cutoff``.
 
@@ -41,20 +63,8 @@ def plan(box, cutoff: float, reach: int = 1, ndim: int = 3):
 
     Returns ``(box, cell_side, ncell, reach)`` as float64/int64 arrays of length 3.
     """
-    box = np.asarray(box, dtype=np.float64).reshape(3)
-    side = np.full(3, cutoff / reach)
-    ncell = np.zeros(3, dtype=np.int64)
-    reach_axis = np.full(3, reach, dtype=np.int64)
-    for k in range(3):
-        if k >= ndim:
-            ncell[k], reach_axis[k], side[k] = 1, 0, 1.0
-        elif box[k] > 0:
-            nc = int(math.floor(box[k] / (cutoff / reach)))
-            if nc < 2 * reach + 1:
-                ncell[k], reach_axis[k], side[k] = 1, 0, box[k]
-            else:
-                ncell[k], side[k] = nc, box[k] / nc
-    return box, side, ncell, reach_axis
+    box = tuple(float(b) for b in np.asarray(box, dtype=np.float64).reshape(3))
+    return _as_plan(box, _plan_axes(box, cutoff, reach, ndim))
 
 
 def auto_plan(box, cutoff: float, density: float, ndim: int = 3, max_reach: int = 4,
@@ -67,10 +77,11 @@ def auto_plan(box, cutoff: float, density: float, ndim: int = 3, max_reach: int 
     Smaller cells (larger reach) cut candidates toward the (4π/3)·rc³ sphere, at the
     price of more cells to visit.
     """
+    b = tuple(float(x) for x in np.asarray(box, dtype=np.float64).reshape(3))
     best, best_work = None, math.inf
     for reach in range(1, max_reach + 1):
-        candidate = plan(box, cutoff, reach=reach, ndim=ndim)
-        b, side, ncell, reach_axis = candidate
+        axes = _plan_axes(b, cutoff, reach, ndim)
+        side, ncell, reach_axis = axes
         extent, cells = 1.0, 1
         for k in range(ndim):
             span = (2 * reach_axis[k] + 1) * side[k]
@@ -78,8 +89,8 @@ def auto_plan(box, cutoff: float, density: float, ndim: int = 3, max_reach: int 
             cells *= 2 * reach_axis[k] + 1
         work = density * extent + cell_cost * cells
         if work < best_work * 0.97:  # prefer the smaller stencil unless clearly better
-            best, best_work = candidate, work
-    return best
+            best, best_work = axes, work
+    return _as_plan(b, best)
 
 
 def all_pairs_plan(box, ndim: int = 3):
