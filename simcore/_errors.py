@@ -9,6 +9,13 @@ class UserInputError(Exception):
     prints it without a traceback and exits with status 2."""
 
 
+class InvalidValueError(UserInputError, ValueError):
+    """A bad value given to a public function (an analysis option, an array of the wrong
+    shape): a ``ValueError`` for Python callers and, on the command line, a one-paragraph
+    exit-2 error like any :class:`UserInputError`. Plain ``ValueError``s stay what they
+    are (a bug), so ``simcore analyze`` does not dress a defect up as the user's mistake."""
+
+
 class UnstableRunError(UserInputError):
     """The integration of a run became unstable (non-finite or runaway state).
 

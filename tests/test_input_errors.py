@@ -271,3 +271,25 @@ def test_sweep_file_with_a_non_string_out_exits_2(tmp_path):
 def test_analyze_output_is_a_folder(files, tmp_path):
     proc = run_cli("analyze", files["couzin"], "-o", tmp_path, "--overwrite")
     assert_one_paragraph(proc, "is a folder")
+
+
+def test_analysis_input_errors_are_exit_2_and_defects_are_not(small_couzin_run, monkeypatch):
+    """A wrong option value (the dewi convention on an open-space run) is a UserInputError
+    that is also a ValueError for Python callers; a plain ValueError raised inside an
+    analysis is a defect and is not dressed up as the user's mistake."""
+    from simcore.analysis import analyze_dataset
+    from simcore.models import get_engine
+
+    with simcore.open_trajectory(small_couzin_run) as ds:
+        with pytest.raises(UserInputError, match="dewi") as info:
+            analyze_dataset(ds, convention="dewi")
+        assert isinstance(info.value, ValueError)
+
+        def broken(ds, **kwargs):
+            raise ValueError("operands could not be broadcast together")
+
+        engine = get_engine("couzin")
+        monkeypatch.setattr(type(engine), "load", lambda self, what: broken)
+        with pytest.raises(ValueError, match="broadcast") as info:
+            analyze_dataset(ds)
+        assert not isinstance(info.value, UserInputError)

@@ -84,10 +84,9 @@ def _analyze_dataset(ds: xr.Dataset, progress: bool, **kwargs) -> xr.Dataset:
             f"{', '.join(unknown)}; it takes {', '.join(accepted) or 'no options'}.")
     if "progress" in inspect.signature(analysis).parameters:
         kwargs = dict(kwargs, progress=progress)
-    try:
-        return analysis(ds, **kwargs)
-    except ValueError as err:  # e.g. the dewi convention on an open-space run
-        raise UserInputError(f"Cannot analyze this trajectory: {err}") from None
+    # input problems (e.g. the dewi convention on an open-space run) raise
+    # InvalidValueError, a UserInputError; any other exception is a defect and says so
+    return analysis(ds, **kwargs)
 
 
 def summarize(result: xr.Dataset) -> str:

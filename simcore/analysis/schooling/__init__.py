@@ -20,6 +20,7 @@ import math
 import numpy as np
 import xarray as xr
 
+from simcore._errors import InvalidValueError
 from simcore.analysis.schooling._constants import (_DEFAULT_GROUP_FACTOR, _NAMES, CONVENTIONS, OSI_WEIGHTS,
                                                    VARIABLES)
 from simcore.analysis.schooling._geometry import _tree, _wrap
@@ -38,7 +39,7 @@ __all__ = [
 
 def _check_convention(convention):
     if convention not in CONVENTIONS:
-        raise ValueError(
+        raise InvalidValueError(
             f"convention must be one of {CONVENTIONS!r} ('dewi': dewi-kadita 0.0.4 "
             f"exactly; 'corrected': documented fixes), got {convention!r}")
 
@@ -168,23 +169,23 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
     pos = np.asarray(positions, dtype=np.float64)
     vel = np.asarray(velocities, dtype=np.float64)
     if pos.shape != vel.shape or pos.ndim not in (2, 3) or pos.shape[-1] != 3:
-        raise ValueError(
+        raise InvalidValueError(
             "positions and velocities must have the same shape (N, 3) or (T, N, 3); got "
             f"{pos.shape} and {vel.shape}")
     if pos.shape[-2] < 1:
-        raise ValueError("at least one fish is needed")
+        raise InvalidValueError("at least one fish is needed")
     if box is not None:
         box = float(box)
         if not box > 0 or not math.isfinite(box):
-            raise ValueError(f"box must be a positive side length or None, got {box}")
+            raise InvalidValueError(f"box must be a positive side length or None, got {box}")
     elif convention == "dewi":
-        raise ValueError(
+        raise InvalidValueError(
             "convention 'dewi' needs a periodic box (box=L): the anchor's metrics are "
             "only defined in its periodic cube (bins on [0, L], periodic KD-tree)")
     if group_distance is not None:
         group_distance = float(group_distance)
         if not group_distance > 0:
-            raise ValueError(f"group_distance must be positive, got {group_distance}")
+            raise InvalidValueError(f"group_distance must be positive, got {group_distance}")
 
     if pos.ndim == 2:
         row = _frame(pos, vel, box, convention, group_distance)
@@ -192,7 +193,7 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
     n_frames = pos.shape[0]
     times = np.arange(n_frames) if time is None else np.asarray(time)
     if times.shape != (n_frames,):
-        raise ValueError(f"time must have shape ({n_frames},), got {times.shape}")
+        raise InvalidValueError(f"time must have shape ({n_frames},), got {times.shape}")
     rows = [_frame(pos[t], vel[t], box, convention, group_distance)
             for t in range(n_frames)]
     return _to_dataset(rows, convention, times, box, group_distance)
@@ -228,11 +229,11 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None,
     elif "frame" in ds["coordinates"].dims:
         frame_dim = "frame"
     else:
-        raise ValueError("coordinates must have a 'frame' or 'time' dimension")
+        raise InvalidValueError("coordinates must have a 'frame' or 'time' dimension")
     try:
         r_a = float(json.loads(ds.attrs["run_parameters"])["r_a"])
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError("ds.attrs['run_parameters'] must be JSON with 'r_a'") from err
+        raise InvalidValueError("ds.attrs['run_parameters'] must be JSON with 'r_a'") from err
 
     n_frames = ds.sizes[frame_dim]
     if frames is None:
@@ -259,14 +260,14 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None,
                 if "cell_lengths" in ds.variables else np.zeros(3))
         if np.all(cell > 0):
             if not np.allclose(cell, cell[0], rtol=1e-12, atol=0):
-                raise ValueError(f"only cubic boxes are supported, got {cell}")
+                raise InvalidValueError(f"only cubic boxes are supported, got {cell}")
             box = float(cell[0])
         elif np.all(cell == 0):
             box = None
         else:
-            raise ValueError(f"cell_lengths must be all > 0 or all 0, got {cell}")
+            raise InvalidValueError(f"cell_lengths must be all > 0 or all 0, got {cell}")
         if box is None and convention == "dewi":
-            raise ValueError("convention 'dewi' needs a periodic run (cell_lengths > 0)")
+            raise InvalidValueError("convention 'dewi' needs a periodic run (cell_lengths > 0)")
         boxes.add(box)
         rows.append(_frame(pos, vel, box, convention, r_a))
         if has_time:
