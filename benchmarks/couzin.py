@@ -22,6 +22,15 @@ D. **Cohesive school.** N = 2000 agents, open space, all within r_a of one anoth
    the same state: the neighbour search cannot prune anything, so cell lists should
    cost about what the all-pairs kernel costs per pair (3-5 ns).
 
+E. **Whole runs against whole runs**, what a user times: ``simcore.run("couzin",
+   preset="dewi_highly_parallel", overrides={"n": N}, steps=S, write_every=10)`` (state,
+   kernels, frame log, checkpoints, the NetCDF file) against dewi-kadita's
+   ``CouzinSolver.solve(n_steps=S, save_interval=10)`` followed by its
+   ``DataHandler.save_netcdf`` (its run without the entropy metrics, CSVs and
+   animation), same parameters and seed, N = 250 (S = 4000) and 1000 (S = 400); each
+   after one untimed warm-up run (JIT), best of up to 3, dewi-kadita at its default
+   thread count and simcore at each thread count.
+
 Each simcore timing runs a segment of ``steps`` steps from a fresh copy of the initial
 state (so every repeat and every method simulates the same trajectory); short segments
 are repeated within a timing so that it lasts about a second.
@@ -229,6 +238,88 @@ def time_dewi(python: Path, n: int, threads: int | None, settings: Settings) -> 
     return dict(result, n=n, steps=cfg["steps"], others=others, default=threads is None)
 
 
+_DEWI_WHOLE_RUN = r"""
+import json, sys, tempfile, time
+from pathlib import Path
+cfg = json.loads(sys.argv[1])
+from dewi_kadita.core.solver import CouzinSolver
+from dewi_kadita.core.systems import CouzinSystem
+from dewi_kadita.io.data_handler import DataHandler
+
+def whole_run(steps, path):
+    system = CouzinSystem(n_fish=cfg["n"], box_size=cfg["box"], seed=cfg["seed"], **cfg["params"])
+    result = CouzinSolver(dt=cfg["dt"]).solve(system, n_steps=steps, save_interval=cfg["every"],
+                                              verbose=False)
+    DataHandler.save_netcdf(path, result, dict(cfg["params"], n_fish=cfg["n"]), None)
+
+folder = Path(tempfile.mkdtemp())
+whole_run(cfg["every"], folder / "warm.nc")  # JIT
+times = []
+while len(times) < 3 and sum(times) < cfg["budget_s"]:
+    t0 = time.perf_counter()
+    whole_run(cfg["steps"], folder / f"run{len(times)}.nc")
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"seconds": min(times), "repeats": len(times)}))
+"""
+WHOLE_RUN_STEPS = {250: 4000, 1000: 400}
+WHOLE_RUN_EVERY = 10
+
+
+def bench_whole_runs(python: Path | None, settings: Settings) -> str:
+    """System E: simcore.run against dewi-kadita's solve + save_netcdf, whole runs."""
+    import tempfile
+
+    import simcore
+
+    folder = Path(tempfile.mkdtemp(prefix="simcore-bench-couzin-"))
+    rows = []
+    for n, steps in WHOLE_RUN_STEPS.items():
+        params = case4_params(n)
+        dewi_s = math.nan
+        if python is not None:
+            cfg = {"seed": SEED, "dt": params.dt, "budget_s": 60.0, "n": n, "box": params.box,
+                   "steps": steps, "every": WHOLE_RUN_EVERY,
+                   "params": dict(speed=params.speed, r_repulsion=params.r_r,
+                                  r_orientation=params.r_o, r_attraction=params.r_a,
+                                  max_turn=params.turning_rate * params.dt,
+                                  noise=params.noise,
+                                  blind_angle=(360.0 - params.field_of_view) / 2,
+                                  orientation_weight=params.orientation_weight)}
+            env = dict(os.environ)
+            env.pop("NUMBA_NUM_THREADS", None)
+
+            def dewi(cfg=cfg, env=env):
+                out = subprocess.run([str(python), "-c", _DEWI_WHOLE_RUN, json.dumps(cfg)],
+                                     env=env, capture_output=True, text=True, check=True)
+                return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+
+            dewi_s, dewi_others = quiet(dewi, settings)
+            log(f"  E  dewi-kadita whole run N={n}, {steps} steps: {dewi_s:.2f} s")
+        for threads in settings.threads:
+            kw = dict(preset="dewi_highly_parallel", steps=steps, write_every=WHOLE_RUN_EVERY,
+                      overrides={"n": n, "box": params.box}, threads=threads, overwrite=True)
+            simcore.run("couzin", out=folder / "warm.nc", **dict(kw, steps=WHOLE_RUN_EVERY))
+
+            def one(kw=kw):
+                t0 = time.perf_counter()
+                simcore.run("couzin", out=folder / "run.nc", **kw)
+                return time.perf_counter() - t0
+
+            def best():
+                return min(one() for _ in range(settings.repeats))
+
+            simcore_s, others = quiet(best, settings)
+            ratio = dewi_s / simcore_s
+            rows.append([n, steps, threads, f"{simcore_s:.3f}", f"{dewi_s:.2f}",
+                         f"{ratio:.0f}x", fmt_load(others)])
+            log(f"  E  simcore whole run N={n}, {threads} thr: {simcore_s:.3f} s ({ratio:.0f}x)")
+            if n in TARGETS and python is not None:
+                headline("couzin", f"whole run simcore {threads} thr / dewi-kadita, N = {n}",
+                         ratio, "x", TARGETS[n])
+    return table(["N", "steps", "simcore threads", "simcore s", "dewi-kadita s",
+                  "dewi / simcore", "others (simcore)"], rows, "rrrrrrr")
+
+
 def bench_dewi(python: Path, rates: dict, settings: Settings) -> str:
     """System B: dewi-kadita at N = 250, 1000; ratios and target verdicts."""
     runs = []
@@ -369,6 +460,10 @@ def main(argv=None) -> None:
     report += ["C. Fixed density, Couzin 2002 highly_parallel (r_a = 27), periodic cube",
                bench_linear(sizes_c, [0.001, 0.01], settings), ""]
     report += ["D. Cohesive school (everyone within r_a)", bench_cohesive(2000, settings), ""]
+    if not args.quick:
+        report += ["E. Whole runs (simcore.run with its file against dewi-kadita's solve + "
+                   f"save_netcdf), a frame every {WHOLE_RUN_EVERY} steps, targets as in B",
+                   bench_whole_runs(dewi_python, settings), ""]
     report.append(f"total wall time {time.perf_counter() - started:.0f} s; {load.note()}")
     print("\n".join(report))
 
