@@ -208,19 +208,22 @@ class Assembler:
         space = is_space_error(exc, self.out)
         self.out.unlink(missing_ok=True)
         n = self._n_final
-        frames = f"All {n} frames are" if n is not None else "All frames are"
+        if n is None:  # during the run: the log holds the frames, the checkpoint counts them
+            kept = (f"Frames up to the last checkpoint are kept in {self.part.name}: "
+                    "{fix} and rerun the same command with --resume to continue.")
+        else:
+            kept = (f"All {n} frames are safe in {self.part.name}: {{fix}} and rerun the same "
+                    "command with --resume to finish the file.")
         if space:
             from simcore._memory import format_bytes
 
             size = (f"{format_bytes(n * FrameLogReader(self.part).dtype.itemsize)} (about the "
                     "size of the frames, less when compressed)" if n is not None
                     else "the size of the frames (less when compressed)")
-            raise disk_full_error(self.out, exc, kept=(
-                f"{frames} safe in {self.part.name}: free at least {size} and rerun the "
-                "same command with --resume to finish the file.")) from None
+            raise disk_full_error(self.out, exc, kept=kept.replace(
+                "{fix}", f"free at least {size}")) from None
         raise UserInputError(f"Writing {self.out} failed ({getattr(exc, 'strerror', None) or exc}"
-                             f"). {frames} safe in {self.part.name}; fix the problem "
-                             "and rerun the same command with --resume.") from None
+                             f"). " + kept.replace("{fix}", "fix the problem")) from None
 
 
 def _formats() -> dict:
