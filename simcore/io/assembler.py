@@ -171,6 +171,10 @@ class Assembler:
             if self.cell:
                 ds["cell_angles"][k0:k1] = np.full((k1 - k0, 3), 90.0)
             self.written = k1
+        if not final and end > 0:
+            # HDF5 keeps written chunks in its cache and compresses them only when they
+            # leave it (at the latest when the file closes): flush them now, in this thread
+            ds.sync()
         if final and final_state is not None:
             write_state(ds, final_state)
 
