@@ -65,9 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, help=f"samples per step {tdef('batch_size')}")
     s.add_argument("--lr", type=float, help=f"peak learning rate (after warm-up) {tdef('lr')}")
     s.add_argument("--optimizer", choices=["adamw", "radam"], help=f"optimiser {tdef('optimizer')}")
-    s.add_argument("--objective", choices=["dsm", "dsm_g", "hyvarinen", "auto"],
-                   help="denoising score matching, DSM with noise on the own g only, or the "
-                   "Hyvärinen objective; auto: hyvarinen for mlp and pinned, else dsm "
+    s.add_argument("--objective", choices=["dsm", "dsm_g", "hyvarinen", "flow", "auto"],
+                   help="denoising score matching, DSM with noise on the own g only, the "
+                   "Hyvärinen objective, or flow (regression on AOUP frame differences, "
+                   "flow_step / flow_scheme in --config); auto: hyvarinen for mlp and pinned, else dsm "
                    f"{tdef('objective')}")
     s.add_argument("--sigma", type=float, action="append", dest="sigmas", metavar="SIGMA",
                    help="DSM noise level in state units (repeat for several; evaluation at the "

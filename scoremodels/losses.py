@@ -83,7 +83,7 @@ def orthogonal_batch(batch, R, flip, angle, prop_kind):
             out["nb_p"] = rot(batch["nb_p"])
     out["y"] = jnp.concatenate(parts, -1)
     out["drift"] = jnp.concatenate(bparts, -1)
-    for k in ("nb_rel", "pos", "nb_bx"):
+    for k in ("nb_rel", "pos", "nb_bx", "flow_score"):
         if k in batch:
             out[k] = rot(batch[k])
     for k in ("nb_hess", "self_hess"):
@@ -201,7 +201,8 @@ def fpe_residual(f, batch, log_sigma, dims, D, divb):
 @dataclass
 class Objective:
     """Which objective to train: ``kind`` "dsm", "dsm_g" (noise on the score dimensions
-    only) or "hyvarinen"; ``sigmas`` the DSM noise
+    only), "hyvarinen" or "flow" (least squares on the score target of frame differences,
+    :mod:`scoremodels.flow`; vector propulsion only); ``sigmas`` the DSM noise
     levels (state units; the smallest is used at evaluation); ``div_mode`` "exact" or
     "hutchinson"; ``fpe_weight`` λ of the Fokker–Planck residual (0 = off);
     ``rotate`` random-rotation augmentation; ``augment`` "square": a random one of the
@@ -232,6 +233,10 @@ def make_loss(objective: Objective, dims, prop_kind, D_sel=None, divb=0.0):
             val = dsm_loss(f, batch, k_main, objective.sigmas, dims)
         elif objective.kind == "dsm_g":
             val = dsm_g_loss(f, batch, k_main, objective.sigmas, dims)
+        elif objective.kind == "flow":  # regression on frame differences (scoremodels.flow)
+            from scoremodels.flow import flow_loss
+
+            val = flow_loss(f, batch, objective.eval_log_sigma, dims)
         else:
             val = hyvarinen_loss(f, batch, k_main, objective.eval_log_sigma, dims,
                                  objective.div_mode)

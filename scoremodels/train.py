@@ -53,7 +53,9 @@ class TrainConfig:
     cutoff: float | None = None        # None: K nearest neighbours at any distance
     absolute_position: bool | None = None  # None: on for a trapped system
     sector: str = "auto"               # "full" | "propulsion" | "auto"
-    objective: str = "auto"            # "dsm" | "dsm_g" | "hyvarinen" | "auto"
+    objective: str = "auto"            # "dsm" | "dsm_g" | "hyvarinen" | "flow" | "auto"
+    flow_step: int = 1                 # flow: frames between the differenced frames
+    flow_scheme: str = "central"       # flow: "central" | "backward" (scoremodels.flow)
     sigmas: list = field(default_factory=lambda: [0.05])
     div_mode: str = "exact"
     fpe_weight: float = 0.0
@@ -328,8 +330,15 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
                                               cfg.n_blocks, cfg.stride)
         net_cfg, dims, sector, obj = resolve(tset, cfg)
         K = net_cfg.neighbours
-        stream = sdata.BatchStream(tset, train_fr, cfg.batch_size, K, cfg.cutoff, cfg.seed,
-                                   budget, cfg.particles_per_frame)
+        if obj.kind == "flow":  # targets from frame differences (scoremodels.flow)
+            from scoremodels import flow
+
+            stream, val = flow.streams(tset, cfg, train_fr, val_fr, K, budget)
+        else:
+            stream = sdata.BatchStream(tset, train_fr, cfg.batch_size, K, cfg.cutoff,
+                                       cfg.seed, budget, cfg.particles_per_frame)
+            val = sdata.fixed_samples(tset, val_fr, cfg.val_samples, K, cfg.cutoff, cfg.seed,
+                                      budget)
         if resume:
             try:
                 net_cfg = NetConfig.from_dict(record["net"])
@@ -340,8 +349,6 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
                     "directory is damaged or was edited: start over with --overwrite.") from None
         else:
             _set_scales(net_cfg, stream.batch(0))
-        val = sdata.fixed_samples(tset, val_fr, cfg.val_samples, K, cfg.cutoff, cfg.seed,
-                                  budget)
         D_sel = a.diffusion[np.ix_(dims, dims)]
         divb = drift_divergence(a, dims)
         record = {"trajectories": [str(p.resolve()) for p in paths], "train": dataclasses.asdict(cfg),
