@@ -78,7 +78,7 @@ def flow_targets(tset: sdata.TrajectorySet, frames, k: int, scheme: str,
 
 def _check(tset, k, scheme):
     a = tset.adapter
-    if a.prop_kind != "vector" or a.model == network.MODEL:
+    if a.prop_kind != "vector" or a.layout == network.LAYOUT:
         raise UserInputError("The flow objective regresses the AOUP propulsion g from frame "
                              "differences; it needs an active-particle AOUP file (vector "
                              "propulsion), not a linear or harmonic-network file.")

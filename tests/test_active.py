@@ -266,11 +266,11 @@ def test_exact_epr_local_decomposes_the_hypoelliptic_total(tmp_path):
     dict(potential="wca", phi=0.6, v0=24.0, D_t=0.24, D_r=0.72, dt=1e-4, init="lattice"),
     dict(propulsion="aoup", potential="soft_harmonic", phi=0.5, v0=0.1, gamma=1e-2, D_t=0.0,
          k=1.0, beta=7.5, radius=1.0, dt=0.005, init="uniform")])
-def test_threaded_half_lists_give_the_serial_bits(system):
-    """The threaded Verlet-list forces compute each pair once and gather the terms in the
-    serial kernel's order: 1500 steps (lists rebuilt many times, a renumbering at step
-    1000), threaded throughout or switching from serial after 500 steps, equal the serial
-    run bit for bit."""
+def test_threaded_and_serial_verlet_forces_give_the_same_bits(system):
+    """The threaded Verlet-list forces (each particle sums its full index-sorted list) and
+    the serial half-list scatter (each pair once) add the same terms in the same order:
+    1500 steps (lists rebuilt many times, a renumbering at step 1000), threaded throughout
+    or switching from serial after 500 steps, equal the serial run bit for bit."""
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:

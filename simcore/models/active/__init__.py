@@ -118,26 +118,6 @@ def _work(state, params: Params):
     return work
 
 
-def _half_lists(work: dict, parallel: bool) -> tuple:
-    """The threaded half-list kernel's work arrays (pair_f, inside, rev, rev_count), shaped
-    like the Verlet lists ``nb`` (made on first use, remade when the lists grow); tiny
-    placeholders for the serial kernel, which does not use them."""
-    nb = work["nb"]
-    if not parallel or nb.shape[0] == 0:
-        return work.setdefault("half_none", (np.zeros((0, 1, 2)), np.zeros((0, 1), np.uint8),
-                                             np.zeros((0, 1), np.int64),
-                                             np.zeros(0, np.int64)))
-    half = work.get("half")
-    if half is None or half[2].shape != nb.shape:
-        n, cap = nb.shape
-        half = (np.zeros((n, cap, 2)), np.zeros((n, cap), np.uint8),
-                np.zeros((n, cap), np.int64), np.zeros(n, np.int64))
-        work["half"] = half
-        if work["status"][ST_LISTS_VALID] == 2:
-            work["status"][ST_LISTS_VALID] = 1  # the new arrays hold no reverse index yet
-    return half
-
-
 def _force_args(params: Params):
     return (POTENTIALS[params.potential], params.sigma ** 2, 24.0 * params.epsilon_lj,
             params.interaction_range ** 2, params.k, params.beta, 2.0 * params.radius)
@@ -232,7 +212,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
             abp, params.noise == "uniform", np.uint64(key), np.int64(now),
             np.int64(chunk), bool(parallel), _max_jump(params), unstable,
             work["grid_nc"], work["nb"], work["nb_count"], work["ref"], work["r_list"],
-            work["status"], state["ids"], _half_lists(work, parallel))
+            work["status"], state["ids"])
         if unstable[0]:
             break
         needed = work["status"][ST_NEEDED_CAPACITY]

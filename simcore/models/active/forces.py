@@ -151,53 +151,19 @@ def _grid_forces_serial(order, nc, L, side, cell_start, xs, ys, pot, sig2, eps24
         force[i, 0], force[i, 1], div[i] = fx, fy, dv
 
 
-@njit(cache=True, inline="always")
-def _upper_half(nb, nb_count, i):
-    """First slot of the j > i half of particle i's index-sorted list (lists are short)."""
-    a = nb_count[i]
-    while a > 0 and nb[i, a - 1] > i:
-        a -= 1
-    return a
-
-
-@njit(cache=True)
-def _build_reverse(nb, nb_count, rev, rev_count):
-    """For every particle j, the slots (h, b) with h < j and nb[h, b] = j, in increasing h
-    (encoded h·cap + b): where the threaded half-list kernel finds j's share of the pairs
-    computed by lower-indexed particles. Returns False if a row of ``rev`` overflowed."""
-    cap = nb.shape[1]
-    for j in range(nb_count.shape[0]):
-        rev_count[j] = 0
-    for h in range(nb_count.shape[0]):
-        for b in range(_upper_half(nb, nb_count, h), nb_count[h]):
-            j = nb[h, b]
-            c = rev_count[j]
-            if c >= rev.shape[1]:
-                return False
-            rev[j, c] = h * cap + b
-            rev_count[j] = c + 1
-    return True
-
-
 @njit(cache=True, parallel=True, error_model="numpy")
-def _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta, contact, force,
-                            pair_f, inside, rev, rev_count):
-    """Threaded twin of :func:`_verlet_forces_serial`, half the pair work and the same bits.
-
-    Phase 1 computes each pair j > i of i's list once (``pair_f[i, b]`` = f·d, ``inside``
-    marks the pairs within the cutoff); phase 2 gathers, for every particle, first the
-    negated terms of the lower-indexed particles that listed it (in increasing index,
-    through :func:`_build_reverse`'s ``rev``) and then its own, which is exactly the order
-    and the arithmetic in which the serial kernel scatters and accumulates them. Strict
-    IEEE, no fast-math. (Loop bodies written out: an inlined helper taking the arrays would
-    add reference counting per particle.)
+def _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta, contact, force):
+    """Force on every particle from its full (index-sorted) Verlet list. Strict IEEE order,
+    no fast-math: the sum over the pairs inside the cutoff is then the same whenever the
+    list was built, which keeps resumed runs bit-identical. (The loop body is written out
+    here: an inlined helper taking the arrays would add reference counting per particle.)
     """
     inv_L = 1.0 / L
-    cap = nb.shape[1]
     for i in prange(pos.shape[0]):
         px, py = pos[i, 0], pos[i, 1]
-        for b in range(_upper_half(nb, nb_count, i), nb_count[i]):
-            j = nb[i, b]
+        fx = fy = 0.0
+        for a in range(nb_count[i]):
+            j = nb[i, a]
             dx = px - pos[j, 0]
             dy = py - pos[j, 1]
             dx -= L * math.floor(dx * inv_L + 0.5)
@@ -205,24 +171,8 @@ def _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta
             r2 = dx * dx + dy * dy
             if r2 < rc2:
                 f = _pair_force(r2, pot, sig2, eps24, rc2, k, beta, contact)
-                pair_f[i, b, 0] = f * dx
-                pair_f[i, b, 1] = f * dy
-                inside[i, b] = 1
-            else:
-                inside[i, b] = 0
-    for i in prange(pos.shape[0]):
-        fx = fy = 0.0
-        for c in range(rev_count[i]):
-            code = rev[i, c]
-            h = code // cap
-            b = code - h * cap
-            if inside[h, b]:
-                fx -= pair_f[h, b, 0]
-                fy -= pair_f[h, b, 1]
-        for b in range(_upper_half(nb, nb_count, i), nb_count[i]):
-            if inside[i, b]:
-                fx += pair_f[i, b, 0]
-                fy += pair_f[i, b, 1]
+                fx += f * dx
+                fy += f * dy
         force[i, 0], force[i, 1] = fx, fy
 
 
@@ -231,10 +181,9 @@ def _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta, 
     """Newton's third law over the upper half (j > i) of the index-sorted lists.
 
     Each pair is computed once and scattered to i (+) and j (−). Visiting i in
-    increasing order, particle i receives its terms in increasing j (those of the h < i
-    negated, then its own), and −(f·d) is the exact negation, so the forces equal a sum
-    over i's full index-sorted list at half the pair work; the threaded twin
-    :func:`_verlet_forces_parallel` reproduces this order bit for bit.
+    increasing order, particle i receives its terms in increasing j, exactly the order of
+    :func:`_verlet_forces_parallel`'s sum, and −(f·d) is the exact negation, so the forces are
+    bit-identical to the threaded full-list kernel at half the pair work.
     """
     inv_L = 1.0 / L
     n = pos.shape[0]
@@ -244,7 +193,11 @@ def _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta, 
     for i in range(n):
         px, py = pos[i, 0], pos[i, 1]
         fx, fy = force[i, 0], force[i, 1]
-        for b in range(_upper_half(nb, nb_count, i), nb_count[i]):
+        m = nb_count[i]
+        a = m
+        while a > 0 and nb[i, a - 1] > i:  # start of the j > i half (lists are short)
+            a -= 1
+        for b in range(a, m):
             j = nb[i, b]
             dx = px - pos[j, 0]
             dy = py - pos[j, 1]

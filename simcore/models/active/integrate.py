@@ -8,8 +8,7 @@ import math
 from numba import njit, prange
 
 from simcore import neighbors, rng
-from simcore.models.active.forces import (_build_reverse, _compute_forces, _verlet_forces_parallel,
-                                          _verlet_forces_serial)
+from simcore.models.active.forces import _compute_forces, _verlet_forces_parallel, _verlet_forces_serial
 
 
 @njit(cache=True, inline="always")
@@ -112,7 +111,7 @@ def _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamm
 
 # fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
 ST_NEEDED_CAPACITY = 0  # neighbours per particle the lists needed when they overflowed
-ST_LISTS_VALID = 1  # 0 forces a rebuild; 1 lists valid; 2 also their reverse index
+ST_LISTS_VALID = 1  # 1 while the lists match the particle slots, 0 forces a rebuild
 N_STATUS = 2
 
 
@@ -121,13 +120,9 @@ N_STATUS = 2
 def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
                bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
                dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
-               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids, half):
+               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids):
     """Advance up to ``n_steps``; returns the number of steps done (fewer when the Verlet
-    lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need).
-
-    ``half`` = (pair_f, inside, rev, rev_count): the threaded half-list kernel's work
-    arrays (shaped like ``nb`` when ``parallel``, else unused)."""
-    pair_f, inside, rev, rev_count = half
+    lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need)."""
     use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
     half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
     for s in range(n_steps):
@@ -150,15 +145,9 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                     status[ST_LISTS_VALID] = 0
                     return s
                 status[ST_LISTS_VALID] = 1
-            if parallel and status[ST_LISTS_VALID] == 1:  # new lists: their reverse index
-                if not _build_reverse(nb, nb_count, rev, rev_count):
-                    status[ST_NEEDED_CAPACITY] = nb.shape[1] + 1  # asymmetric lists: grow
-                    status[ST_LISTS_VALID] = 0
-                    return s
-                status[ST_LISTS_VALID] = 2
             if parallel:
                 _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
-                                        contact, force, pair_f, inside, rev, rev_count)
+                                        contact, force)
             else:
                 _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
                                       contact, force)
