@@ -72,6 +72,22 @@ class Adapter:
             return "propulsion"
         return "full"
 
+    def drift_divergence(self, dims) -> float | None:
+        """∇·b over the score dims when it is a constant (linear SDE, non-interacting
+        particles), else None."""
+        if self.layout == STATE_VECTORS:
+            return float(-np.trace(np.asarray(self.params["B"], float)))
+        p = self.params
+        out = 0.0
+        for d in dims:
+            if d in self.x_dims:
+                if self.interacting:
+                    return None
+                out -= p.get("kappa", 0.0) * p.get("mu", 1.0)
+            elif self.prop_kind == "vector":
+                out -= p["gamma"]
+        return out
+
     def to_json(self) -> str:
         d = dict(self.__dict__)
         d["diffusion"] = self.diffusion.tolist()

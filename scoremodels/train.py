@@ -31,7 +31,6 @@ from simcore._errors import UserInputError
 from simcore._progress import progress
 from scoremodels import data as sdata
 from scoremodels import network
-from scoremodels.adapters import STATE_VECTORS, Adapter
 from scoremodels.rundir import (RUN_FILE, _atomic_text, _damaged_record, _loss_figure, _manager,
                                 _optimizer, _read_metrics, _write_metrics)
 
@@ -103,23 +102,6 @@ class TrainConfig:
         return raw
 
 
-def drift_divergence(adapter: Adapter, dims) -> float | None:
-    """∇·b over the score dims when it is a constant (linear SDE, non-interacting
-    particles), else None."""
-    if adapter.layout == STATE_VECTORS:
-        return float(-np.trace(np.asarray(adapter.params["B"], float)))
-    p = adapter.params
-    out = 0.0
-    for d in dims:
-        if d in adapter.x_dims:
-            if adapter.interacting:
-                return None
-            out -= p.get("kappa", 0.0) * p.get("mu", 1.0)
-        elif adapter.prop_kind == "vector":
-            out -= p["gamma"]
-    return out
-
-
 def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
     """Network config, score dims and objective for this data and settings."""
     from scoremodels.losses import Objective
@@ -161,7 +143,7 @@ def resolve(tset: sdata.TrajectorySet, cfg: TrainConfig, stream_sample=None):
     if kind == "auto":
         kind = "hyvarinen" if net.kind == "mlp" else "dsm"
     if cfg.fpe_weight > 0:
-        if net.kind != "mlp" or drift_divergence(a, dims) is None or sector != "full":
+        if net.kind != "mlp" or a.drift_divergence(dims) is None or sector != "full":
             raise UserInputError("The Fokker–Planck residual needs the whole system in one "
                                  "sample (the MLP on a linear-SDE copy or a non-interacting "
                                  "particle, sector full); it is not available here.")
@@ -350,7 +332,7 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         else:
             _set_scales(net_cfg, stream.batch(0))
         D_sel = a.diffusion[np.ix_(dims, dims)]
-        divb = drift_divergence(a, dims)
+        divb = a.drift_divergence(dims)
         record = {"trajectories": [str(p.resolve()) for p in paths], "train": dataclasses.asdict(cfg),
                   "net": net_cfg.to_dict(), "objective": dataclasses.asdict(obj),
                   "adapter": json.loads(a.to_json()), "sector": sector, "score_dims": list(dims),
