@@ -450,16 +450,22 @@ class BatchStream:
         self._cache = None
         g = np.random.default_rng([self.seed, c])
         chosen = np.sort(g.choice(len(self.frames), self.frames_per_chunk, replace=False))
-        raw = self.tset.read(self.frames[chosen])
+        fr = self.frames[chosen]
+        raw = self.tset.read(fr)
         a = self.tset.adapter
         parts = None
         if self.particles < a.n_atoms:
             parts = np.sort(g.choice(a.n_atoms, self.particles, replace=False))
         samples = frame_samples(raw, a, self.k, self.cutoff, parts)
+        samples.update(self._extra_samples(fr, parts))
         perm = g.permutation(len(samples["y"]))
         samples = {key: v[perm] for key, v in samples.items()}
         self._cache = (c, samples)
         return samples
+
+    def _extra_samples(self, frames, particles) -> dict[str, np.ndarray]:
+        """Per-sample arrays a subclass adds to a chunk (frames: global indices)."""
+        return {}
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         c, r = divmod(step, self.steps_per_chunk)

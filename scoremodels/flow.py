@@ -103,24 +103,9 @@ class FlowBatchStream(sdata.BatchStream):
         super().__init__(tset, frames, batch_size, k, cutoff, seed, memory_budget,
                          particles_per_frame)
 
-    def _chunk(self, c: int) -> dict:
-        if self._cache is not None and self._cache[0] == c:
-            return self._cache[1]
-        self._cache = None
-        g = np.random.default_rng([self.seed, c])
-        chosen = np.sort(g.choice(len(self.frames), self.frames_per_chunk, replace=False))
-        fr = self.frames[chosen]
-        raw = self.tset.read(fr)
-        a = self.tset.adapter
-        parts = None
-        if self.particles < a.n_atoms:
-            parts = np.sort(g.choice(a.n_atoms, self.particles, replace=False))
-        samples = sdata.frame_samples(raw, a, self.k, self.cutoff, parts)
-        samples["flow_score"] = flow_targets(self.tset, fr, self.flow_step, self.scheme, parts)
-        perm = g.permutation(len(samples["y"]))
-        samples = {key: v[perm] for key, v in samples.items()}
-        self._cache = (c, samples)
-        return samples
+    def _extra_samples(self, frames, particles) -> dict:
+        return {"flow_score": flow_targets(self.tset, frames, self.flow_step, self.scheme,
+                                           particles)}
 
 
 def fixed_flow_samples(tset, frames, max_samples, k, cutoff, seed, memory_budget,
