@@ -163,3 +163,67 @@ def test_couzin2002_presets_land_in_their_regime(tmp_path, preset):
     tail = res.isel(time=slice(t - t // 3, t))
     P, M = float(tail["polarization"].mean()), float(tail["milling"].mean())
     assert REGIMES[preset](P, M), (preset, P, M)
+
+
+# ---------------------------------------------------------------- kernel_precision="float32"
+def _random_school(rule, boundary, box, n=500, seed=5, **extra):
+    g = np.random.default_rng(seed)
+    kw = dict(n=n, r_r=1.0, r_o=3.0, r_a=7.0, noise=0.1, boundary=boundary, box=box, rule=rule)
+    kw.update(extra)
+    pos = g.normal(0, 6, (n, 3)) if boundary == "open" else g.random((n, 3)) * box
+    head = g.standard_normal((n, 3))
+    head /= np.linalg.norm(head, axis=1, keepdims=True)
+    return kw, pos, head
+
+
+@pytest.mark.parametrize("rule,boundary,box", [
+    ("couzin2002", "open", 0.0), ("couzin2002", "periodic", 30.0),
+    ("couzin2002", "periodic", 12.0), ("dewi", "periodic", 30.0)])
+def test_float32_kernel_agrees_with_float64_to_single_precision(rule, boundary, box):
+    # Zone sums of ~10-100 unit vectors in float32 carry ~1e-6 relative error; a pair can
+    # change zone only if its distance lies within ~1e-6 of a zone radius, which a random
+    # configuration makes rare (expected < 1 agent of 500). A wrong sign, a lost shift or
+    # a mis-packed cell key moves most headings by O(0.1-1).
+    kw, pos, head = _random_school(rule, boundary, box)
+    _, h64 = step_once(couzin.Params(**kw), pos, head, step=3)
+    _, h32 = step_once(couzin.Params(**kw, kernel_precision="float32"), pos, head, step=3)
+    err = np.linalg.norm(h32 - h64, axis=1)
+    assert np.median(err) < 1e-5, np.median(err)
+    assert np.mean(err > 1e-4) <= 0.01, np.sort(err)[-10:]
+    assert not np.array_equal(h32, h64)  # the float32 loop did run
+
+
+def test_float32_kernel_is_translation_invariant_far_from_the_origin():
+    # Open space: the float32 copies are taken relative to the group's centre, so a school
+    # 1e6 lengths away (float32 spacing there: 0.06) decides as it does at the origin.
+    kw, pos, head = _random_school("couzin2002", "open", 0.0, noise=0.0)
+    p = couzin.Params(**kw, kernel_precision="float32")
+    _, near = step_once(p, pos, head)
+    _, far = step_once(p, pos + 1e6, head)
+    np.testing.assert_allclose(far, near, atol=1e-5, rtol=0)
+
+
+def test_float32_threaded_and_serial_kernels_give_the_same_bits():
+    kw, pos, head = _random_school("dewi", "periodic", 30.0)
+    p = couzin.Params(**kw, kernel_precision="float32")
+    out = []
+    for parallel in (False, True):
+        state = {"positions": pos.copy(), "headings": head.copy()}
+        couzin.advance(state, p, kernel_key(0), 0, 5, parallel=parallel)
+        out.append(state["headings"])
+    assert np.array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("preset", ["torus", "highly_parallel"])
+def test_float32_presets_land_in_their_regime(tmp_path, preset):
+    import simcore
+    from simcore.analysis.schooling import schooling_indices_from_dataset
+
+    out = simcore.run("couzin", preset=preset, steps=3000, seed=1, write_every=20,
+                      overrides={"kernel_precision": "float32"}, out=tmp_path / f"{preset}.nc")
+    with simcore.open_trajectory(out) as ds:
+        res = schooling_indices_from_dataset(ds)
+    t = res.sizes["time"]
+    tail = res.isel(time=slice(t - t // 3, t))
+    P, M = float(tail["polarization"].mean()), float(tail["milling"].mean())
+    assert REGIMES[preset](P, M), (preset, P, M)

@@ -153,13 +153,15 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     """
     n = params.n
     box, side, ncell, reach = cell_plan(params, state["positions"], all_pairs)
+    real = np.dtype(params.kernel_precision)
     work = state.get("_work")
-    if work is None or work["order"].shape[0] != n:
+    if work is None or work["order"].shape[0] != n or work["xs"].dtype != real:
         work = neighbors.allocate(n)
         work["scratch"] = np.empty((n, 3))
+        work["origin"] = np.zeros(3)
         for name in ("xs", "ys", "zs", "hxs", "hys", "hzs"):
-            work[name] = np.empty(n)
-        work["keys"] = np.empty(n, dtype=np.int64)
+            work[name] = np.empty(n, dtype=real)
+        work["keys"] = np.empty(n, dtype=np.int32 if real == np.float32 else np.int64)
         state["_work"] = work
     if parallel is None:
         import numba
@@ -175,7 +177,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     _check_reach(state, params, step, n_steps)
     _run_steps(state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
                work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"],
-               work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"],
+               work["origin"], work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"],
                work["keys"], RULES[params.rule], BOUNDARIES[params.boundary], L,
                params.r_r ** 2, params.r_o ** 2, params.r_a ** 2, cos_fov, cos_blind,
                params.orientation_weight, params.turning_rate * params.dt, params.noise,

@@ -46,27 +46,45 @@ def _turn_couzin(ux, uy, uz, dx, dy, dz, cap):
 
 
 _M21 = (1 << 21) - 1
+_M10 = (1 << 10) - 1
 
 
 @njit(cache=True, inline="always")
-def _pack(cx, cy, cz):
-    """One int64 per cell for the hash-collision filter (aliases are > 2^21 cells apart,
-    so they are rejected by distance and never double-count visited cells)."""
+def _pack(cx, cy, cz, narrow):
+    """One integer per cell for the hash-collision filter: 21 bits per axis, or 10 bits
+    (``narrow``: fits the int32 keys of the float32 loop, whose lanes then match the
+    floats'). Aliases are >= 1024 cells apart along an axis, farther than any stencil
+    reaches, so they are rejected by distance and never double-count visited cells."""
+    if narrow:
+        return ((cx & _M10) << 20) | ((cy & _M10) << 10) | (cz & _M10)
     return ((cx & _M21) << 42) | ((cy & _M21) << 21) | (cz & _M21)
 
 
 @njit(cache=True)
-def _gather_sorted(pos, head, cell_of, order, xs, ys, zs, hxs, hys, hzs, keys):
-    """Copy the state into cell order (structure of arrays) for contiguous pair loops."""
+def _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys):
+    """Copy the state into cell order (structure of arrays) for contiguous pair loops,
+    positions relative to ``origin`` (zero in float64; the group's centre in float32, so
+    that single precision resolves distances however far the group has swum)."""
     for t in range(order.shape[0]):
         j = order[t]
-        xs[t], ys[t], zs[t] = pos[j, 0], pos[j, 1], pos[j, 2]
+        xs[t], ys[t], zs[t] = pos[j, 0] - origin[0], pos[j, 1] - origin[1], pos[j, 2] - origin[2]
         hxs[t], hys[t], hzs[t] = head[j, 0], head[j, 1], head[j, 2]
-        keys[t] = _pack(cell_of[j, 0], cell_of[j, 1], cell_of[j, 2])
+        keys[t] = _pack(cell_of[j, 0], cell_of[j, 1], cell_of[j, 2], keys.itemsize == 4)
+
+
+@njit(cache=True)
+def _centre(pos, origin):
+    """origin = the mean position (float64)."""
+    n = pos.shape[0]
+    for k in range(3):
+        acc = 0.0
+        for j in range(n):
+            acc += pos[j, k]
+        origin[k] = acc / n
 
 
 @njit(cache=True, inline="always")
-def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs, hxs, hys, hzs,
+def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs, hxs, hys, hzs,
             keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, cap, noise, speed, key, step):
     """New heading of agent i from the old state (both rules).
 
@@ -74,8 +92,13 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs, 
     and runs over the contiguous, cell-sorted copies ``xs ... keys`` so it vectorises.
     """
     mask = bucket_start.shape[0] - 2
-    px, py, pz = pos[i, 0], pos[i, 1], pos[i, 2]
+    # the pair loop runs in the dtype of the sorted copies (float64, or float32 for
+    # precision "float32": twice the SIMD lanes); the turn stays in float64
+    real = xs.dtype.type
+    one, zero, half, tiny2 = real(1.0), real(0.0), real(0.5), real(1e-20)
     ux, uy, uz = head[i, 0], head[i, 1], head[i, 2]
+    px, py, pz = real(pos[i, 0] - origin[0]), real(pos[i, 1] - origin[1]), \
+        real(pos[i, 2] - origin[2])
     # periodic axes held as one cell need rounding per pair; others use cell image shifts
     bx = box[0] if ncell[0] == 1 else 0.0
     by = box[1] if ncell[1] == 1 else 0.0
@@ -84,51 +107,61 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs, 
     iby = 1.0 / by if by > 0.0 else 0.0
     ibz = 1.0 / bz if bz > 0.0 else 0.0
     rounding = bx > 0.0 or by > 0.0 or bz > 0.0
-    drx = dry = drz = 0.0
-    dox = doy = doz = 0.0
-    dax = day = daz = 0.0
-    nr = no = na = 0.0
+    rbx, rby, rbz, ribx, riby, ribz = real(bx), real(by), real(bz), real(ibx), real(iby), \
+        real(ibz)
+    rr2_, ro2_, ra2_, cos_fov_ = real(rr2), real(ro2), real(ra2), real(cos_fov)
+    cos_blind_ = real(cos_blind)
+    blind_all = cos_blind < -2.0  # no blind zone
+    fux, fuy, fuz = real(ux), real(uy), real(uz)
+    drx = dry = drz = zero
+    dox = doy = doz = zero
+    dax = day = daz = zero
+    nr = no = na = zero
     vx = vy = vz = vn = inv_vn = 0.0
     if rule == 1:  # dewi: heading as vel/|vel| with vel = speed·u
         vx, vy, vz = ux * speed, uy * speed, uz * speed
         vn = math.sqrt(vx * vx + vy * vy + vz * vz)
         inv_vn = 1.0 / vn
+    fvx, fvy, fvz, finv_vn = real(vx), real(vy), real(vz), real(inv_vn)
     for ox in range(-reach[0], reach[0] + 1):
         cx, sx = neighbors.neighbor_cell(cell_of[i, 0], ox, ncell[0], box[0])
+        fsx = real(sx)
         for oy in range(-reach[1], reach[1] + 1):
             cy, sy = neighbors.neighbor_cell(cell_of[i, 1], oy, ncell[1], box[1])
+            fsy = real(sy)
             for oz in range(-reach[2], reach[2] + 1):
                 cz, sz = neighbors.neighbor_cell(cell_of[i, 2], oz, ncell[2], box[2])
+                fsz = real(sz)
                 b = neighbors.cell_hash(cx, cy, cz, mask)
-                tkey = _pack(cx, cy, cz)
+                tkey = keys.dtype.type(_pack(cx, cy, cz, keys.itemsize == 4))
                 lo = np.uint64(bucket_start[b])
                 for u in range(bucket_start[b + 1] - bucket_start[b]):
                     t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
                     # loads stay contiguous and the loop vectorises without gathers
-                    rx = xs[t] + sx - px
-                    ry = ys[t] + sy - py
-                    rz = zs[t] + sz - pz
+                    rx = xs[t] + fsx - px
+                    ry = ys[t] + fsy - py
+                    rz = zs[t] + fsz - pz
                     if rounding:  # loop-invariant: LLVM unswitches it
-                        rx -= bx * np.floor(rx * ibx + 0.5)
-                        ry -= by * np.floor(ry * iby + 0.5)
-                        rz -= bz * np.floor(rz * ibz + 0.5)
+                        rx -= rbx * np.floor(rx * ribx + half)
+                        ry -= rby * np.floor(ry * riby + half)
+                        rz -= rbz * np.floor(rz * ribz + half)
                     d2 = rx * rx + ry * ry + rz * rz
                     # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
-                    ok = (keys[t] == tkey) & (d2 < ra2) & (d2 >= 1e-20)
-                    inv = 1.0 / math.sqrt(d2 if ok else 1.0)
+                    ok = (keys[t] == tkey) & (d2 < ra2_) & (d2 >= tiny2)
+                    inv = one / math.sqrt(d2 if ok else one)
                     ex, ey, ez = rx * inv, ry * inv, rz * inv
-                    near = d2 < rr2
+                    near = d2 < rr2_
                     if rule == 1:
-                        cos_view = (vx * ex + vy * ey + vz * ez) * inv_vn
-                        seen = ok & ((cos_blind < -2.0) | (cos_view > cos_blind))
-                        in_r = 1.0 if seen & near else 0.0
-                        in_o = 1.0 if seen & (d2 >= rr2) & (d2 < ro2) else 0.0
-                        in_a = 1.0 if seen & (d2 >= ro2) else 0.0
+                        cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
+                        seen = ok & (blind_all | (cos_view > cos_blind_))
+                        in_r = one if seen & near else zero
+                        in_o = one if seen & (d2 >= rr2_) & (d2 < ro2_) else zero
+                        in_a = one if seen & (d2 >= ro2_) else zero
                     else:
-                        seen = ok & (d2 >= rr2) & (ux * ex + uy * ey + uz * ez >= cos_fov)
-                        in_r = 1.0 if ok & near else 0.0
-                        in_o = 1.0 if seen & (d2 < ro2) else 0.0
-                        in_a = 1.0 if seen & (d2 >= ro2) else 0.0
+                        seen = ok & (d2 >= rr2_) & (fux * ex + fuy * ey + fuz * ez >= cos_fov_)
+                        in_r = one if ok & near else zero
+                        in_o = one if seen & (d2 < ro2_) else zero
+                        in_a = one if seen & (d2 >= ro2_) else zero
                     drx -= in_r * ex
                     dry -= in_r * ey
                     drz -= in_r * ez
@@ -141,6 +174,16 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs, 
                     nr += in_r
                     no += in_o
                     na += in_a
+    return _turn(i, ux, uy, uz, vx, vy, vz, vn, np.float64(drx), np.float64(dry),
+                 np.float64(drz), np.float64(dox), np.float64(doy), np.float64(doz),
+                 np.float64(dax), np.float64(day), np.float64(daz), np.float64(nr),
+                 np.float64(no), np.float64(na), rule, w_o, cap, noise, key, step)
+
+
+@njit(cache=True, inline="always")
+def _turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax, day, daz, nr,
+          no, na, rule, w_o, cap, noise, key, step):
+    """New heading from the zone sums (float64), by either rule."""
     if rule == 1:
         return _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz,
                           dax, day, daz, nr, no, na, w_o, cap, noise, key, step)
@@ -252,24 +295,24 @@ _FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy
 
 
 @njit(cache=True, parallel=True, **_FAST)
-def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, xs,
+def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
                          ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
                          w_o, cap, noise, speed, key, step):
     for t in prange(pos.shape[0]):
         i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
-        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs,
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs,
                              hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
                              cap, noise, speed, key, step)
         new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
 
 
 @njit(cache=True, **_FAST)
-def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, xs,
+def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
                        ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
                        w_o, cap, noise, speed, key, step):
     for t in range(pos.shape[0]):
         i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
-        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, xs, ys, zs,
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs,
                              hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
                              cap, noise, speed, key, step)
         new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
@@ -301,18 +344,21 @@ def _move(pos, head, speed, dt, rule, boundary, L):
 
 @njit(cache=True, nogil=True)  # nogil: the assembler thread writes meanwhile
 def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, bucket_start,
-               order, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary, L, rr2, ro2, ra2,
+               order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary, L, rr2, ro2, ra2,
                cos_fov, cos_blind, w_o, cap, noise, speed, dt, key, step0, n_steps, parallel):
+    recentre = xs.itemsize < 8 and boundary == 0  # single precision in open space
     for s in range(n_steps):
         neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
-        _gather_sorted(pos, head, cell_of, order, xs, ys, zs, hxs, hys, hzs, keys)
+        if recentre:
+            _centre(pos, origin)
+        _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys)
         if parallel:
             _decide_all_parallel(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
-                                 order, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
+                                 order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
                                  cos_blind, w_o, cap, noise, speed, key, step0 + s)
         else:
             _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
-                               order, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
+                               order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
                                cos_blind, w_o, cap, noise, speed, key, step0 + s)
         head[:, :] = scratch
         _move(pos, head, speed, dt, rule, boundary, L)
