@@ -47,7 +47,7 @@ from simcore.engine import Engine, Option
 from simcore.models.couzin.params import (
     _PARALLEL_MIN_N, BOUNDARIES, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, NAME, NDIM,
     PRESET_DOCS, PRESETS, RULES, Params, extra_variables, geometry, time_per_step, warnings)
-from simcore.models.couzin.rules import _run_steps
+from simcore.models.couzin.rules import NO_CELL, PADDING, _run_steps
 
 # the engine's public names
 __all__ = ["ENGINE", "Params", "PRESETS", "PRESET_DOCS", "RULES", "BOUNDARIES", "init_state",
@@ -159,9 +159,10 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
         work = neighbors.allocate(n)
         work["scratch"] = np.empty((n, 3))
         work["origin"] = np.zeros(3)
+        pad = PADDING if real == np.float32 else 0  # the float32 loop reads whole vectors
         for name in ("xs", "ys", "zs", "hxs", "hys", "hzs"):
-            work[name] = np.empty(n, dtype=real)
-        work["keys"] = np.empty(n, dtype=np.int32 if real == np.float32 else np.int64)
+            work[name] = np.zeros(n + pad, dtype=real)
+        work["keys"] = np.full(n + pad, NO_CELL, dtype=np.int32 if pad else np.int64)
         state["_work"] = work
     if parallel is None:
         import numba

@@ -47,6 +47,9 @@ def _turn_couzin(ux, uy, uz, dx, dy, dz, cap):
 
 _M21 = (1 << 21) - 1
 _M10 = (1 << 10) - 1
+_LANES = 16  # the float32 loop runs whole multiples of this (>= the SIMD width)
+PADDING = _LANES  # entries after the N agents in the float32 copies, keyed NO_CELL
+NO_CELL = -1  # a key no cell packs to
 
 
 @njit(cache=True, inline="always")
@@ -95,6 +98,7 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, 
     # the pair loop runs in the dtype of the sorted copies (float64, or float32 for
     # precision "float32": twice the SIMD lanes); the turn stays in float64
     real = xs.dtype.type
+    narrow = keys.itemsize == 4  # the float32 loop
     one, zero, half, tiny2 = real(1.0), real(0.0), real(0.5), real(1e-20)
     ux, uy, uz = head[i, 0], head[i, 1], head[i, 2]
     px, py, pz = real(pos[i, 0] - origin[0]), real(pos[i, 1] - origin[1]), \
@@ -133,9 +137,14 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, 
                 cz, sz = neighbors.neighbor_cell(cell_of[i, 2], oz, ncell[2], box[2])
                 fsz = real(sz)
                 b = neighbors.cell_hash(cx, cy, cz, mask)
-                tkey = keys.dtype.type(_pack(cx, cy, cz, keys.itemsize == 4))
+                tkey = keys.dtype.type(_pack(cx, cy, cz, narrow))
                 lo = np.uint64(bucket_start[b])
-                for u in range(bucket_start[b + 1] - bucket_start[b]):
+                count = bucket_start[b + 1] - bucket_start[b]
+                if narrow and count > 0:
+                    # whole vectors only (no scalar tail): the entries read past the
+                    # bucket belong to other cells or to the padding, whose keys differ
+                    count = (count + _LANES - 1) & -_LANES
+                for u in range(count):
                     t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
                     # loads stay contiguous and the loop vectorises without gathers
                     rx = xs[t] + fsx - px
