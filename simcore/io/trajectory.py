@@ -136,7 +136,7 @@ def chunk_frames(schema: dict, n_frames: int) -> int:
     divides ``n_frames - 1`` best (ties: the longest). A run's file is written chunk by
     chunk while it goes on, and the last chunk only after the last step: with ``n - 1``
     a multiple of the length it holds the last frame alone, instead of up to a whole
-    chunk compressed after the run (e.g. 101 frames: 25 per chunk, not 43 + 43 + 15).
+    chunk compressed after the run (e.g. 101 hard-disc frames: 5 x 20 + 1, not 4 x 21 + 17).
     """
     most = max(1, min(256, _CHUNK_BYTES // _frame_bytes(schema)))
     least = max(1, min(most, _CHUNK_BYTES // 32 // _frame_bytes(schema)))
