@@ -45,7 +45,7 @@ from simcore.io.framelog import FrameLogWriter
 from simcore.io.lock import OutputLock
 from simcore.io.outputs import (check_extend, check_folder, check_output, side_paths, write_error)
 from simcore.io.provenance import provenance
-from simcore.io.trajectory import assemble, frame_schema, read_attrs
+from simcore.io.trajectory import _frames_per_chunk, assemble, frame_schema, read_attrs
 from simcore.models import get_engine
 from simcore.rng import kernel_key
 
@@ -229,9 +229,11 @@ class _Run:
             attrs.update(model.geometry(params))
         schema = frame_schema(params.n, attrs, model.extra_variables(params),
                               self.settings.precision,
-                              velocities=model.has_velocities)
+                              velocities=model.has_velocities, n_frames=len(self.marks))
         try:
-            self.frames = FrameLogWriter.create(self.paths["part"], schema)
+            # the log is flushed once per chunk (see _append): hold no more in memory
+            self.frames = FrameLogWriter.create(self.paths["part"], schema,
+                                                buffer_frames=_frames_per_chunk(schema))
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
 
@@ -248,6 +250,7 @@ class _Run:
         check_state_like(ckpt, state, self.model.init_state(self.params, self.settings.seed))
         try:
             self.frames = FrameLogWriter.reopen(self.paths["part"], crcs)
+            self.frames.buffer_frames = _frames_per_chunk(self.frames.schema)
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
         if self.frames.schema["attrs"].get("run_parameters") != self.run_json:
@@ -276,7 +279,6 @@ class _Run:
         """Write OUT.tmp from the log in a worker thread as whole chunks of frames arrive
         (:mod:`simcore.io.assembler`), beginning with the frames the log already holds."""
         from simcore.io.assembler import Assembler
-        from simcore.io.trajectory import _frames_per_chunk
 
         self.paths["tmp"].unlink(missing_ok=True)
         self.assembler = Assembler(self.paths["part"], self.paths["tmp"], self.settings.format,
@@ -383,22 +385,33 @@ class _Run:
         return False
 
     def _finish(self) -> None:
-        """The final checkpoint, then the NetCDF file assembled, made durable and renamed."""
-        if self.checkpointed != self.frames.n_frames and (
-                time.monotonic() - self.last_checkpoint >= _COST_RATIO * self.checkpoint_cost):
-            self._checkpoint()  # so that a kill while assembling loses no frame
+        """The final checkpoint and the NetCDF file assembled, made durable and renamed.
+
+        The checkpoint (so that a kill while assembling loses no frame) is written while
+        the assembler's worker writes the last chunk: its fsyncs wait on the disk, not on
+        the CPU the compression needs. A kill before the checkpoint's rename resumes from
+        the previous one, like a kill in the frame loop; OUT.tmp is never renamed
+        unfinished."""
         try:
             self.frames.flush()
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
-        self.frames.close()
+
+        def checkpoint() -> None:
+            if self.checkpointed != self.frames.n_frames and (
+                    time.monotonic() - self.last_checkpoint
+                    >= _COST_RATIO * self.checkpoint_cost):
+                self._checkpoint()
+
         size = self.frames.n_frames * self.frames.dtype.itemsize
         if size > 256 * 2**20:
             self.log(f"Writing {self.out} from the frame log ({size / 2**20:.0f} MiB) ...")
         tmp = self.paths["tmp"]
         self.assembler.finish(
             self.frames.n_frames, self.frames.crcs, attrs={"provenance": self.provenance},
-            final_state={k: v for k, v in self.state.items() if not k.startswith("_")})
+            final_state={k: v for k, v in self.state.items() if not k.startswith("_")},
+            while_writing=checkpoint)
+        self.frames.close()
         os.replace(tmp, self.out)
         fsync_dir(self.out)
         self.paths["part"].unlink(missing_ok=True)

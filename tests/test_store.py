@@ -344,3 +344,22 @@ def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):
         asm.finish(600, crcs)
     assert not (tmp_path / "x.tmp").exists()
     log.close()
+
+
+def test_chunk_length_leaves_the_last_frame_alone(tmp_path):
+    """The frame-axis chunk length comes from the run's frame count: the last chunk (written
+    after the last step) holds the last frame alone when a length in range divides n - 1;
+    a log without ``frames_per_chunk`` (older versions) keeps about 2 MiB per chunk."""
+    import netCDF4
+
+    from simcore.io.trajectory import _frames_per_chunk, chunk_frames, frame_schema
+
+    schema = frame_schema(4000, {}, {}, "float32")  # ~96 KB per frame (8-byte items)
+    assert _frames_per_chunk(schema) == 21
+    assert chunk_frames(schema, 101) == 20 and chunk_frames(schema, 3) == 2
+    assert (97 - 1) % chunk_frames(schema, 97) == 0
+    assert 1 <= chunk_frames(schema, 1) <= 21
+    out = simcore.run("couzin", out=tmp_path / "c.nc", preset="swarm", steps=3000,
+                      write_every=10, seed=1, overrides={"n": 100}, quiet=True)
+    with netCDF4.Dataset(out) as ds:  # 301 frames: 150 + 150 + 1
+        assert ds["coordinates"].chunking()[0] == 150

@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import netCDF4
 import numpy as np
@@ -70,17 +70,25 @@ class Assembler:
             self._queue.put(("frames", n_frames, np.asarray(crcs, np.uint32)[:n_frames].copy()))
 
     def finish(self, n_frames: int, crcs: np.ndarray, attrs: Mapping[str, object] | None = None,
-               final_state: Mapping[str, np.ndarray] | None = None) -> None:
+               final_state: Mapping[str, np.ndarray] | None = None,
+               while_writing: Callable[[], None] | None = None) -> None:
         """Write every remaining frame, ``final_state`` and ``attrs``; close and fsync.
 
-        Raises :class:`~simcore.io.framelog.DamagedLogError` if a frame fails its checksum
-        and :class:`UserInputError` for a failed write (``out`` is then removed)."""
+        ``while_writing`` is called in the caller's thread meanwhile (background mode;
+        before the writing otherwise): the run's last checkpoint, whose fsyncs then wait
+        while the worker compresses. Raises :class:`~simcore.io.framelog.DamagedLogError`
+        if a frame fails its checksum and :class:`UserInputError` for a failed write
+        (``out`` is then removed)."""
         job = ("finish", n_frames, np.asarray(crcs, np.uint32)[:n_frames].copy(), attrs,
                final_state)
         if self.background:
             self._queue.put(job)
+            if while_writing is not None:
+                while_writing()  # if it raises, the caller's abort() stops the worker
             self._thread.join()
         else:
+            if while_writing is not None:
+                while_writing()
             self._run(job)
         self._raise_worker_error()
         self.finished = True

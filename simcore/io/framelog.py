@@ -23,8 +23,8 @@ Why this is crash-safe:
 * ``--resume`` verifies every counted frame against the checkpoint's checksums,
   truncates the tail and appends from there; assembling the NetCDF file verifies them again.
 
-Frames are buffered in memory (at most :data:`BUFFER_BYTES`) and written in blocks, so a
-frame costs one copy, not a file-system call.
+Frames are buffered in memory (at most :data:`BUFFER_BYTES`, or the ``buffer_frames`` a
+run flushes after) and written in blocks, so a frame costs one copy, not a file-system call.
 """
 
 from __future__ import annotations
@@ -89,22 +89,29 @@ class FrameLogWriter:
     """
 
     def __init__(self, path: Path, fd: int, schema: dict, header_size: int, n_frames: int,
-                 crcs: np.ndarray):
+                 crcs: np.ndarray, buffer_frames: int | None = None):
         self.path = path
         self.schema = schema
         self.dtype = record_dtype([tuple(f) for f in schema["fields"]])
         self._fd = fd
         self._header = header_size
         self._payload = payload_size(self.dtype)
-        self._buffer = np.zeros(max(1, BUFFER_BYTES // self.dtype.itemsize), dtype=self.dtype)
+        #: frames held in memory before a write (settable before the first append); no more
+        #: than a run flushes after: a fresh 32 MiB buffer costs 10-60 ms of memset and page
+        #: faults in a process that ran before (glibc then reuses heap memory for it)
+        self.buffer_frames = max(1, min(BUFFER_BYTES // self.dtype.itemsize,
+                                        buffer_frames or BUFFER_BYTES))
+        self._buffer = None  # allocated by the first append
         self._buffered = 0
         self.n_written = n_frames  # frames already in the file
         self._crcs = list(int(c) for c in crcs)
 
     @classmethod
-    def create(cls, path: str | Path, schema: dict) -> "FrameLogWriter":
+    def create(cls, path: str | Path, schema: dict,
+               buffer_frames: int | None = None) -> "FrameLogWriter":
         """Create ``path`` (which must not exist) with ``schema``. Not fsynced here: the
-        first checkpoint fsyncs the file and (after its rename) the folder."""
+        first checkpoint fsyncs the file and (after its rename) the folder.
+        ``buffer_frames``: frames held in memory before a write (default: 32 MiB of them)."""
         path = Path(path)
         text = json.dumps(schema, sort_keys=True).encode()
         header = _PREFIX.pack(MAGIC, VERSION, len(text)) + text
@@ -116,10 +123,11 @@ class FrameLogWriter:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        return cls(path, fd, schema, len(header), 0, np.zeros(0, np.uint32))
+        return cls(path, fd, schema, len(header), 0, np.zeros(0, np.uint32), buffer_frames)
 
     @classmethod
-    def reopen(cls, path: str | Path, crcs: np.ndarray) -> "FrameLogWriter":
+    def reopen(cls, path: str | Path, crcs: np.ndarray,
+               buffer_frames: int | None = None) -> "FrameLogWriter":
         """Continue the log at ``path`` after its first ``len(crcs)`` frames, which must
         match ``crcs``; everything after them (a torn tail) is cut off."""
         reader = FrameLogReader(path)
@@ -130,7 +138,8 @@ class FrameLogWriter:
         fd = os.open(path, os.O_RDWR)
         os.ftruncate(fd, reader.header_size + len(crcs) * reader.dtype.itemsize)
         os.fsync(fd)
-        return cls(Path(path), fd, reader.schema, reader.header_size, len(crcs), crcs)
+        return cls(Path(path), fd, reader.schema, reader.header_size, len(crcs), crcs,
+                   buffer_frames)
 
     @property
     def n_frames(self) -> int:
@@ -144,6 +153,8 @@ class FrameLogWriter:
 
     def append(self, variables: dict[str, np.ndarray]) -> None:
         """Buffer one frame (``variables`` holds every field of the schema)."""
+        if self._buffer is None:
+            self._buffer = np.zeros(self.buffer_frames, dtype=self.dtype)
         if self._buffered == len(self._buffer):
             self.flush()
         row = self._buffer[self._buffered:self._buffered + 1]

@@ -38,7 +38,7 @@ FAILED_HANDLES: list = []
 
 def frame_schema(n_atoms: int, attrs: Mapping[str, object],
                  extras: Mapping[str, tuple] | None, precision: str,
-                 velocities: bool = True) -> dict:
+                 velocities: bool = True, n_frames: int | None = None) -> dict:
     """Everything needed to write (and read back) a trajectory: global attributes, fixed
     dimensions, and the per-frame variables in file order with their dtypes and attributes.
 
@@ -50,6 +50,9 @@ def frame_schema(n_atoms: int, attrs: Mapping[str, object],
     long_name[, {new_dim: size}])}`` with dims from ``("atom", "spatial", new dims)``;
     extras with dims ``()`` or ``("spatial",)`` (per-frame totals) are always float64.
     The schema is JSON (it is stored in the frame log's header).
+
+    ``n_frames``: the run's frame count, if known; it chooses the file's chunk length along
+    the frame axis (:func:`chunk_frames`), recorded as ``frames_per_chunk``.
     """
     prec = np.dtype(precision).str
     dims = {"spatial": 3, "atom": int(n_atoms), "cell_spatial": 3, "cell_angular": 3,
@@ -79,9 +82,12 @@ def frame_schema(n_atoms: int, attrs: Mapping[str, object],
             var_attrs = {"units": units, **var_attrs}
         variables.append((name, "<f8" if total else prec, ["frame", *edims], var_attrs))
     fields = [[name, dtype, [dims[d] for d in vdims[1:]]] for name, dtype, vdims, _ in variables]
-    return {"attrs": {k: _json_attr(v) for k, v in attrs.items()}, "dims": dims,
-            "fields": fields,
-            "variables": {name: {"dims": vdims, "attrs": a} for name, _, vdims, a in variables}}
+    schema = {"attrs": {k: _json_attr(v) for k, v in attrs.items()}, "dims": dims,
+              "fields": fields,
+              "variables": {name: {"dims": vdims, "attrs": a} for name, _, vdims, a in variables}}
+    if n_frames is not None:
+        schema["frames_per_chunk"] = chunk_frames(schema, n_frames)
+    return schema
 
 
 def _json_attr(value):
@@ -108,9 +114,33 @@ def has_periodic_axis(cell_lengths: np.ndarray) -> bool:
     return bool(np.any(np.asarray(cell_lengths) != 0))
 
 
-def _frames_per_chunk(schema: dict) -> int:
+def _frame_bytes(schema: dict) -> int:
+    """Bytes of one frame of the largest per-atom variable (the chunks' unit)."""
     itemsize = max(np.dtype(dtype).itemsize for _, dtype, _ in schema["fields"])
-    return max(1, min(256, _CHUNK_BYTES // max(1, schema["dims"]["atom"] * 3 * itemsize)))
+    return max(1, schema["dims"]["atom"] * 3 * itemsize)
+
+
+def _frames_per_chunk(schema: dict) -> int:
+    """Frames per chunk of the per-atom variables: the schema's ``frames_per_chunk``, else
+    (logs of older versions, files without a known length) about 2 MiB of frames."""
+    if schema.get("frames_per_chunk"):
+        return int(schema["frames_per_chunk"])
+    return max(1, min(256, _CHUNK_BYTES // _frame_bytes(schema)))
+
+
+def chunk_frames(schema: dict, n_frames: int) -> int:
+    """The chunk length along the frame axis for a run of ``n_frames`` frames.
+
+    Any length from about 64 KiB to 2 MiB of frames compresses alike (zlib's window is
+    32 KiB); of those, the one that leaves the fewest frames in the last chunk, i.e.
+    divides ``n_frames - 1`` best (ties: the longest). A run's file is written chunk by
+    chunk while it goes on, and the last chunk only after the last step: with ``n - 1``
+    a multiple of the length it holds the last frame alone, instead of up to a whole
+    chunk compressed after the run (e.g. 101 hard-disc frames: 5 x 20 + 1, not 4 x 21 + 17).
+    """
+    most = max(1, min(256, _CHUNK_BYTES // _frame_bytes(schema)))
+    least = max(1, min(most, _CHUNK_BYTES // 32 // _frame_bytes(schema)))
+    return min(range(least, most + 1), key=lambda c: ((n_frames - 1) % c, -c))
 
 
 def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
