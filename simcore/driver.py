@@ -439,6 +439,7 @@ class _Run:
                      attrs={"provenance": self.provenance,
                             "simcore_incomplete": f"stopped: unstable after step "
                                                   f"{self.marks[n_good - 1]}"})
+            fsync_dir(where)  # its name is durable before the log goes
             frames = (f"The {n_good} frames before it (t = 0 .. {t_last:g}) are" if n_good > 1
                       else "The initial frame is")
             kept = (f"{frames} in {where}; the partial files were removed, so the corrected "

@@ -72,7 +72,8 @@ class Assembler:
     def finish(self, n_frames: int, crcs: np.ndarray, attrs: Mapping[str, object] | None = None,
                final_state: Mapping[str, np.ndarray] | None = None,
                while_writing: Callable[[], None] | None = None) -> None:
-        """Write every remaining frame, ``final_state`` and ``attrs``; close and fsync.
+        """Write every remaining frame, ``final_state`` and ``attrs``; close and fsync the file
+        (not its folder: the caller renames it, or fsyncs the folder itself).
 
         ``while_writing`` is called in the caller's thread meanwhile (background mode;
         before the writing otherwise): the run's last checkpoint, whose fsyncs then wait
@@ -128,12 +129,9 @@ class Assembler:
                 self._close(failed=False)
                 fd = os.open(self.out, os.O_RDONLY)
                 try:
-                    os.fsync(fd)
+                    os.fsync(fd)  # the folder is fsynced by the caller, after its rename
                 finally:
                     os.close(fd)
-                from simcore.io.atomic import fsync_dir
-
-                fsync_dir(self.out)
         except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
             self._error = exc
 
