@@ -1,0 +1,225 @@
+"""A roofline for the Couzin pair loop: how fast can a candidate pair be on this core?
+
+The float32 pair loop (``kernel_precision="float32"``) is compute-bound: its data (the
+cell-sorted copies, 28 bytes per agent) sit in L1/L2, so what bounds it is how many
+vector instructions a pair needs and how many the core issues per cycle. This script
+
+1. measures the core clock (a dependent chain of 64-bit integer multiply + xor, 3 + 1
+   cycles on every Intel core since Nehalem and on AMD Zen: uops.info),
+2. compiles the float32 loop afresh and counts, in its assembly, the vector instructions
+   of each path through the hot (vectorised) loop, i.e. per 8 pairs with 256-bit
+   vectors — loads that only feed an operand (vmovups/vbroadcastss from memory) go to
+   the load ports and are counted apart,
+3. times the loop (all pairs, N = 2000 cohesive school, and the dewi case-4 box at
+   N = 1000, one thread) and prints the vector instructions it retires per cycle,
+   against the issue limit of 3 per cycle (ports 0, 1 and 5 execute 256-bit vector
+   ALU operations; uops.info), and the floor in ns per pair that this limit implies.
+
+    python benchmarks/roofline.py
+
+Numbers go into benchmarks/RESULTS.md with the whole-run ceiling they imply.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp())  # fresh compile: asm kept
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numba  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_header  # noqa: E402
+
+from simcore.models import couzin  # noqa: E402
+from simcore.models.couzin import rules  # noqa: E402
+from simcore.rng import kernel_key  # noqa: E402
+
+ISSUE_WIDTH = 3  # 256-bit vector ALU ports (0, 1, 5)
+CHAIN_LATENCY = 4  # cycles of imul r64 (3) + xor (1); float add latency varies (2-4)
+
+
+@numba.njit(cache=False)
+def _mul_chain(n, x):
+    for i in range(n):
+        x = (x * 6364136223846793005) ^ i  # each multiply waits for the last
+    return x
+
+
+def clock_ghz() -> float:
+    """Core clock from a dependent multiply-xor chain (best of 5)."""
+    n = 100_000_000
+    _mul_chain(10, 1)
+    best = min(_timed(lambda: _mul_chain(n, 1)) for _ in range(5))
+    return CHAIN_LATENCY * n / best / 1e9
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def _blocks(asm: str) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """(labels in order, instructions per label, successor labels per label)."""
+    order, body, cur = [], {}, "entry"
+    order.append(cur)
+    body[cur] = []
+    for line in asm.splitlines():
+        m = re.match(r"^(\.LBB\S+):", line)
+        if m:
+            cur = m.group(1)
+            order.append(cur)
+            body[cur] = []
+        elif line.startswith("\t") and not line.strip().startswith((".", "#")):
+            body[cur].append(line.strip())
+            if line.strip().startswith("j"):  # a branch ends a basic block
+                cur = f"{cur}+{len(order)}"
+                order.append(cur)
+                body[cur] = []
+    succ = {}
+    for k, label in enumerate(order):
+        ins = body[label]
+        out = []
+        for text in ins:
+            m = re.match(r"^j(\w+)\s+(\.LBB\S+)", text)
+            if m:
+                out.append(m.group(2))
+        last = ins[-1] if ins else ""
+        if not (last.startswith("jmp") or last.startswith("ret")) and k + 1 < len(order):
+            out.append(order[k + 1])  # fall through
+        succ[label] = out
+    return order, body, succ
+
+
+def _is_load_only(text: str) -> bool:
+    op = text.split()[0]
+    return (op.startswith(("vmovup", "vmovap", "vbroadcast", "vpbroadcast", "vmovs"))
+            and "(%" in text.split(",")[0])
+
+
+def _vector_ops(ins: list[str]) -> tuple[int, int]:
+    """(vector ALU instructions, vector loads) in a list of instructions."""
+    alu = loads = 0
+    for text in ins:
+        op = text.split()[0]
+        if not (op.startswith("v") or op.startswith("k")):
+            continue
+        if _is_load_only(text):
+            loads += 1
+        else:
+            alu += 1
+    return alu, loads
+
+
+def hot_loop_paths(asm: str) -> list[tuple[int, int]]:
+    """(vector ALU, vector load) instructions of every path once around the vectorised
+    pair loop (the loop holding the packed reciprocal square root)."""
+    order, body, succ = _blocks(asm)
+    pred = {label: [] for label in order}
+    for a, outs in succ.items():
+        for b in outs:
+            pred.setdefault(b, []).append(a)
+    start = next(label for label in order
+                 if any(re.match(r"vrsqrt(14)?ps\s", t) for t in body[label]))
+
+    def reach(first, edges):
+        seen, todo = {first}, [first]
+        while todo:
+            for nxt in edges.get(todo.pop(), []):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    # the vector loop's blocks: those on a cycle through ``start`` that stay within blocks
+    # using vector registers (the scalar cell and agent loops around it use none)
+    vector = {label for label in order
+              if any(re.search(r"%[yz]mm", t) for t in body[label])
+              or all(t.startswith(("j", "cmp", "test", "add", "inc")) for t in body[label])}
+    inner_succ = {a: [b for b in outs if b in vector] for a, outs in succ.items() if a in vector}
+    inner_pred = {a: [b for b in outs if b in vector] for a, outs in pred.items() if a in vector}
+    loop = reach(start, inner_succ) & reach(start, inner_pred)
+    paths = []
+
+    def walk(label, seen, alu, loads):
+        a, ld = _vector_ops(body[label])
+        alu, loads = alu + a, loads + ld
+        for nxt in succ[label]:
+            if nxt == start:
+                paths.append((alu, loads))
+            elif nxt in loop and nxt not in seen:
+                walk(nxt, seen | {nxt}, alu, loads)
+
+    walk(start, {start}, 0, 0)
+    return sorted(set(paths))
+
+
+def compiled_loop_asm() -> str:
+    """Assembly of the serial decision loop compiled for float32 copies."""
+    p = couzin.Params(n=64, rule="dewi", boundary="periodic", box=35.0, r_o=12.0, r_a=20.0,
+                      kernel_precision="float32")
+    state = couzin.init_state(p, 1)
+    couzin.advance(state, p, kernel_key(1), 0, 1, parallel=False)
+    asm = rules._decide_all_serial.inspect_asm()
+    if not asm:
+        raise RuntimeError("no assembly: the kernel came from Numba's cache; run with a fresh "
+                           "NUMBA_CACHE_DIR")
+    return next(text for sig, text in asm.items() if "float32" in str(sig))
+
+
+def ns_per_pair(params: couzin.Params, steps: int) -> float:
+    """Best of 5: seconds per step / N² (all pairs), one thread, serial kernel."""
+    state = couzin.init_state(params, 789)
+    key = kernel_key(789)
+    couzin.advance(state, params, key, 0, 1, all_pairs=True, parallel=False)
+    best = math.inf
+    for _ in range(5):
+        fresh = {k: v.copy() for k, v in state.items() if not k.startswith("_")}
+        fresh["_work"] = state["_work"]
+        best = min(best, _timed(lambda s=fresh: couzin.advance(
+            s, params, key, 1, steps, all_pairs=True, parallel=False)))
+    return best / steps / params.n ** 2 * 1e9
+
+
+def main() -> None:
+    print(machine_header("simcore Couzin roofline (benchmarks/roofline.py)"))
+    ghz = clock_ghz()
+    print(f"core clock from a dependent multiply-xor chain: {ghz:.2f} GHz")
+    asm = compiled_loop_asm()
+    lanes = 16 if "zmm" in asm and re.search(r"vrsqrt14ps\s+%zmm", asm) else 8
+    paths = hot_loop_paths(asm)
+    print(f"vectorised pair loop: {lanes} pairs per iteration; vector instructions per "
+          f"iteration on each path (ALU + loads): "
+          + ", ".join(f"{a} + {ld}" for a, ld in paths))
+    # (params, steps, the path the case takes: paths are sorted, the open couzin2002 rule
+    # the shortest, the dewi rule with per-pair rounding in a one-cell box the longest)
+    cases = {
+        "cohesive school N = 2000 (rule couzin2002, open)": (couzin.Params(
+            n=2000, r_r=1.0, r_o=6.0, r_a=14.0, noise=0.0,
+            init_size=0.95 * 14.0 / math.sqrt(3), kernel_precision="float32"), 5, 0),
+        "dewi case-4 box N = 1000 (rule dewi, periodic, rounding)": (couzin.Params(
+            **{k: v for k, v in couzin.PRESETS["dewi_highly_parallel"].items()
+               if k not in ("steps", "seed")} | {"n": 1000, "box": 35.0 * 4 ** (1 / 3),
+                                                 "kernel_precision": "float32"}), 20, -1),
+    }
+    for label, (params, steps, path) in cases.items():
+        ns = ns_per_pair(params, steps)
+        alu = paths[path][0]
+        cycles = ns * ghz
+        floor = alu / lanes / ISSUE_WIDTH
+        print(f"{label}: {ns:.3f} ns per pair = {cycles:.2f} cycles; its path's {alu} ALU "
+              f"instructions per {lanes} pairs retire at {alu / lanes / cycles:.2f} per cycle "
+              f"(issue limit {ISSUE_WIDTH}: floor {floor:.2f} cycles = "
+              f"{floor / ghz:.3f} ns per pair, {floor / cycles:.0%} of the time measured)")
+
+
+if __name__ == "__main__":
+    main()
