@@ -356,7 +356,7 @@ def test_chunk_length_leaves_the_last_frame_alone(tmp_path):
 
     schema = frame_schema(4000, {}, {}, "float32")  # ~96 KB per frame (8-byte items)
     assert _frames_per_chunk(schema) == 21
-    assert chunk_frames(schema, 101) == 20 and chunk_frames(schema, 3) == 2
+    assert chunk_frames(schema, 101) == 5 and chunk_frames(schema, 3) == 2
     assert (97 - 1) % chunk_frames(schema, 97) == 0
     assert 1 <= chunk_frames(schema, 1) <= 21
     out = simcore.run("couzin", out=tmp_path / "c.nc", preset="swarm", steps=3000,

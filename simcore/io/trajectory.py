@@ -29,6 +29,9 @@ FORMATS = {"netcdf4": "NETCDF4", "amber": "NETCDF3_64BIT_OFFSET"}
 LENGTH_NOTE = "1 angstrom = 1 model length unit"
 TIME_NOTE = "1 picosecond = 1 model time unit"
 _CHUNK_BYTES = 2 * 1024 * 1024
+# a run's chunks (chunk_frames): the one completed at the last step is compressed after it,
+# so they are kept shorter (HDF5's own advice is 10 KiB - 1 MiB per chunk)
+_RUN_CHUNK_BYTES = 512 * 1024
 
 
 # netCDF-C can crash while garbage-collecting a handle whose write failed (seen with
@@ -131,14 +134,15 @@ def _frames_per_chunk(schema: dict) -> int:
 def chunk_frames(schema: dict, n_frames: int) -> int:
     """The chunk length along the frame axis for a run of ``n_frames`` frames.
 
-    Any length from about 64 KiB to 2 MiB of frames compresses alike (zlib's window is
+    Any length from about 64 KiB to 512 KiB of frames compresses alike (zlib's window is
     32 KiB); of those, the one that leaves the fewest frames in the last chunk, i.e.
     divides ``n_frames - 1`` best (ties: the longest). A run's file is written chunk by
     chunk while it goes on, and the last chunk only after the last step: with ``n - 1``
     a multiple of the length it holds the last frame alone, instead of up to a whole
-    chunk compressed after the run (e.g. 101 hard-disc frames: 5 x 20 + 1, not 4 x 21 + 17).
+    chunk compressed after the run, and the chunk completed at the last step holds at
+    most ~512 KiB (e.g. 101 hard-disc frames of 96 kB: 20 x 5 + 1, not 4 x 21 + 17).
     """
-    most = max(1, min(256, _CHUNK_BYTES // _frame_bytes(schema)))
+    most = max(1, min(256, _RUN_CHUNK_BYTES // _frame_bytes(schema)))
     least = max(1, min(most, _CHUNK_BYTES // 32 // _frame_bytes(schema)))
     return min(range(least, most + 1), key=lambda c: ((n_frames - 1) % c, -c))
 
