@@ -31,6 +31,7 @@ bench: $(STAMP)
 	rm -f $(BENCH_LINES)
 	export SIMCORE_BENCH_SUMMARY=$(abspath $(BENCH_LINES)); \
 	$(PY) benchmarks/couzin.py && \
+	$(PY) benchmarks/roofline.py && \
 	$(PY) benchmarks/active.py && \
 	$(PY) benchmarks/sweep.py && \
 	$(PY) benchmarks/harddisc.py && \

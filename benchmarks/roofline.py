@@ -36,7 +36,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numba  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_header  # noqa: E402
+from _common import headline, machine_header  # noqa: E402
 
 from simcore.models import couzin  # noqa: E402
 from simcore.models.couzin import rules  # noqa: E402
@@ -219,6 +219,8 @@ def main() -> None:
               f"instructions per {lanes} pairs retire at {alu / lanes / cycles:.2f} per cycle "
               f"(issue limit {ISSUE_WIDTH}: floor {floor:.2f} cycles = "
               f"{floor / ghz:.3f} ns per pair, {floor / cycles:.0%} of the time measured)")
+        headline("couzin roofline", f"float32 pair loop, {label.split(' (')[0]}: share of the "
+                 "issue limit reached", 100 * floor / cycles, "%")
 
 
 if __name__ == "__main__":
