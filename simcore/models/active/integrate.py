@@ -8,7 +8,8 @@ import math
 from numba import njit, prange
 
 from simcore import neighbors, rng
-from simcore.models.active.forces import _compute_forces, _verlet_forces_parallel, _verlet_forces_serial
+from simcore.models.active.forces import (_compute_forces, _half_pairs, _verlet_forces_parallel,
+                                          _verlet_forces_serial, _wca_pair_forces_serial)
 
 
 @njit(cache=True, inline="always")
@@ -112,7 +113,9 @@ def _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamm
 # fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
 ST_NEEDED_CAPACITY = 0  # neighbours per particle the lists needed when they overflowed
 ST_LISTS_VALID = 1  # 1 while the lists match the particle slots, 0 forces a rebuild
-N_STATUS = 2
+ST_PAIRS = 2  # pairs in the flat half list of the serial WCA kernel; -1: to be made
+ST_NEEDED_PAIRS = 3  # pairs the flat list needed when its arrays were too short
+N_STATUS = 4
 
 
 
@@ -120,9 +123,14 @@ N_STATUS = 2
 def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
                bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
                dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
-               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids):
+               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids, pi, pj,
+               pair_buf):
     """Advance up to ``n_steps``; returns the number of steps done (fewer when the Verlet
-    lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need)."""
+    lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need;
+    or when the flat pair arrays ``pi``, ``pj`` were too short: ``status[ST_NEEDED_PAIRS]``).
+
+    Serial WCA runs sum the forces over a flat half pair list made from the Verlet lists
+    at each rebuild (:func:`_wca_pair_forces_serial`, same bits as the list kernels)."""
     use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
     half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
     for s in range(n_steps):
@@ -145,9 +153,19 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                     status[ST_LISTS_VALID] = 0
                     return s
                 status[ST_LISTS_VALID] = 1
+                status[ST_PAIRS] = -1
             if parallel:
                 _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
                                         contact, force)
+            elif pot == 1:
+                if status[ST_PAIRS] < 0:
+                    m = _half_pairs(nb, nb_count, pi, pj)
+                    if m < 0:
+                        status[ST_NEEDED_PAIRS] = -m
+                        return s
+                    status[ST_PAIRS] = m
+                _wca_pair_forces_serial(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24, rc2,
+                                        pair_buf, force)
             else:
                 _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
                                       contact, force)
