@@ -50,7 +50,7 @@ def profile(n: int, phi: float, steps: int, repeats: int) -> dict:
         active.advance(st, params, key, step0, 1, parallel=False)
         w = st["_work"]
         pot, sig2, eps24, rc2, k, beta, contact = active._force_args(params)
-        L, nc = params.box, w["grid_nc"]
+        L, nc = params.box, w.get("verlet_nc") or w["grid_nc"]
         half_skin2 = 0.25 * (w["r_list"] - np.sqrt(rc2)) ** 2
         t = dict(disp=0.0, rebuild=0.0, force=0.0, integrate=0.0, renumber=0.0)
         rebuilds = 0
@@ -121,7 +121,11 @@ def main():
     ap.add_argument("--states", default="mips,fluid")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skin", type=float, default=None,
+                    help="Verlet skin in diameters (default: simcore's VERLET_SKIN)")
     args = ap.parse_args()
+    if args.skin is not None:
+        active.VERLET_SKIN = args.skin
     numba.set_num_threads(1)
     for name in args.states.split(","):
         r = profile(args.n, bench.STATES[name], args.steps, args.repeats)
@@ -130,7 +134,7 @@ def main():
         parts = r["parts"]
         total = sum(parts.values())
         print(f"{name}: N = {r['n']}, phi = {r['phi']}, {r['steps']} steps (best of "
-              f"{args.repeats})")
+              f"{args.repeats}), skin {active.VERLET_SKIN} diameters")
         print(f"  advance(): {ps / r['advance'] / 1e6:.2f} M particle-steps/s "
               f"({ns(r['advance']):.1f} ns/particle-step)")
         print(f"  kernel by kernel: {ns(total):.1f} ns/particle-step in all; "
