@@ -67,9 +67,22 @@ def _wrap(x, L):
     return x, int(shift)
 
 
+@njit(cache=True, inline="always")
+def _displacement2(y0, y1, r0, r1, L):
+    """Squared minimum-image distance of (y0, y1) from (r0, r1), both in [0, L)."""
+    ax = abs(y0 - r0)
+    ay = abs(y1 - r1)
+    ax = min(ax, L - ax)
+    ay = min(ay, L - ay)
+    return ax * ax + ay * ay
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
-                        uniform_noise, key, step, max_jump, unstable, ids):
+                        uniform_noise, key, step, max_jump, unstable, ids, ref, track):
+    """One step of every particle; returns the largest squared displacement from ``ref``
+    (the Verlet lists' build positions) if ``track``, else 0."""
+    moved2 = 0.0
     s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
     decay = math.exp(-gamma * dt)
     s_g = math.sqrt(1.0 - decay * decay)
@@ -86,12 +99,16 @@ def _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, ga
             theta[i] = th
         if bad:
             unstable[0] = 1
+        if track:  # the displacement check of the next step, while the particle is at hand
+            moved2 = max(moved2, _displacement2(y0, y1, ref[i, 0], ref[i, 1], L))
+    return moved2
 
 
 @njit(cache=True, error_model="numpy")
 def _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
-                      uniform_noise, key, step, max_jump, unstable, ids):
+                      uniform_noise, key, step, max_jump, unstable, ids, ref, track):
     """Serial twin of :func:`_integrate_parallel` (same arithmetic, same bits)."""
+    moved2 = 0.0
     s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
     decay = math.exp(-gamma * dt)
     s_g = math.sqrt(1.0 - decay * decay)
@@ -108,6 +125,9 @@ def _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamm
             theta[i] = th
         if bad:
             unstable[0] = 1
+        if track:  # the displacement check of the next step, while the particle is at hand
+            moved2 = max(moved2, _displacement2(y0, y1, ref[i, 0], ref[i, 1], L))
+    return moved2
 
 
 # fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
@@ -133,12 +153,14 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
     at each rebuild (:func:`_wca_pair_forces_serial`, same bits as the list kernels)."""
     use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
     half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
+    moved2 = -1.0  # largest displacement since the lists were built (the integration's)
     for s in range(n_steps):
         if use_verlet:
-            if parallel:
-                moved2 = neighbors.max_displacement2_parallel(pos, ref, L)
-            else:
-                moved2 = neighbors.max_displacement2(pos, ref, L)
+            if moved2 < 0.0:  # first step of this call
+                if parallel:
+                    moved2 = neighbors.max_displacement2_parallel(pos, ref, L)
+                else:
+                    moved2 = neighbors.max_displacement2(pos, ref, L)
             if status[ST_LISTS_VALID] == 0 or moved2 > half_skin2:
                 if parallel:
                     largest = neighbors.build_verlet2d_parallel(
@@ -179,11 +201,13 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                             xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force,
                             div, False, parallel, grid_nc)
         if parallel:
-            _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma,
-                                abp, uniform_noise, key, step0 + s, max_jump, unstable, ids)
+            moved2 = _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
+                                         gamma, abp, uniform_noise, key, step0 + s, max_jump,
+                                         unstable, ids, ref, use_verlet)
         else:
-            _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, gamma, abp,
-                              uniform_noise, key, step0 + s, max_jump, unstable, ids)
+            moved2 = _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
+                                       gamma, abp, uniform_noise, key, step0 + s, max_jump,
+                                       unstable, ids, ref, use_verlet)
         if unstable[0]:
             return s + 1
     return n_steps
