@@ -222,22 +222,20 @@ def _half_pairs(nb, nb_count, pi, pj):
     ordered by (i, j). Returns the pair count, or minus the count needed if ``pi`` is
     too short (nothing usable is written then)."""
     n = nb.shape[0]
-    need = 0
-    for i in range(n):
-        for b in range(nb_count[i]):
-            need += nb[i, b] > i
-    if need > pi.shape[0]:
-        return -need
+    size = pi.shape[0]
     m = 0
     for i in range(n):
         c = nb_count[i]
-        a = 0
-        for b in range(c):  # rows are sorted: the j > i half is a suffix
-            a += nb[i, b] < i
-        for b in range(a, c):
+        if m + c >= size:  # no room for the branch-free writes: count what is needed
+            for k in range(i, n):
+                for b in range(nb_count[k]):
+                    m += nb[k, b] > k
+            return -(m + 1)
+        for b in range(c):  # branch-free compaction: write each, keep those with j > i
+            j = nb[i, b]
             pi[m] = i
-            pj[m] = nb[i, b]
-            m += 1
+            pj[m] = j
+            m += j > i
     return m
 
 
