@@ -87,10 +87,10 @@ def profile(n: int, phi: float, steps: int, repeats: int) -> dict:
                 F._verlet_forces_serial(st["positions"], L, w["nb"], w["nb_count"], pot, sig2,
                                         eps24, rc2, k, beta, contact, w["force"])
             t1 = time.perf_counter()
-            moved2 = I._integrate_serial(
+            moved2 = I._integrate_abp_serial(
                 st["positions"], st["image"], st["theta"], st["n_hat"], w["force"], L,
-                params.dt, params.v0, params.mu, params.D_t, params.D_r, params.gamma, True,
-                False, np.uint64(key), np.int64(s), active._max_jump(params),
+                params.dt, params.v0, params.mu, params.D_t, params.D_r, False,
+                np.uint64(key), np.int64(s), active._max_jump(params),
                 np.zeros(1, np.int64), st["ids"], w["ref"], True)
             t2 = time.perf_counter()
             t["force"] += t1 - t0
