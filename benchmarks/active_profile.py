@@ -140,8 +140,9 @@ def main():
               f"{args.repeats}), skin {active.VERLET_SKIN} diameters")
         print(f"  advance(): {ps / r['advance'] / 1e6:.2f} M particle-steps/s "
               f"({ns(r['advance']):.1f} ns/particle-step)")
-        print(f"  kernel by kernel: {ns(total):.1f} ns/particle-step in all; "
-              f"python overhead in advance ~ {ns(r['advance'] - total):+.1f}")
+        print(f"  kernel by kernel: {ns(total):.1f} ns/particle-step in all; advance() minus "
+              f"that {ns(r['advance'] - total):+.1f} (advance's per-chunk Python cost, less "
+              "the replay's own per-call cost)")
         for key, v in parts.items():
             print(f"    {key:10s} {ns(v):6.1f} ns/particle-step  ({100 * v / total:4.1f} %)")
         print(f"  rebuilds: {r['rebuilds']} in {r['steps']} steps (every "
