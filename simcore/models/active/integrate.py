@@ -149,8 +149,8 @@ def _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, 
     """:func:`_integrate_serial` for ABP, the same bits, in passes over blocks of particles
     so that LLVM vectorises the hashing and the update:
 
-    1. the SplitMix64 hashes of the three noise components (vectorised);
-    2. copy-in of positions, drift and orientation into contiguous buffers (vectorised);
+    1.-2. the SplitMix64 hashes of the three noise components, and a copy of positions,
+       drift and orientation into contiguous buffers (vectorised);
     3. the ziggurat table lookups (scalar; the rejected draws, 1.2 %, call
        :func:`rng.normal` itself);
     4. the Euler–Maruyama update with the short sin/cos series (vectorised); the rare
@@ -173,13 +173,12 @@ def _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, 
     two_pi = 2.0 * math.pi
     for i0 in range(0, n, nblk):
         nb = min(nblk, n - i0)
-        for q in range(nb):  # 1. hashes (= rng.stream_base, then component 0, 1, 2)
-            base = rng.mix64(h + uint64(ids[uint64(i0 + q)]) * rng._M2 + rng._GOLDEN)
+        for q in range(nb):  # 1.-2. hashes (= rng.stream_base, then components 0-2), copy-in
+            i = uint64(i0 + q)
+            base = rng.mix64(h + uint64(ids[i]) * rng._M2 + rng._GOLDEN)
             Z0[q] = rng.mix64(base)
             Z1[q] = rng.mix64(base + rng._GOLDEN)
             Z2[q] = rng.mix64(base + uint64(2) * rng._GOLDEN)
-        for q in range(nb):  # 2. copy-in
-            i = uint64(i0 + q)
             f0 = force[i, 0]
             f1 = force[i, 1]
             p0 = g[i, 0]
