@@ -717,6 +717,8 @@ def ratio_table(results: list[Result], sizes, with_lammps: bool, with_jax: bool,
         for t in (1, 2):
             sg = get.get(("simcore", "gaussian", n, t, phi))
             su = get.get(("simcore", "uniform", n, t, phi))
+            if sg is None and su is None:  # thread count not measured (--threads)
+                continue
             row = [state_name, n, t, mrate(sg), mrate(su)]
             if with_lammps:
                 lu = get.get(("LAMMPS", "uniform", n, t, phi))
@@ -785,6 +787,10 @@ def main(argv=None) -> None:
     parser.add_argument("--tries", type=int, default=None,
                         help="measure a row again, up to this many times in all, while other "
                         "processes disturbed it (default 3, --quick 1)")
+    parser.add_argument("--threads", default="1,2",
+                        help="comma-separated simcore thread counts (default 1,2; '1' on a "
+                             "machine with one free core: no threaded rows, no 1-vs-2-thread "
+                             "bit check)")
     parser.add_argument("--skin", type=float, default=0.3,
                         help="neighbour skin of LAMMPS and jax-md (default 0.3)")
     parser.add_argument("--window", choices=("developed", "lattice"), default="developed",
@@ -810,8 +816,9 @@ def main(argv=None) -> None:
         args.max_wait = 3.0 if args.quick else 60.0
     if args.tries is None:
         args.tries = 1 if args.quick else 3
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        parser.error("needs at least 2 Numba threads (NUMBA_NUM_THREADS)")
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    if numba.config.NUMBA_NUM_THREADS < max(thread_counts):
+        parser.error(f"needs at least {max(thread_counts)} Numba threads (NUMBA_NUM_THREADS)")
     command = " ".join(["python benchmarks/active.py"]
                        + list(sys.argv[1:] if argv is None else argv))
     started, total_load = time.perf_counter(), ForeignLoad()
@@ -860,13 +867,15 @@ def main(argv=None) -> None:
     for (state_name, phi), n in [(st, n) for st in states for n in sizes]:
         digests = {}
         for noise in ("gaussian", "uniform"):
-            for t in (1, 2):
+            for t in thread_counts:
                 r = measured(lambda: time_simcore(n, noise, t, phi, args.window),
                              args.max_wait, args.tries)
                 digests.setdefault(noise, set()).add(r["digest"])
                 results.append(r)
                 log(f"  A  simcore {state_name} N={n} {noise} {t} thr: {mrate(r['rate'])} M/s, "
                     f"mean |F_pair| {r['fpair']:.2f}")
+            if len(thread_counts) < 2:
+                continue
             same = len(digests[noise]) == 1
             results[-1]["note"] = results[-2]["note"] = (
                 "state after warm-up identical on 1 and 2 threads" if same else

@@ -261,9 +261,26 @@ def build_grid2d(pos, nc, side, cell_start, order, xs, ys):
 
 
 @njit(cache=True, inline="always")
+def _verlet_append(t, lo, hi, px, py, sx, sy, xs, ys, order, rl2, nb, i, m, last):
+    """Append the candidates [lo, hi) of the sorted grid within r_list to row i of ``nb``,
+    branch-free: each is written at min(m, last) and kept by counting it (the distance
+    test is unpredictable; a branch per candidate cost more than the write)."""
+    for u in range(lo, hi):
+        dx = px - (xs[u] + sx)
+        dy = py - (ys[u] + sy)
+        keep = (dx * dx + dy * dy < rl2) & (u != t)
+        nb[i, min(m, last)] = order[u]
+        m += keep
+    return m
+
+
+@njit(cache=True, inline="always")
 def _verlet_row(t, L, nc, inv, cell_start, order, xs, ys, rl2, nb, nb_count, ref, pos):
-    """The index-sorted Verlet list of the particle at sorted slot ``t``; returns its size."""
+    """The index-sorted Verlet list of the particle at sorted slot ``t``; returns its size,
+    or a number > ``nb.shape[1]`` if the row is too short (the last column is scratch for
+    the branch-free append, so a row holds at most ``nb.shape[1] - 1`` neighbours)."""
     cap = nb.shape[1]
+    last = cap - 1
     i = order[t]
     px, py = xs[t], ys[t]
     cx = min(max(int(px * inv), 0), nc - 1)
@@ -271,20 +288,18 @@ def _verlet_row(t, L, nc, inv, cell_start, order, xs, ys, rl2, nb, nb_count, ref
     m = 0
     for oy in range(-1, 2):
         ry, sy = neighbor_cell(cy, oy, nc, L)
-        for ox in range(-1, 2):
-            rx, sx = neighbor_cell(cx, ox, nc, L)
-            c = ry * nc + rx
-            for u in range(cell_start[c], cell_start[c + 1]):
-                if u == t:
-                    continue
-                dx = px - (xs[u] + sx)
-                dy = py - (ys[u] + sy)
-                if dx * dx + dy * dy < rl2:
-                    if m < cap:
-                        nb[i, m] = order[u]
-                    m += 1
+        row = ry * nc
+        if 0 < cx < nc - 1:  # cells cx - 1 .. cx + 1 of the row: one contiguous range
+            m = _verlet_append(t, cell_start[row + cx - 1], cell_start[row + cx + 2], px, py,
+                               0.0, sy, xs, ys, order, rl2, nb, i, m, last)
+        else:
+            for ox in range(-1, 2):
+                rx, sx = neighbor_cell(cx, ox, nc, L)
+                c = row + rx
+                m = _verlet_append(t, cell_start[c], cell_start[c + 1], px, py, sx, sy, xs,
+                                   ys, order, rl2, nb, i, m, last)
     nb_count[i] = m
-    if m <= cap:  # insertion sort by particle index (lists are short)
+    if m < cap:  # insertion sort by particle index (lists are short)
         for a in range(1, m):
             v = nb[i, a]
             b = a - 1
@@ -293,7 +308,7 @@ def _verlet_row(t, L, nc, inv, cell_start, order, xs, ys, rl2, nb, nb_count, ref
                 b -= 1
             nb[i, b + 1] = v
     ref[i, 0], ref[i, 1] = pos[i, 0], pos[i, 1]
-    return m
+    return m if m < cap else m + 1
 
 
 @njit(cache=True)

@@ -270,7 +270,9 @@ def test_threaded_and_serial_verlet_forces_give_the_same_bits(system):
     """The threaded Verlet-list forces (each particle sums its full index-sorted list) and
     the serial half-list scatter (each pair once) add the same terms in the same order:
     1500 steps (lists rebuilt many times, a renumbering at step 1000), threaded throughout
-    or switching from serial after 500 steps, equal the serial run bit for bit."""
+    or switching from serial after 500 steps (or serial, threaded, serial: the serial WCA
+    kernel's flat pair list must not outlive a threaded rebuild), equal the serial run bit
+    for bit."""
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:
@@ -280,13 +282,83 @@ def test_threaded_and_serial_verlet_forces_give_the_same_bits(system):
     key = kernel_key(11)
     runs = {}
     for name, plan in {"serial": [(0, 1500, False)], "threaded": [(0, 1500, True)],
-                       "switch": [(0, 500, False), (500, 1000, True)]}.items():
+                       "switch": [(0, 500, False), (500, 1000, True)],
+                       "switch back": [(0, 300, False), (300, 400, True), (700, 800, False)]}.items():
         state = active.init_state(params, 11)
         for step, n, parallel in plan:
             active.advance(state, params, key, step, n, parallel=parallel)
         runs[name] = state
     f = active.forces(runs["serial"], params)[0]
     assert (np.abs(f).sum(1) > 0).mean() > 0.5  # most particles are in contact
-    for name in ("threaded", "switch"):
+    for name in ("threaded", "switch", "switch back"):
         for var in ("positions", "image", "theta" if "theta" in runs[name] else "g"):
             assert runs[name][var].tobytes() == runs["serial"][var].tobytes(), (name, var)
+
+
+def test_serial_flat_pair_list_grows_when_too_short():
+    """The serial WCA kernel's flat half pair list starts small and is enlarged when a
+    rebuild needs more pairs; the run continues with the same bits."""
+    params = active.Params(n=800, potential="wca", phi=0.6, v0=24.0, D_t=0.24, D_r=0.72,
+                           dt=1e-4, init="lattice")
+    key = kernel_key(5)
+    runs = []
+    for shrink in (False, True):
+        state = active.init_state(params, 5)
+        active.advance(state, params, key, 0, 200, parallel=False)
+        if shrink:
+            work = state["_work"]
+            work["pi"] = np.zeros(3, dtype=np.int32)
+            work["pj"] = np.zeros(3, dtype=np.int32)
+            work["status"][active.ST_LISTS_VALID] = 0
+        active.advance(state, params, key, 200, 300, parallel=False)
+        runs.append(state)
+    assert runs[1]["_work"]["pi"].shape[0] > 3
+    for var in ("positions", "image", "theta"):
+        assert runs[0][var].tobytes() == runs[1][var].tobytes(), var
+
+
+@pytest.mark.parametrize("uniform_noise", [False, True])
+def test_blocked_abp_integration_matches_the_particle_step(uniform_noise):
+    """_integrate_abp_serial (hash, copy, update passes over blocks) gives the bits of
+    _integrate_serial (_step_particle per particle), rare branches included: box wraps,
+    angle wraps, angle steps >= 0.1 (sin/cos instead of the series), ziggurat rejections,
+    a block boundary, non-finite forces, and the displacement it reports."""
+    import importlib
+
+    integ = importlib.import_module("simcore.models.active.integrate")
+    rng_ = np.random.default_rng(3)
+    n, L = 700, 9.0
+    pos = np.zeros((n, 3))
+    pos[:, :2] = rng_.random((n, 2)) * L
+    pos[:20, 0] = L - 1e-9  # about to wrap
+    pos[20:40, 1] = 1e-9
+    theta = rng_.uniform(-np.pi, np.pi, n)
+    theta[40:60] = np.pi - 1e-9
+    g = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    force = rng_.normal(0.0, 30.0, (n, 2))
+    force[60] = np.nan
+    ids = rng_.permutation(n).astype(np.int64)
+    ref = pos[:, :2] + rng_.normal(0.0, 0.1, (n, 2))
+    image = np.zeros((n, 2), dtype=np.int64)
+    key = np.uint64(kernel_key(4))
+    # D_r dt = 2.5e-3: s_r = 0.07, so |Δθ| >= 0.1 in ~15 % of the draws
+    args = (1e-3, 24.0, 1.0, 0.5, 2.5)  # dt, v0, mu, D_t, D_r
+    states = []
+    for kernel in ("generic", "blocked"):
+        st = [pos.copy(), image.copy(), theta.copy(), g.copy()]
+        unstable = np.zeros(1, dtype=np.int64)
+        moved = []
+        for step in range(30):
+            if kernel == "generic":
+                m = integ._integrate_serial(*st, force, L, *args, 0.0, True, uniform_noise,
+                                            key, np.int64(step), 0.25, unstable, ids, ref, True)
+            else:
+                m = integ._integrate_abp_serial(*st, force, L, *args, uniform_noise, key,
+                                                np.int64(step), 0.25, unstable, ids, ref, True)
+            moved.append(m)
+        states.append((st, unstable[0], moved))
+    (a, ua, ma), (b, ub, mb) = states
+    assert ua == ub == 1  # the NaN force
+    for x, y in zip(a, b):
+        assert x.tobytes() == y.tobytes()
+    assert np.array_equal(np.array(ma), np.array(mb), equal_nan=True)

@@ -62,3 +62,37 @@ def test_plan_falls_back_to_one_cell_when_box_is_short():
     assert list(ncell) == [1, 1, 1] and list(reach) == [0, 0, 0]
     box, side, ncell, reach = neighbors.plan([12.0, 12.0, 12.0], cutoff=4.0, reach=1)
     assert list(ncell) == [3, 3, 3] and np.all(side >= 4.0)
+
+
+@pytest.mark.parametrize("nc_side", [3, 4, 9])
+def test_verlet2d_lists_are_complete_sorted_and_report_overflow(nc_side):
+    """build_verlet2d: each row holds exactly the others within r_list (minimum image),
+    sorted by index; a too-short row reports a size above the capacity."""
+    rng = np.random.default_rng(nc_side)
+    n, r_list = 400, 1.3
+    L = nc_side * r_list * 1.05
+    pos = np.zeros((n, 3))
+    pos[:, :2] = rng.random((n, 2)) * L
+    nc = neighbors.grid2d_shape(L, r_list)
+    work = neighbors.allocate(n)
+    xs, ys = np.empty(n), np.empty(n)
+    ref = np.zeros((n, 2))
+    counts = np.zeros(n, dtype=np.int64)
+    d = pos[:, None, :2] - pos[None, :, :2]
+    d -= L * np.round(d / L)
+    close = (d ** 2).sum(-1) < r_list ** 2
+    np.fill_diagonal(close, False)
+    want = close.sum(1)
+    start = np.zeros(nc * nc + 1, dtype=np.int64)
+    nb = np.zeros((n, want.max() + 1), dtype=np.int32)  # + 1: the scratch column
+    largest = neighbors.build_verlet2d(pos, L, nc, L / nc, start, work["order"], xs, ys,
+                                       r_list, nb, counts, ref)
+    assert largest == want.max()
+    assert (counts == want).all()
+    for i in range(n):
+        assert nb[i, :counts[i]].tolist() == np.flatnonzero(close[i]).tolist()
+    assert (ref == pos[:, :2]).all()
+    short = np.zeros((n, want.max()), dtype=np.int32)  # one column short
+    largest = neighbors.build_verlet2d(pos, L, nc, L / nc, start, work["order"], xs, ys,
+                                       r_list, short, counts, ref)
+    assert largest > short.shape[1]

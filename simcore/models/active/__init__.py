@@ -41,8 +41,9 @@ from simcore import neighbors
 from simcore._errors import UserInputError
 from simcore.engine import Engine
 from simcore.models.active.forces import _compute_forces
+from simcore.models.active.forces import PAIR_BLOCK
 from simcore.models.active.integrate import (N_STATUS, ST_LISTS_VALID, ST_NEEDED_CAPACITY,
-                                             _run_steps)
+                                             ST_NEEDED_PAIRS, ST_PAIRS, _run_steps)
 from simcore.models.active.params import (
     _PARALLEL_MIN_N, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, HAS_VELOCITIES, NAME,
     NDIM, POTENTIALS, PRESET_DOCS, PRESETS, WCA_RANGE, Params, _max_jump, extra_variables,
@@ -97,20 +98,31 @@ def _work(state, params: Params):
             nc = 0
         work["grid_nc"] = nc
         # Verlet lists (cutoff + skin) on a grid of side >= cutoff + skin, when it fits
-        skin = VERLET_SKIN * 2 * params.particle_radius
+        skin = _verlet_skin(params) * 2 * params.particle_radius
         work["r_list"] = params.interaction_range + skin
         nv = neighbors.grid2d_shape(params.box, work["r_list"])
         if nv and params.potential != "none":
-            work["grid_nc"] = nc = nv
+            # forces() (the frames) keeps the grid of the 0.3-diameter skin it always had:
+            # its sums run in grid-cell order, so the frames' forces and drift keep their bits
+            r_grid = params.interaction_range + FORCES_GRID_SKIN * 2 * params.particle_radius
+            work["grid_nc"] = nc = neighbors.grid2d_shape(params.box, r_grid)
+            work["verlet_nc"] = nv
             # neighbours within r_list at close packing (φ = 0.907), with room to spare; an
             # overflow enlarges the lists. int32 rows of ~16 keep the lists in cache.
             capacity = int(1.5 * 0.907 * (work["r_list"] / params.particle_radius) ** 2) + 4
             work["nb"] = np.zeros((n, capacity), dtype=np.int32)
         else:
+            work["verlet_nc"] = 0
             work["nb"] = np.zeros((0, 1), dtype=np.int32)
         work["nb_count"] = np.zeros(n, dtype=np.int64)
         work["ref"] = np.zeros((n, 2))
         work["status"] = np.zeros(N_STATUS, dtype=np.int64)  # ST_* fields
+        work["status"][ST_PAIRS] = -1
+        # flat half pair list of the serial WCA kernel (enlarged when a rebuild needs more)
+        work["pi"] = np.zeros(4 * n + 64 if work["nb"].shape[0] else 0, dtype=np.int32)
+        work["pj"] = np.zeros_like(work["pi"])
+        work["pair_buf"] = np.zeros((2, PAIR_BLOCK))
+        nc = max(nc, work["verlet_nc"])
         if nc:
             work["bucket_start"] = np.zeros(max(nc * nc + 1, work["bucket_start"].shape[0]),
                                             dtype=np.int64)
@@ -141,7 +153,22 @@ def forces(state, params: Params, divergence: bool = False,
 
 
 SORT_EVERY = 1000  # steps between spatial renumberings of the particles
-VERLET_SKIN = 0.3  # Verlet-list skin in particle diameters
+# Verlet-list skin in particle diameters. It does not change the results (the forces sum
+# the pairs inside the cutoff in index order, whichever list holds them), only the speed:
+# 0.5 rebuilds the lists half as often as 0.3 (every ~40 steps in the developed MIPS
+# state of benchmarks/active.py), for 15 % more listed pairs (benchmarks/active_profile.py).
+VERLET_SKIN = 0.5
+FORCES_GRID_SKIN = 0.3  # the skin (diameters) that sizes the grid of forces(), see _work
+
+
+def _verlet_skin(params: Params) -> float:
+    """VERLET_SKIN, or the 0.3 of earlier versions in boxes too small for three cells of
+    the larger list radius (so that such boxes keep their Verlet lists and their bits)."""
+    for skin in (VERLET_SKIN, FORCES_GRID_SKIN):
+        if neighbors.grid2d_shape(params.box, params.interaction_range
+                                  + skin * 2 * params.particle_radius):
+            return skin
+    return VERLET_SKIN
 
 
 def _renumber_by_cell(state, params: Params, work) -> None:
@@ -211,13 +238,18 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
             params.kappa, params.dt, params.v0, params.mu, params.D_t, params.D_r, params.gamma,
             abp, params.noise == "uniform", np.uint64(key), np.int64(now),
             np.int64(chunk), bool(parallel), _max_jump(params), unstable,
-            work["grid_nc"], work["nb"], work["nb_count"], work["ref"], work["r_list"],
-            work["status"], state["ids"])
+            work["verlet_nc"] or work["grid_nc"], work["nb"], work["nb_count"], work["ref"],
+            work["r_list"],
+            work["status"], state["ids"], work["pi"], work["pj"], work["pair_buf"])
         if unstable[0]:
             break
         needed = work["status"][ST_NEEDED_CAPACITY]
         if needed > work["nb"].shape[1]:  # lists overflowed: enlarge, rebuild
             work["nb"] = np.zeros((params.n, int(needed * 1.3) + 4), dtype=np.int32)
+        needed = work["status"][ST_NEEDED_PAIRS]
+        if needed > work["pi"].shape[0]:  # the flat pair list did not fit: enlarge
+            work["pi"] = np.zeros(int(needed * 1.3) + 64, dtype=np.int32)
+            work["pj"] = np.zeros_like(work["pi"])
     if unstable[0] or not _finite_state(state, abp):
         from simcore._errors import UnstableRunError
 
@@ -300,7 +332,7 @@ def run_bytes(params: Params) -> tuple[int, int]:
     if params.potential != "none":
         r_list = params.interaction_range + VERLET_SKIN * 2 * params.particle_radius
         capacity = int(1.5 * 0.907 * (r_list / params.particle_radius) ** 2) + 4
-        work += 4 * capacity * n  # int32 Verlet lists
+        work += 4 * capacity * n + 32 * n  # int32 Verlet lists, flat half pair list
     # frame(): forces copy, orientation, drift, reordered copies, image and extras
     frame_bytes = (24 + 16 + 24 + 24 + 24 + 40) * n + (24 if params.write_force else 0) * n
     floats = 3 + 3 + (1 if abp else 3) + 3 + 3 * params.write_force + 3 * params.write_drift
