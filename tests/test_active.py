@@ -267,8 +267,10 @@ def test_exact_epr_local_decomposes_the_hypoelliptic_total(tmp_path):
     dict(propulsion="aoup", potential="soft_harmonic", phi=0.5, v0=0.1, gamma=1e-2, D_t=0.0,
          k=1.0, beta=7.5, radius=1.0, dt=0.005, init="uniform")])
 def test_threaded_and_serial_verlet_forces_give_the_same_bits(system):
-    """The threaded Verlet-list forces (each particle sums its full index-sorted list) and
-    the serial half-list scatter (each pair once) add the same terms in the same order:
+    """Threaded and serial runs give the same bits: for WCA both sum the forces over the
+    flat half pair list and the threaded ABP integration runs the serial one's blocks
+    across threads; the soft potential's threaded Verlet-list forces (each particle sums
+    its full index-sorted list) add the serial half-list scatter's terms in its order:
     1500 steps (lists rebuilt many times, a renumbering at step 1000), threaded throughout
     or switching from serial after 500 steps (or serial, threaded, serial: the serial WCA
     kernel's flat pair list must not outlive a threaded rebuild), equal the serial run bit

@@ -143,11 +143,13 @@ def _zig_fast(z):
     return (-x if (z >> uint64(8)) & uint64(1) else x), mant < rng._ZIG_K[idx]
 
 
-@njit(cache=True, error_model="numpy")
-def _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, uniform_noise,
-                          key, step, max_jump, unstable, ids, ref, track):
-    """:func:`_integrate_serial` for ABP, the same bits, in passes over blocks of particles
-    so that LLVM vectorises the hashing and the update:
+@njit(cache=True, error_model="numpy", inline="always")
+def _abp_block(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, uniform_noise,
+               key, step, h, max_jump, ids, ref, track, zb, buf):
+    """One block of :func:`_integrate_abp_serial`: particles ``i0 .. i0 + nb``, in passes
+    over the buffers ``zb`` (3, >= nb) and ``buf`` (11, >= nb) so that LLVM vectorises the
+    hashing and the update. Returns (particles whose drift jumps too far, the largest
+    displacement from ``ref`` if ``track``):
 
     1.-2. the SplitMix64 hashes of the three noise components, and a copy of positions,
        drift and orientation into contiguous buffers (vectorised);
@@ -159,111 +161,149 @@ def _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, 
        exactly as :func:`_step_particle` (scalar);
     6. copy-out, and the largest displacement from ``ref`` if ``track``.
     """
-    s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
-    h = rng.mix64(key ^ (uint64(step) * rng._GOLDEN))  # the step part of rng.stream_base
-    n = pos.shape[0]
-    nblk = INTEGRATE_BLOCK
-    zb = np.empty((3, nblk), dtype=np.uint64)
-    buf = np.empty((11, nblk))
     Z0, Z1, Z2 = zb[0], zb[1], zb[2]
     X0, X1, D0, D1, P0, P1 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
     TH, W0, W1, W2, FL = buf[6], buf[7], buf[8], buf[9], buf[10]
     nbad = 0
     moved2 = 0.0
     two_pi = 2.0 * math.pi
-    for i0 in range(0, n, nblk):
-        nb = min(nblk, n - i0)
-        for q in range(nb):  # 1.-2. hashes (= rng.stream_base, then components 0-2), copy-in
-            i = uint64(i0 + q)
-            base = rng.mix64(h + uint64(ids[i]) * rng._M2 + rng._GOLDEN)
-            Z0[q] = rng.mix64(base)
-            Z1[q] = rng.mix64(base + rng._GOLDEN)
-            Z2[q] = rng.mix64(base + uint64(2) * rng._GOLDEN)
-            f0 = force[i, 0]
-            f1 = force[i, 1]
-            p0 = g[i, 0]
-            p1 = g[i, 1]
-            X0[q] = pos[i, 0]
-            X1[q] = pos[i, 1]
-            D0[q] = v0 * p0 + mu * f0
-            D1[q] = v0 * p1 + mu * f1
-            P0[q] = p0
-            P1[q] = p1
-            TH[q] = theta[i]
-            nbad += not (abs(mu * f0 * dt) <= max_jump and abs(mu * f1 * dt) <= max_jump)
-        for q in range(nb):  # 3. noise values
-            if uniform_noise:  # rng.uniform(base, 0 | 1), variance-matched
-                w0 = 1.7320508075688772 * (2.0 * ((float(Z0[q] >> uint64(11)) + 0.5)
-                                                  * rng._TWO_M53) - 1.0)
-                w1 = 1.7320508075688772 * (2.0 * ((float(Z1[q] >> uint64(11)) + 0.5)
-                                                  * rng._TWO_M53) - 1.0)
-                ok = True
-            else:
-                w0, ok0 = _zig_fast(Z0[q])
-                w1, ok1 = _zig_fast(Z1[q])
-                ok = ok0 and ok1
-            w2, ok2 = _zig_fast(Z2[q])
-            if not (ok and ok2):
-                base = rng.stream_base(key, step, ids[i0 + q])
-                if not uniform_noise:
-                    w0, w1 = rng.normal(base, 0), rng.normal(base, 1)
-                w2 = rng.normal(base, 2)
-            W0[q] = w0
-            W1[q] = w1
-            W2[q] = w2
-        nrare = 0
-        for q in range(nb):  # 4. the update (as _step_particle's common case)
-            y0 = X0[q] + D0[q] * dt + s_t * W0[q]
-            y1 = X1[q] + D1[q] * dt + s_t * W1[q]
-            delta = s_r * W2[q]
-            th = TH[q] + delta
-            z = delta * delta
-            c = 1.0 - z * (0.5 - z * (1.0 / 24.0 - z * (1.0 / 720.0 - z * (1.0 / 40320.0))))
-            sn = delta * (1.0 - z * (1.0 / 6.0 - z * (1.0 / 120.0 - z * (1.0 / 5040.0
-                                                                        - z / 362880.0))))
-            p0 = P0[q]
-            p1 = P1[q]
-            usual = ((0.0 <= y0) & (y0 < L) & (0.0 <= y1) & (y1 < L) & (th >= -math.pi)
-                     & (th < math.pi) & (abs(delta) < 0.1))  # False for NaN, as needed
-            rare = usual ^ True
+    for q in range(nb):  # 1.-2. hashes (= rng.stream_base, then components 0-2), copy-in
+        i = uint64(i0 + q)
+        base = rng.mix64(h + uint64(ids[i]) * rng._M2 + rng._GOLDEN)
+        Z0[q] = rng.mix64(base)
+        Z1[q] = rng.mix64(base + rng._GOLDEN)
+        Z2[q] = rng.mix64(base + uint64(2) * rng._GOLDEN)
+        f0 = force[i, 0]
+        f1 = force[i, 1]
+        p0 = g[i, 0]
+        p1 = g[i, 1]
+        X0[q] = pos[i, 0]
+        X1[q] = pos[i, 1]
+        D0[q] = v0 * p0 + mu * f0
+        D1[q] = v0 * p1 + mu * f1
+        P0[q] = p0
+        P1[q] = p1
+        TH[q] = theta[i]
+        nbad += not (abs(mu * f0 * dt) <= max_jump and abs(mu * f1 * dt) <= max_jump)
+    for q in range(nb):  # 3. noise values
+        if uniform_noise:  # rng.uniform(base, 0 | 1), variance-matched
+            w0 = 1.7320508075688772 * (2.0 * ((float(Z0[q] >> uint64(11)) + 0.5)
+                                              * rng._TWO_M53) - 1.0)
+            w1 = 1.7320508075688772 * (2.0 * ((float(Z1[q] >> uint64(11)) + 0.5)
+                                              * rng._TWO_M53) - 1.0)
+            ok = True
+        else:
+            w0, ok0 = _zig_fast(Z0[q])
+            w1, ok1 = _zig_fast(Z1[q])
+            ok = ok0 and ok1
+        w2, ok2 = _zig_fast(Z2[q])
+        if not (ok and ok2):
+            base = rng.stream_base(key, step, ids[i0 + q])
+            if not uniform_noise:
+                w0, w1 = rng.normal(base, 0), rng.normal(base, 1)
+            w2 = rng.normal(base, 2)
+        W0[q] = w0
+        W1[q] = w1
+        W2[q] = w2
+    nrare = 0
+    for q in range(nb):  # 4. the update (as _step_particle's common case)
+        y0 = X0[q] + D0[q] * dt + s_t * W0[q]
+        y1 = X1[q] + D1[q] * dt + s_t * W1[q]
+        delta = s_r * W2[q]
+        th = TH[q] + delta
+        z = delta * delta
+        c = 1.0 - z * (0.5 - z * (1.0 / 24.0 - z * (1.0 / 720.0 - z * (1.0 / 40320.0))))
+        sn = delta * (1.0 - z * (1.0 / 6.0 - z * (1.0 / 120.0 - z * (1.0 / 5040.0
+                                                                    - z / 362880.0))))
+        p0 = P0[q]
+        p1 = P1[q]
+        usual = ((0.0 <= y0) & (y0 < L) & (0.0 <= y1) & (y1 < L) & (th >= -math.pi)
+                 & (th < math.pi) & (abs(delta) < 0.1))  # False for NaN, as needed
+        rare = usual ^ True
+        X0[q] = y0
+        X1[q] = y1
+        TH[q] = th
+        P0[q] = c * p0 - sn * p1
+        P1[q] = sn * p0 + c * p1
+        FL[q] = 1.0 if rare else 0.0
+        nrare += rare
+    for q in range(nb if nrare else 0):  # 5. the rare cases
+        if FL[q] != 0.0:
+            i = i0 + q
+            y0, sh0 = _wrap(X0[q], L)
+            y1, sh1 = _wrap(X1[q], L)
             X0[q] = y0
             X1[q] = y1
-            TH[q] = th
-            P0[q] = c * p0 - sn * p1
-            P1[q] = sn * p0 + c * p1
-            FL[q] = 1.0 if rare else 0.0
-            nrare += rare
-        for q in range(nb if nrare else 0):  # 5. the rare cases
-            if FL[q] != 0.0:
-                i = i0 + q
-                y0, sh0 = _wrap(X0[q], L)
-                y1, sh1 = _wrap(X1[q], L)
-                X0[q] = y0
-                X1[q] = y1
-                image[i, 0] += sh0
-                image[i, 1] += sh1
-                th = TH[q]
-                if th < -math.pi or th >= math.pi:
-                    TH[q] = th - two_pi * math.floor((th + math.pi) / two_pi)
-                delta = s_r * W2[q]
-                if not abs(delta) < 0.1:
-                    sn, c = rng.sincos(delta)
-                    p0, p1 = g[i, 0], g[i, 1]
-                    P0[q], P1[q] = c * p0 - sn * p1, sn * p0 + c * p1
-        for q in range(nb):  # 6. copy-out
-            i = uint64(i0 + q)
-            y0 = X0[q]
-            y1 = X1[q]
-            pos[i, 0] = y0
-            pos[i, 1] = y1
-            theta[i] = TH[q]
-            g[i, 0] = P0[q]
-            g[i, 1] = P1[q]
-            if track:
-                moved2 = max(moved2, _displacement2(y0, y1, ref[i, 0], ref[i, 1], L))
+            image[i, 0] += sh0
+            image[i, 1] += sh1
+            th = TH[q]
+            if th < -math.pi or th >= math.pi:
+                TH[q] = th - two_pi * math.floor((th + math.pi) / two_pi)
+            delta = s_r * W2[q]
+            if not abs(delta) < 0.1:
+                sn, c = rng.sincos(delta)
+                p0, p1 = g[i, 0], g[i, 1]
+                P0[q], P1[q] = c * p0 - sn * p1, sn * p0 + c * p1
+    for q in range(nb):  # 6. copy-out
+        i = uint64(i0 + q)
+        y0 = X0[q]
+        y1 = X1[q]
+        pos[i, 0] = y0
+        pos[i, 1] = y1
+        theta[i] = TH[q]
+        g[i, 0] = P0[q]
+        g[i, 1] = P1[q]
+        if track:
+            moved2 = max(moved2, _displacement2(y0, y1, ref[i, 0], ref[i, 1], L))
+    return nbad, moved2
+
+
+@njit(cache=True, error_model="numpy")
+def _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, uniform_noise,
+                          key, step, max_jump, unstable, ids, ref, track):
+    """:func:`_integrate_serial` for ABP, the same bits, in passes over blocks of particles
+    (:func:`_abp_block`) so that LLVM vectorises the hashing and the update."""
+    s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
+    h = rng.mix64(key ^ (uint64(step) * rng._GOLDEN))  # the step part of rng.stream_base
+    n = pos.shape[0]
+    zb = np.empty((3, INTEGRATE_BLOCK), dtype=np.uint64)
+    buf = np.empty((11, INTEGRATE_BLOCK))
+    nbad = 0
+    moved2 = 0.0
+    for i0 in range(0, n, INTEGRATE_BLOCK):
+        bad, m2 = _abp_block(i0, min(INTEGRATE_BLOCK, n - i0), pos, image, theta, g, force, L,
+                             dt, v0, mu, s_t, s_r, uniform_noise, key, step, h, max_jump, ids,
+                             ref, track, zb, buf)
+        nbad += bad
+        moved2 = max(moved2, m2)
     if nbad:
         unstable[0] = 1
     return moved2
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
+                            uniform_noise, key, step, max_jump, unstable, ids, ref, track):
+    """Threaded twin of :func:`_integrate_abp_serial` (blocks across threads; every
+    particle's arithmetic is the same, so are the bits)."""
+    s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
+    h = rng.mix64(key ^ (uint64(step) * rng._GOLDEN))
+    n = pos.shape[0]
+    n_blocks = (n + INTEGRATE_BLOCK - 1) // INTEGRATE_BLOCK
+    bad = np.zeros(n_blocks, dtype=np.int64)
+    moved = np.zeros(n_blocks)
+    for b in prange(n_blocks):
+        zb = np.empty((3, INTEGRATE_BLOCK), dtype=np.uint64)
+        buf = np.empty((11, INTEGRATE_BLOCK))
+        i0 = b * INTEGRATE_BLOCK
+        bad[b], moved[b] = _abp_block(i0, min(INTEGRATE_BLOCK, n - i0), pos, image, theta, g,
+                                      force, L, dt, v0, mu, s_t, s_r, uniform_noise, key, step,
+                                      h, max_jump, ids, ref, track, zb, buf)
+    if bad.sum():
+        unstable[0] = 1
+    return moved.max() if n_blocks else 0.0
+
+
 
 
 # fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
@@ -285,8 +325,9 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
     lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need;
     or when the flat pair arrays ``pi``, ``pj`` were too short: ``status[ST_NEEDED_PAIRS]``).
 
-    Serial WCA runs sum the forces over a flat half pair list made from the Verlet lists
-    at each rebuild (:func:`_wca_pair_forces_serial`, same bits as the list kernels)."""
+    WCA runs, serial or threaded, sum the forces over a flat half pair list made from the
+    Verlet lists at each rebuild (:func:`_wca_pair_forces_serial`, same bits as the list
+    kernels); threaded runs thread the list builds and the integration."""
     use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
     half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
     moved2 = -1.0  # largest displacement since the lists were built (the integration's)
@@ -312,10 +353,8 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                     return s
                 status[ST_LISTS_VALID] = 1
                 status[ST_PAIRS] = -1
-            if parallel:
-                _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
-                                        contact, force)
-            elif pot == 1:
+            if pot == 1:  # threaded runs too: the flat kernel on one thread beats the
+                # full-list kernel on two (benchmarks/RESULTS.md)
                 if status[ST_PAIRS] < 0:
                     m = _half_pairs(nb, nb_count, pi, pj)
                     if m < 0:
@@ -324,6 +363,9 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                     status[ST_PAIRS] = m
                 _wca_pair_forces_serial(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24, rc2,
                                         pair_buf, force)
+            elif parallel:
+                _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
+                                        contact, force)
             else:
                 _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
                                       contact, force)
@@ -336,7 +378,11 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
             _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order,
                             xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force,
                             div, False, parallel, grid_nc)
-        if parallel:
+        if parallel and abp:
+            moved2 = _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t,
+                                             D_r, uniform_noise, key, step0 + s, max_jump,
+                                             unstable, ids, ref, use_verlet)
+        elif parallel:
             moved2 = _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
                                          gamma, abp, uniform_noise, key, step0 + s, max_jump,
                                          unstable, ids, ref, use_verlet)
