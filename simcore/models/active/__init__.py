@@ -153,6 +153,9 @@ def forces(state, params: Params, divergence: bool = False,
 
 
 SORT_EVERY = 1000  # steps between spatial renumberings of the particles
+# ABP with WCA: 2 threads vs 1 in the developed states of benchmarks/active.py, N = 4096:
+# 0.93x (MIPS) / 1.00x (fluid); N = 16384: 1.24x / 1.33x
+_PARALLEL_MIN_N_FLAT = 8192
 # Verlet-list skin in particle diameters. It does not change the results (the forces sum
 # the pairs inside the cutoff in index order, whichever list holds them), only the speed:
 # 0.5 rebuilds the lists half as often as 0.3 (every ~40 steps in the developed MIPS
@@ -211,9 +214,12 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
 
     work = _work(state, params)
     _, side, ncell, reach = work["plan"]
-    if parallel is None:
-        parallel = params.n >= _PARALLEL_MIN_N and numba.get_num_threads() > 1
     abp = params.propulsion == "abp"
+    if parallel is None:
+        # threaded ABP-WCA steps thread only the integration and the list builds (the
+        # flat pair list stays serial): below ~8192 particles one thread is as fast
+        smallest = _PARALLEL_MIN_N_FLAT if abp and params.potential == "wca" else _PARALLEL_MIN_N
+        parallel = params.n >= smallest and numba.get_num_threads() > 1
     unstable = np.zeros(1, dtype=np.int64)
     if "ids" not in state:  # states made outside init_state (analyses): identity
         state["ids"] = np.arange(params.n, dtype=np.int64)
