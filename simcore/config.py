@@ -49,6 +49,11 @@ class RunSettings(BaseModel):
     precision: Literal["float32", "float64"] = Field(
         "float32", description="floating-point type of per-atom variables in the file"
     )
+    compression: Literal["zlib", "none"] = Field(
+        "zlib", description="netcdf4 files: zlib level 1 with shuffle (1.2-2x smaller), or "
+                            "none (for runs that write frames faster than one core compresses "
+                            "them, ~60 MB/s); the values stored are the same"
+    )
 
 
 RUN_KEYS = frozenset(RunSettings.model_fields)

@@ -229,7 +229,8 @@ class _Run:
             attrs.update(model.geometry(params))
         schema = frame_schema(params.n, attrs, model.extra_variables(params),
                               self.settings.precision,
-                              velocities=model.has_velocities, n_frames=len(self.marks))
+                              velocities=model.has_velocities, n_frames=len(self.marks),
+                              compression=self.settings.compression)
         try:
             # the log is flushed once per chunk (see _append): hold no more in memory
             self.frames = FrameLogWriter.create(self.paths["part"], schema,

@@ -363,3 +363,20 @@ def test_chunk_length_leaves_the_last_frame_alone(tmp_path):
                       write_every=10, seed=1, overrides={"n": 100}, quiet=True)
     with netCDF4.Dataset(out) as ds:  # 301 frames: 150 + 150 + 1
         assert ds["coordinates"].chunking()[0] == 150
+
+
+def test_uncompressed_files_hold_the_same_values(tmp_path):
+    """compression="none" (a run setting, passed like the others in overrides) writes the
+    per-atom variables without filters, and every value equals that of the default (zlib)
+    file."""
+    import netCDF4
+
+    kw = dict(preset="swarm", steps=400, write_every=10, seed=3, quiet=True)
+    zipped = simcore.run("couzin", out=tmp_path / "z.nc", overrides={"n": 50}, **kw)
+    plain = simcore.run("couzin", out=tmp_path / "p.nc",
+                        overrides={"n": 50, "compression": "none"}, **kw)
+    with netCDF4.Dataset(zipped) as a, netCDF4.Dataset(plain) as b:
+        assert a["coordinates"].filters()["zlib"] and not b["coordinates"].filters()["zlib"]
+        assert not b["coordinates"].filters()["shuffle"]
+        for name in ("coordinates", "velocities", "time"):
+            assert a[name][:].tobytes() == b[name][:].tobytes(), name

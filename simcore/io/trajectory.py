@@ -41,7 +41,8 @@ FAILED_HANDLES: list = []
 
 def frame_schema(n_atoms: int, attrs: Mapping[str, object],
                  extras: Mapping[str, tuple] | None, precision: str,
-                 velocities: bool = True, n_frames: int | None = None) -> dict:
+                 velocities: bool = True, n_frames: int | None = None,
+                 compression: str = "zlib") -> dict:
     """Everything needed to write (and read back) a trajectory: global attributes, fixed
     dimensions, and the per-frame variables in file order with their dtypes and attributes.
 
@@ -56,6 +57,7 @@ def frame_schema(n_atoms: int, attrs: Mapping[str, object],
 
     ``n_frames``: the run's frame count, if known; it chooses the file's chunk length along
     the frame axis (:func:`chunk_frames`), recorded as ``frames_per_chunk``.
+    ``compression``: "zlib" (level 1, shuffle) or "none" for netcdf4 files.
     """
     prec = np.dtype(precision).str
     dims = {"spatial": 3, "atom": int(n_atoms), "cell_spatial": 3, "cell_angular": 3,
@@ -90,6 +92,8 @@ def frame_schema(n_atoms: int, attrs: Mapping[str, object],
               "variables": {name: {"dims": vdims, "attrs": a} for name, _, vdims, a in variables}}
     if n_frames is not None:
         schema["frames_per_chunk"] = chunk_frames(schema, n_frames)
+    if compression != "zlib":  # absent: zlib (logs of earlier versions too)
+        schema["compression"] = compression
     return schema
 
 
@@ -191,8 +195,10 @@ def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
             per_atom = "atom" in vdims
             shape = [(per_chunk if per_atom else 1024) if d == "frame" else schema["dims"][d]
                      for d in vdims]
-            # zlib level 1: 40 % faster than 4 for 3 % larger files (benchmarks/store.py)
-            kw = dict(zlib=True, complevel=1, shuffle=True, chunksizes=shape)
+            kw = dict(chunksizes=shape)
+            if schema.get("compression", "zlib") == "zlib":
+                # level 1: 40 % faster than 4 for 3 % larger files (benchmarks/store.py)
+                kw.update(zlib=True, complevel=1, shuffle=True)
         v = ds.createVariable(name, np.dtype(dtypes[name]).newbyteorder("="), vdims, **kw)
         for key, value in spec["attrs"].items():
             v.setncattr(key, value)
