@@ -144,7 +144,7 @@ def headline(benchmark: str, what: str, value: float, unit: str, target: float |
     path = os.environ.get(SUMMARY_ENV)
     if not path:
         return
-    met = None if target is None else (value >= target if higher_is_better else value <= target)
+    met = None if target is None else bool(value >= target if higher_is_better else value <= target)
     record = {"benchmark": benchmark, "what": what, "value": float(value), "unit": unit,
               "target": target, "higher_is_better": higher_is_better, "met": met,
               "date": datetime.datetime.now().astimezone().isoformat(timespec="minutes"),
