@@ -200,17 +200,24 @@ def test_unstable_time_step_is_a_clear_error(tmp_path):
                     out=tmp_path / "x.nc")
 
 
-@pytest.mark.parametrize("potential", ["wca", "soft_harmonic"])
-def test_serial_and_threaded_kernels_are_bit_identical(potential):
+@pytest.mark.parametrize("potential, noise, kappa", [("wca", "gaussian", 0.0),
+                                                     ("wca", "uniform", 5.0),
+                                                     ("soft_harmonic", "gaussian", 0.0)])
+def test_serial_and_threaded_kernels_are_bit_identical(potential, noise, kappa):
+    """ABP with WCA threads by drawing the noise beside the force sum; AOUP threads the
+    full-list kernel: both must give the serial bits."""
     numba = pytest.importorskip("numba")
     p = active.Params(n=1500, phi=0.5, potential=potential, v0=5.0, dt=1e-4,
-                      propulsion="abp" if potential == "wca" else "aoup", D_t=0.1)
+                      propulsion="abp" if potential == "wca" else "aoup", D_t=0.1,
+                      noise=noise, kappa=kappa)
+    names = ("positions", "image", "theta", "n_hat") if p.propulsion == "abp" else (
+        "positions", "image", "g")
     results = []
     for threads, parallel in ((1, False), (numba.config.NUMBA_NUM_THREADS, True)):
         numba.set_num_threads(threads)
         st = active.init_state(p, 9)
         active.advance(st, p, kernel_key(9), 0, 400, parallel=parallel)
-        results.append(st["positions"].tobytes())
+        results.append([st[name].tobytes() for name in names])
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert results[0] == results[1]
 

@@ -122,6 +122,7 @@ def _work(state, params: Params):
         work["pi"] = np.zeros(4 * n + 64 if work["nb"].shape[0] else 0, dtype=np.int32)
         work["pj"] = np.zeros_like(work["pi"])
         work["pair_buf"] = np.zeros((2, PAIR_BLOCK))
+        work["noise"] = np.zeros((3, n))  # a threaded ABP step's noise (drawn with the forces)
         nc = max(nc, work["verlet_nc"])
         if nc:
             work["bucket_start"] = np.zeros(max(nc * nc + 1, work["bucket_start"].shape[0]),
@@ -153,9 +154,10 @@ def forces(state, params: Params, divergence: bool = False,
 
 
 SORT_EVERY = 1000  # steps between spatial renumberings of the particles
-# ABP with WCA: 2 threads vs 1 in the developed states of benchmarks/active.py, N = 4096:
-# 0.93x (MIPS) / 1.00x (fluid); N = 16384: 1.24x / 1.33x
-_PARALLEL_MIN_N_FLAT = 8192
+# ABP with WCA: a threaded step sums the forces on one thread while the other draws the
+# noise, then updates on both; 2 threads vs 1 in the developed MIPS state (phi = 0.6):
+# 1.07x at N = 1024, 1.29x at 2048, 1.4-1.7x at 4096 (benchmarks/RESULTS.md)
+_PARALLEL_MIN_N_FLAT = 2048
 # Verlet-list skin in particle diameters. It does not change the results (the forces sum
 # the pairs inside the cutoff in index order, whichever list holds them), only the speed:
 # 0.5 rebuilds the lists half as often as 0.3 (every ~40 steps in the developed MIPS
@@ -216,8 +218,8 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
     _, side, ncell, reach = work["plan"]
     abp = params.propulsion == "abp"
     if parallel is None:
-        # threaded ABP-WCA steps thread only the integration and the list builds (the
-        # flat pair list stays serial): below ~8192 particles one thread is as fast
+        # threaded ABP-WCA steps overlap the (serial) flat-list forces with the noise and
+        # thread the update and the list builds: below ~2048 particles that does not pay
         smallest = _PARALLEL_MIN_N_FLAT if abp and params.potential == "wca" else _PARALLEL_MIN_N
         parallel = params.n >= smallest and numba.get_num_threads() > 1
     unstable = np.zeros(1, dtype=np.int64)
@@ -246,7 +248,8 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
             np.int64(chunk), bool(parallel), _max_jump(params), unstable,
             work["verlet_nc"] or work["grid_nc"], work["nb"], work["nb_count"], work["ref"],
             work["r_list"],
-            work["status"], state["ids"], work["pi"], work["pj"], work["pair_buf"])
+            work["status"], state["ids"], work["pi"], work["pj"], work["pair_buf"],
+            work["noise"])
         if unstable[0]:
             break
         needed = work["status"][ST_NEEDED_CAPACITY]

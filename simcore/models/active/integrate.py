@@ -144,48 +144,24 @@ def _zig_fast(z):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _abp_block(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, uniform_noise,
-               key, step, h, max_jump, ids, ref, track, zb, buf):
-    """One block of :func:`_integrate_abp_serial`: particles ``i0 .. i0 + nb``, in passes
-    over the buffers ``zb`` (3, >= nb) and ``buf`` (11, >= nb) so that LLVM vectorises the
-    hashing and the update. Returns (particles whose drift jumps too far, the largest
-    displacement from ``ref`` if ``track``):
+def _abp_noise(i0, nb, key, step, h, ids, uniform_noise, zb, W0, W1, W2):
+    """The three noise components of particles ``i0 .. i0 + nb`` of an ABP step into
+    ``W0``, ``W1``, ``W2`` (indexed from 0), exactly the values of :func:`_step_particle`:
 
-    1.-2. the SplitMix64 hashes of the three noise components, and a copy of positions,
-       drift and orientation into contiguous buffers (vectorised);
-    3. the ziggurat table lookups (scalar; the rejected draws, 1.2 %, call
-       :func:`rng.normal` itself);
-    4. the Euler–Maruyama update with the short sin/cos series (vectorised); the rare
-       cases (box or angle wrap, an angle step >= 0.1, NaN) are flagged;
-    5. the flagged particles get :func:`_wrap`, the angle wrap and :func:`rng.sincos`
-       exactly as :func:`_step_particle` (scalar);
-    6. copy-out, and the largest displacement from ``ref`` if ``track``.
-    """
+    1. the SplitMix64 hashes (= rng.stream_base, then components 0-2) into ``zb`` (3, >= nb),
+       vectorised;
+    2. the ziggurat table lookups (scalar; the rejected draws, 1.2 %, call
+       :func:`rng.normal` itself). ``h`` is the step part of rng.stream_base.
+
+    The noise depends on (key, step, particle identity) only, not on the state: threaded
+    steps draw it while the forces are summed (:func:`_wca_forces_and_abp_noise`)."""
     Z0, Z1, Z2 = zb[0], zb[1], zb[2]
-    X0, X1, D0, D1, P0, P1 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
-    TH, W0, W1, W2, FL = buf[6], buf[7], buf[8], buf[9], buf[10]
-    nbad = 0
-    moved2 = 0.0
-    two_pi = 2.0 * math.pi
-    for q in range(nb):  # 1.-2. hashes (= rng.stream_base, then components 0-2), copy-in
-        i = uint64(i0 + q)
-        base = rng.mix64(h + uint64(ids[i]) * rng._M2 + rng._GOLDEN)
+    for q in range(nb):
+        base = rng.mix64(h + uint64(ids[uint64(i0 + q)]) * rng._M2 + rng._GOLDEN)
         Z0[q] = rng.mix64(base)
         Z1[q] = rng.mix64(base + rng._GOLDEN)
         Z2[q] = rng.mix64(base + uint64(2) * rng._GOLDEN)
-        f0 = force[i, 0]
-        f1 = force[i, 1]
-        p0 = g[i, 0]
-        p1 = g[i, 1]
-        X0[q] = pos[i, 0]
-        X1[q] = pos[i, 1]
-        D0[q] = v0 * p0 + mu * f0
-        D1[q] = v0 * p1 + mu * f1
-        P0[q] = p0
-        P1[q] = p1
-        TH[q] = theta[i]
-        nbad += not (abs(mu * f0 * dt) <= max_jump and abs(mu * f1 * dt) <= max_jump)
-    for q in range(nb):  # 3. noise values
+    for q in range(nb):
         if uniform_noise:  # rng.uniform(base, 0 | 1), variance-matched
             w0 = 1.7320508075688772 * (2.0 * ((float(Z0[q] >> uint64(11)) + 0.5)
                                               * rng._TWO_M53) - 1.0)
@@ -205,8 +181,44 @@ def _abp_block(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, uni
         W0[q] = w0
         W1[q] = w1
         W2[q] = w2
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _abp_update(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, max_jump, ref,
+                track, W0, W1, W2, buf):
+    """The Euler–Maruyama update of particles ``i0 .. i0 + nb`` from their noise ``W0``,
+    ``W1``, ``W2`` (:func:`_abp_noise`), in passes over the buffers ``buf`` (8, >= nb) so that
+    LLVM vectorises them. Returns (particles whose drift jumps too far, the largest
+    displacement from ``ref`` if ``track``):
+
+    1. copy of positions, drift and orientation into contiguous buffers;
+    2. the update with the short sin/cos series (vectorised); the rare cases (box or angle
+       wrap, an angle step >= 0.1, NaN) are flagged;
+    3. the flagged particles get :func:`_wrap`, the angle wrap and :func:`rng.sincos`
+       exactly as :func:`_step_particle` (scalar);
+    4. copy-out, and the largest displacement from ``ref`` if ``track``.
+    """
+    X0, X1, D0, D1, P0, P1 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
+    TH, FL = buf[6], buf[7]
+    nbad = 0
+    moved2 = 0.0
+    two_pi = 2.0 * math.pi
+    for q in range(nb):  # 1. copy-in
+        i = uint64(i0 + q)
+        f0 = force[i, 0]
+        f1 = force[i, 1]
+        p0 = g[i, 0]
+        p1 = g[i, 1]
+        X0[q] = pos[i, 0]
+        X1[q] = pos[i, 1]
+        D0[q] = v0 * p0 + mu * f0
+        D1[q] = v0 * p1 + mu * f1
+        P0[q] = p0
+        P1[q] = p1
+        TH[q] = theta[i]
+        nbad += not (abs(mu * f0 * dt) <= max_jump and abs(mu * f1 * dt) <= max_jump)
     nrare = 0
-    for q in range(nb):  # 4. the update (as _step_particle's common case)
+    for q in range(nb):  # 2. the update (as _step_particle's common case)
         y0 = X0[q] + D0[q] * dt + s_t * W0[q]
         y1 = X1[q] + D1[q] * dt + s_t * W1[q]
         delta = s_r * W2[q]
@@ -227,7 +239,7 @@ def _abp_block(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, uni
         P1[q] = sn * p0 + c * p1
         FL[q] = 1.0 if rare else 0.0
         nrare += rare
-    for q in range(nb if nrare else 0):  # 5. the rare cases
+    for q in range(nb if nrare else 0):  # 3. the rare cases
         if FL[q] != 0.0:
             i = i0 + q
             y0, sh0 = _wrap(X0[q], L)
@@ -244,7 +256,7 @@ def _abp_block(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, uni
                 sn, c = rng.sincos(delta)
                 p0, p1 = g[i, 0], g[i, 1]
                 P0[q], P1[q] = c * p0 - sn * p1, sn * p0 + c * p1
-    for q in range(nb):  # 6. copy-out
+    for q in range(nb):  # 4. copy-out
         i = uint64(i0 + q)
         y0 = X0[q]
         y1 = X1[q]
@@ -256,6 +268,17 @@ def _abp_block(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, uni
         if track:
             moved2 = max(moved2, _displacement2(y0, y1, ref[i, 0], ref[i, 1], L))
     return nbad, moved2
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _abp_block(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, uniform_noise,
+               key, step, h, max_jump, ids, ref, track, zb, buf):
+    """One block of :func:`_integrate_abp_serial`: particles ``i0 .. i0 + nb``, their noise
+    (:func:`_abp_noise`) into rows 8-10 of ``buf`` (11, >= nb), then the update
+    (:func:`_abp_update`). Returns what :func:`_abp_update` returns."""
+    _abp_noise(i0, nb, key, step, h, ids, uniform_noise, zb, buf[8], buf[9], buf[10])
+    return _abp_update(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, max_jump,
+                       ref, track, buf[8], buf[9], buf[10], buf)
 
 
 @njit(cache=True, error_model="numpy")
@@ -305,6 +328,47 @@ def _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r
 
 
 
+@njit(cache=True, parallel=True, error_model="numpy")
+def _wca_forces_and_abp_noise(pos, L, pi, pj, m, sig2, eps24, rc2, pair_buf, force, key, step,
+                              ids, uniform_noise, noise):
+    """Task-parallel first half of a threaded ABP-WCA step: one thread sums the WCA forces
+    (:func:`_wca_pair_forces_serial`, the serial bits), the other draws the step's noise
+    into ``noise`` (3, N) (:func:`_abp_noise`), which does not depend on the state."""
+    for task in prange(2):  # a static schedule gives each thread one task
+        if task == 0:
+            _wca_pair_forces_serial(pos, L, pi, pj, m, sig2, eps24, rc2, pair_buf, force)
+        else:
+            h = rng.mix64(key ^ (uint64(step) * rng._GOLDEN))
+            zb = np.empty((3, INTEGRATE_BLOCK), dtype=np.uint64)
+            n = pos.shape[0]
+            for i0 in range(0, n, INTEGRATE_BLOCK):
+                _abp_noise(i0, min(INTEGRATE_BLOCK, n - i0), key, step, h, ids, uniform_noise,
+                           zb, noise[0, i0:], noise[1, i0:], noise[2, i0:])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _update_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, max_jump,
+                         unstable, ref, track, noise):
+    """Second half of a threaded ABP-WCA step: :func:`_abp_update` from the drawn ``noise``,
+    blocks across threads (every particle's arithmetic is the serial one, so are the bits).
+    Returns the largest displacement from ``ref`` if ``track``."""
+    s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
+    n = pos.shape[0]
+    n_blocks = (n + INTEGRATE_BLOCK - 1) // INTEGRATE_BLOCK
+    bad = np.zeros(n_blocks, dtype=np.int64)
+    moved = np.zeros(n_blocks)
+    for b in prange(n_blocks):
+        buf = np.empty((8, INTEGRATE_BLOCK))
+        i0 = b * INTEGRATE_BLOCK
+        bad[b], moved[b] = _abp_update(i0, min(INTEGRATE_BLOCK, n - i0), pos, image, theta, g,
+                                       force, L, dt, v0, mu, s_t, s_r, max_jump, ref, track,
+                                       noise[0, i0:], noise[1, i0:], noise[2, i0:], buf)
+    if bad.sum():
+        unstable[0] = 1
+    return moved.max() if n_blocks else 0.0
+
+
+
 
 # fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
 ST_NEEDED_CAPACITY = 0  # neighbours per particle the lists needed when they overflowed
@@ -320,7 +384,7 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
                dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
                max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids, pi, pj,
-               pair_buf):
+               pair_buf, noise):
     """Advance up to ``n_steps``; returns the number of steps done (fewer when the Verlet
     lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need;
     or when the flat pair arrays ``pi``, ``pj`` were too short: ``status[ST_NEEDED_PAIRS]``).
@@ -332,6 +396,7 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
     half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
     moved2 = -1.0  # largest displacement since the lists were built (the integration's)
     for s in range(n_steps):
+        noise_drawn = False
         if use_verlet:
             if moved2 < 0.0:  # first step of this call
                 if parallel:
@@ -361,8 +426,14 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
                         status[ST_NEEDED_PAIRS] = -m
                         return s
                     status[ST_PAIRS] = m
-                _wca_pair_forces_serial(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24, rc2,
-                                        pair_buf, force)
+                if parallel and abp:  # forces on one thread, the noise on the other
+                    _wca_forces_and_abp_noise(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24,
+                                              rc2, pair_buf, force, key, step0 + s, ids,
+                                              uniform_noise, noise)
+                    noise_drawn = True
+                else:
+                    _wca_pair_forces_serial(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24,
+                                            rc2, pair_buf, force)
             elif parallel:
                 _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
                                         contact, force)
@@ -378,7 +449,10 @@ def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of,
             _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order,
                             xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force,
                             div, False, parallel, grid_nc)
-        if parallel and abp:
+        if noise_drawn:
+            moved2 = _update_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
+                                          max_jump, unstable, ref, use_verlet, noise)
+        elif parallel and abp:
             moved2 = _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t,
                                              D_r, uniform_noise, key, step0 + s, max_jump,
                                              unstable, ids, ref, use_verlet)
