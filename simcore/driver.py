@@ -10,7 +10,7 @@ Files, all beside ``OUT``:
 * ``OUT.part`` — the crash-safe frame log (:mod:`simcore.io.framelog`), append-only;
 * ``OUT.ckpt`` — the checkpoint: the state after the last counted frame and the checksum
   of every frame (:mod:`simcore.io.checkpoint`), written every ``checkpoint_every``
-  frames (unless that would cost more than 1/50 of the run), every ``checkpoint_seconds``
+  frames (unless that would cost more than 1/100 of the run), every ``checkpoint_seconds``
   of wall time, on SIGINT/SIGTERM, and before the assembly;
 * ``OUT`` — the NetCDF trajectory, written as ``OUT.tmp`` from the frame log while the run
   goes on (whole chunks, by a worker thread: :mod:`simcore.io.assembler`), completed when
@@ -50,7 +50,7 @@ from simcore.models import get_engine
 from simcore.rng import kernel_key
 
 
-_COST_RATIO = 50  # frame-count checkpoints take at most ~1/50 of a run's wall time
+_COST_RATIO = 100  # frame-count checkpoints take at most ~1/100 of a run's wall time
 
 
 def frame_steps(steps: int, write_every: int) -> list[int]:
