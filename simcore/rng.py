@@ -42,7 +42,18 @@ def mix64(z):
 @njit(cache=True, inline="always")
 def stream_base(key, step, index):
     """Hash of (key, step, particle index); combine with a small ``component`` counter."""
-    h = mix64(key ^ (uint64(step) * _GOLDEN))
+    return particle_base(step_hash(key, step), index)
+
+
+@njit(cache=True, inline="always")
+def step_hash(key, step):
+    """The step part of :func:`stream_base` (loops over particles compute it once)."""
+    return mix64(key ^ (uint64(step) * _GOLDEN))
+
+
+@njit(cache=True, inline="always")
+def particle_base(h, index):
+    """:func:`stream_base` from its step part ``h`` (:func:`step_hash`)."""
     return mix64(h + uint64(index) * _M2 + _GOLDEN)
 
 

@@ -148,17 +148,17 @@ def _abp_noise(i0, nb, key, step, h, ids, uniform_noise, zb, W0, W1, W2):
     """The three noise components of particles ``i0 .. i0 + nb`` of an ABP step into
     ``W0``, ``W1``, ``W2`` (indexed from 0), exactly the values of :func:`_step_particle`:
 
-    1. the SplitMix64 hashes (= rng.stream_base, then components 0-2) into ``zb`` (3, >= nb),
+    1. the SplitMix64 hashes (rng.particle_base, then components 0-2) into ``zb`` (3, >= nb),
        vectorised;
     2. the ziggurat's common branch, a branch-free pass per component; the particles
        with a rejected draw (3.6 % for three normals) call :func:`rng.normal` again for
-       all three. ``h`` is the step part of rng.stream_base.
+       all three. ``h`` is :func:`rng.step_hash` of the step.
 
     The noise depends on (key, step, particle identity) only, not on the state: threaded
     steps draw it while the forces are summed (:func:`_wca_forces_and_abp_noise`)."""
     Z0, Z1, Z2 = zb[0], zb[1], zb[2]
     for q in range(nb):
-        base = rng.mix64(h + uint64(ids[uint64(i0 + q)]) * rng._M2 + rng._GOLDEN)
+        base = rng.particle_base(h, ids[uint64(i0 + q)])
         Z0[q] = rng.mix64(base)
         Z1[q] = rng.mix64(base + rng._GOLDEN)
         Z2[q] = rng.mix64(base + uint64(2) * rng._GOLDEN)
@@ -305,7 +305,7 @@ def _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, 
     """:func:`_integrate_serial` for ABP, the same bits, in passes over blocks of particles
     (:func:`_abp_block`) so that LLVM vectorises the hashing and the update."""
     s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
-    h = rng.mix64(key ^ (uint64(step) * rng._GOLDEN))  # the step part of rng.stream_base
+    h = rng.step_hash(key, step)
     n = pos.shape[0]
     zb = np.empty((3, INTEGRATE_BLOCK), dtype=np.uint64)
     buf = np.empty((11, INTEGRATE_BLOCK))
@@ -328,7 +328,7 @@ def _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r
     """Threaded twin of :func:`_integrate_abp_serial` (blocks across threads; every
     particle's arithmetic is the same, so are the bits)."""
     s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
-    h = rng.mix64(key ^ (uint64(step) * rng._GOLDEN))
+    h = rng.step_hash(key, step)
     n = pos.shape[0]
     n_blocks = (n + INTEGRATE_BLOCK - 1) // INTEGRATE_BLOCK
     bad = np.zeros(n_blocks, dtype=np.int64)
@@ -345,7 +345,6 @@ def _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r
     return moved.max() if n_blocks else 0.0
 
 
-
 # Listed WCA pairs that cost as much as one particle's noise (three Gaussians; two uniforms
 # and a Gaussian), measured on one core of an AMD EPYC (Zen 1): 11 ns per listed pair,
 # 20.6 / 17.6 ns per particle. Only the threads' balance depends on them, not the bits.
@@ -356,7 +355,7 @@ PAIRS_PER_NOISE_UNIFORM = 1.6
 @njit(cache=True, inline="always")
 def _noise_range(start, stop, key, step, ids, uniform_noise, noise):
     """:func:`_abp_noise` for particles ``start .. stop`` into ``noise`` (3, N), in blocks."""
-    h = rng.mix64(key ^ (uint64(step) * rng._GOLDEN))
+    h = rng.step_hash(key, step)
     zb = np.empty((3, INTEGRATE_BLOCK), dtype=np.uint64)
     for i0 in range(start, stop, INTEGRATE_BLOCK):
         _abp_noise(i0, min(INTEGRATE_BLOCK, stop - i0), key, step, h, ids, uniform_noise, zb,
@@ -404,15 +403,12 @@ def _update_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, m
     return moved.max() if n_blocks else 0.0
 
 
-
-
 # fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
 ST_NEEDED_CAPACITY = 0  # neighbours per particle the lists needed when they overflowed
 ST_LISTS_VALID = 1  # 1 while the lists match the particle slots, 0 forces a rebuild
 ST_PAIRS = 2  # pairs in the flat half list of the serial WCA kernel; -1: to be made
 ST_NEEDED_PAIRS = 3  # pairs the flat list needed when its arrays were too short
 N_STATUS = 4
-
 
 
 @njit(cache=True, nogil=True)  # nogil: the assembler thread writes meanwhile
