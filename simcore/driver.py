@@ -13,7 +13,7 @@ Files, all beside ``OUT``:
   frames (unless that would cost more than 1/100 of the run), every ``checkpoint_seconds``
   of wall time, on SIGINT/SIGTERM, and before the assembly;
 * ``OUT`` — the NetCDF trajectory, written as ``OUT.tmp`` from the frame log while the run
-  goes on (whole chunks, by a worker thread: :mod:`simcore.io.assembler`), completed when
+  goes on (whole chunks, by a worker process: :mod:`simcore.io.assembler`), completed when
   the run is, fsynced and renamed; then the other files go.
 
 ``resume=True`` verifies the checkpointed frames and continues from the checkpoint;
@@ -277,13 +277,14 @@ class _Run:
 
     # ------------------------------------------------------------------ frames
     def _start_assembler(self) -> None:
-        """Write OUT.tmp from the log in a worker thread as whole chunks of frames arrive
+        """Write OUT.tmp from the log in a worker process as whole chunks of frames arrive
         (:mod:`simcore.io.assembler`), beginning with the frames the log already holds."""
         from simcore.io.assembler import Assembler
 
         self.paths["tmp"].unlink(missing_ok=True)
         self.assembler = Assembler(self.paths["part"], self.paths["tmp"], self.settings.format,
-                                   background=True)
+                                   background=True,
+                                   expected_bytes=len(self.marks) * self.frames.dtype.itemsize)
         self.feed_every = _frames_per_chunk(self.frames.schema)
         self._feed()
 

@@ -313,16 +313,65 @@ def test_open_trajectory_needs_a_path(bad):
 
 # ------------------------------------------------------------------ the background assembler
 def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch):
-    """A run whose frames span several chunks: OUT.tmp written chunk by chunk in the worker
-    thread while the run goes on holds the same bytes as the file assembled at the end."""
+    """A run whose frames span several chunks: OUT.tmp written chunk by chunk by the worker
+    process while the run goes on holds the same bytes as the file assembled at the end,
+    also while another thread reads NetCDF files with xarray (netCDF-C is not thread-safe:
+    a writer thread in this process crashed such a reader or the run)."""
+    import threading
+
+    import xarray as xr
+
     import simcore.io.assembler as assembler
 
     kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})  # 4 chunks
-    out = {}
-    for background in (True, False):
-        monkeypatch.setattr(assembler, "BACKGROUND", background)
-        out[background] = simcore.run("couzin", out=tmp_path / f"bg{background}.nc", **kw)
-    assert_same_file(out[True], out[False])
+    monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
+    started = []
+    start_worker = assembler._start_worker
+    monkeypatch.setattr(assembler, "_start_worker",
+                        lambda *a: started.append(a) or start_worker(*a))
+    monkeypatch.setattr(assembler, "BACKGROUND", False)
+    one_shot = simcore.run("couzin", out=tmp_path / "one_shot.nc", **kw)
+    assert not started
+
+    stop, reads = threading.Event(), []
+
+    def read_meanwhile():
+        while not stop.is_set():
+            with xr.open_dataset(one_shot) as ds:
+                reads.append(float(ds["coordinates"][-1].sum()))
+
+    reader = threading.Thread(target=read_meanwhile)
+    reader.start()
+    try:
+        monkeypatch.setattr(assembler, "BACKGROUND", True)
+        background = simcore.run("couzin", out=tmp_path / "background.nc", **kw)
+    finally:
+        stop.set()
+        reader.join()
+    assert len(started) == 1 and len(reads) > 0 and len(set(reads)) == 1
+    assert_same_file(background, one_shot)
+
+
+def test_a_killed_worker_leaves_the_file_to_the_run(tmp_path, monkeypatch, capsys):
+    """The worker process dies (killed, out of memory): the run writes the whole file
+    itself after the last step, from the log, says so, and the file has the right bits."""
+    import simcore.io.assembler as assembler
+
+    kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})
+    monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
+    start_worker = assembler._start_worker
+
+    def start_and_kill(*args):
+        worker = start_worker(*args)
+        worker[0].kill()
+        worker[0].wait()
+        return worker
+
+    monkeypatch.setattr(assembler, "_start_worker", start_and_kill)
+    out = simcore.run("couzin", out=tmp_path / "a.nc", **kw)
+    assert "the file is written after the last step instead" in capsys.readouterr().err
+    monkeypatch.setattr(assembler, "BACKGROUND", False)
+    assert_same_file(out, simcore.run("couzin", out=tmp_path / "ref.nc", **kw))
 
 
 def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):
@@ -344,6 +393,27 @@ def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):
         asm.finish(600, crcs)
     assert not (tmp_path / "x.tmp").exists()
     log.close()
+
+
+def test_worker_errors_keep_their_kind_across_the_pipe(tmp_path):
+    """What the worker process sends back decodes to the exception the caller's messages
+    are chosen by: a full disk stays a full disk, a bug stays a bug (not exit 2)."""
+    from simcore.io.assembler import AssemblerFailure, _decode, _encode
+    from simcore.io.framelog import DamagedLogError
+    from simcore.io.write_errors import is_space_error
+
+    full = _decode(_encode(OSError(28, "No space left on device")))
+    assert isinstance(full, OSError) and is_space_error(full, tmp_path / "x.nc")
+    hdf = _decode(_encode(RuntimeError("NetCDF: HDF error")))
+    assert type(hdf) is RuntimeError and not is_space_error(hdf, tmp_path / "x.nc")
+    damaged = _decode(_encode(DamagedLogError("frame 3 is damaged")))
+    assert isinstance(damaged, DamagedLogError) and str(damaged) == "frame 3 is damaged"
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        bug = _decode(_encode(exc))
+    assert isinstance(bug, AssemblerFailure) and "KeyError" in str(bug)
+    assert not isinstance(bug, simcore.UserInputError)
 
 
 def test_chunk_length_leaves_the_last_frame_alone(tmp_path):

@@ -2,25 +2,36 @@
 
 A run's frames go to the crash-safe frame log (:mod:`simcore.io.framelog`); the NetCDF
 file is made from it. Compressing and writing it costs about as much as a cheap
-simulation itself (zlib at 40-80 MiB/s), so instead of doing it all after the last step,
-:class:`Assembler` in ``background`` mode writes each whole chunk of frames into
-``OUT.tmp`` in a worker thread as soon as the log holds it, overlapping with the kernels
-(which release the GIL). At the end only the last partial chunk, the final state and the
-attributes remain.
+simulation itself (zlib at 20-80 MiB/s), so instead of doing it all after the last step,
+:class:`Assembler` in ``background`` mode has a worker process write each whole chunk of
+frames into ``OUT.tmp`` as soon as the log holds it, on another core while the kernels
+run. At the end only the last partial chunk, the final state and the attributes remain.
+
+A process, not a thread: netCDF-C and its HDF5 are not thread-safe, even across files,
+and netCDF4-python releases the GIL in its calls, so a writer thread would race with any
+netCDF call elsewhere in the user's process (an xarray dataset read in another thread, or
+one finalised by the garbage collector) and can crash it. The worker imports only NumPy,
+netCDF4 and this module's dependencies (~0.4 s, overlapped with the run), so runs whose
+frames are fewer than :data:`BACKGROUND_MIN_BYTES` are written after the last step in the
+caller's thread instead.
 
 Nothing about crash safety changes: ``OUT.tmp`` is a by-product, never read back; a
 killed or interrupted run removes it (or leaves it to be replaced), and ``--resume``
 assembles again from the checkpointed log. Every frame is checked against its CRC-32
-before it is written, as the end-of-run assembly did. Only the worker thread touches the
-NetCDF file (netCDF-C is not thread-safe), and the file's values are those of a
-one-shot assembly bit for bit: the same frames, in the same chunk-aligned blocks.
+before it is written, as the end-of-run assembly did, and the file's values are those of
+a one-shot assembly bit for bit: the same frames, in the same chunk-aligned blocks. If
+the worker dies (killed, out of memory), the caller writes the whole file itself at the
+end, from the log.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import threading
+import signal
+import subprocess
+import sys
+import traceback
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -35,6 +46,14 @@ _BLOCK_BYTES = 16 * 2**20  # frames per write call: whole chunks, about this man
 #: runs write OUT.tmp in the background (False: all of it after the last step, as before;
 #: benchmarks/store.py measures both)
 BACKGROUND = True
+#: a run with fewer bytes of frames than this writes its file after the last step (the
+#: worker process's start would cost more than the overlap saves)
+BACKGROUND_MIN_BYTES = 8 * 2**20
+_STOP_SECONDS = 60.0  # an aborted worker gets this long to exit before it is killed
+
+
+class AssemblerFailure(Exception):
+    """An unexpected exception in the worker process (a bug), with its traceback."""
 
 
 class Assembler:
@@ -43,31 +62,30 @@ class Assembler:
     ``feed(n, crcs)`` says that the log holds frames 0..n-1 (flushed) with checksums
     ``crcs``; :meth:`finish` writes what remains, the final state and the attributes,
     closes and fsyncs the file. With ``background=True`` (``netcdf4`` format only: an
-    AMBER file's layout depends on every frame's cell) the writes happen in a worker
-    thread; :meth:`abort` stops it and removes the file.
+    AMBER file's layout depends on every frame's cell) and ``expected_bytes`` (the run's
+    frames) of at least :data:`BACKGROUND_MIN_BYTES`, a worker process writes meanwhile;
+    :meth:`abort` stops it and removes the file.
     """
 
-    def __init__(self, part: str | Path, out: str | Path, fmt: str, background: bool = False):
+    def __init__(self, part: str | Path, out: str | Path, fmt: str, background: bool = False,
+                 expected_bytes: int | None = None):
         self.part, self.out, self.fmt = Path(part), Path(out), fmt
-        self.background = background and BACKGROUND and fmt == "netcdf4"
-        self.written = 0  # frames in the NetCDF file
+        self.background = (background and BACKGROUND and fmt == "netcdf4"
+                           and (expected_bytes is None or expected_bytes >= BACKGROUND_MIN_BYTES))
+        self.written = 0  # frames in the NetCDF file (in-process writes)
         self._n_final: int | None = None
         self.finished = False  # finish() returned: the file is complete
         self._ds = None
         self._error: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = None
-        if self.background:
-            self._thread = threading.Thread(target=self._work, name="simcore-assembler",
-                                            daemon=True)
-            self._thread.start()
+        self._worker = _start_worker(self.part, self.out, fmt) if self.background else None
+        self._sent = 0  # frames whose checksums the worker has
 
     # ------------------------------------------------------------------ the caller's side
     def feed(self, n_frames: int, crcs: np.ndarray) -> None:
         """Frames 0..n_frames-1 are in the log; write their whole chunks (background only)."""
-        if self.background:
-            self._raise_worker_error()
-            self._queue.put(("frames", n_frames, np.asarray(crcs, np.uint32)[:n_frames].copy()))
+        if self._worker is not None:
+            self._poll_worker()
+            self._send(("frames", n_frames, self._new_crcs(n_frames, crcs)))
 
     def finish(self, n_frames: int, crcs: np.ndarray, attrs: Mapping[str, object] | None = None,
                final_state: Mapping[str, np.ndarray] | None = None,
@@ -80,17 +98,24 @@ class Assembler:
         while the worker compresses. Raises :class:`~simcore.io.framelog.DamagedLogError`
         if a frame fails its checksum and :class:`UserInputError` for a failed write
         (``out`` is then removed)."""
-        job = ("finish", n_frames, np.asarray(crcs, np.uint32)[:n_frames].copy(), attrs,
-               final_state)
-        if self.background:
-            self._queue.put(job)
-            if while_writing is not None:
-                while_writing()  # if it raises, the caller's abort() stops the worker
-            self._thread.join()
-        else:
-            if while_writing is not None:
-                while_writing()
-            self._run(job)
+        crcs = np.asarray(crcs, np.uint32)[:n_frames].copy()
+        job = ("finish", n_frames, crcs, attrs, final_state)
+        if self._worker is not None:
+            self._poll_worker()
+        if self._worker is not None:
+            self._send(("finish", n_frames, self._new_crcs(n_frames, crcs), attrs, final_state))
+        if while_writing is not None:
+            while_writing()  # if it raises, the caller's abort() stops the worker
+        written = False  # by the worker
+        if self._worker is not None:
+            reply = self._receive()
+            if reply is not None and reply[0] == "error":
+                self._error = _decode(reply[1])
+            elif reply is not None:
+                written = True
+                self._stop_worker(abort=False)
+        if not written and self._error is None:
+            self._run(job)  # in-process: no worker, or it died
         self._raise_worker_error()
         self.finished = True
 
@@ -98,22 +123,72 @@ class Assembler:
         """Stop the worker (if any), drop the unfinished file. Safe to call more than once."""
         if self.finished:
             return
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(("abort",))
-            self._thread.join()
+        self._stop_worker(abort=True)
         self._close(failed=True)
         self.out.unlink(missing_ok=True)
 
-    # ------------------------------------------------------------------ the worker's side
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job[0] == "abort" or self._error is not None:
-                return
-            self._run(job)
-            if job[0] == "finish":
-                return
+    # ------------------------------------------------------------------ talking to the worker
+    def _new_crcs(self, n_frames: int, crcs: np.ndarray) -> np.ndarray:
+        new = np.asarray(crcs, np.uint32)[self._sent:n_frames].copy()
+        self._sent = max(self._sent, n_frames)
+        return new
 
+    def _send(self, message) -> None:
+        if self._worker is None:  # lost while polling
+            return
+        try:
+            self._worker[1].send(message)
+        except OSError:  # the worker died: a broken pipe
+            self._worker_lost()
+
+    def _receive(self):
+        try:
+            return self._worker[2].recv()
+        except (EOFError, OSError):
+            self._worker_lost()
+            return None
+
+    def _poll_worker(self) -> None:
+        """Raise the worker's error, if it sent one."""
+        try:
+            ready = self._worker[2].poll(0)
+        except OSError:
+            ready = False
+        if not ready:
+            return
+        reply = self._receive()
+        if reply is not None and reply[0] == "error":
+            self._error = _decode(reply[1])
+            self._raise_worker_error()
+
+    def _worker_lost(self) -> None:
+        """The worker died without a word (killed, out of memory): the caller writes the
+        whole file itself at the end, from the log."""
+        proc = self._worker[0]
+        self._stop_worker(abort=True)
+        self.out.unlink(missing_ok=True)
+        print(f"simcore: the process writing {self.out.name} exited (code {proc.returncode}); "
+              "the file is written after the last step instead.", file=sys.stderr)
+
+    def _stop_worker(self, abort: bool) -> None:
+        if self._worker is None:
+            return
+        proc, to_worker, from_worker = self._worker
+        self._worker = None
+        if abort:
+            try:
+                to_worker.send(("abort",))
+            except OSError:
+                pass
+        to_worker.close()
+        from_worker.close()
+        try:
+            proc.wait(timeout=_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    # ------------------------------------------------------------------ the worker's side
     def _run(self, job) -> None:
         try:
             if job[0] == "frames":
@@ -203,9 +278,7 @@ class Assembler:
         if exc is None:
             return
         self._error = None
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(("abort",))
-            self._thread.join()
+        self._stop_worker(abort=True)
         if isinstance(exc, (DamagedLogError, UserInputError)) or not isinstance(
                 exc, (OSError, RuntimeError)):
             self.abort()
@@ -234,6 +307,88 @@ class Assembler:
                 "{fix}", f"free at least {size}")) from None
         raise UserInputError(f"Writing {self.out} failed ({getattr(exc, 'strerror', None) or exc}"
                              f"). " + kept.replace("{fix}", "fix the problem")) from None
+
+
+# ---------------------------------------------------------------------- the worker process
+# The worker imports simcore.io without simcore/__init__ (which loads every engine):
+# a bare package module pointing at simcore's folder stands in for it.
+_BOOT = ("import sys, types; pkg = types.ModuleType('simcore'); pkg.__path__ = [sys.argv[3]]; "
+         "sys.modules['simcore'] = pkg; from simcore.io.assembler import _serve; "
+         "_serve(int(sys.argv[1]), int(sys.argv[2]))")
+
+
+def _start_worker(part: Path, out: Path, fmt: str):
+    """Start the worker process; returns (process, connection to it, connection from it)."""
+    job_read, job_write = os.pipe()
+    reply_read, reply_write = os.pipe()
+    package = str(Path(__file__).resolve().parents[1])
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-P", "-c", _BOOT, str(job_read), str(reply_write), package],
+            pass_fds=(job_read, reply_write), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C stops the caller only
+    finally:
+        os.close(job_read)
+        os.close(reply_write)
+    to_worker = Connection(job_write, readable=False)
+    from_worker = Connection(reply_read, writable=False)
+    to_worker.send(("open", str(part), str(out), fmt))
+    return proc, to_worker, from_worker
+
+
+def _serve(job_fd: int, reply_fd: int) -> None:
+    """The worker's loop: write whole chunks as the caller reports frames, then finish."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    jobs, replies = Connection(job_fd, writable=False), Connection(reply_fd, readable=False)
+    asm, crcs, failed = None, np.zeros(0, np.uint32), False
+    while True:
+        try:
+            job = jobs.recv()
+        except (EOFError, OSError):  # the caller died
+            job = ("abort",)
+        if job[0] == "open":
+            asm = Assembler(*job[1:])
+            continue
+        if job[0] == "abort" or asm is None:
+            if not failed and asm is not None:
+                asm._close(failed=True)
+            os._exit(0)  # the caller removes the file; a failed handle is never closed
+        if failed:
+            continue
+        crcs = np.concatenate([crcs, job[2]])
+        asm._run((job[0], job[1], crcs, *job[3:]))
+        if asm._error is not None:
+            replies.send(("error", _encode(asm._error)))
+            failed = True
+        elif job[0] == "finish":
+            replies.send(("done",))
+            os._exit(0)
+
+
+def _encode(exc: BaseException) -> tuple:
+    """An exception as plain values, for the pipe back to the caller."""
+    if isinstance(exc, DamagedLogError):
+        return ("damaged", str(exc))
+    if isinstance(exc, UserInputError):
+        return ("input", str(exc))
+    if isinstance(exc, OSError):
+        return ("os", exc.errno, exc.strerror, str(exc))
+    if isinstance(exc, RuntimeError):
+        return ("runtime", str(exc))
+    return ("bug", "".join(traceback.format_exception(exc)))
+
+
+def _decode(value: tuple) -> BaseException:
+    kind = value[0]
+    if kind == "damaged":
+        return DamagedLogError(value[1])
+    if kind == "input":
+        return UserInputError(value[1])
+    if kind == "os":
+        return OSError(value[1], value[2]) if value[1] is not None else OSError(value[3])
+    if kind == "runtime":
+        return RuntimeError(value[1])
+    return AssemblerFailure(f"The process writing the NetCDF file failed:\n{value[1]}")
 
 
 def _formats() -> dict:

@@ -253,7 +253,7 @@ def _step_one(i, x, y, z, A, F, key, step):
 
 # The copies are independent: each thread advances its copies through all n_steps (one
 # parallel region per call, no barrier per step); the noise depends only on (step, copy).
-@njit(cache=True, parallel=True, nogil=True)  # nogil: the assembler thread writes meanwhile
+@njit(cache=True, parallel=True, nogil=True)  # nogil: other Python threads run meanwhile
 def _steps_parallel(x, y, z, A, F, key, step0, n_steps):
     for i in prange(x.shape[0]):
         for s in range(n_steps):

@@ -411,7 +411,7 @@ ST_NEEDED_PAIRS = 3  # pairs the flat list needed when its arrays were too short
 N_STATUS = 4
 
 
-@njit(cache=True, nogil=True)  # nogil: the assembler thread writes meanwhile
+@njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
 def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
                bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
                dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,

@@ -351,7 +351,7 @@ def _move(pos, head, speed, dt, rule, boundary, L):
                 pos[i, k] = x
 
 
-@njit(cache=True, nogil=True)  # nogil: the assembler thread writes meanwhile
+@njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
 def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, bucket_start,
                order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary, L, rr2, ro2, ra2,
                cos_fov, cos_blind, w_o, cap, noise, speed, dt, key, step0, n_steps, parallel):

@@ -23,8 +23,8 @@ def _streamed(x, v, dt):
     return x + v * dt
 
 
-# error_model: _contact_time may divide by 0 (discarded); nogil: the assembler thread
-# writes meanwhile
+# error_model: _contact_time may divide by 0 (discarded); nogil: other Python threads
+# run meanwhile
 @njit(cache=True, error_model="numpy", nogil=True)
 def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, max_coll,
               stats, P, I, E, head, nxt, prv, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev,
