@@ -157,9 +157,10 @@ def check_memory(needed_bytes: float, what: str, advice: str) -> None:
 
 # ----------------------------------------------------------------------------- runs
 def _writer_bytes(n: int, per_atom_floats: int, itemsize: int, n_frames: int) -> int:
-    """The frame log's buffer (at most 32 MiB of frames, at least one frame) and, when the
-    file is assembled at the end, one block of frames (at most 16 MiB, at least one) with
-    its compression buffers (``per_atom_floats`` numbers per particle in a frame)."""
+    """The frame log's buffer (at most 32 MiB of frames, at least one frame) and the
+    NetCDF assembly's block of frames (at most 16 MiB, at least one) with its compression
+    buffers, in the run's process or its worker (``per_atom_floats`` numbers per particle
+    in a frame)."""
     from simcore.io.framelog import BUFFER_BYTES
 
     frame = n * per_atom_floats * itemsize

@@ -200,16 +200,15 @@ def test_unstable_time_step_is_a_clear_error(tmp_path):
                     out=tmp_path / "x.nc")
 
 
-@pytest.mark.parametrize("potential, noise, kappa", [("wca", "gaussian", 0.0),
-                                                     ("wca", "uniform", 5.0),
-                                                     ("soft_harmonic", "gaussian", 0.0)])
-def test_serial_and_threaded_kernels_are_bit_identical(potential, noise, kappa):
-    """ABP with WCA threads by drawing the noise beside the force sum; AOUP threads the
-    full-list kernel: both must give the serial bits."""
+@pytest.mark.parametrize("propulsion, potential, noise, kappa", [
+    ("abp", "wca", "gaussian", 0.0), ("abp", "wca", "uniform", 5.0),
+    ("aoup", "soft_harmonic", "gaussian", 0.0), ("abp", "soft_harmonic", "gaussian", 2.0)])
+def test_serial_and_threaded_kernels_are_bit_identical(propulsion, potential, noise, kappa):
+    """ABP with WCA threads by drawing the noise beside the force sum; ABP with another
+    potential and AOUP thread the full-list kernel: all must give the serial bits."""
     numba = pytest.importorskip("numba")
     p = active.Params(n=1500, phi=0.5, potential=potential, v0=5.0, dt=1e-4,
-                      propulsion="abp" if potential == "wca" else "aoup", D_t=0.1,
-                      noise=noise, kappa=kappa)
+                      propulsion=propulsion, D_t=0.1, noise=noise, kappa=kappa)
     names = ("positions", "image", "theta", "n_hat") if p.propulsion == "abp" else (
         "positions", "image", "g")
     results = []

@@ -88,12 +88,35 @@ def _kill_at_random(cmd, out, sig, rng, timeout=300):
     if proc.poll() is None:
         proc.send_signal(sig)
     _, err = proc.communicate(timeout=timeout)
+    _no_writer_left(out)
     where = f"{'start' if early else 'loop'}+{delay:.3f}s"
     if proc.returncode not in (0, -signal.SIGKILL, 128 + signal.SIGTERM, -signal.SIGTERM):
         pytest.fail(f"killed run ended with {proc.returncode} ({where}): {err}")
     if sig == signal.SIGTERM and proc.returncode == 128 + signal.SIGTERM:
         assert "--resume" in err and "checkpoint written" in err
     return proc.returncode, where
+
+
+def _no_writer_left(out, timeout=30.0):
+    """The run's NetCDF worker process (simcore.io.assembler) exits with the run, however
+    the run ends: it must not go on writing OUT.tmp, or hold it, after a kill."""
+    tmp = str(out) + ".tmp"
+    t0 = time.monotonic()
+    while True:
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if tmp.encode() in args:
+                left.append(pid)
+        if not left:
+            return
+        if time.monotonic() - t0 > timeout:
+            pytest.fail(f"the worker writing {tmp} outlived its run (pids {left})")
+        time.sleep(0.05)
 
 
 def _torture(model, fmt, sig, seed, references, tmp_path, kills=1):

@@ -143,6 +143,10 @@ MEASURE = textwrap.dedent("""
         return dict(abp={"potential": "wca", "phi": 0.4}, harddisc={"t_end": 2.0}, linear={},
                     couzin={"boundary": "periodic", "box": (n / 0.5) ** (1 / 3), "r_o": 2.0,
                             "r_a": 3.0})[model]
+    # the file assembled in this process, as small runs do: larger runs hand the blocks
+    # of frames to a worker process (simcore.io.assembler), so this one's peak is lower
+    import simcore.io.assembler
+    simcore.io.assembler.BACKGROUND = False
     # warm-up above the engines' threading thresholds: no JIT compilation in the measured run
     simcore.run(model, out=out + ".small.nc", overrides=dict(extra(2048), n=2048), **kw)
     def status(key):

@@ -77,7 +77,12 @@ class Assembler:
         self.finished = False  # finish() returned: the file is complete
         self._ds = None
         self._error: BaseException | None = None
-        self._worker = _start_worker(self.part, self.out, fmt) if self.background else None
+        self._worker = None
+        if self.background:
+            try:
+                self._worker = _start_worker(self.part, self.out, fmt)
+            except OSError:  # no process to start (an embedded interpreter): write at the end
+                self.background = False
         self._sent = 0  # frames whose checksums the worker has
 
     # ------------------------------------------------------------------ the caller's side
@@ -324,7 +329,8 @@ def _start_worker(part: Path, out: Path, fmt: str):
     package = str(Path(__file__).resolve().parents[1])
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-P", "-c", _BOOT, str(job_read), str(reply_write), package],
+            [sys.executable, "-P", "-c", _BOOT, str(job_read), str(reply_write), package,
+             str(out)],  # the file, unused but for `ps`
             pass_fds=(job_read, reply_write), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C stops the caller only
     finally:
