@@ -325,13 +325,17 @@ def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch)
 
     kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})  # 4 chunks
     monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
-    started = []
-    start_worker = assembler._start_worker
-    monkeypatch.setattr(assembler, "_start_worker",
-                        lambda *a: started.append(a) or start_worker(*a))
+    written_by_worker = []
+    finish = assembler.Assembler.finish
+
+    def finish_and_tell(self, *args, **kwargs):
+        finish(self, *args, **kwargs)
+        written_by_worker.append(self.by_worker)
+
+    monkeypatch.setattr(assembler.Assembler, "finish", finish_and_tell)
     monkeypatch.setattr(assembler, "BACKGROUND", False)
     one_shot = simcore.run("couzin", out=tmp_path / "one_shot.nc", **kw)
-    assert not started
+    assert written_by_worker == [False]
 
     stop, reads = threading.Event(), []
 
@@ -348,7 +352,7 @@ def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch)
     finally:
         stop.set()
         reader.join()
-    assert len(started) == 1 and len(reads) > 0 and len(set(reads)) == 1
+    assert written_by_worker == [False, True] and len(reads) > 0 and len(set(reads)) == 1
     assert_same_file(background, one_shot)
 
 
@@ -372,6 +376,37 @@ def test_a_killed_worker_leaves_the_file_to_the_run(tmp_path, monkeypatch, capsy
     assert "the file is written after the last step instead" in capsys.readouterr().err
     monkeypatch.setattr(assembler, "BACKGROUND", False)
     assert_same_file(out, simcore.run("couzin", out=tmp_path / "ref.nc", **kw))
+
+
+def test_a_run_that_ends_before_its_worker_is_ready_writes_the_file_itself(tmp_path,
+                                                                           monkeypatch):
+    """A short run does not wait for a worker still starting: it stops it and writes the
+    file in its own thread, with the right bits."""
+    import os
+    import subprocess
+    from multiprocessing.connection import Connection
+
+    import simcore.io.assembler as assembler
+
+    monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
+    workers = []
+
+    def never_ready(*args):  # a worker that never gets through its imports
+        job_read, job_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        proc = subprocess.Popen(["sleep", "600"], pass_fds=(job_read, reply_write))
+        os.close(job_read)
+        workers.append((proc, reply_write))
+        return proc, Connection(job_write, readable=False), Connection(reply_read,
+                                                                       writable=False)
+
+    monkeypatch.setattr(assembler, "_start_worker", never_ready)
+    out = simcore.run("couzin", out=tmp_path / "a.nc", **KW)
+    (proc, reply_write), = workers
+    os.close(reply_write)
+    assert proc.returncode == -9  # stopped, not waited for
+    monkeypatch.setattr(assembler, "BACKGROUND", False)
+    assert_same_file(out, simcore.run("couzin", out=tmp_path / "ref.nc", **KW))
 
 
 def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):

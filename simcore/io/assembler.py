@@ -11,9 +11,10 @@ A process, not a thread: netCDF-C and its HDF5 are not thread-safe, even across 
 and netCDF4-python releases the GIL in its calls, so a writer thread would race with any
 netCDF call elsewhere in the user's process (an xarray dataset read in another thread, or
 one finalised by the garbage collector) and can crash it. The worker imports only NumPy,
-netCDF4 and this module's dependencies (~0.4 s, overlapped with the run), so runs whose
-frames are fewer than :data:`BACKGROUND_MIN_BYTES` are written after the last step in the
-caller's thread instead.
+netCDF4 and this module's dependencies (~0.4 s of a core, overlapped with the run). Runs
+with fewer than :data:`BACKGROUND_MIN_BYTES` of frames start none, and a run that ends
+before its worker is ready stops it: both write the file after the last step in the
+caller's thread (for a short run that is quicker than waiting).
 
 Nothing about crash safety changes: ``OUT.tmp`` is a by-product, never read back; a
 killed or interrupted run removes it (or leaves it to be replaced), and ``--resume``
@@ -47,8 +48,8 @@ _BLOCK_BYTES = 16 * 2**20  # frames per write call: whole chunks, about this man
 #: benchmarks/store.py measures both)
 BACKGROUND = True
 #: a run with fewer bytes of frames than this writes its file after the last step (the
-#: worker process's start would cost more than the overlap saves)
-BACKGROUND_MIN_BYTES = 8 * 2**20
+#: worker process's start would cost more CPU than the overlap saves)
+BACKGROUND_MIN_BYTES = 2**20
 _STOP_SECONDS = 60.0  # an aborted worker gets this long to exit before it is killed
 
 
@@ -84,6 +85,8 @@ class Assembler:
             except OSError:  # no process to start (an embedded interpreter): write at the end
                 self.background = False
         self._sent = 0  # frames whose checksums the worker has
+        self._ready = False  # the worker has started (imported its modules)
+        self.by_worker = False  # finish(): the worker wrote the file
 
     # ------------------------------------------------------------------ the caller's side
     def feed(self, n_frames: int, crcs: np.ndarray) -> None:
@@ -107,19 +110,25 @@ class Assembler:
         job = ("finish", n_frames, crcs, attrs, final_state)
         if self._worker is not None:
             self._poll_worker()
+        if self._worker is not None and not self._ready:
+            # still starting (a short run): writing here is quicker than waiting for it
+            self._stop_worker(abort=True, kill=True)
+            self.out.unlink(missing_ok=True)
         if self._worker is not None:
             self._send(("finish", n_frames, self._new_crcs(n_frames, crcs), attrs, final_state))
         if while_writing is not None:
             while_writing()  # if it raises, the caller's abort() stops the worker
-        written = False  # by the worker
-        if self._worker is not None:
+        while self._worker is not None:
             reply = self._receive()
-            if reply is not None and reply[0] == "error":
+            if reply is None:  # it died: written here below
+                break
+            if reply[0] == "error":
                 self._error = _decode(reply[1])
-            elif reply is not None:
-                written = True
+                break
+            if reply[0] == "done":
+                self.by_worker = True
                 self._stop_worker(abort=False)
-        if not written and self._error is None:
+        if not self.by_worker and self._error is None:
             self._run(job)  # in-process: no worker, or it died
         self._raise_worker_error()
         self.finished = True
@@ -154,17 +163,22 @@ class Assembler:
             return None
 
     def _poll_worker(self) -> None:
-        """Raise the worker's error, if it sent one."""
-        try:
-            ready = self._worker[2].poll(0)
-        except OSError:
-            ready = False
-        if not ready:
-            return
-        reply = self._receive()
-        if reply is not None and reply[0] == "error":
-            self._error = _decode(reply[1])
-            self._raise_worker_error()
+        """Read what the worker sent: that it is ready, or its error (raised)."""
+        while self._worker is not None:
+            try:
+                pending = self._worker[2].poll(0)
+            except OSError:
+                pending = False
+            if not pending:
+                return
+            reply = self._receive()
+            if reply is None:
+                return
+            if reply[0] == "ready":
+                self._ready = True
+            elif reply[0] == "error":
+                self._error = _decode(reply[1])
+                self._raise_worker_error()
 
     def _worker_lost(self) -> None:
         """The worker died without a word (killed, out of memory): the caller writes the
@@ -175,12 +189,14 @@ class Assembler:
         print(f"simcore: the process writing {self.out.name} exited (code {proc.returncode}); "
               "the file is written after the last step instead.", file=sys.stderr)
 
-    def _stop_worker(self, abort: bool) -> None:
+    def _stop_worker(self, abort: bool, kill: bool = False) -> None:
         if self._worker is None:
             return
         proc, to_worker, from_worker = self._worker
         self._worker = None
-        if abort:
+        if kill:  # it has written nothing yet (the caller removes what it may have begun)
+            proc.kill()
+        elif abort:
             try:
                 to_worker.send(("abort",))
             except OSError:
@@ -354,6 +370,7 @@ def _serve(job_fd: int, reply_fd: int) -> None:
             job = ("abort",)
         if job[0] == "open":
             asm = Assembler(*job[1:])
+            replies.send(("ready",))
             continue
         if job[0] == "abort" or asm is None:
             if not failed and asm is not None:
