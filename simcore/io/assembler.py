@@ -362,6 +362,13 @@ def _serve(job_fd: int, reply_fd: int) -> None:
     """The worker's loop: write whole chunks as the caller reports frames, then finish."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     jobs, replies = Connection(job_fd, writable=False), Connection(reply_fd, readable=False)
+
+    def reply(message) -> None:
+        try:
+            replies.send(message)
+        except OSError:  # the caller stopped listening (it failed or died): it cleans up
+            os._exit(0)
+
     asm, crcs, failed = None, np.zeros(0, np.uint32), False
     while True:
         try:
@@ -370,7 +377,7 @@ def _serve(job_fd: int, reply_fd: int) -> None:
             job = ("abort",)
         if job[0] == "open":
             asm = Assembler(*job[1:])
-            replies.send(("ready",))
+            reply(("ready",))
             continue
         if job[0] == "abort" or asm is None:
             if not failed and asm is not None:
@@ -381,10 +388,10 @@ def _serve(job_fd: int, reply_fd: int) -> None:
         crcs = np.concatenate([crcs, job[2]])
         asm._run((job[0], job[1], crcs, *job[3:]))
         if asm._error is not None:
-            replies.send(("error", _encode(asm._error)))
+            reply(("error", _encode(asm._error)))
             failed = True
         elif job[0] == "finish":
-            replies.send(("done",))
+            reply(("done",))
             os._exit(0)
 
 
