@@ -430,6 +430,34 @@ def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):
     log.close()
 
 
+def test_worker_checks_every_frame_it_was_told_of_in_pieces(tmp_path):
+    """Checksums sent in many small pieces (none completes a chunk here) all reach the
+    worker: the file it writes at the end equals the one written in this process."""
+    from simcore.io.assembler import Assembler
+    from simcore.io.framelog import FrameLogWriter
+    from simcore.io.trajectory import frame_schema
+
+    schema = frame_schema(4, {"program": "simcore"}, {}, "float32", velocities=False)
+    log = FrameLogWriter.create(tmp_path / "x.part", schema)
+    for k in range(1000):
+        log.append({"time": float(k), "coordinates": np.full((4, 3), k, np.float32),
+                    "cell_lengths": np.zeros(3)})
+    log.sync()
+    asm = Assembler(tmp_path / "x.part", tmp_path / "bg.nc", "netcdf4", background=True)
+    for _ in range(3000):  # a run this short would not wait for its worker: this test does
+        asm._poll_worker()
+        if asm._ready:
+            break
+        time.sleep(0.01)
+    for n in range(100, 1001, 100):
+        asm.feed(n, log.crcs)
+    asm.finish(1000, log.crcs)
+    assert asm.by_worker
+    Assembler(tmp_path / "x.part", tmp_path / "here.nc", "netcdf4").finish(1000, log.crcs)
+    assert_same_file(tmp_path / "bg.nc", tmp_path / "here.nc")
+    log.close()
+
+
 def test_worker_errors_keep_their_kind_across_the_pipe(tmp_path):
     """What the worker process sends back decodes to the exception the caller's messages
     are chosen by: a full disk stays a full disk, a bug stays a bug (not exit 2)."""

@@ -369,7 +369,8 @@ def _serve(job_fd: int, reply_fd: int) -> None:
         except OSError:  # the caller stopped listening (it failed or died): it cleans up
             os._exit(0)
 
-    asm, crcs, failed = None, np.zeros(0, np.uint32), False
+    asm, failed = None, False
+    crcs, known = np.zeros(256, np.uint32), 0  # grown by doubling: no copy of all per feed
     while True:
         try:
             job = jobs.recv()
@@ -385,8 +386,14 @@ def _serve(job_fd: int, reply_fd: int) -> None:
             os._exit(0)  # the caller removes the file; a failed handle is never closed
         if failed:
             continue
-        crcs = np.concatenate([crcs, job[2]])
-        asm._run((job[0], job[1], crcs, *job[3:]))
+        new = job[2]
+        if known + len(new) > len(crcs):
+            grown = np.zeros(max(known + len(new), 2 * len(crcs)), np.uint32)
+            grown[:known] = crcs[:known]
+            crcs = grown
+        crcs[known:known + len(new)] = new
+        known += len(new)
+        asm._run((job[0], job[1], crcs[:known], *job[3:]))
         if asm._error is not None:
             reply(("error", _encode(asm._error)))
             failed = True
