@@ -41,7 +41,7 @@ from simcore._progress import progress
 from simcore.config import RunSettings, run_parameters_json
 from simcore.io.checkpoint import (check_state_like, load_checkpoint, save_checkpoint)
 from simcore.io.atomic import fsync_dir
-from simcore.io.framelog import FrameLogWriter
+from simcore.io.framelog import FrameLogWriter, record_dtype
 from simcore.io.lock import OutputLock
 from simcore.io.outputs import (check_extend, check_folder, check_output, side_paths, write_error)
 from simcore.io.provenance import provenance
@@ -98,6 +98,10 @@ def run_model(
     out = Path(out)
     paths = side_paths(out)
     check_folder(out)
+    if settings.format == "netcdf4":
+        from simcore.io.assembler import prestart
+
+        prestart(_frames_bytes(model, params, settings))  # its imports overlap our set-up
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     run_json = run_parameters_json(model_name, params, settings, preset)
     with OutputLock(paths["lock"], f"The output {out}",
@@ -125,6 +129,14 @@ def run_model(
         _Run(model, model_name, params, settings, out, paths, run_json, preset, log, quiet,
              argv, stop_after_frames).execute(action)
     return out
+
+
+def _frames_bytes(model, params, settings) -> int:
+    """The bytes of a run's frames in its frame log (what its NetCDF file holds, uncompressed)."""
+    schema = frame_schema(params.n, {}, model.extra_variables(params), settings.precision,
+                          velocities=model.has_velocities)
+    n_frames = len(frame_steps(settings.steps, settings.write_every))
+    return n_frames * record_dtype([tuple(f) for f in schema["fields"]]).itemsize
 
 
 class _Run:

@@ -99,23 +99,27 @@ def _kill_at_random(cmd, out, sig, rng, timeout=300):
 
 def _no_writer_left(out, timeout=30.0):
     """The run's NetCDF worker process (simcore.io.assembler) exits with the run, however
-    the run ends: it must not go on writing OUT.tmp, or hold it, after a kill."""
+    the run ends: it must not go on writing OUT.tmp, or hold it open, after a kill."""
     tmp = str(out) + ".tmp"
     t0 = time.monotonic()
     while True:
         left = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    args = f.read().split(b"\0")
+                fds = os.listdir(f"/proc/{pid}/fd")
             except OSError:
                 continue
-            if tmp.encode() in args:
-                left.append(pid)
+            for fd in fds:
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target == tmp or target == tmp + " (deleted)":
+                    left.append(pid)
         if not left:
             return
         if time.monotonic() - t0 > timeout:
-            pytest.fail(f"the worker writing {tmp} outlived its run (pids {left})")
+            pytest.fail(f"a process still holds {tmp} after its run ended (pids {left})")
         time.sleep(0.05)
 
 

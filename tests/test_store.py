@@ -312,7 +312,18 @@ def test_open_trajectory_needs_a_path(bad):
 
 
 # ------------------------------------------------------------------ the background assembler
-def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_workers():
+    """No idle worker from an earlier test, and none of this test's left behind."""
+    import simcore.io.assembler as assembler
+
+    assembler.release_idle_workers()
+    yield assembler
+    assembler.release_idle_workers()
+
+
+def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch,
+                                                          fresh_workers):
     """A run whose frames span several chunks: OUT.tmp written chunk by chunk by the worker
     process while the run goes on holds the same bytes as the file assembled at the end,
     also while another thread reads NetCDF files with xarray (netCDF-C is not thread-safe:
@@ -356,11 +367,11 @@ def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch)
     assert_same_file(background, one_shot)
 
 
-def test_a_killed_worker_leaves_the_file_to_the_run(tmp_path, monkeypatch, capsys):
+def test_a_killed_worker_leaves_the_file_to_the_run(tmp_path, monkeypatch, capsys,
+                                                    fresh_workers):
     """The worker process dies (killed, out of memory): the run writes the whole file
     itself after the last step, from the log, says so, and the file has the right bits."""
-    import simcore.io.assembler as assembler
-
+    assembler = fresh_workers
     kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})
     monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
     start_worker = assembler._start_worker
@@ -378,16 +389,16 @@ def test_a_killed_worker_leaves_the_file_to_the_run(tmp_path, monkeypatch, capsy
     assert_same_file(out, simcore.run("couzin", out=tmp_path / "ref.nc", **kw))
 
 
-def test_a_run_that_ends_before_its_worker_is_ready_writes_the_file_itself(tmp_path,
-                                                                           monkeypatch):
-    """A short run does not wait for a worker still starting: it stops it and writes the
-    file in its own thread, with the right bits."""
+def test_a_run_that_ends_before_its_worker_is_ready_writes_the_file_itself(
+        tmp_path, monkeypatch, fresh_workers):
+    """A short run does not wait for a worker still starting: it writes the file in its
+    own thread, with the right bits, and leaves the worker to the process's next run; a
+    worker that never gets ready is killed when a later run would take it."""
     import os
     import subprocess
     from multiprocessing.connection import Connection
 
-    import simcore.io.assembler as assembler
-
+    assembler = fresh_workers
     monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
     workers = []
 
@@ -403,10 +414,63 @@ def test_a_run_that_ends_before_its_worker_is_ready_writes_the_file_itself(tmp_p
     monkeypatch.setattr(assembler, "_start_worker", never_ready)
     out = simcore.run("couzin", out=tmp_path / "a.nc", **KW)
     (proc, reply_write), = workers
-    os.close(reply_write)
-    assert proc.returncode == -9  # stopped, not waited for
+    assert proc.poll() is None and [w.proc for w in assembler._idle] == [proc]  # not waited for
+    monkeypatch.setattr(assembler, "_NEVER_READY_SECONDS", 0.0)
+    again = simcore.run("couzin", out=tmp_path / "b.nc", **KW)
+    assert proc.returncode == -9 and len(workers) == 2  # replaced
+    for _, fd in workers:
+        os.close(fd)
     monkeypatch.setattr(assembler, "BACKGROUND", False)
-    assert_same_file(out, simcore.run("couzin", out=tmp_path / "ref.nc", **KW))
+    reference = simcore.run("couzin", out=tmp_path / "ref.nc", **KW)
+    assert_same_file(out, reference)
+    assert_same_file(again, reference)
+
+
+def test_one_worker_serves_a_process_s_runs_and_not_its_forked_children(tmp_path, monkeypatch,
+                                                                        fresh_workers):
+    """Runs in one process reuse its idle worker (the start is paid once) and each file has
+    the bits of one written in-process; a forked child does not share the parent's worker
+    (the pipes would carry two runs' messages at once), and the parent's still works."""
+    import os
+
+    assembler = fresh_workers
+    kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})
+    monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
+    finish, served = assembler.Assembler.finish, []
+
+    def finish_and_tell(self, *args, **kwargs):
+        pid = self._worker.proc.pid if self._worker is not None else None
+        while self._worker is not None and not self._ready:  # this test waits for it
+            self._poll_worker()
+            time.sleep(0.01)
+        finish(self, *args, **kwargs)
+        served.append((self.by_worker, pid))
+
+    monkeypatch.setattr(assembler.Assembler, "finish", finish_and_tell)
+    first = simcore.run("couzin", out=tmp_path / "a.nc", **kw)
+    second = simcore.run("couzin", out=tmp_path / "b.nc", **dict(kw, seed=5))
+    child = os.fork()
+    if child == 0:
+        os._exit(0 if not assembler._idle else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+    third = simcore.run("couzin", out=tmp_path / "c.nc", **kw)
+    assert [by_worker for by_worker, _ in served] == [True, True, True]
+    assert len({pid for _, pid in served}) == 1
+    monkeypatch.setattr(assembler, "BACKGROUND", False)
+    assert_same_file(first, simcore.run("couzin", out=tmp_path / "ref_a.nc", **kw))
+    assert_same_file(second, simcore.run("couzin", out=tmp_path / "ref_b.nc", **dict(kw, seed=5)))
+    assert_same_file(third, first)
+
+
+def test_a_process_on_one_core_starts_no_worker(tmp_path, monkeypatch, fresh_workers):
+    """With one usable core a worker would only take it from the run: none is started."""
+    assembler = fresh_workers
+    monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
+    monkeypatch.setattr(assembler, "_spare_core", lambda: False)
+    started = []
+    monkeypatch.setattr(assembler, "_start_worker", lambda: started.append(1))
+    simcore.run("couzin", out=tmp_path / "a.nc", **KW)
+    assert started == [] and assembler._idle == []
 
 
 def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):

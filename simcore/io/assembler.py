@@ -11,10 +11,13 @@ A process, not a thread: netCDF-C and its HDF5 are not thread-safe, even across 
 and netCDF4-python releases the GIL in its calls, so a writer thread would race with any
 netCDF call elsewhere in the user's process (an xarray dataset read in another thread, or
 one finalised by the garbage collector) and can crash it. The worker imports only NumPy,
-netCDF4 and this module's dependencies (~0.4 s of a core, overlapped with the run). Runs
-with fewer than :data:`BACKGROUND_MIN_BYTES` of frames start none, and a run that ends
-before its worker is ready stops it: both write the file after the last step in the
-caller's thread (for a short run that is quicker than waiting).
+netCDF4 and this module's dependencies (~0.3 s of a core). It is started when the run
+starts (:func:`prestart`, before the run's own set-up, so the imports overlap it) and
+serves the process's later runs too: a finished run hands it back to a pool of one idle
+worker, so a notebook, a script or a sweep worker pays the start once. Runs with fewer
+than :data:`BACKGROUND_MIN_BYTES` of frames use none, nor do runs of a process with a
+single core; a run that ends before its worker is ready writes the file after the last
+step in the caller's thread (quicker than waiting) and leaves the worker to the next run.
 
 Nothing about crash safety changes: ``OUT.tmp`` is a by-product, never read back; a
 killed or interrupted run removes it (or leaves it to be replaced), and ``--resume``
@@ -27,10 +30,13 @@ end, from the log.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -47,10 +53,11 @@ _BLOCK_BYTES = 16 * 2**20  # frames per write call: whole chunks, about this man
 #: runs write OUT.tmp in the background (False: all of it after the last step, as before;
 #: benchmarks/store.py measures both)
 BACKGROUND = True
-#: a run with fewer bytes of frames than this writes its file after the last step (the
-#: worker process's start would cost more CPU than the overlap saves)
-BACKGROUND_MIN_BYTES = 2**20
+#: a run with fewer bytes of frames than this writes its file after the last step (a few
+#: milliseconds of compression: not worth a worker's start)
+BACKGROUND_MIN_BYTES = 2**18
 _STOP_SECONDS = 60.0  # an aborted worker gets this long to exit before it is killed
+_NEVER_READY_SECONDS = 30.0  # an idle worker not through its imports by then is replaced
 
 
 class AssemblerFailure(Exception):
@@ -78,22 +85,21 @@ class Assembler:
         self.finished = False  # finish() returned: the file is complete
         self._ds = None
         self._error: BaseException | None = None
-        self._worker = None
-        if self.background:
-            try:
-                self._worker = _start_worker(self.part, self.out, fmt)
-            except OSError:  # no process to start (an embedded interpreter): write at the end
-                self.background = False
+        self._worker: _Worker | None = _take_worker() if self.background else None
+        self.background = self._worker is not None  # None: no process to start, one core
         self._sent = 0  # frames whose checksums the worker has
-        self._ready = False  # the worker has started (imported its modules)
+        self._ready = False  # the worker has started (imported its modules) and has the job
         self.by_worker = False  # finish(): the worker wrote the file
+        if self._worker is not None and self._worker.ready:
+            self._begin()
 
     # ------------------------------------------------------------------ the caller's side
     def feed(self, n_frames: int, crcs: np.ndarray) -> None:
         """Frames 0..n_frames-1 are in the log; write their whole chunks (background only)."""
         if self._worker is not None:
             self._poll_worker()
-            self._send(("frames", n_frames, self._new_crcs(n_frames, crcs)))
+            if self._ready:
+                self._send(("frames", n_frames, self._new_crcs(n_frames, crcs)))
 
     def finish(self, n_frames: int, crcs: np.ndarray, attrs: Mapping[str, object] | None = None,
                final_state: Mapping[str, np.ndarray] | None = None,
@@ -112,8 +118,7 @@ class Assembler:
             self._poll_worker()
         if self._worker is not None and not self._ready:
             # still starting (a short run): writing here is quicker than waiting for it
-            self._stop_worker(abort=True, kill=True)
-            self.out.unlink(missing_ok=True)
+            self._release_worker()
         if self._worker is not None:
             self._send(("finish", n_frames, self._new_crcs(n_frames, crcs), attrs, final_state))
         if while_writing is not None:
@@ -127,7 +132,7 @@ class Assembler:
                 break
             if reply[0] == "done":
                 self.by_worker = True
-                self._stop_worker(abort=False)
+                self._release_worker()
         if not self.by_worker and self._error is None:
             self._run(job)  # in-process: no worker, or it died
         self._raise_worker_error()
@@ -137,11 +142,23 @@ class Assembler:
         """Stop the worker (if any), drop the unfinished file. Safe to call more than once."""
         if self.finished:
             return
+        if self._worker is not None and not self._ready:
+            self._release_worker()  # it has no job yet: the next run may use it
         self._stop_worker(abort=True)
         self._close(failed=True)
         self.out.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ talking to the worker
+    def _begin(self) -> None:
+        """The worker is ready: give it this run's files."""
+        self._ready = True
+        self._send(("open", str(self.part), str(self.out), self.fmt))
+
+    def _release_worker(self) -> None:
+        """Hand the worker back to the pool (it finished this run's file, or never began it)."""
+        worker, self._worker = self._worker, None
+        _give_back(worker)
+
     def _new_crcs(self, n_frames: int, crcs: np.ndarray) -> np.ndarray:
         new = np.asarray(crcs, np.uint32)[self._sent:n_frames].copy()
         self._sent = max(self._sent, n_frames)
@@ -151,13 +168,13 @@ class Assembler:
         if self._worker is None:  # lost while polling
             return
         try:
-            self._worker[1].send(message)
+            self._worker.to_worker.send(message)
         except OSError:  # the worker died: a broken pipe
             self._worker_lost()
 
     def _receive(self):
         try:
-            return self._worker[2].recv()
+            return self._worker.from_worker.recv()
         except (EOFError, OSError):
             self._worker_lost()
             return None
@@ -166,7 +183,7 @@ class Assembler:
         """Read what the worker sent: that it is ready, or its error (raised)."""
         while self._worker is not None:
             try:
-                pending = self._worker[2].poll(0)
+                pending = self._worker.from_worker.poll(0)
             except OSError:
                 pending = False
             if not pending:
@@ -175,7 +192,8 @@ class Assembler:
             if reply is None:
                 return
             if reply[0] == "ready":
-                self._ready = True
+                self._worker.ready = True
+                self._begin()
             elif reply[0] == "error":
                 self._error = _decode(reply[1])
                 self._raise_worker_error()
@@ -183,31 +201,28 @@ class Assembler:
     def _worker_lost(self) -> None:
         """The worker died without a word (killed, out of memory): the caller writes the
         whole file itself at the end, from the log."""
-        proc = self._worker[0]
+        proc = self._worker.proc
         self._stop_worker(abort=True)
         self.out.unlink(missing_ok=True)
         print(f"simcore: the process writing {self.out.name} exited (code {proc.returncode}); "
               "the file is written after the last step instead.", file=sys.stderr)
 
-    def _stop_worker(self, abort: bool, kill: bool = False) -> None:
+    def _stop_worker(self, abort: bool) -> None:
+        """Stop the worker (it exits: an aborted or failed run's worker is not reused)."""
         if self._worker is None:
             return
-        proc, to_worker, from_worker = self._worker
-        self._worker = None
-        if kill:  # it has written nothing yet (the caller removes what it may have begun)
-            proc.kill()
-        elif abort:
+        worker, self._worker = self._worker, None
+        if abort:
             try:
-                to_worker.send(("abort",))
+                worker.to_worker.send(("abort",))
             except OSError:
                 pass
-        to_worker.close()
-        from_worker.close()
+        worker.close()
         try:
-            proc.wait(timeout=_STOP_SECONDS)
+            worker.proc.wait(timeout=_STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            worker.proc.kill()
+            worker.proc.wait()
 
     # ------------------------------------------------------------------ the worker's side
     def _run(self, job) -> None:
@@ -338,28 +353,134 @@ _BOOT = ("import sys, types; pkg = types.ModuleType('simcore'); pkg.__path__ = [
          "_serve(int(sys.argv[1]), int(sys.argv[2]))")
 
 
-def _start_worker(part: Path, out: Path, fmt: str):
-    """Start the worker process; returns (process, connection to it, connection from it)."""
+def _start_worker():
+    """Start a worker process; returns (process, connection to it, connection from it)."""
     job_read, job_write = os.pipe()
     reply_read, reply_write = os.pipe()
     package = str(Path(__file__).resolve().parents[1])
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-P", "-c", _BOOT, str(job_read), str(reply_write), package,
-             str(out)],  # the file, unused but for `ps`
+            [sys.executable, "-P", "-c", _BOOT, str(job_read), str(reply_write), package],
             pass_fds=(job_read, reply_write), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C stops the caller only
     finally:
         os.close(job_read)
         os.close(reply_write)
-    to_worker = Connection(job_write, readable=False)
-    from_worker = Connection(reply_read, writable=False)
-    to_worker.send(("open", str(part), str(out), fmt))
-    return proc, to_worker, from_worker
+    return proc, Connection(job_write, readable=False), Connection(reply_read, writable=False)
+
+
+class _Worker:
+    """A worker process, its two connections, and whether it said it is ready."""
+
+    def __init__(self, proc, to_worker: Connection, from_worker: Connection):
+        self.proc, self.to_worker, self.from_worker = proc, to_worker, from_worker
+        self.started = time.monotonic()
+        self.ready = False
+
+    def usable(self) -> bool:
+        """Alive, and ready or still within its start-up time (reads its 'ready')."""
+        if self.proc.poll() is not None:
+            return False
+        try:
+            while not self.ready and self.from_worker.poll(0):
+                self.ready = self.from_worker.recv()[0] == "ready"
+        except (EOFError, OSError):
+            return False
+        return self.ready or time.monotonic() - self.started < _NEVER_READY_SECONDS
+
+    def close(self) -> None:
+        """Close this side's connections: the worker reads EOF and exits."""
+        self.to_worker.close()
+        self.from_worker.close()
+
+
+# One idle worker per process, kept for the process's next run (a forked child forgets
+# its parent's: the pipes would be shared).
+_pool_lock = threading.Lock()
+_idle: list[_Worker] = []
+
+
+def _spare_core() -> bool:
+    """Whether this process may use two cores (a worker on its only core gains nothing)."""
+    from simcore._cpu import usable_cores
+
+    return len(usable_cores()) >= 2
+
+
+def _spawn() -> _Worker | None:
+    if not _spare_core():
+        return None
+    try:
+        return _Worker(*_start_worker())
+    except OSError:  # no process to start (an embedded interpreter): write at the end
+        return None
+
+
+def _take_worker() -> _Worker | None:
+    """An idle worker of this process, else a new one (None: none can be started)."""
+    with _pool_lock:
+        while _idle:
+            worker = _idle.pop()
+            if worker.usable():
+                return worker
+            _discard(worker)
+    return _spawn()
+
+
+def _give_back(worker: _Worker) -> None:
+    with _pool_lock:
+        if not _idle and worker.usable():
+            _idle.append(worker)
+            return
+    _discard(worker)
+
+
+def _discard(worker: _Worker) -> None:
+    worker.close()
+    if not worker.ready:  # stuck in its start (it reads no EOF before it is ready)
+        worker.proc.kill()
+        worker.proc.wait()
+
+
+def prestart(expected_bytes: int) -> None:
+    """Start the worker of a run about to write ``expected_bytes`` of frames now, unless one
+    is idle, so that its imports overlap the run's own set-up (the run takes it from the
+    pool when its frame log exists)."""
+    if not BACKGROUND or expected_bytes < BACKGROUND_MIN_BYTES:
+        return
+    with _pool_lock:
+        if _idle:
+            return
+    worker = _spawn()
+    if worker is not None:
+        _give_back(worker)
+
+
+def release_idle_workers() -> None:
+    """Let this process's idle worker exit (at exit; benchmarks measuring a first run)."""
+    with _pool_lock:
+        workers = list(_idle)
+        _idle.clear()
+    for worker in workers:
+        _discard(worker)
+
+
+def _forget_parents_workers() -> None:
+    global _pool_lock
+    _pool_lock = threading.Lock()
+    for worker in _idle:
+        worker.close()  # the child's copies of the pipes
+    _idle.clear()
+
+
+atexit.register(release_idle_workers)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parents_workers)
 
 
 def _serve(job_fd: int, reply_fd: int) -> None:
-    """The worker's loop: write whole chunks as the caller reports frames, then finish."""
+    """The worker's loop: say it is ready; then, for each run, write whole chunks as the
+    caller reports frames and finish the file; exit when the caller aborts or goes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     jobs, replies = Connection(job_fd, writable=False), Connection(reply_fd, readable=False)
 
@@ -369,16 +490,16 @@ def _serve(job_fd: int, reply_fd: int) -> None:
         except OSError:  # the caller stopped listening (it failed or died): it cleans up
             os._exit(0)
 
+    reply(("ready",))
     asm, failed = None, False
     crcs, known = np.zeros(256, np.uint32), 0  # grown by doubling: no copy of all per feed
     while True:
         try:
             job = jobs.recv()
-        except (EOFError, OSError):  # the caller died
+        except (EOFError, OSError):  # the caller died, or let its idle worker go
             job = ("abort",)
         if job[0] == "open":
-            asm = Assembler(*job[1:])
-            reply(("ready",))
+            asm, failed, known = Assembler(*job[1:]), False, 0
             continue
         if job[0] == "abort" or asm is None:
             if not failed and asm is not None:
@@ -398,8 +519,8 @@ def _serve(job_fd: int, reply_fd: int) -> None:
             reply(("error", _encode(asm._error)))
             failed = True
         elif job[0] == "finish":
+            asm = None  # idle until the next run's "open"
             reply(("done",))
-            os._exit(0)
 
 
 def _encode(exc: BaseException) -> tuple:
