@@ -84,7 +84,6 @@ class Assembler:
         self._n_final: int | None = None
         self.finished = False  # finish() returned: the file is complete
         self._ds = None
-        self._fd: int | None = None  # for fdatasync while the run goes on (worker only)
         self._error: BaseException | None = None
         self._worker: _Worker | None = _take_worker() if self.background else None
         self.background = self._worker is not None  # None: no process to start, one core
@@ -291,19 +290,12 @@ class Assembler:
             self.written = k1
         if not final and end > 0:
             # HDF5 keeps written chunks in its cache and compresses them only when they
-            # leave it (at the latest when the file closes): flush them now, in this thread,
-            # and put them on the disk, so that the final fsync has only the end to wait for
+            # leave it (at the latest when the file closes): flush them now, in this thread
             ds.sync()
-            if self._fd is None:
-                self._fd = os.open(self.out, os.O_RDONLY)
-            os.fdatasync(self._fd)
         if final and final_state is not None:
             write_state(ds, final_state)
 
     def _close(self, failed: bool) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
         if self._ds is None:
             return
         ds, self._ds = self._ds, None
