@@ -432,6 +432,7 @@ def test_one_worker_serves_a_process_s_runs_and_not_its_forked_children(tmp_path
     the bits of one written in-process; a forked child does not share the parent's worker
     (the pipes would carry two runs' messages at once), and the parent's still works."""
     import os
+    import warnings
 
     assembler = fresh_workers
     kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})
@@ -449,7 +450,9 @@ def test_one_worker_serves_a_process_s_runs_and_not_its_forked_children(tmp_path
     monkeypatch.setattr(assembler.Assembler, "finish", finish_and_tell)
     first = simcore.run("couzin", out=tmp_path / "a.nc", **kw)
     second = simcore.run("couzin", out=tmp_path / "b.nc", **dict(kw, seed=5))
-    child = os.fork()
+    with warnings.catch_warnings():  # JAX's fork warning: this child touches no JAX
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        child = os.fork()
     if child == 0:
         os._exit(0 if not assembler._idle else 1)
     assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
