@@ -476,17 +476,25 @@ def test_a_process_on_one_core_starts_no_worker(tmp_path, monkeypatch, fresh_wor
     assert started == [] and assembler._idle == []
 
 
-def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):
-    from simcore.io.assembler import Assembler
-    from simcore.io.framelog import DamagedLogError, FrameLogWriter
+def _small_log(path, n_frames: int):
+    """A synced frame log of ``n_frames`` frames of 4 particles (frame k: all coordinates k)."""
+    from simcore.io.framelog import FrameLogWriter
     from simcore.io.trajectory import frame_schema
 
     schema = frame_schema(4, {"program": "simcore"}, {}, "float32", velocities=False)
-    log = FrameLogWriter.create(tmp_path / "x.part", schema)
-    for k in range(600):
+    log = FrameLogWriter.create(path, schema)
+    for k in range(n_frames):
         log.append({"time": float(k), "coordinates": np.full((4, 3), k, np.float32),
                     "cell_lengths": np.zeros(3)})
     log.sync()
+    return log
+
+
+def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):
+    from simcore.io.assembler import Assembler
+    from simcore.io.framelog import DamagedLogError
+
+    log = _small_log(tmp_path / "x.part", 600)
     crcs = log.crcs.copy()
     crcs[300] ^= 1  # as if the frame changed on disk after it was counted
     asm = Assembler(tmp_path / "x.part", tmp_path / "x.tmp", "netcdf4", background=True)
@@ -501,15 +509,8 @@ def test_worker_checks_every_frame_it_was_told_of_in_pieces(tmp_path):
     """Checksums sent in many small pieces (none completes a chunk here) all reach the
     worker: the file it writes at the end equals the one written in this process."""
     from simcore.io.assembler import Assembler
-    from simcore.io.framelog import FrameLogWriter
-    from simcore.io.trajectory import frame_schema
 
-    schema = frame_schema(4, {"program": "simcore"}, {}, "float32", velocities=False)
-    log = FrameLogWriter.create(tmp_path / "x.part", schema)
-    for k in range(1000):
-        log.append({"time": float(k), "coordinates": np.full((4, 3), k, np.float32),
-                    "cell_lengths": np.zeros(3)})
-    log.sync()
+    log = _small_log(tmp_path / "x.part", 1000)
     asm = Assembler(tmp_path / "x.part", tmp_path / "bg.nc", "netcdf4", background=True)
     for _ in range(3000):  # a run this short would not wait for its worker: this test does
         asm._poll_worker()
