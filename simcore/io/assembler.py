@@ -11,13 +11,17 @@ A process, not a thread: netCDF-C and its HDF5 are not thread-safe, even across 
 and netCDF4-python releases the GIL in its calls, so a writer thread would race with any
 netCDF call elsewhere in the user's process (an xarray dataset read in another thread, or
 one finalised by the garbage collector) and can crash it. The worker imports only NumPy,
-netCDF4 and this module's dependencies (~0.3 s of a core). It is started when the run
+netCDF4, h5py and ``simcore.io`` (~0.35 s of a core). It is started when the run
 starts (:func:`prestart`, before the run's own set-up, so the imports overlap it) and
 serves the process's later runs too: a finished run hands it back to a pool of one idle
 worker, so a notebook, a script or a sweep worker pays the start once. Runs with fewer
 than :data:`BACKGROUND_MIN_BYTES` of frames use none, nor do runs of a process with a
 single core; a run that ends before its worker is ready writes the file after the last
 step in the caller's thread (quicker than waiting) and leaves the worker to the next run.
+
+netCDF-C creates the file and writes the final state and attributes; the frames in
+between go in with h5py as whole chunks compressed by :mod:`simcore.io.h5chunks` (ISA-L's
+deflate, ~6x netCDF-C's zlib), never with both libraries holding the file open.
 
 Nothing about crash safety changes: ``OUT.tmp`` is a by-product, never read back; a
 killed or interrupted run removes it (or leaves it to be replaced), and ``--resume``
@@ -226,6 +230,8 @@ class Assembler:
 
     # ------------------------------------------------------------------ the worker's side
     def _run(self, job) -> None:
+        from simcore.io.trajectory import write_state
+
         try:
             if job[0] == "frames":
                 self._write(job[1], job[2], final=False)
@@ -233,7 +239,12 @@ class Assembler:
                 _, n_frames, crcs, attrs, final_state = job
                 self._n_final = n_frames
                 opened_before = self._ds is not None
-                self._write(n_frames, crcs, final=True, final_state=final_state, attrs=attrs)
+                self._write(n_frames, crcs, final=True, attrs=attrs)
+                if self.fmt == "netcdf4":  # frames written with h5py: the rest with netCDF-C
+                    self._close(failed=False)
+                    self._ds = netCDF4.Dataset(self.out, "a")
+                if final_state is not None:
+                    write_state(self._ds, final_state)
                 if opened_before:
                     for key, value in (attrs or {}).items():
                         self._ds.setncattr(key, _nc_value(value))
@@ -261,10 +272,19 @@ class Assembler:
         _define(self._ds, self.schema, self.fmt, cell=self.cell)
         self.names = [name for name, _, _ in self.schema["fields"]
                       if self.cell or name not in ("cell_lengths", "cell_angles")]
+        if self.fmt == "netcdf4":
+            # the frames go in with h5py, whole chunks compressed here (simcore.io.h5chunks)
+            import h5py
 
-    def _write(self, n_frames: int, crcs: np.ndarray, final: bool, final_state=None,
-               attrs=None) -> None:
-        from simcore.io.trajectory import _frames_per_chunk, write_state
+            from simcore.io.h5chunks import FrameAppender
+
+            self._ds.close()
+            self._ds = h5py.File(self.out, "r+")
+            self._frames = FrameAppender(
+                self._ds, self.names + ["frame"] + (["cell_angles"] if self.cell else []))
+
+    def _write(self, n_frames: int, crcs: np.ndarray, final: bool, attrs=None) -> None:
+        from simcore.io.trajectory import _frames_per_chunk
 
         reader = FrameLogReader(self.part)
         per_chunk = _frames_per_chunk(reader.schema)
@@ -282,23 +302,34 @@ class Assembler:
         for k0 in range(self.written, end, block):
             chunk = np.asarray(records[k0:min(end, k0 + block)])
             k1 = k0 + len(chunk)
-            for name in self.names:
-                ds[name][k0:k1] = np.ascontiguousarray(chunk[name])
-            ds["frame"][k0:k1] = np.arange(k0, k1, dtype=np.int32)
+            columns = {name: np.ascontiguousarray(chunk[name]) for name in self.names}
+            columns["frame"] = np.arange(k0, k1, dtype=np.int32)
             if self.cell:
-                ds["cell_angles"][k0:k1] = np.full((k1 - k0, 3), 90.0)
+                columns["cell_angles"] = np.full((k1 - k0, 3), 90.0)
+            if self.fmt == "netcdf4":
+                self._frames.append(columns)
+            else:
+                for name, values in columns.items():
+                    ds[name][k0:k1] = values
             self.written = k1
-        if not final and end > 0:
+        if final and self.fmt == "netcdf4":
+            self._frames.finish()
+        if not final and end > 0 and self.fmt != "netcdf4":
             # HDF5 keeps written chunks in its cache and compresses them only when they
             # leave it (at the latest when the file closes): flush them now, in this thread
             ds.sync()
-        if final and final_state is not None:
-            write_state(ds, final_state)
 
     def _close(self, failed: bool) -> None:
         if self._ds is None:
             return
         ds, self._ds = self._ds, None
+        if not isinstance(ds, netCDF4.Dataset):  # h5py: safe to close after a failed write
+            try:
+                ds.close()
+            except (OSError, RuntimeError):
+                if not failed:
+                    raise
+            return
         if failed:
             try:
                 ds.close()
@@ -319,11 +350,12 @@ class Assembler:
                 exc, (OSError, RuntimeError)):
             self.abort()
             raise exc
-        if self._ds is not None:
+        if isinstance(self._ds, netCDF4.Dataset):
             from simcore.io.trajectory import FAILED_HANDLES
 
             FAILED_HANDLES.append(self._ds)
             self._ds = None
+        self._close(failed=True)
         space = is_space_error(exc, self.out)
         self.out.unlink(missing_ok=True)
         n = self._n_final
@@ -489,6 +521,11 @@ def _serve(job_fd: int, reply_fd: int) -> None:
             replies.send(message)
         except OSError:  # the caller stopped listening (it failed or died): it cleans up
             os._exit(0)
+
+    import h5py  # noqa: F401 (imported before "ready": the first run's open needs it)
+
+    import simcore.io.h5chunks  # noqa: F401
+    import simcore.io.trajectory  # noqa: F401
 
     reply(("ready",))
     asm, failed = None, False

@@ -1,0 +1,119 @@
+"""Whole chunks of a NetCDF-4 variable, compressed here and written straight into the file.
+
+netCDF-C compresses a chunk with zlib (deflate) after HDF5's byte shuffle, at ~30 MB/s
+on a 2017 server core: for the hard discs' float32 frames that is as long as the
+simulation itself. The same two filters applied here, with ISA-L's deflate (the
+``isal`` package, ~190-250 MB/s at level 2 and files no larger than zlib's level 1,
+measured on simcore's frames in benchmarks/RESULTS.md), and the result handed to HDF5
+with ``H5Dwrite_chunk`` (h5py's ``write_direct_chunk``) give the same file at a sixth
+of the cost. The bytes are a standard zlib stream in the filter pipeline the variable
+declares (shuffle, then deflate), so every HDF5/netCDF-C reader decodes them as usual;
+tests/test_store.py decodes them with Python's own zlib too.
+
+:class:`FrameAppender` appends frames to a file's frame-axis variables this way: each
+variable's frames wait in memory until they fill a chunk (the per-atom variables' chunks
+are a few frames, the small per-frame ones' 1024), so every chunk is written once, whole,
+in one call (h5py's per-call overhead, not the compression, would otherwise dominate
+small frames). Only what the filter pipeline allows is written directly: no filter,
+deflate, or shuffle + deflate (netCDF-C's order), in chunks that span every axis but the
+first; any other variable goes through h5py's ordinary write (HDF5 compresses it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # ISA-L's deflate: wheels for Linux, macOS and Windows on x86-64 and ARM
+    from isal.isal_zlib import compress as _deflate
+
+    DEFLATE_LEVEL = 2  # ISA-L's levels 0-3; 2 compresses like zlib's level 1
+except ImportError:  # a platform without a wheel: the standard library's zlib (slower)
+    from zlib import compress as _deflate
+
+    DEFLATE_LEVEL = 1
+
+_SHUFFLE, _DEFLATE = 2, 1  # HDF5's filter identifiers (H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE)
+
+
+def chunk_codec(dset) -> tuple[bool, bool] | None:
+    """(shuffle, deflate) for an h5py dataset whose chunks can be written whole by
+    :func:`encode_chunk`, or None: other filters, or chunks that split a frame."""
+    if dset.chunks is None or tuple(dset.chunks[1:]) != tuple(dset.shape[1:]):
+        return None
+    plist = dset.id.get_create_plist()
+    filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+    return {(): (False, False), (_DEFLATE,): (False, True),
+            (_SHUFFLE, _DEFLATE): (True, True)}.get(filters)
+
+
+def encode_chunk(values: np.ndarray, shuffle: bool, deflate: bool) -> bytes:
+    """The stored bytes of one chunk: HDF5's shuffle (byte k of every element together),
+    then a zlib-format deflate stream, as the filters would write them."""
+    raw = np.ascontiguousarray(values).view(np.uint8)
+    if shuffle and values.dtype.itemsize > 1:
+        raw = np.ascontiguousarray(raw.reshape(-1, values.dtype.itemsize).T)
+    return _deflate(raw, DEFLATE_LEVEL) if deflate else raw.tobytes()
+
+
+class _Variable:
+    """One frame-axis variable: its dataset, codec, and the frames not yet written."""
+
+    def __init__(self, dset):
+        self.dset, self.codec = dset, chunk_codec(dset)
+        self.per_chunk = dset.chunks[0] if dset.chunks else 0
+        self.written = 0  # frames in the file
+        self.pending: list[np.ndarray] = []  # frames after those, less than a chunk
+        self.n_pending = 0
+
+    def append(self, values: np.ndarray) -> None:
+        if self.codec is None:
+            end = self.written + len(values)
+            self.dset.resize(end, axis=0)
+            self.dset[self.written:end] = values
+            self.written = end
+            return
+        self.pending.append(np.asarray(values, dtype=self.dset.dtype))
+        self.n_pending += len(values)
+        if self.n_pending >= self.per_chunk:
+            self._write(final=False)
+
+    def finish(self) -> None:
+        if self.codec is not None and self.n_pending:
+            self._write(final=True)
+
+    def _write(self, final: bool) -> None:
+        frames = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        whole = len(frames) // self.per_chunk * self.per_chunk
+        end = self.written + (len(frames) if final else whole)
+        self.dset.resize(end, axis=0)
+        for k in range(0, end - self.written, self.per_chunk):
+            part = frames[k:k + self.per_chunk]
+            if len(part) < self.per_chunk:  # the last chunk: padded (never read)
+                padded = np.full((self.per_chunk, *frames.shape[1:]), self.dset.fillvalue,
+                                 dtype=self.dset.dtype)
+                padded[:len(part)] = part
+                part = padded
+            offset = (self.written + k,) + (0,) * (frames.ndim - 1)
+            self.dset.id.write_direct_chunk(offset, encode_chunk(part, *self.codec))
+        rest = frames[end - self.written:]
+        self.pending, self.n_pending = ([rest] if len(rest) else []), len(rest)
+        self.written = end
+
+
+class FrameAppender:
+    """Append frames to the frame-axis variables ``names`` of an open, writable h5py file
+    (frame 0 first, every variable the same frames); :meth:`finish` writes what waits."""
+
+    def __init__(self, h5file, names):
+        self._variables = [_Variable(h5file[name]) for name in names]
+        self.names = list(names)
+
+    def append(self, columns) -> None:
+        """``columns[name]``: the next frames of each variable (arrays, frame axis first)."""
+        for name, variable in zip(self.names, self._variables):
+            variable.append(columns[name])
+
+    def finish(self) -> None:
+        """Write every waiting frame (last chunks padded with the fill value)."""
+        for variable in self._variables:
+            variable.finish()
