@@ -45,7 +45,8 @@ from simcore.io.framelog import FrameLogWriter, record_dtype
 from simcore.io.lock import OutputLock
 from simcore.io.outputs import (check_extend, check_folder, check_output, side_paths, write_error)
 from simcore.io.provenance import provenance
-from simcore.io.trajectory import _frames_per_chunk, assemble, frame_schema, read_attrs
+from simcore.io.trajectory import (_frames_per_chunk, assemble, frame_schema, read_attrs,
+                                   state_layout)
 from simcore.models import get_engine
 from simcore.rng import kernel_key
 
@@ -296,9 +297,15 @@ class _Run:
         self.paths["tmp"].unlink(missing_ok=True)
         self.assembler = Assembler(self.paths["part"], self.paths["tmp"], self.settings.format,
                                    background=True,
-                                   expected_bytes=len(self.marks) * self.frames.dtype.itemsize)
+                                   expected_bytes=len(self.marks) * self.frames.dtype.itemsize,
+                                   attrs={"provenance": self.provenance},
+                                   state_layout=state_layout(self._final_state()))
         self.feed_every = _frames_per_chunk(self.frames.schema)
         self._feed()
+
+    def _final_state(self) -> dict:
+        """The state stored in the file at the end (:func:`write_state`)."""
+        return {k: v for k, v in self.state.items() if not k.startswith("_")}
 
     def _feed(self) -> None:
         try:
@@ -325,7 +332,7 @@ class _Run:
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
         save_checkpoint(self.paths["ckpt"],
-                        {k: v for k, v in self.state.items() if not k.startswith("_")},
+                        self._final_state(),
                         {"model": self.model_name, "run_parameters": self.run_json,
                          "frames_written": self.frames.n_frames,
                          "next_step": self.marks[self.frames.n_frames - 1],
@@ -423,8 +430,7 @@ class _Run:
         tmp = self.paths["tmp"]
         self.assembler.finish(
             self.frames.n_frames, self.frames.crcs, attrs={"provenance": self.provenance},
-            final_state={k: v for k, v in self.state.items() if not k.startswith("_")},
-            while_writing=checkpoint)
+            final_state=self._final_state(), while_writing=checkpoint)
         self.frames.close()
         os.replace(tmp, self.out)
         fsync_dir(self.out)

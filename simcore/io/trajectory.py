@@ -209,21 +209,38 @@ def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
 STATE_PREFIX = "simcore_state_"
 
 
+def state_layout(state: Mapping[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{name: (dtype string, shape)}`` of a state: what :func:`define_state` needs."""
+    return {name: (np.asarray(v).dtype.str, tuple(np.shape(v))) for name, v in state.items()}
+
+
+def state_bytes(value: np.ndarray) -> np.ndarray:
+    """A state array's bytes as the NC_BYTE values :func:`write_state` stores."""
+    return np.ascontiguousarray(value).view(np.uint8).reshape(-1).view(np.int8)
+
+
+def define_state(ds, layout: Mapping[str, tuple[str, tuple[int, ...]]]) -> None:
+    """Create the variables of :func:`write_state` for a state of this ``layout`` (see
+    :func:`state_layout`) without their values (a writer fills them in at the end)."""
+    for name, (dtype_str, shape) in layout.items():
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype_str).itemsize
+        dim = f"{STATE_PREFIX}{name}_bytes"
+        ds.createDimension(dim, max(1, size))
+        v = ds.createVariable(STATE_PREFIX + name, "i1", (dim,))
+        v.dtype_str = dtype_str
+        v.shape_json = json.dumps(list(shape))
+        v.long_name = (f"the run's final state '{name}' as raw bytes (for `simcore run "
+                       "--extend`; not a per-frame variable)")
+
+
 def write_state(ds, state: Mapping[str, np.ndarray]) -> None:
     """Store a run's final state exactly: each array as raw bytes (NC_BYTE, any dtype,
     NETCDF3 too) in ``simcore_state_<name>``, with its dtype and shape as attributes."""
+    define_state(ds, state_layout(state))
     for name, value in state.items():
-        value = np.ascontiguousarray(value)
-        raw = value.view(np.uint8).reshape(-1).view(np.int8)
-        dim = f"{STATE_PREFIX}{name}_bytes"
-        ds.createDimension(dim, max(1, raw.size))
-        v = ds.createVariable(STATE_PREFIX + name, "i1", (dim,))
+        raw = state_bytes(value)
         if raw.size:
-            v[:] = raw
-        v.dtype_str = value.dtype.str
-        v.shape_json = json.dumps(list(value.shape))
-        v.long_name = (f"the run's final state '{name}' as raw bytes (for `simcore run "
-                       "--extend`; not a per-frame variable)")
+            ds[STATE_PREFIX + name][:] = raw
 
 
 def read_state(path: str | Path) -> dict[str, np.ndarray] | None:
