@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import netCDF4
 import numpy as np
 import pytest
 
@@ -523,6 +524,43 @@ def test_worker_checks_every_frame_it_was_told_of_in_pieces(tmp_path):
     assert asm.by_worker
     Assembler(tmp_path / "x.part", tmp_path / "here.nc", "netcdf4").finish(1000, log.crcs)
     assert_same_file(tmp_path / "bg.nc", tmp_path / "here.nc")
+    log.close()
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_state_and_attributes_announced_at_the_start(tmp_path, background):
+    """A final state of the announced layout goes into the variables defined with the file;
+    an attribute that changed since the start is written at the end; a final state of
+    another layout is refused (a bug in the caller, not a file with a wrong state)."""
+    from simcore.io.assembler import Assembler, AssemblerFailure
+    from simcore.io.trajectory import read_state, state_layout
+
+    log = _small_log(tmp_path / "x.part", 1000)
+    state = {"positions": np.arange(8.0).reshape(4, 2), "seed": np.array([7], np.uint64),
+             "empty": np.zeros(0, np.int32)}
+    asm = Assembler(tmp_path / "x.part", tmp_path / "a.nc", "netcdf4", background=background,
+                    attrs={"provenance": "start", "note": "kept"},
+                    state_layout=state_layout(state))
+    for _ in range(3000 if background else 0):  # the worker's path: wait until it is ready
+        asm._poll_worker()
+        if asm._ready:
+            break
+        time.sleep(0.01)
+    asm.feed(1000, log.crcs)
+    asm.finish(1000, log.crcs, attrs={"provenance": "end", "note": "kept"}, final_state=state)
+    assert asm.by_worker == background
+    with netCDF4.Dataset(tmp_path / "a.nc") as ds:
+        assert (ds.provenance, ds.note, ds.program) == ("end", "kept", "simcore")
+    stored = read_state(tmp_path / "a.nc")
+    assert state_layout(stored) == state_layout(state)
+    for name, value in state.items():
+        np.testing.assert_array_equal(stored[name], value)
+    asm = Assembler(tmp_path / "x.part", tmp_path / "b.nc", "netcdf4", background=background,
+                    state_layout=state_layout(state))
+    # (from a worker: an AssemblerFailure carrying the ValueError's traceback)
+    with pytest.raises((ValueError, AssemblerFailure), match="not the one announced"):
+        asm.finish(1000, log.crcs, final_state={**state, "seed": np.array([7, 8], np.uint64)})
+    assert not (tmp_path / "b.nc").exists()
     log.close()
 
 
