@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -138,6 +139,18 @@ def _frames_bytes(model, params, settings) -> int:
                           velocities=model.has_velocities)
     n_frames = len(frame_steps(settings.steps, settings.write_every))
     return n_frames * record_dtype([tuple(f) for f in schema["fields"]]).itemsize
+
+
+def _drop_log(frames, part: Path) -> None:
+    """Remove a finished run's frame log: its name now, its blocks when its descriptor is
+    closed, which a thread does (freeing a large file's blocks can be slow: 0.35 s for
+    330 MB on ext4 mounted with ``discard``, which trims them at once)."""
+    if os.name != "posix":  # an open file cannot be unlinked there
+        frames.close()
+        part.unlink(missing_ok=True)
+        return
+    part.unlink(missing_ok=True)
+    threading.Thread(target=frames.close, name="simcore-drop-log", daemon=True).start()
 
 
 class _Run:
@@ -431,10 +444,10 @@ class _Run:
         self.assembler.finish(
             self.frames.n_frames, self.frames.crcs, attrs={"provenance": self.provenance},
             final_state=self._final_state(), while_writing=checkpoint)
-        self.frames.close()
         os.replace(tmp, self.out)
         fsync_dir(self.out)
-        self.paths["part"].unlink(missing_ok=True)
+        frames, self.frames = self.frames, None  # closed by _drop_log only (no second close)
+        _drop_log(frames, self.paths["part"])
         self.paths["ckpt"].unlink(missing_ok=True)
 
     def _interrupted(self, signum: int) -> None:
