@@ -104,6 +104,55 @@ def test_trap_force_and_wrapping():
     assert np.abs(steps).max() < q.v0 * q.dt + 6 * math.sqrt(2 * q.D_t * q.dt) * 2
 
 
+def _frame_numpy(state, params):
+    """The frame as NumPy built it before the one-pass kernel (the reference for its bits)."""
+    force, _ = active.forces(state, params)
+    if params.propulsion == "abp":
+        p = np.stack([np.cos(state["theta"]), np.sin(state["theta"])], axis=1)
+    else:
+        p = state["g"]
+
+    def ordered(values):
+        ids = state.get("ids")
+        if ids is None:
+            return values
+        out = np.empty_like(values)
+        out[ids] = values
+        return out
+
+    drift = np.zeros((params.n, 3))
+    drift[:, :2] = ordered(params.v0 * p + params.mu * force)
+    out = {"coordinates": ordered(state["positions"]),
+           "cell_lengths": np.array([params.box, params.box, 0.0])}
+    if params.propulsion == "abp":
+        out["theta"] = ordered(state["theta"])
+    else:
+        out["propulsion"] = np.concatenate([ordered(state["g"]), np.zeros((params.n, 1))],
+                                           axis=1)
+    out["image"] = np.concatenate([ordered(state["image"]), np.zeros((params.n, 1))], axis=1)
+    if params.write_force:
+        out["force"] = np.concatenate([ordered(force), np.zeros((params.n, 1))], axis=1)
+    out["drift"] = drift
+    return out
+
+
+@pytest.mark.parametrize("propulsion", ["abp", "aoup"])
+@pytest.mark.parametrize("write_force", [False, True])
+def test_frame_kernel_has_the_bits_of_the_numpy_frame(propulsion, write_force):
+    """frame()'s one-pass kernel: every variable equal, bit for bit and in dtype, to the
+    NumPy construction it replaced, in a renumbered developed state with a trap."""
+    p = active.Params(n=3000, phi=0.5, propulsion=propulsion, v0=3.0, mu=0.7, kappa=0.01,
+                      write_force=write_force, dt=1e-4)
+    state = active.init_state(p, 5)
+    active.advance(state, p, kernel_key(5), 0, 1500)  # past a renumbering (SORT_EVERY)
+    assert state.get("ids") is not None and np.any(state["ids"] != np.arange(p.n))
+    new, old = active.frame(state, p), _frame_numpy(state, p)
+    assert new.keys() == old.keys()
+    for name in old:
+        assert new[name].dtype == old[name].dtype and new[name].shape == old[name].shape, name
+        assert np.array_equal(new[name], old[name]), name
+
+
 def test_free_abp_msd_matches_closed_form(tmp_path):
     out = simcore.run("abp", preset="free_abp", seed=1, out=tmp_path / "free.nc")
     with simcore.open_trajectory(out) as ds:

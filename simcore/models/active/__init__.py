@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from simcore import neighbors
 from simcore._errors import UserInputError
@@ -310,25 +311,59 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
     """Per-frame variables in particle-identity order; ``drift`` is the deterministic
     drift b = v0 p + μ F (no ``velocities``: see :func:`extra_variables`)."""
     force, _ = forces(state, params)
-    if params.propulsion == "abp":
+    n, abp = params.n, params.propulsion == "abp"
+    if abp:  # n̂ = (cos θ, sin θ) by NumPy, as the files always had it
         p = np.stack([np.cos(state["theta"]), np.sin(state["theta"])], axis=1)
     else:
-        p = state["g"]
-    ordered = lambda a: _identity_order(state, a)  # noqa: E731
-    drift = np.zeros((params.n, 3))
-    drift[:, :2] = ordered(params.v0 * p + params.mu * force)
-    out = {"coordinates": ordered(state["positions"]),
-           "cell_lengths": np.array([params.box, params.box, 0.0])}
-    if params.propulsion == "abp":
-        out["theta"] = ordered(state["theta"])
+        p = np.ascontiguousarray(state["g"])
+    ids = state.get("ids")
+    if ids is None:
+        ids = np.arange(n)
+    out = {"coordinates": np.empty((n, 3)), "image": np.empty((n, 3)),
+           "drift": np.empty((n, 3)), "force": np.empty((n, 3) if params.write_force else (0, 3))}
+    angle = np.empty(n if abp else 0)
+    propulsion = np.empty((0, 3) if abp else (n, 3))
+    _frame_rows(ids, np.ascontiguousarray(state["positions"]),
+                np.ascontiguousarray(state["image"]), p, force, np.asarray(state["theta"])
+                if abp else np.empty(0), float(params.v0), float(params.mu), out["coordinates"],
+                out["image"], out["drift"], out["force"], angle, propulsion)
+    out["cell_lengths"] = np.array([params.box, params.box, 0.0])
+    if abp:
+        out["theta"] = angle
     else:
-        out["propulsion"] = np.concatenate([ordered(state["g"]), np.zeros((params.n, 1))],
-                                           axis=1)
-    out["image"] = np.concatenate([ordered(state["image"]), np.zeros((params.n, 1))], axis=1)
-    if params.write_force:
-        out["force"] = np.concatenate([ordered(force), np.zeros((params.n, 1))], axis=1)
-    out["drift"] = drift
+        out["propulsion"] = propulsion
+    if not params.write_force:
+        del out["force"]
     return out
+
+
+@njit(cache=True)
+def _frame_rows(ids, positions, image, p, force, theta, v0, mu, coordinates, image_out, drift,
+                force_out, theta_out, propulsion_out):
+    """One pass over the particles for :func:`frame`: slot i's values into row ids[i]
+    (identity order), 2D vectors padded with z = 0, drift = v0 p + μ F in float64 with the
+    same two products and one sum per component as NumPy's ``v0 * p + mu * force`` (no
+    fused multiply-add: Numba does not contract without fastmath)."""
+    n = ids.shape[0]
+    for i in range(n):
+        j = ids[i]
+        for k in range(3):
+            coordinates[j, k] = positions[i, k]
+        for k in range(2):
+            image_out[j, k] = image[i, k]
+            drift[j, k] = v0 * p[i, k] + mu * force[i, k]
+        image_out[j, 2] = 0.0
+        drift[j, 2] = 0.0
+        if force_out.shape[0]:
+            force_out[j, 0] = force[i, 0]
+            force_out[j, 1] = force[i, 1]
+            force_out[j, 2] = 0.0
+        if theta_out.shape[0]:
+            theta_out[j] = theta[i]
+        if propulsion_out.shape[0]:
+            propulsion_out[j, 0] = p[i, 0]
+            propulsion_out[j, 1] = p[i, 1]
+            propulsion_out[j, 2] = 0.0
 
 
 def run_bytes(params: Params) -> tuple[int, int]:
