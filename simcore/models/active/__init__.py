@@ -201,16 +201,6 @@ def _orientation(theta):
     return np.stack([np.cos(theta), np.sin(theta)], axis=1)
 
 
-def _identity_order(state, values):
-    """``values`` (slot order) rearranged into particle-identity order."""
-    ids = state.get("ids")
-    if ids is None:
-        return values
-    out = np.empty_like(values)
-    out[ids] = values
-    return out
-
-
 def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None) -> None:
     """Advance ``state`` in place by ``n_steps`` steps from global step ``step``."""
     import numba
@@ -313,7 +303,7 @@ def frame(state, params: Params) -> dict[str, np.ndarray]:
     force, _ = forces(state, params)
     n, abp = params.n, params.propulsion == "abp"
     if abp:  # n̂ = (cos θ, sin θ) by NumPy, as the files always had it
-        p = np.stack([np.cos(state["theta"]), np.sin(state["theta"])], axis=1)
+        p = _orientation(state["theta"])
     else:
         p = np.ascontiguousarray(state["g"])
     ids = state.get("ids")
