@@ -564,6 +564,19 @@ def test_state_and_attributes_announced_at_the_start(tmp_path, background):
     log.close()
 
 
+def test_frame_log_crc32_is_zlibs():
+    """The log's CRC-32 (ISA-L's where installed) has zlib's values: logs and checkpoints
+    of earlier versions still verify."""
+    import zlib
+
+    from simcore.io.framelog import crc32
+
+    rng = np.random.default_rng(3)
+    for size in (0, 1, 7, 64, 1000, 123457):
+        data = rng.integers(0, 256, size, dtype=np.uint8)
+        assert crc32(data) == zlib.crc32(data)
+
+
 def test_worker_errors_keep_their_kind_across_the_pipe(tmp_path):
     """What the worker process sends back decodes to the exception the caller's messages
     are chosen by: a full disk stays a full disk, a bug stays a bug (not exit 2)."""

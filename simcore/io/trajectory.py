@@ -57,7 +57,8 @@ def frame_schema(n_atoms: int, attrs: Mapping[str, object],
 
     ``n_frames``: the run's frame count, if known; it chooses the file's chunk length along
     the frame axis (:func:`chunk_frames`), recorded as ``frames_per_chunk``.
-    ``compression``: "zlib" (level 1, shuffle) or "none" for netcdf4 files.
+    ``compression``: "zlib" (HDF5's shuffle + deflate filters, declared at level 1; the
+    streams are made by :mod:`simcore.io.h5chunks`) or "none" for netcdf4 files.
     """
     prec = np.dtype(precision).str
     dims = {"spatial": 3, "atom": int(n_atoms), "cell_spatial": 3, "cell_angular": 3,
