@@ -73,8 +73,8 @@ class Assembler:
 
     ``attrs`` (global attributes) and ``state_layout`` (the final state's
     :func:`~simcore.io.trajectory.state_layout`), where known at the start, go into the
-    file when it is created. ``feed(n, crcs)`` says that the log holds frames 0..n-1 (flushed) with checksums
-    ``crcs``; :meth:`finish` writes what remains, the final state and the attributes,
+    file when it is created. ``feed(n, crcs)`` says that the log holds frames 0..n-1
+    (flushed) with checksums ``crcs``; :meth:`finish` writes what remains, the final state and the attributes,
     closes and fsyncs the file. With ``background=True`` (``netcdf4`` format only: an
     AMBER file's layout depends on every frame's cell) and ``expected_bytes`` (the run's
     frames) of at least :data:`BACKGROUND_MIN_BYTES`, a worker process writes meanwhile;
@@ -249,8 +249,8 @@ class Assembler:
                 self._n_final = n_frames
                 opened_before = self._ds is not None
                 self._write(n_frames, crcs, final=True, attrs=attrs)
-                late_attrs = {k: v for k, v in (attrs or {}).items()
-                              if opened_before and self.attrs.get(k, self) != v}
+                late_attrs = {k: v for k, v in (attrs or {}).items() if opened_before
+                              and (k not in self.attrs or self.attrs[k] != v)}
                 if self.state_layout is not None:
                     self._fill_state(final_state)
                     final_state = None
@@ -291,7 +291,8 @@ class Assembler:
         self.cell = self.fmt != "amber" or has_periodic_axis(records["cell_lengths"])
         self.schema = dict(reader.schema)
         self.schema["attrs"] = {**self.schema["attrs"],
-                                **{k: _json_attr(v) for k, v in {**self.attrs, **(attrs or {})}.items()}}
+                                **{k: _json_attr(v)
+                                   for k, v in {**self.attrs, **(attrs or {})}.items()}}
         self.dtype = reader.dtype
         self._ds = netCDF4.Dataset(self.out, "w", format=_formats()[self.fmt])
         _define(self._ds, self.schema, self.fmt, cell=self.cell)
@@ -339,9 +340,14 @@ class Assembler:
                 for name, values in columns.items():
                     ds[name][k0:k1] = values
             self.written = k1
-        if final and self.fmt == "netcdf4":
+        if self.fmt != "netcdf4":
+            if not final and end > 0:
+                # HDF5 keeps written chunks in its cache and compresses them only when they
+                # leave it (at the latest when the file closes): flush them now, in this thread
+                ds.sync()
+        elif final:
             self._frames.finish()
-        elif self.fmt == "netcdf4" and end > 0:
+        elif end > 0:
             # this file and the log on disk now, on this core, while the run goes on: the
             # final fsyncs (this one's, and the caller's last checkpoint's) then wait for
             # the end only (a hard-disc default run's finish: 51 -> 22 ms, Zen 1 VM)
@@ -351,10 +357,6 @@ class Assembler:
                     os.fdatasync(fd)
                 finally:
                     os.close(fd)
-        if not final and end > 0 and self.fmt != "netcdf4":
-            # HDF5 keeps written chunks in its cache and compresses them only when they
-            # leave it (at the latest when the file closes): flush them now, in this thread
-            ds.sync()
 
     def _close(self, failed: bool) -> None:
         if self._ds is None:

@@ -8,7 +8,7 @@ measured on simcore's frames in benchmarks/RESULTS.md), and the result handed to
 with ``H5Dwrite_chunk`` (h5py's ``write_direct_chunk``) give the same file at a sixth
 of the cost. The bytes are a standard zlib stream in the filter pipeline the variable
 declares (shuffle, then deflate), so every HDF5/netCDF-C reader decodes them as usual;
-tests/test_store.py decodes them with Python's own zlib too.
+tests/test_h5chunks.py decodes them with Python's own zlib too.
 
 :class:`FrameAppender` appends frames to a file's frame-axis variables this way: each
 variable's frames wait in memory until they fill a chunk (the per-atom variables' chunks
@@ -63,7 +63,6 @@ class _Variable:
         self.per_chunk = dset.chunks[0] if dset.chunks else 0
         self.written = 0  # frames in the file
         self.pending: list[np.ndarray] = []  # frames after those, less than a chunk
-        self.n_pending = 0
 
     def append(self, values: np.ndarray) -> None:
         if self.codec is None:
@@ -73,12 +72,11 @@ class _Variable:
             self.written = end
             return
         self.pending.append(np.asarray(values, dtype=self.dset.dtype))
-        self.n_pending += len(values)
-        if self.n_pending >= self.per_chunk:
+        if sum(map(len, self.pending)) >= self.per_chunk:
             self._write(final=False)
 
     def finish(self) -> None:
-        if self.codec is not None and self.n_pending:
+        if self.codec is not None and self.pending:
             self._write(final=True)
 
     def _write(self, final: bool) -> None:
@@ -96,7 +94,7 @@ class _Variable:
             offset = (self.written + k,) + (0,) * (frames.ndim - 1)
             self.dset.id.write_direct_chunk(offset, encode_chunk(part, *self.codec))
         rest = frames[end - self.written:]
-        self.pending, self.n_pending = ([rest] if len(rest) else []), len(rest)
+        self.pending = [rest] if len(rest) else []
         self.written = end
 
 
