@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -41,7 +40,7 @@ from simcore._interrupt import RunInterrupted, stop_requests
 from simcore._progress import progress
 from simcore.config import RunSettings, run_parameters_json
 from simcore.io.checkpoint import (check_state_like, load_checkpoint, save_checkpoint)
-from simcore.io.atomic import fsync_dir
+from simcore.io.atomic import close_later, fsync_dir, replace, unlink
 from simcore.io.framelog import FrameLogWriter, record_dtype
 from simcore.io.lock import OutputLock
 from simcore.io.outputs import (check_extend, check_folder, check_output, side_paths, write_error)
@@ -150,7 +149,7 @@ def _drop_log(frames, part: Path) -> None:
         part.unlink(missing_ok=True)
         return
     part.unlink(missing_ok=True)
-    threading.Thread(target=frames.close, name="simcore-drop-log", daemon=True).start()
+    close_later(frames.close)
 
 
 class _Run:
@@ -444,11 +443,11 @@ class _Run:
         self.assembler.finish(
             self.frames.n_frames, self.frames.crcs, attrs={"provenance": self.provenance},
             final_state=self._final_state(), while_writing=checkpoint)
-        os.replace(tmp, self.out)
+        replace(tmp, self.out)
         fsync_dir(self.out)
         frames, self.frames = self.frames, None  # closed by _drop_log only (no second close)
         _drop_log(frames, self.paths["part"])
-        self.paths["ckpt"].unlink(missing_ok=True)
+        unlink(self.paths["ckpt"])
 
     def _interrupted(self, signum: int) -> None:
         name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")

@@ -4,8 +4,10 @@ locks, damaged partial files and checkpoints, a full disk while assembling the f
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 
 import netCDF4
@@ -80,6 +82,55 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     proc = run_cli(*_cli_args(out), check_rc=0)
     assert "stale lock" in proc.stderr and "PID 999999 on host gone" in proc.stderr
     assert out.exists() and not lock.exists()
+
+
+def _open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _join_freeing_threads() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "simcore-free-blocks":
+            thread.join(timeout=30)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd (Linux)")
+def test_replace_and_unlink_free_the_old_file_and_leak_no_descriptor(tmp_path):
+    """The old file's blocks are freed by a thread; the names change at once, and every
+    descriptor held for it is closed once the thread ran."""
+    from simcore.io.atomic import replace, unlink
+
+    target, tmp = tmp_path / "out.nc", tmp_path / "out.part.nc"
+    before = _open_descriptors()
+    for content in (b"first", b"second"):  # into a missing name, then over an existing file
+        tmp.write_bytes(content)
+        replace(tmp, target)
+        assert target.read_bytes() == content and not tmp.exists()
+    (tmp_path / "folder").mkdir()
+    tmp.write_bytes(b"x")
+    with pytest.raises(OSError):  # a folder is not replaced by a file (os.replace's error)
+        replace(tmp, tmp_path / "folder")
+    unlink(target)
+    unlink(target)  # missing: no error
+    assert not target.exists()
+    _join_freeing_threads()
+    assert _open_descriptors() == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd (Linux)")
+def test_a_released_lock_can_be_taken_again_at_once(tmp_path):
+    """release() leaves the closing of the old lock file to a thread: the next writer of
+    the same output (this process, before that thread ran) gets a new file and the lock."""
+    from simcore.io.lock import OutputLock
+
+    path = tmp_path / "o.nc.lock"
+    before = _open_descriptors()
+    for _ in range(20):
+        with OutputLock(path, "o.nc", log=pytest.fail):
+            assert json.loads(path.read_text())["pid"] == os.getpid()
+        assert not path.exists()
+    _join_freeing_threads()
+    assert _open_descriptors() == before
 
 
 def test_two_sweeps_on_one_folder(tmp_path):

@@ -8,7 +8,9 @@ a power loss (checkpoints, manifests); results and figures skip that cost.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import stat
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +27,53 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def replace(tmp: str | Path, path: str | Path) -> None:
+    """``os.replace(tmp, path)``; the blocks of the file it replaces are freed by a thread.
+
+    Freeing a file's blocks can take milliseconds (ext4 mounted with ``discard`` trims
+    them at once, after waiting for the journal): the old file is held open across the
+    rename and a thread closes it, so the caller does not wait. Readers see the rename
+    as before: atomic, the old file or the new one."""
+    old = _hold(path)
+    try:
+        os.replace(tmp, path)
+    finally:
+        if old is not None:
+            close_later(lambda: os.close(old))
+
+
+def unlink(path: str | Path) -> None:
+    """Remove ``path`` (if it exists); its blocks are freed by a thread (see :func:`replace`)."""
+    old = _hold(path)
+    try:
+        Path(path).unlink(missing_ok=True)
+    finally:
+        if old is not None:
+            close_later(lambda: os.close(old))
+
+
+def close_later(close: Callable[[], None]) -> None:
+    """Run ``close`` (of a file whose name is gone) in a daemon thread: the kernel frees
+    the file's blocks there, while the caller goes on."""
+    threading.Thread(target=close, name="simcore-free-blocks", daemon=True).start()
+
+
+def _hold(path: str | Path) -> int | None:
+    """A descriptor keeping ``path``'s regular file alive after its name goes, or None
+    (no such file, not readable, or not a POSIX system, where open files cannot be
+    renamed over)."""
+    if os.name != "posix":
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
 def temporary_name(path: str | Path, tag: str = ".part") -> Path:
@@ -49,7 +98,7 @@ def atomic_output(path: str | Path, *, tmp: str | Path | None = None, durable: b
         if durable:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace(tmp, path)
         if durable:
             fsync_dir(path)
     except (OSError, RuntimeError) as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from simcore._errors import UserInputError
+from simcore.io.atomic import close_later
 
 _RETRIES = 5
 
@@ -102,15 +103,18 @@ class OutputLock:
                              "processes keep replacing it; try again.")
 
     def release(self) -> None:
-        """Remove the lock file and release the lock (idempotent)."""
+        """Remove the lock file and release the lock (idempotent). The descriptor is closed
+        by a thread (a close that frees the file can wait for the file system's journal:
+        ~4 ms after a run's fsyncs on ext4); the name is gone already, so a new writer
+        creates and locks a new file meanwhile."""
         if self._fd < 0:
             return
         try:
             self.path.unlink(missing_ok=True)
         except OSError:
             pass
-        os.close(self._fd)
-        self._fd = -1
+        fd, self._fd = self._fd, -1
+        close_later(lambda: os.close(fd))
 
 
 def _read_owner(fd: int) -> dict:
