@@ -59,6 +59,27 @@ def test_writer_round_trip_both_formats(tmp_path, fmt, expected):
     ds.close()
 
 
+@pytest.mark.parametrize("xarray_first", [False, True])
+def test_accessor_without_importing_xarray_with_simcore(small_couzin_run, xarray_first):
+    """``import simcore`` leaves xarray unloaded (0.6 s a command-line run never uses);
+    ds.simcore is there as soon as xarray is imported, before or after simcore, and
+    through xarray's own open_dataset."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              + ("import xarray\n" if xarray_first else "")
+              + "import simcore\n"
+              + ("" if xarray_first else "assert 'xarray' not in sys.modules\n")
+              + "import xarray as xr\n"
+              f"ds = xr.open_dataset({str(small_couzin_run)!r})\n"
+              "print(ds.simcore.model, ds.simcore.params.n)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["couzin", "30"]
+
+
 def test_simcore_file_opens_with_xarray_and_accessor(small_couzin_run):
     ds = xr.open_dataset(small_couzin_run)
     assert ds.attrs["Conventions"] == "AMBER"
