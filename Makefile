@@ -37,7 +37,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/harddisc.py && \
 	$(PY) benchmarks/score.py && \
 	$(PY) benchmarks/threads_under_load.py && \
-	$(PY) benchmarks/store.py
+	$(PY) benchmarks/store.py && \
+	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/summary.py $(BENCH_LINES) --json benchmarks/bench_summary.json \
 	  $(if $(wildcard benchmarks/bench_summary.json),--compare benchmarks/bench_summary.json)
 	rm -f $(BENCH_LINES)

@@ -1,0 +1,85 @@
+"""A run on the command line against the same run in a warm process: what starting costs.
+
+``simcore run MODEL -o OUT`` pays, before its first step, the interpreter, the imports
+(simcore, NumPy, Numba), Numba's own set-up at the first compiled call (its typing and
+lowering registries, which import SciPy's BLAS) and the loading of the engine's cached
+machine code; a notebook or a sweep worker pays them once. For each model at its
+defaults this script times, interleaved over ``--repeats`` rounds (medians):
+
+* command line: ``python -m simcore.cli run MODEL -o OUT --quiet`` as a subprocess (the
+  Numba cache is warm: a first run was made before timing);
+* in process:   ``simcore.run(MODEL, out=OUT, quiet=True)`` in this process, after a first
+  run (the engine compiled/loaded, its writer worker started);
+* import:       ``python -c "import simcore"`` as a subprocess, and whether it loaded
+  xarray (it should not: the ``ds.simcore`` accessor is registered when xarray loads).
+
+It prints the start-up cost (command line - in process) and the ratio command line / in
+process.
+
+    python benchmarks/startup.py [--repeats 5] [--models harddisc,couzin,abp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import headline, machine_header  # noqa: E402
+
+import simcore  # noqa: E402
+
+
+def _wall(command: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", default="harddisc,couzin,abp")
+    args = parser.parse_args(argv)
+    print(machine_header("benchmarks/startup.py: a command-line run against a warm process"))
+    probe = ("import sys, time; t = time.perf_counter(); import simcore; "
+             "print(time.perf_counter() - t, 'xarray' in sys.modules)")
+    imports, xarray_loaded = [], False
+    for _ in range(args.repeats):
+        out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                             text=True).stdout.split()
+        imports.append(float(out[0]))
+        xarray_loaded |= out[1] == "True"
+    print(f"import simcore: {statistics.median(imports):.3f} s (median of {args.repeats}); "
+          f"xarray loaded by it: {'yes' if xarray_loaded else 'no'}\n")
+    print(f"{'model (defaults)':18s} {'command line s':>14s} {'in process s':>12s} "
+          f"{'start-up s':>10s} {'ratio':>6s}")
+    with tempfile.TemporaryDirectory(prefix="simcore-startup-") as folder:
+        for model in args.models.split(","):
+            out = Path(folder) / f"{model}.nc"
+            cli = [sys.executable, "-m", "simcore.cli", "run", model, "-o", str(out),
+                   "--overwrite", "--quiet"]
+            _wall(cli)  # the Numba cache filled, as after installation and a first run
+            simcore.run(model, out=out, overwrite=True, quiet=True)
+            times = {"cli": [], "process": []}
+            for _ in range(args.repeats):
+                times["cli"].append(_wall(cli))
+                t0 = time.perf_counter()
+                simcore.run(model, out=out, overwrite=True, quiet=True)
+                times["process"].append(time.perf_counter() - t0)
+            cli_s = statistics.median(times["cli"])
+            process_s = statistics.median(times["process"])
+            print(f"{model:18s} {cli_s:14.3f} {process_s:12.3f} {cli_s - process_s:10.3f} "
+                  f"{cli_s / process_s:5.2f}x")
+            headline("startup", f"command-line run / in-process run, {model} defaults",
+                     cli_s / process_s, "x", higher_is_better=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
