@@ -71,33 +71,37 @@ class TrajectorySet:
         self.reads: list[int] = []
         self.adapter: Adapter | None = None
         self.linear_variable = linear_variable
-        for fi, path in enumerate(self.paths):
-            if not path.exists():
-                raise UserInputError(f"The trajectory {path} does not exist.")
-            try:
-                h = netCDF4.Dataset(path, "r")
-            except OSError as exc:
-                raise _fail_open(path, exc) from None
-            h.set_auto_mask(False)
-            self._handles.append(h)
-            attrs = {k: h.getncattr(k) for k in h.ncattrs()}
-            if attrs.get("program") != "simcore" or "run_parameters" not in attrs:
-                raise UserInputError(f"{path} is not a simcore trajectory (no run_parameters "
-                                     "attribute); scoremodels reads simcore files only.")
-            record = json.loads(attrs["run_parameters"])
-            adapter = self._adapter(record, h, path)
-            if self.adapter is None:
-                self.adapter = adapter
-            elif (adapter.layout, adapter.n_atoms, adapter.state_dim) != (
-                    self.adapter.layout, self.adapter.n_atoms, self.adapter.state_dim):
-                raise UserInputError(f"{path} holds a different system ({adapter.layout}, "
-                                     f"{adapter.n_atoms} atoms) from {self.paths[0]}; all "
-                                     "trajectories must share model and particle number.")
-            n = h.dimensions["frame"].size
-            self.frames += [(fi, k) for k in range(n)]
-        if not self.frames:
-            raise UserInputError(f"{self.paths[0]} holds no frames.")
-        self.time_per_frame = self._time_step()
+        try:  # a refused file closes the ones opened before it
+            for fi, path in enumerate(self.paths):
+                if not path.exists():
+                    raise UserInputError(f"The trajectory {path} does not exist.")
+                try:
+                    h = netCDF4.Dataset(path, "r")
+                except OSError as exc:
+                    raise _fail_open(path, exc) from None
+                h.set_auto_mask(False)
+                self._handles.append(h)
+                attrs = {k: h.getncattr(k) for k in h.ncattrs()}
+                if attrs.get("program") != "simcore" or "run_parameters" not in attrs:
+                    raise UserInputError(f"{path} is not a simcore trajectory (no run_parameters "
+                                         "attribute); scoremodels reads simcore files only.")
+                record = json.loads(attrs["run_parameters"])
+                adapter = self._adapter(record, h, path)
+                if self.adapter is None:
+                    self.adapter = adapter
+                elif (adapter.layout, adapter.n_atoms, adapter.state_dim) != (
+                        self.adapter.layout, self.adapter.n_atoms, self.adapter.state_dim):
+                    raise UserInputError(f"{path} holds a different system ({adapter.layout}, "
+                                         f"{adapter.n_atoms} atoms) from {self.paths[0]}; all "
+                                         "trajectories must share model and particle number.")
+                n = h.dimensions["frame"].size
+                self.frames += [(fi, k) for k in range(n)]
+            if not self.frames:
+                raise UserInputError(f"{self.paths[0]} holds no frames.")
+            self.time_per_frame = self._time_step()
+        except BaseException:
+            self.close()
+            raise
 
     def _adapter(self, record, h, path) -> Adapter:
         from simcore.models import engine_names, get_engine

@@ -98,6 +98,18 @@ def test_memory_budget_bounds_every_read(abp_file, monkeypatch):
     tset.close()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd (Linux)")
+def test_a_refused_trajectory_set_leaves_no_file_open(abp_file, tmp_path):
+    """The files opened before the one refused (another system) are closed again."""
+    other = tmp_path / "other.nc"
+    simcore.run("abp", seed=3, steps=40, write_every=20, out=other, quiet=True,
+                overrides={"n": 32, "phi": 0.3, "potential": "soft_harmonic"})
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(simcore.UserInputError, match="holds a different system"):
+        sdata.TrajectorySet([abp_file, abp_file, other])
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
 # ---------------------------------------------------------------------------- network
 @pytest.fixture(scope="module")
 def tiny_batch(abp_file):
