@@ -34,7 +34,7 @@ class _XarrayHook(importlib.abc.MetaPathFinder):
         from importlib.util import find_spec
 
         spec = find_spec(name)
-        if spec is None or spec.loader is None:
+        if spec is None or not hasattr(spec.loader, "exec_module"):
             return spec
         exec_module = spec.loader.exec_module
 
