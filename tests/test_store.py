@@ -615,6 +615,29 @@ def test_state_and_attributes_announced_at_the_start(tmp_path, background):
     log.close()
 
 
+@pytest.mark.parametrize("job_waiting", [False, True])
+def test_a_block_is_synced_early_unless_the_next_job_waits(tmp_path, monkeypatch, job_waiting):
+    """The worker fdatasyncs the file and the log after a block of frames (so that the
+    final fsyncs wait for the end only), but not when its next job is already waiting:
+    that job, or the finish's fsync, covers it. The file is complete either way."""
+    from simcore.io import assembler
+
+    log = _small_log(tmp_path / "x.part", 1000)
+    synced = []
+    monkeypatch.setattr(assembler.os, "fdatasync", lambda fd: synced.append(fd))
+    asm = assembler.Assembler(tmp_path / "x.part", tmp_path / "c.nc", "netcdf4")
+    asm.job_waiting = lambda: job_waiting
+    asm._run(("frames", 1000, log.crcs))
+    assert asm._error is None and 0 < asm.written < 1000
+    assert len(synced) == (0 if job_waiting else 2)
+    asm._run(("finish", 1000, log.crcs, None, None))
+    assert asm._error is None
+    with netCDF4.Dataset(tmp_path / "c.nc") as ds:
+        ds.set_auto_mask(False)
+        np.testing.assert_array_equal(ds["coordinates"][:, 0, 0], np.arange(1000))
+    log.close()
+
+
 def test_frame_log_crc32_is_zlibs():
     """The log's CRC-32 (ISA-L's where installed) has zlib's values: logs and checkpoints
     of earlier versions still verify."""

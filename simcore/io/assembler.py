@@ -102,6 +102,9 @@ class Assembler:
         self._n_final: int | None = None
         self.finished = False  # finish() returned: the file is complete
         self._ds = None
+        #: the worker's: whether its next job is already waiting (then a block's early
+        #: fdatasync is skipped: that job's own, or the final fsync, covers it)
+        self.job_waiting: Callable[[], bool] = lambda: False
         self._error: BaseException | None = None
         self._worker: _Worker | None = _take_worker() if self.background else None
         self.background = self._worker is not None  # None: no process to start, one core
@@ -353,10 +356,11 @@ class Assembler:
                 ds.sync()
         elif final:
             self._frames.finish()
-        elif end > 0:
+        elif end > 0 and not self.job_waiting():
             # this file and the log on disk now, on this core, while the run goes on: the
             # final fsyncs (this one's, and the caller's last checkpoint's) then wait for
-            # the end only (a hard-disc default run's finish: 51 -> 22 ms, Zen 1 VM)
+            # the end only (a hard-disc default run's finish: 51 -> 22 ms, Zen 1 VM); not
+            # when the next job (often the finish) waits already: it would wait on the disk
             for path in (self.out, self.part):
                 fd = os.open(path, os.O_RDONLY)
                 try:
@@ -597,6 +601,7 @@ def _serve(job_fd: int, reply_fd: int) -> None:
         if job[0] == "open":
             part, out, fmt, attrs, layout = job[1:]
             asm = Assembler(part, out, fmt, attrs=attrs, state_layout=layout)
+            asm.job_waiting = lambda: jobs.poll(0)
             failed, known = False, 0
             continue
         if job[0] == "abort" or asm is None:
