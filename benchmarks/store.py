@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     print(f"{'case':58s} {'frames':>6s} {'compute s':>9s} {'simcore s':>9s} {'in-run':>6s} "
           f"{'between':>7s} {'engine in run':>13s} {'frames/s':>9s} {'first s':>8s} "
           f"{'in-run':>6s} {'between':>7s} {'previous s':>10s} {'share':>6s} {'safety':>7s}")
-    worst = worst_first = worst_between = worst_safety = -float("inf")
+    worst = worst_first = worst_between = worst_first_between = worst_safety = -float("inf")
     for label, model_name, kw in cases:
         params, settings, preset = resolve(model_name, **kw)
         n_frames = len(frame_steps(settings.steps, settings.write_every))
@@ -201,6 +201,7 @@ def main(argv=None) -> int:
         between = (med["simcore"] - med["compute"]) / med["simcore"]
         first_between = (med["first"] - med["compute"]) / med["first"]
         worst_first = max(worst_first, med["first_in_run"])
+        worst_first_between = max(worst_first_between, first_between)
         prev_share = (med["previous"] - med["compute"]) / med["previous"]
         safety = (med["simcore"] - med["previous"]) / med["simcore"]
         worst = max(worst, med["in_run"])
@@ -218,13 +219,18 @@ def main(argv=None) -> int:
           "runs (medians; above 1: the engine ran slower while the store worked)")
     print("safety: (simcore - previous) / simcore, what the crash safety adds to the previous "
           "store's write pattern (negative: saves time)")
-    print(f"largest share of writing in a run: {worst:.1%} in-run, {worst_between:.1%} between "
-          "runs (issue 16 target < 5 %)")
-    headline("store", "largest share of writing in a run (in-run)", 100 * worst, "%", 5.0,
+    # the verdict on the between-runs share: it also counts the engine slowed by the store
+    # (the in-run share does not), at the price of the runs' spread
+    print(f"largest share of writing in a run: {worst_between:.1%} between runs (issue 16 "
+          f"target < 5 %), {worst:.1%} in-run")
+    headline("store", "largest share of writing in a run (between runs)", 100 * worst_between,
+             "%", 5.0, higher_is_better=False)
+    headline("store", "largest share of writing in a run (in-run)", 100 * worst, "%",
              higher_is_better=False)
-    print(f"largest share of writing in a process's first run: {worst_first:.1%}")
-    headline("store", "largest share of writing in a process's first run (in-run)",
-             100 * worst_first, "%", 5.0, higher_is_better=False)
+    print(f"largest share of writing in a process's first run: {worst_first_between:.1%} "
+          f"between runs, {worst_first:.1%} in-run")
+    headline("store", "largest share of writing in a process's first run (between runs)",
+             100 * worst_first_between, "%", 5.0, higher_is_better=False)
     print(f"largest cost of the crash safety: {worst_safety:.1%} (issue 12 target < 5 %)")
     return 0
 
