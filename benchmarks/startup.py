@@ -2,7 +2,8 @@
 
 ``simcore run MODEL -o OUT`` pays, before its first step, the interpreter, the imports
 (simcore, NumPy, Numba), Numba's own set-up at the first compiled call (its typing and
-lowering registries, which import SciPy's BLAS) and the loading of the engine's cached
+lowering registries; its BLAS probe's SciPy module is preloaded by ``import simcore``
+without the rest of ``scipy.linalg``) and the loading of the engine's cached
 machine code; a notebook or a sweep worker pays them once. For each model at its
 defaults this script times, interleaved over ``--repeats`` rounds (medians):
 

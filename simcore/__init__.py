@@ -20,9 +20,10 @@ from simcore.config import presets  # noqa: E402
 from simcore.io.trajectory import open_trajectory  # noqa: E402
 from simcore._errors import UnstableRunError, UserInputError  # noqa: E402
 from simcore.sweep import open_sweep, run_sweep as sweep  # noqa: E402
-from simcore._lazy_accessor import register_when_xarray_loads  # noqa: E402
+from simcore._lazy_imports import preload_cython_blas, register_when_xarray_loads  # noqa: E402
 
 register_when_xarray_loads()  # ds.simcore, without importing xarray here (0.6 s)
+preload_cython_blas()  # Numba's BLAS probe, without all of scipy.linalg (0.4 s)
 
 if TYPE_CHECKING:
     import xarray as xr

@@ -1,0 +1,101 @@
+"""Imports that ``import simcore`` and a run's first compiled call avoid or trim.
+
+Two imports that a command-line run (``simcore run harddisc``: 2.4 s, 0.5 s of it
+simulating, on a 2017 server core) does not need:
+
+* **xarray** (with pandas, ~0.6 s). ``import simcore`` registers the ``ds.simcore``
+  accessor at once only if xarray is already loaded; otherwise a one-shot import hook
+  registers it right after xarray's own import, wherever that import comes from (the
+  user's ``import xarray``, simcore's ``open_trajectory``, a library), so
+  ``xr.open_dataset(path).simcore`` works as before.
+* **scipy.linalg** (~0.4 s). Numba's first compiled call in a process imports
+  ``numba.np.arraymath``, which probes for BLAS with ``import scipy.linalg.cython_blas``:
+  that runs the whole ``scipy.linalg`` package for one extension module of function
+  pointers. :func:`preload_cython_blas` loads that module by itself under its full name
+  (the probe then finds it in ``sys.modules``: the same module, the same pointers) and,
+  should ``scipy.linalg`` be imported later, makes it the package's attribute as a normal
+  import would.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+from typing import Callable
+
+_CYTHON_BLAS = "scipy.linalg.cython_blas"
+
+
+def register_when_xarray_loads() -> None:
+    """Import :mod:`simcore.accessor` now if xarray is loaded, else right after it is."""
+    def register(_module) -> None:
+        import simcore.accessor  # noqa: F401  (registers ds.simcore)
+
+    after_import("xarray", register)
+
+
+def preload_cython_blas() -> None:
+    """Load ``scipy.linalg.cython_blas`` without the rest of ``scipy.linalg`` (see the
+    module docstring). Does nothing if either is loaded already, or if SciPy lacks the
+    module or lays it out otherwise (Numba's probe then imports it as usual)."""
+    if _CYTHON_BLAS in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    try:
+        import importlib.machinery
+        import importlib.util
+        import os
+
+        import scipy
+
+        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
+        spec = importlib.machinery.PathFinder.find_spec(_CYTHON_BLAS, [folder])
+        if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+            return
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_CYTHON_BLAS] = module
+        spec.loader.exec_module(module)
+    except Exception:  # noqa: BLE001 (an optimisation only: leave the import to Numba)
+        sys.modules.pop(_CYTHON_BLAS, None)
+        return
+
+    def adopt(package) -> None:
+        if sys.modules.get(_CYTHON_BLAS) is module:
+            package.cython_blas = module
+
+    after_import("scipy.linalg", adopt)
+
+
+def after_import(name: str, callback: Callable[[object], None]) -> None:
+    """Call ``callback(module)`` once the module ``name`` (dotted or not) is imported: now
+    if it is loaded, else right after its module code has run."""
+    module = sys.modules.get(name)
+    if module is not None:
+        callback(module)
+        return
+    sys.meta_path.insert(0, _AfterImport(name, callback))
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the loader the other finders give ``name`` so that
+    ``callback`` runs once its module has run; then removes itself (one shot)."""
+
+    def __init__(self, name: str, callback: Callable[[object], None]):
+        self.name, self.callback = name, callback
+
+    def find_spec(self, name, path, target=None):
+        if name != self.name:
+            return None
+        sys.meta_path.remove(self)  # one shot; the search below must not find us again
+        from importlib.util import find_spec
+
+        spec = find_spec(name)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module, callback = spec.loader.exec_module, self.callback
+
+        def exec_then_call(module) -> None:
+            exec_module(module)
+            callback(module)
+
+        spec.loader.exec_module = exec_then_call
+        return spec
