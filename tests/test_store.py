@@ -13,6 +13,7 @@ import time
 import netCDF4
 import numpy as np
 import pytest
+import zlib
 
 import simcore
 from simcore.config import resolve
@@ -540,6 +541,44 @@ def _small_log(path, n_frames: int):
                     "cell_lengths": np.zeros(3)})
     log.sync()
     return log
+
+
+def test_frame_log_checksums_survive_growth_and_reopening(tmp_path):
+    """The log's CRC-32 list (an array grown by doubling) holds every frame's checksum
+    of its bytes on disk, past several growths and after reopening; a view handed out
+    earlier is read-only and keeps its frames while more are appended."""
+    from simcore.io.framelog import FrameLogReader, FrameLogWriter, payload_size
+
+    def on_disk(path):
+        reader = FrameLogReader(path)
+        records = reader.records()
+        payload = payload_size(reader.dtype)
+        crcs = [zlib.crc32(records[k:k + 1].view(np.uint8)[:payload]) for k in range(len(records))]
+        reader.close()
+        return np.array(crcs, np.uint32)
+
+    path = tmp_path / "g.part"
+    log = _small_log(path, 300)
+    early = log.crcs
+    np.testing.assert_array_equal(early, on_disk(path))
+    with pytest.raises(ValueError):
+        early[0] = 0
+    before = early.copy()
+    for k in range(300, 1100):  # past the first growths (256 -> 512 -> 1024 -> 2048)
+        log.append({"time": float(k), "coordinates": np.full((4, 3), k, np.float32),
+                    "cell_lengths": np.zeros(3)})
+    log.sync()
+    np.testing.assert_array_equal(early, before)
+    np.testing.assert_array_equal(log.crcs, on_disk(path))
+    log.close()
+    crcs = on_disk(path)[:700]
+    log = FrameLogWriter.reopen(path, crcs)  # cuts the 400 after the 700 "counted"
+    log.append({"time": 700.0, "coordinates": np.full((4, 3), 7, np.float32),
+                "cell_lengths": np.zeros(3)})
+    log.sync()
+    assert len(log.crcs) == 701
+    np.testing.assert_array_equal(log.crcs, on_disk(path))
+    log.close()
 
 
 def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):

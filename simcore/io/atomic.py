@@ -29,6 +29,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | Path, data_only: bool = False) -> None:
+    """Flush what was written to ``path`` to the disk: its data and metadata (fsync), or
+    with ``data_only`` its data and what reading it needs, such as its size (fdatasync,
+    where the system has it)."""
+    sync = getattr(os, "fdatasync", os.fsync) if data_only else os.fsync
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        sync(fd)
+    finally:
+        os.close(fd)
+
+
 def replace(tmp: str | Path, path: str | Path) -> None:
     """``os.replace(tmp, path)``; the blocks of the file it replaces are freed by a thread.
 
@@ -96,8 +108,7 @@ def atomic_output(path: str | Path, *, tmp: str | Path | None = None, durable: b
     try:
         yield tmp
         if durable:
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+            fsync_file(tmp)
         replace(tmp, path)
         if durable:
             fsync_dir(path)

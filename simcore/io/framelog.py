@@ -107,7 +107,10 @@ class FrameLogWriter:
         self._buffer = None  # allocated by the first append
         self._buffered = 0
         self.n_written = n_frames  # frames already in the file
-        self._crcs = list(int(c) for c in crcs)
+        # every appended frame's CRC-32, in an array grown by doubling: the run hands the
+        # worker the new ones at every chunk, which a list made O(frames) each time
+        self._crcs = np.zeros(max(256, 2 * len(crcs)), np.uint32)
+        self._crcs[:len(crcs)] = crcs
 
     @classmethod
     def create(cls, path: str | Path, schema: dict,
@@ -152,7 +155,9 @@ class FrameLogWriter:
     @property
     def crcs(self) -> np.ndarray:
         """CRC-32 of every frame appended so far (call after :meth:`flush`)."""
-        return np.array(self._crcs, dtype=np.uint32)
+        crcs = self._crcs[:self.n_frames]
+        crcs.flags.writeable = False  # a view: later appends leave its frames alone
+        return crcs
 
     def append(self, variables: dict[str, np.ndarray]) -> None:
         """Buffer one frame (``variables`` holds every field of the schema)."""
@@ -169,7 +174,9 @@ class FrameLogWriter:
         for name, column in self._columns:
             column[k] = variables[name]
         crc = crc32(self._records[k, :self._payload])
-        self._crcs.append(crc)
+        if self.n_frames == len(self._crcs):
+            self._crcs = np.concatenate([self._crcs, np.zeros_like(self._crcs)])
+        self._crcs[self.n_frames] = crc
         self._crc_column[k] = crc
         self._buffered += 1
 
