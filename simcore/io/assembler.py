@@ -104,6 +104,7 @@ class Assembler:
         self._n_final: int | None = None
         self.finished = False  # finish() returned: the file is complete
         self._ds = None
+        self._state_variables: dict = {}  # h5py handles of the final state's variables
         #: the worker's: whether its next job is already waiting (then a block's early
         #: fdatasync is skipped: that job's own, or the final fsync, covers it)
         self.job_waiting: Callable[[], bool] = lambda: False
@@ -288,8 +289,20 @@ class Assembler:
                              f"({self.state_layout})")
         for name, value in final_state.items():
             raw = state_bytes(value)
-            if raw.size:
-                self._ds[STATE_PREFIX + name][:] = raw
+            if not raw.size:
+                continue
+            variable = self._state_variables.get(name)
+            if variable is None:
+                variable = self._ds[STATE_PREFIX + name]
+            if hasattr(variable, "id") and variable.shape == raw.shape and \
+                    variable.dtype == raw.dtype:
+                # h5py, after the last step: its low-level whole-variable write takes
+                # ~30 us where slicing takes ~200 (same bytes, no conversion: same dtype)
+                import h5py
+
+                variable.id.write(h5py.h5s.ALL, h5py.h5s.ALL, raw)
+            else:
+                variable[:] = raw
 
     def _open(self, reader: FrameLogReader, records, attrs) -> None:
         from simcore.io.trajectory import _define, _json_attr, define_state, has_periodic_axis
@@ -317,6 +330,11 @@ class Assembler:
 
             self._ds.close()
             self._ds = h5py.File(self.out, "r+")
+            if self.state_layout is not None:  # looked up now, not after the last step
+                from simcore.io.trajectory import STATE_PREFIX
+
+                self._state_variables = {name: self._ds[STATE_PREFIX + name]
+                                         for name in self.state_layout}
             self._frames = FrameAppender(
                 self._ds, self.names + ["frame"] + (["cell_angles"] if self.cell else []))
 
@@ -368,6 +386,7 @@ class Assembler:
         if self._ds is None:
             return
         ds, self._ds = self._ds, None
+        self._state_variables = {}  # handles into the file being closed
         if not isinstance(ds, netCDF4.Dataset):  # h5py: safe to close after a failed write
             try:
                 ds.close()

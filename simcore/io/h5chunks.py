@@ -61,6 +61,7 @@ class _Variable:
     def __init__(self, dset):
         self.dset, self.codec = dset, chunk_codec(dset)
         self.per_chunk = dset.chunks[0] if dset.chunks else 0
+        self.fill = dset.fillvalue  # read now: h5py asks HDF5 each time (~35 us)
         self.written = 0  # frames in the file
         self.pending: list[np.ndarray] = []  # frames after those, less than a chunk
 
@@ -87,7 +88,7 @@ class _Variable:
         for k in range(0, end - self.written, self.per_chunk):
             part = frames[k:k + self.per_chunk]
             if len(part) < self.per_chunk:  # the last chunk: padded (never read)
-                padded = np.full((self.per_chunk, *frames.shape[1:]), self.dset.fillvalue,
+                padded = np.full((self.per_chunk, *frames.shape[1:]), self.fill,
                                  dtype=self.dset.dtype)
                 padded[:len(part)] = part
                 part = padded
