@@ -192,7 +192,10 @@ def ns_per_pair(params: couzin.Params, steps: int) -> float:
     return best / steps / params.n ** 2 * 1e9
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)  # no options
     print(machine_header("simcore Couzin roofline (benchmarks/roofline.py)"))
     ghz = clock_ghz()
     print(f"core clock from a dependent multiply-xor chain: {ghz:.2f} GHz")
