@@ -9,11 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 
 import netCDF4
 import numpy as np
 import pytest
-import zlib
 
 import simcore
 from simcore.config import resolve

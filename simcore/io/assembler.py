@@ -57,7 +57,7 @@ import numpy as np
 
 from simcore._errors import UserInputError
 from simcore.io.atomic import fsync_file
-from simcore.io.framelog import DamagedLogError, FrameLogReader
+from simcore.io.framelog import DamagedLogError, FrameLogReader, grown
 from simcore.io.write_errors import disk_full_error, is_space_error
 
 _BLOCK_BYTES = 16 * 2**20  # frames per write call: whole chunks, about this many bytes
@@ -211,7 +211,7 @@ class Assembler:
         while self._worker is not None:
             try:
                 pending = self._worker.has_reply()
-            except (OSError, ValueError):  # ValueError: its connection was closed
+            except OSError:
                 pending = False
             if not pending:
                 return
@@ -294,15 +294,14 @@ class Assembler:
             variable = self._state_variables.get(name)
             if variable is None:
                 variable = self._ds[STATE_PREFIX + name]
-            if hasattr(variable, "id") and variable.shape == raw.shape and \
-                    variable.dtype == raw.dtype:
-                # h5py, after the last step: its low-level whole-variable write takes
-                # ~30 us where slicing takes ~200 (same bytes, no conversion: same dtype)
-                import h5py
-
-                variable.id.write(h5py.h5s.ALL, h5py.h5s.ALL, raw)
-            else:
+            if isinstance(self._ds, netCDF4.Dataset) or variable.shape != raw.shape or \
+                    variable.dtype != raw.dtype:
                 variable[:] = raw
+            else:  # h5py, after the last step: its low-level whole-variable write takes
+                # ~30 us where slicing takes ~200 (same bytes, no conversion: same dtype)
+                from h5py import h5s
+
+                variable.id.write(h5s.ALL, h5s.ALL, raw)
 
     def _open(self, reader: FrameLogReader, records, attrs) -> None:
         from simcore.io.trajectory import _define, _json_attr, define_state, has_periodic_axis
@@ -638,10 +637,7 @@ def _serve(job_fd: int, reply_fd: int) -> None:
         if failed:
             continue
         new = np.frombuffer(job[2], np.uint32)
-        if known + len(new) > len(crcs):
-            grown = np.zeros(max(known + len(new), 2 * len(crcs)), np.uint32)
-            grown[:known] = crcs[:known]
-            crcs = grown
+        crcs = grown(crcs, known + len(new))
         crcs[known:known + len(new)] = new
         known += len(new)
         asm._run((job[0], job[1], crcs[:known], *job[3:]))

@@ -76,6 +76,16 @@ def payload_size(dtype: np.dtype) -> int:
     return dtype.fields["crc32"][1]
 
 
+def grown(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` if it holds ``size`` elements, else a longer copy (at least twice as long,
+    zeros after its values): appending one at a time then copies each value O(1) times."""
+    if size <= len(array):
+        return array
+    bigger = np.zeros(max(size, 2 * len(array)), array.dtype)
+    bigger[:len(array)] = array
+    return bigger
+
+
 def _write_all(fd: int, data, offset: int) -> None:
     view = memoryview(data).cast("B")
     while view:
@@ -174,8 +184,7 @@ class FrameLogWriter:
         for name, column in self._columns:
             column[k] = variables[name]
         crc = crc32(self._records[k, :self._payload])
-        if self.n_frames == len(self._crcs):
-            self._crcs = np.concatenate([self._crcs, np.zeros_like(self._crcs)])
+        self._crcs = grown(self._crcs, self.n_frames + 1)
         self._crcs[self.n_frames] = crc
         self._crc_column[k] = crc
         self._buffered += 1
