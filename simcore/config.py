@@ -32,7 +32,10 @@ class RunSettings(BaseModel):
     steps: int = Field(1000, ge=0, description="number of integration steps")
     seed: int = Field(0, ge=0, lt=2**63, description="root seed of the run")
     write_every: int = Field(10, ge=1, description="steps between written frames")
-    checkpoint_every: int = Field(50, ge=1, description="frames between checkpoints")
+    checkpoint_every: int = Field(
+        50, ge=1, description="frames between checkpoints (at most ~1/100 of the run's wall "
+                              "time goes to them; left at the default, a run's first "
+                              "checkpoint waits until it has lasted 0.5 s)")
     # when to checkpoint, not what to compute: left out of run_parameters (exclude=True),
     # so a run may be resumed with another value
     checkpoint_seconds: float = Field(

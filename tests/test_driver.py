@@ -41,6 +41,34 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, fmt):
         assert "resumed" in nc.provenance
 
 
+@pytest.mark.parametrize("prior, overrides, expected", [
+    (1e3, {}, 0),  # the default: the first checkpoint waits for 100 x the prior's cost
+    (1e3, {"checkpoint_every": 50}, 1),  # given explicitly: honoured from the first frames
+    (0.0, {}, 1),  # without a prior: due at frame 50
+])
+def test_first_checkpoint_waits_for_the_cost_prior_unless_asked(tmp_path, monkeypatch, prior,
+                                                                overrides, expected):
+    """A run left at the default checkpoint_every writes no checkpoint before it has lasted
+    _COST_RATIO times a checkpoint's prior cost (sub-second runs: none before the end,
+    where the same rule applies); a checkpoint_every given explicitly is honoured at once.
+    Counted, not timed: the prior is set far beyond any run here, or to zero."""
+    import simcore.driver as driver
+
+    calls = []
+    real = driver._Run._checkpoint
+    monkeypatch.setattr(driver, "_FIRST_CHECKPOINT_COST", prior)
+    monkeypatch.setattr(driver._Run, "_checkpoint", lambda self: (calls.append(
+        self.frames.n_frames), real(self))[1])
+    out = tmp_path / "c.nc"
+    simcore.run("couzin", out=out, preset="swarm", steps=120, write_every=1, seed=3,
+                overrides={"n": 20, **overrides})
+    assert out.exists()
+    if expected:
+        assert calls and calls[0] == 50, calls  # the first due frame-count checkpoint
+    else:
+        assert calls == []
+
+
 def test_resume_refuses_other_parameters(tmp_path):
     kw = dict(preset="swarm", steps=40, seed=1, write_every=5, overrides={"n": 20})
     params, settings, preset = resolve("couzin", **kw)
