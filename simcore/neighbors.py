@@ -26,28 +26,31 @@ import numpy as np
 from numba import njit, prange
 
 _P1, _P2, _P3 = 73856093, 19349663, 83492791
+AUTO_MAX_REACH = 4  # auto_plan's defaults
+AUTO_CELL_COST = 25.0
 
 
-def _plan_axes(box: tuple, cutoff: float, reach: int, ndim: int) -> tuple:
-    """(side, ncell, reach) per axis as Python tuples: :func:`plan`'s arithmetic without
-    NumPy's per-call cost (auto_plan evaluates several plans per chunk of a run)."""
-    side, ncell, reach_axis = [cutoff / reach] * 3, [0] * 3, [reach] * 3
+@njit(cache=True)
+def _plan_axes_into(box, cutoff, reach, ndim, side, ncell, reach_axis):
+    """Cell side, cell count and stencil reach per axis for ``reach`` cells per cutoff,
+    written into ``side``/``ncell``/``reach_axis`` (compiled: a run plans every chunk)."""
     for k in range(3):
         if k >= ndim:
             ncell[k], reach_axis[k], side[k] = 1, 0, 1.0
-        elif box[k] > 0:
+            continue
+        ncell[k], reach_axis[k], side[k] = 0, reach, cutoff / reach
+        if box[k] > 0:
             nc = int(math.floor(box[k] / (cutoff / reach)))
             if nc < 2 * reach + 1:
                 ncell[k], reach_axis[k], side[k] = 1, 0, box[k]
             else:
                 ncell[k], side[k] = nc, box[k] / nc
-    return side, ncell, reach_axis
 
 
-def _as_plan(box: tuple, axes: tuple) -> tuple:
-    side, ncell, reach_axis = axes
-    return (np.array(box, dtype=np.float64), np.array(side, dtype=np.float64),
-            np.array(ncell, dtype=np.int64), np.array(reach_axis, dtype=np.int64))
+def _new_plan(box):
+    """A plan's four arrays: ``box`` (float64, 3) and side, ncell, reach to be filled."""
+    return (np.array(box, dtype=np.float64).reshape(3), np.empty(3),
+            np.empty(3, dtype=np.int64), np.empty(3, dtype=np.int64))
 
 
 def plan(box, cutoff: float, reach: int = 1, ndim: int = 3):
@@ -63,12 +66,13 @@ def plan(box, cutoff: float, reach: int = 1, ndim: int = 3):
 
     Returns ``(box, cell_side, ncell, reach)`` as float64/int64 arrays of length 3.
     """
-    box = tuple(float(b) for b in np.asarray(box, dtype=np.float64).reshape(3))
-    return _as_plan(box, _plan_axes(box, cutoff, reach, ndim))
+    box, side, ncell, reach_axis = _new_plan(box)
+    _plan_axes_into(box, float(cutoff), int(reach), int(ndim), side, ncell, reach_axis)
+    return box, side, ncell, reach_axis
 
 
-def auto_plan(box, cutoff: float, density: float, ndim: int = 3, max_reach: int = 4,
-              cell_cost: float = 25.0):
+def auto_plan(box, cutoff: float, density: float, ndim: int = 3,
+              max_reach: int = AUTO_MAX_REACH, cell_cost: float = AUTO_CELL_COST):
     """The :func:`plan` (reach 1 to ``max_reach``) with the least expected work per particle.
 
     Work = candidate pairs (``density`` × stencil volume, clipped to the box) +
@@ -77,20 +81,28 @@ def auto_plan(box, cutoff: float, density: float, ndim: int = 3, max_reach: int 
     Smaller cells (larger reach) cut candidates toward the (4π/3)·rc³ sphere, at the
     price of more cells to visit.
     """
-    b = tuple(float(x) for x in np.asarray(box, dtype=np.float64).reshape(3))
-    best, best_work = None, math.inf
+    box, side, ncell, reach_axis = _new_plan(box)
+    auto_plan_into(box, float(cutoff), float(density), int(ndim), int(max_reach),
+                   float(cell_cost), side, ncell, reach_axis)
+    return box, side, ncell, reach_axis
+
+
+@njit(cache=True)
+def auto_plan_into(box, cutoff, density, ndim, max_reach, cell_cost, side, ncell, reach_axis):
+    """:func:`auto_plan` written into ``side``/``ncell``/``reach_axis`` (compiled, for
+    callers that plan every chunk of a run)."""
+    best_reach, best_work = 1, math.inf
     for reach in range(1, max_reach + 1):
-        axes = _plan_axes(b, cutoff, reach, ndim)
-        side, ncell, reach_axis = axes
+        _plan_axes_into(box, cutoff, reach, ndim, side, ncell, reach_axis)
         extent, cells = 1.0, 1
         for k in range(ndim):
             span = (2 * reach_axis[k] + 1) * side[k]
-            extent *= min(b[k], span) if b[k] > 0 else span
+            extent *= min(box[k], span) if box[k] > 0 else span
             cells *= 2 * reach_axis[k] + 1
         work = density * extent + cell_cost * cells
         if work < best_work * 0.97:  # prefer the smaller stencil unless clearly better
-            best, best_work = axes, work
-    return _as_plan(b, best)
+            best_reach, best_work = reach, work
+    _plan_axes_into(box, cutoff, best_reach, ndim, side, ncell, reach_axis)
 
 
 def all_pairs_plan(box, ndim: int = 3):

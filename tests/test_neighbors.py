@@ -96,3 +96,63 @@ def test_verlet2d_lists_are_complete_sorted_and_report_overflow(nc_side):
     largest = neighbors.build_verlet2d(pos, L, nc, L / nc, start, work["order"], xs, ys,
                                        r_list, short, counts, ref)
     assert largest > short.shape[1]
+
+
+def _reference_auto_plan(box, cutoff, density, ndim=3, max_reach=4, cell_cost=25.0):
+    """auto_plan's documented choice, evaluated in plain Python: work per particle =
+    density x stencil volume (clipped to periodic sides) + cell_cost x visited cells, the
+    smallest reach unless a larger one is 3 % better."""
+    best, best_work = None, float("inf")
+    for reach in range(1, max_reach + 1):
+        side, ncell, reach_axis = [cutoff / reach] * 3, [0] * 3, [reach] * 3
+        for k in range(3):
+            if k >= ndim:
+                side[k], ncell[k], reach_axis[k] = 1.0, 1, 0
+            elif box[k] > 0:
+                nc = int(np.floor(box[k] / (cutoff / reach)))
+                if nc < 2 * reach + 1:
+                    side[k], ncell[k], reach_axis[k] = box[k], 1, 0
+                else:
+                    side[k], ncell[k] = box[k] / nc, nc
+        extent, cells = 1.0, 1
+        for k in range(ndim):
+            span = (2 * reach_axis[k] + 1) * side[k]
+            extent *= min(box[k], span) if box[k] > 0 else span
+            cells *= 2 * reach_axis[k] + 1
+        work = density * extent + cell_cost * cells
+        if work < best_work * 0.97:
+            best, best_work = (side, ncell, reach_axis), work
+    return best
+
+
+@pytest.mark.parametrize("box", [[0.0, 0.0, 0.0], [35.0, 35.0, 35.0], [200.0, 200.0, 0.0],
+                                 [30.0, 0.0, 0.0], [9.0, 9.0, 9.0]])
+def test_auto_plan_is_the_documented_cost_minimum(box):
+    """The compiled auto_plan picks, for densities from sparse swarms to packed schools (reach
+    1 to 4, and near every switch between them),
+    exactly the plan of the cost model written out in Python (sides bit for bit)."""
+    for ndim in (2, 3):
+        for density in np.geomspace(1e-5, 1e3, 800):
+            got = neighbors.auto_plan(box, 2.5, density=density, ndim=ndim)
+            side, ncell, reach = _reference_auto_plan(box, 2.5, density, ndim)
+            np.testing.assert_array_equal(got[0], box)
+            assert got[1].tolist() == side and got[2].tolist() == ncell \
+                and got[3].tolist() == reach, (density, ndim)
+
+
+def test_couzin_plan_uses_the_bounding_box_density():
+    """In open space the Couzin plan is auto_plan at N / volume of the agents' bounding box,
+    each side at least r_a (a flat or clustered school is not planned as a point)."""
+    from simcore.models import couzin
+
+    rng = np.random.default_rng(4)
+    for spread, flat in ((3.0, False), (40.0, False), (400.0, True), (0.1, False)):
+        params = couzin.Params(n=300, r_a=14.0)
+        pos = rng.normal(0.0, spread, (300, 3)) + [1e5, -2e3, 7.0]
+        if flat:
+            pos[:, 2] = 7.0
+        extent = np.maximum(pos.max(axis=0) - pos.min(axis=0), params.r_a)
+        want = neighbors.auto_plan(np.zeros(3), params.r_a, density=300 / float(np.prod(extent)))
+        got = couzin.cell_plan(params, pos)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)

@@ -40,6 +40,7 @@ import functools
 import math
 
 import numpy as np
+from numba import njit
 
 from simcore import neighbors
 from simcore._errors import UserInputError
@@ -130,9 +131,25 @@ def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False) ->
         return neighbors.all_pairs_plan(box)
     if params.boundary == "periodic":  # fixed for the run: computed once, not per chunk
         return tuple(a.copy() for a in _periodic_plan(params.box, params.r_a, params.n))
-    extent = np.maximum(positions.max(axis=0) - positions.min(axis=0), params.r_a)
-    volume = float(np.prod(extent))
-    return neighbors.auto_plan(box, params.r_a, density=params.n / volume)
+    plan = neighbors._new_plan(box)
+    _bounding_box_plan(positions, params.r_a, *plan)
+    return plan
+
+
+@njit(cache=True)
+def _bounding_box_plan(pos, r_a, box, side, ncell, reach):
+    """:func:`neighbors.auto_plan` for agents in open space or between walls (``box`` all
+    zeros), at the number density of their bounding box (each side at least r_a), into
+    side/ncell/reach."""
+    volume = 1.0
+    for k in range(3):
+        lo = hi = pos[0, k]
+        for i in range(1, pos.shape[0]):
+            lo = min(lo, pos[i, k])
+            hi = max(hi, pos[i, k])
+        volume *= max(hi - lo, r_a)
+    neighbors.auto_plan_into(box, r_a, pos.shape[0] / volume, 3, neighbors.AUTO_MAX_REACH,
+                             neighbors.AUTO_CELL_COST, side, ncell, reach)
 
 
 @functools.lru_cache(maxsize=64)
