@@ -327,6 +327,22 @@ def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_s
         new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
 
 
+@njit(cache=True, inline="always")
+def _python_mod(x, L):
+    """``x % L`` (Python's float modulo, as dewi-kadita wraps positions) for L > 0, without
+    its fmod call (~9 ns) in the common cases: a step moves an agent by less than L, so x
+    lies in [-L, 2L). There the results are the same bits: x - L is exact for L <= x <= 2L
+    (Sterbenz), x + L is the one rounding Python's x % L makes for -L < x < 0, and a zero
+    comes out as +0.0, as from Python."""
+    if 0.0 < x < L:
+        return x
+    if L <= x < 2.0 * L:
+        return x - L
+    if -L <= x < 0.0:
+        return x + L
+    return x % L
+
+
 @njit(cache=True)
 def _move(pos, head, speed, dt, rule, boundary, L):
     n = pos.shape[0]
@@ -334,7 +350,7 @@ def _move(pos, head, speed, dt, rule, boundary, L):
         for k in range(3):
             if rule == 1:
                 x = pos[i, k] + (head[i, k] * speed) * dt
-                pos[i, k] = x % L
+                pos[i, k] = _python_mod(x, L)
             else:
                 x = pos[i, k] + speed * dt * head[i, k]
                 if boundary == 1:
