@@ -15,6 +15,10 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING  # noqa: E402
 
+from simcore._lazy_imports import one_blas_thread_for_the_command_line  # noqa: E402
+
+one_blas_thread_for_the_command_line()  # before anything below loads NumPy
+
 from simcore.api import run  # noqa: E402
 from simcore.config import presets  # noqa: E402
 from simcore.io.trajectory import open_trajectory  # noqa: E402

@@ -31,3 +31,47 @@ def test_numba_blas_without_scipy_linalg(scipy_linalg_first):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["5.0"]
+
+
+@pytest.mark.parametrize("argv0, preset, expected", [
+    ("/somewhere/bin/simcore", None, "1"),  # the command, NumPy not loaded yet
+    ("/somewhere/bin/simcore", "3", "3"),  # the user's own setting wins
+    ("my_analysis.py", None, None),  # a Python program importing simcore: left alone
+])
+def test_one_blas_thread_for_the_command_line(argv0, preset, expected):
+    """The ``simcore`` command asks OpenBLAS for one thread before NumPy loads (its pools
+    spin ~0.1 s on the core a run needs); other programs and explicit settings keep theirs.
+    The thread count OpenBLAS took is read back through threadpoolctl where present."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    script = (f"import os, sys\nsys.argv[0] = {argv0!r}\nimport simcore\n"
+              "print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+              "try:\n"
+              "    from threadpoolctl import threadpool_info\n"
+              "except ImportError:\n"
+              "    print('n/a')\n"
+              "else:\n"
+              "    print(sorted({p['num_threads'] for p in threadpool_info()\n"
+              "                  if p['internal_api'] == 'openblas'}))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    value, pools = proc.stdout.split("\n")[:2]
+    assert value == str(expected)
+    if expected == "1" and pools != "n/a":  # (OpenBLAS caps other values at the cores)
+        assert pools == "[1]"
+
+
+def test_one_blas_thread_for_python_m_simcore_cli(tmp_path):
+    """``python -m simcore.cli`` is the command too (argv[0] is "-m" while the package
+    loads): its run starts with one OpenBLAS thread."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    probe = tmp_path / "sitecustomize.py"  # reports the setting when the interpreter exits
+    probe.write_text("import atexit, os, sys\natexit.register(lambda: sys.stderr.write("
+                     "'BLAS=' + str(os.environ.get('OPENBLAS_NUM_THREADS')) + '\\n'))\n")
+    env["PYTHONPATH"] = f"{tmp_path}{__import__('os').pathsep}{env.get('PYTHONPATH', '')}"
+    proc = subprocess.run([sys.executable, "-m", "simcore.cli", "--help"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "BLAS=1" in proc.stderr
