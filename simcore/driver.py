@@ -192,8 +192,8 @@ class _Run:
                                    self.settings.seed, self.settings.init_from)
         self.provenance = provenance(self.argv)
         self._create_log()
-        self._start_assembler()
         self._append(0)
+        self._start_assembler()  # fed frame 0: the worker creates OUT.tmp during the first chunk
 
     def _extend(self) -> None:
         """Start the frame log from the finished file's frames and final state."""

@@ -617,6 +617,32 @@ def test_worker_checks_every_frame_it_was_told_of_in_pieces(tmp_path):
     log.close()
 
 
+def test_worker_creates_the_file_with_the_first_frame(tmp_path):
+    """The worker creates the file as soon as the log holds a frame, not with the first
+    whole chunk (in a short run that chunk completes just before the end, where the caller
+    would wait for the ~7 ms of definitions); the file is the one written in-process."""
+    from simcore.io.assembler import Assembler
+
+    log = _small_log(tmp_path / "x.part", 10)  # 10 frames: less than one chunk
+    out = tmp_path / "bg.nc"
+    asm = Assembler(tmp_path / "x.part", out, "netcdf4", background=True)
+    for _ in range(3000):
+        asm._poll_worker()
+        if asm._ready:
+            break
+        time.sleep(0.01)
+    asm.feed(1, log.crcs)
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert out.exists()
+    asm.finish(10, log.crcs)
+    assert asm.by_worker
+    Assembler(tmp_path / "x.part", tmp_path / "here.nc", "netcdf4").finish(10, log.crcs)
+    assert_same_file(out, tmp_path / "here.nc")
+    log.close()
+
+
 @pytest.mark.parametrize("background", [False, True])
 def test_state_and_attributes_announced_at_the_start(tmp_path, background):
     """A final state of the announced layout goes into the variables defined with the file;

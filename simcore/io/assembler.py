@@ -303,6 +303,14 @@ class Assembler:
 
                 variable.id.write(h5s.ALL, h5s.ALL, raw)
 
+    def _open_from_first_frame(self, reader: FrameLogReader, crcs: np.ndarray,
+                               n_frames: int) -> None:
+        """:meth:`_open` with the first frame's records (the cell is fixed for a run)."""
+        bad = reader.first_bad_frame(crcs[:1], start=0)
+        if bad is not None:
+            raise DamagedLogError(reader.damage_message(bad, n_frames))
+        self._open(reader, reader.records(1), None)
+
     def _open(self, reader: FrameLogReader, records, attrs) -> None:
         from simcore.io.trajectory import _define, _json_attr, define_state, has_periodic_axis
 
@@ -343,6 +351,11 @@ class Assembler:
         reader = FrameLogReader(self.part)
         per_chunk = _frames_per_chunk(reader.schema)
         end = n_frames if final else n_frames // per_chunk * per_chunk
+        if self._ds is None and n_frames > 0 and not final:
+            # create the file (~7 ms: netCDF-C's definitions, then h5py) as soon as the
+            # first frame is in, not with the first whole chunk: in a short run that chunk
+            # is completed just before the end, where the caller waits
+            self._open_from_first_frame(reader, crcs, n_frames)
         if end <= self.written and not final:
             return
         bad = reader.first_bad_frame(crcs[:end], start=self.written)
