@@ -343,7 +343,10 @@ class _Run:
             self.frames.append(variables)
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
-        if self.assembler is not None and self.frames.n_frames - self.fed >= self.feed_every:
+        # at every chunk completed (chunks start at frame 0), however many frames the
+        # last feed had (frame 0 at the start, or any number on resuming)
+        if self.assembler is not None and \
+                self.frames.n_frames // self.feed_every > self.fed // self.feed_every:
             self._feed()
 
     def _checkpoint(self) -> None:

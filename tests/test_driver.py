@@ -69,6 +69,35 @@ def test_first_checkpoint_waits_for_the_cost_prior_unless_asked(tmp_path, monkey
         assert calls == []
 
 
+def test_the_writer_is_fed_frame_0_then_every_completed_chunk(tmp_path, monkeypatch):
+    """The assembler is told of frame 0 at once (so its worker creates the file during the
+    first chunk) and then of every chunk as it completes (multiples of the chunk length
+    from frame 0), also after a resume from a frame count that is not a multiple."""
+    import simcore.driver as driver
+
+    fed = []
+    real = driver._Run._feed
+    monkeypatch.setattr(driver._Run, "_feed", lambda self: (fed.append(
+        (self.frames.n_frames, self.feed_every)), real(self))[1])
+    kw = dict(preset="swarm", steps=600, write_every=2, seed=4, overrides={"n": 400})
+    simcore.run("couzin", out=tmp_path / "a.nc", **kw)
+    every = fed[0][1]
+    assert 1 < every < 301 and fed[0][0] == 1
+    assert [n for n, _ in fed[1:]] == list(range(every, 302, every))
+    fed.clear()
+    params, settings, preset = resolve("couzin", **kw)
+    out = tmp_path / "b.nc"
+    stop = every + every // 2 + 1  # mid-chunk
+    with pytest.raises(KeyboardInterrupt):
+        run_model("couzin", params, settings, out, preset=preset, quiet=True,
+                  stop_after_frames=stop)
+    fed.clear()
+    simcore.run("couzin", out=out, resume=True, **kw)
+    first = fed[0][0]
+    assert [n for n, _ in fed[1:]] == list(range((first // every + 1) * every, 302, every))
+    assert_same_file(tmp_path / "a.nc", out)
+
+
 def test_resume_refuses_other_parameters(tmp_path):
     kw = dict(preset="swarm", steps=40, seed=1, write_every=5, overrides={"n": 20})
     params, settings, preset = resolve("couzin", **kw)
