@@ -35,9 +35,9 @@ _CYTHON_BLAS = "scipy.linalg.cython_blas"
 
 def one_blas_thread_for_the_command_line() -> None:
     """Set ``OPENBLAS_NUM_THREADS=1`` when this process is the ``simcore`` command (or
-    ``python -m simcore.cli``) and NumPy
-    is not loaded yet (see the module docstring). A value the user set is kept; a Python
-    program that imports simcore is left alone (its own linear algebra may want threads)."""
+    ``python -m simcore.cli``) and NumPy is not loaded yet (see the module docstring). A
+    value the user set is kept; a Python program that imports simcore is left alone (its
+    own linear algebra may want threads)."""
     import os
 
     orig = getattr(sys, "orig_argv", [])  # ``python -m simcore.cli``: argv[0] is "-m" here

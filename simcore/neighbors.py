@@ -47,8 +47,9 @@ def _plan_axes_into(box, cutoff, reach, ndim, side, ncell, reach_axis):
                 ncell[k], side[k] = nc, box[k] / nc
 
 
-def _new_plan(box):
-    """A plan's four arrays: ``box`` (float64, 3) and side, ncell, reach to be filled."""
+def empty_plan(box):
+    """A plan's four arrays: ``box`` (float64, 3) and side, ncell, reach (float64, int64,
+    int64; 3 each) for :func:`auto_plan_into` or a plan function to fill."""
     return (np.array(box, dtype=np.float64).reshape(3), np.empty(3),
             np.empty(3, dtype=np.int64), np.empty(3, dtype=np.int64))
 
@@ -66,7 +67,7 @@ def plan(box, cutoff: float, reach: int = 1, ndim: int = 3):
 
     Returns ``(box, cell_side, ncell, reach)`` as float64/int64 arrays of length 3.
     """
-    box, side, ncell, reach_axis = _new_plan(box)
+    box, side, ncell, reach_axis = empty_plan(box)
     _plan_axes_into(box, float(cutoff), int(reach), int(ndim), side, ncell, reach_axis)
     return box, side, ncell, reach_axis
 
@@ -81,7 +82,7 @@ def auto_plan(box, cutoff: float, density: float, ndim: int = 3,
     Smaller cells (larger reach) cut candidates toward the (4π/3)·rc³ sphere, at the
     price of more cells to visit.
     """
-    box, side, ncell, reach_axis = _new_plan(box)
+    box, side, ncell, reach_axis = empty_plan(box)
     auto_plan_into(box, float(cutoff), float(density), int(ndim), int(max_reach),
                    float(cell_cost), side, ncell, reach_axis)
     return box, side, ncell, reach_axis

@@ -131,7 +131,7 @@ def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False) ->
         return neighbors.all_pairs_plan(box)
     if params.boundary == "periodic":  # fixed for the run: computed once, not per chunk
         return tuple(a.copy() for a in _periodic_plan(params.box, params.r_a, params.n))
-    plan = neighbors._new_plan(box)
+    plan = neighbors.empty_plan(box)
     _bounding_box_plan(positions, params.r_a, *plan)
     return plan
 
