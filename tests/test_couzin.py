@@ -239,3 +239,23 @@ def test_dewi_wrap_is_python_modulo_bit_for_bit():
         wrap_all(xs, box, got)
         want = np.array([x % box for x in xs])
         np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
+
+
+@pytest.mark.parametrize("cap", [0.0, 1e-12, 0.05, 0.2, 1.0, 3.0, 3.2])
+def test_turn_threshold_decides_as_acos(cap):
+    """The couzin2002 turn tests c >= cap_dot instead of acos(c) <= cap: the same decision
+    for every cosine, those within 2000 doubles of the threshold and random ones (acos as
+    the kernels compile it, and Python's)."""
+    from simcore.models.couzin.rules import _acos_within, turn_limits
+
+    _, cap_dot = turn_limits(cap)
+    assert math.isfinite(cap_dot)
+    near = [cap_dot]
+    for direction in (-2.0, 2.0):
+        d = cap_dot
+        for _ in range(2000):
+            d = min(1.0, max(-1.0, math.nextafter(d, direction)))
+            near.append(d)
+    rng = np.random.default_rng(9)
+    for c in near + list(rng.uniform(-1.0, 1.0, 20000)) + [-1.0, 1.0, -0.0, 0.0]:
+        assert (c >= cap_dot) == _acos_within(c, cap) == (math.acos(c) <= cap), (c, cap_dot)

@@ -48,7 +48,7 @@ from simcore.engine import Engine, Option
 from simcore.models.couzin.params import (
     _PARALLEL_MIN_N, BOUNDARIES, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, NAME, NDIM,
     PRESET_DOCS, PRESETS, RULES, Params, extra_variables, geometry, time_per_step, warnings)
-from simcore.models.couzin.rules import NO_CELL, PADDING, _run_steps
+from simcore.models.couzin.rules import NO_CELL, PADDING, _run_steps, turn_limits
 
 # the engine's public names
 __all__ = ["ENGINE", "Params", "PRESETS", "PRESET_DOCS", "RULES", "BOUNDARIES", "init_state",
@@ -198,7 +198,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
                work["origin"], work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"],
                work["keys"], RULES[params.rule], BOUNDARIES[params.boundary], L,
                params.r_r ** 2, params.r_o ** 2, params.r_a ** 2, cos_fov, cos_blind,
-               params.orientation_weight, params.turning_rate * params.dt, params.noise,
+               params.orientation_weight, turn_limits(params.turning_rate * params.dt), params.noise,
                params.speed, params.dt, np.uint64(key), np.int64(step), np.int64(n_steps),
                bool(parallel))
     if not (np.isfinite(state["positions"]).all() and np.isfinite(state["headings"]).all()):

@@ -3,6 +3,7 @@ the step loop (:func:`_run_steps`; serial and threaded twins)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -23,15 +24,18 @@ def _perpendicular(ux, uy, uz):
 
 
 @njit(cache=True, inline="always")
-def _turn_couzin(ux, uy, uz, dx, dy, dz, cap):
-    """Rotate unit u toward unit d by at most ``cap`` radians (true rotation)."""
+def _turn_couzin(ux, uy, uz, dx, dy, dz, turn):
+    """Rotate unit u toward unit d by at most ``cap`` radians (true rotation); ``turn`` is
+    (cap, its :func:`turn_limits` thresholds)."""
+    cap, cap_dot = turn
     c = ux * dx + uy * dy + uz * dz
     if c > 1.0:
         c = 1.0
     elif c < -1.0:
         c = -1.0
-    phi = math.acos(c)
-    if phi <= cap:
+    # acos(c) <= cap, decided by the threshold (acos itself only if it is +inf: see
+    # turn_limits); the angle is not needed further
+    if c >= cap_dot or (cap_dot > 1.0 and math.acos(c) <= cap):
         return dx, dy, dz
     wx, wy, wz = dx - c * ux, dy - c * uy, dz - c * uz
     w = math.sqrt(wx * wx + wy * wy + wz * wz)
@@ -88,7 +92,7 @@ def _centre(pos, origin):
 
 @njit(cache=True, inline="always")
 def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs, hxs, hys, hzs,
-            keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, cap, noise, speed, key, step):
+            keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, key, step):
     """New heading of agent i from the old state (both rules).
 
     The pair loop is branch-free (zone and visibility tests are unpredictable per pair)
@@ -186,16 +190,16 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, 
     return _turn(i, ux, uy, uz, vx, vy, vz, vn, np.float64(drx), np.float64(dry),
                  np.float64(drz), np.float64(dox), np.float64(doy), np.float64(doz),
                  np.float64(dax), np.float64(day), np.float64(daz), np.float64(nr),
-                 np.float64(no), np.float64(na), rule, w_o, cap, noise, key, step)
+                 np.float64(no), np.float64(na), rule, w_o, turn, noise, key, step)
 
 
 @njit(cache=True, inline="always")
 def _turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax, day, daz, nr,
-          no, na, rule, w_o, cap, noise, key, step):
+          no, na, rule, w_o, turn, noise, key, step):
     """New heading from the zone sums (float64), by either rule."""
     if rule == 1:
         return _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz,
-                          dax, day, daz, nr, no, na, w_o, cap, noise, key, step)
+                          dax, day, daz, nr, no, na, w_o, turn, noise, key, step)
     # couzin2002: desired direction
     if nr > 0:
         n2 = math.sqrt(drx * drx + dry * dry + drz * drz)
@@ -239,12 +243,12 @@ def _turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax, day,
             dx, dy, dz = ca * dx + sa * tx, ca * dy + sa * ty, ca * dz + sa * tz
             n2 = math.sqrt(dx * dx + dy * dy + dz * dz)
             dx, dy, dz = dx / n2, dy / n2, dz / n2
-    return _turn_couzin(ux, uy, uz, dx, dy, dz, cap)
+    return _turn_couzin(ux, uy, uz, dx, dy, dz, turn)
 
 
 @njit(cache=True, inline="always")
 def _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax, day, daz,
-               nr, no, na, w_o, cap, noise, key, step):
+               nr, no, na, w_o, turn, noise, key, step):
     """dewi-kadita's _update_velocities_numba tail and _rotate_toward, op for op."""
     cx, cy, cz = vx / vn, vy / vn, vz / vn  # current_dir
     if nr > 0:
@@ -274,6 +278,7 @@ def _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax,
         tx, ty, tz = tx / tn, ty / tn, tz / tn
     dot = cx * tx + cy * ty + cz * tz
     dot = max(-1.0, min(1.0, dot))
+    cap = turn[0]  # (the angle blends the turn: its acos stays)
     angle = math.acos(dot)
     if angle < 1e-10:
         nx, ny, nz = cx, cy, cz
@@ -303,27 +308,67 @@ def _dewi_turn(i, ux, uy, uz, vx, vy, vz, vn, drx, dry, drz, dox, doy, doz, dax,
 _FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy")
 
 
+@njit(cache=True, **_FAST)
+def _acos_within(d, limit):
+    """acos(d) <= limit, with acos compiled as in the kernels."""
+    return math.acos(d) <= limit
+
+
+def _smallest_within(limit: float) -> float:
+    """The smallest double d in [-1, 1] with acos(d) <= ``limit``; +inf if there is none,
+    or if acos does not flip from above to within exactly once in the 64 doubles either
+    side of it (then the turn calls acos as before)."""
+    if not _acos_within(1.0, limit):
+        return math.inf
+    if _acos_within(-1.0, limit):
+        return -1.0
+    lo, hi = -1.0, 1.0  # acos(lo) > limit >= acos(hi): bisect to adjacent doubles
+    while math.nextafter(lo, hi) != hi:
+        mid = lo + (hi - lo) / 2
+        if mid in (lo, hi):
+            mid = math.nextafter(lo, hi)
+        if _acos_within(mid, limit):
+            hi = mid
+        else:
+            lo = mid
+    below, above = lo, hi
+    for _ in range(64):
+        if _acos_within(below, limit) or not _acos_within(above, limit):
+            return math.inf
+        below, above = math.nextafter(below, -2.0), min(1.0, math.nextafter(above, 2.0))
+    return hi
+
+
+@functools.lru_cache(maxsize=64)
+def turn_limits(cap: float) -> tuple[float, float]:
+    """(cap, cap_dot) for the turns: the cap in radians and the smallest cosine d with
+    acos(d) <= cap. In the couzin2002 turn ``c >= cap_dot`` then decides exactly as
+    ``acos(c) <= cap`` did (acos is monotonic, checked around the threshold), without the
+    acos (~20 ns an agent). The dewi turn needs the angle itself and keeps its acos."""
+    return float(cap), _smallest_within(float(cap))
+
+
 @njit(cache=True, parallel=True, **_FAST)
 def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
                          ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
-                         w_o, cap, noise, speed, key, step):
+                         w_o, turn, noise, speed, key, step):
     for t in prange(pos.shape[0]):
         i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
         hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs,
                              hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
-                             cap, noise, speed, key, step)
+                             turn, noise, speed, key, step)
         new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
 
 
 @njit(cache=True, **_FAST)
 def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
                        ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
-                       w_o, cap, noise, speed, key, step):
+                       w_o, turn, noise, speed, key, step):
     for t in range(pos.shape[0]):
         i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
         hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs,
                              hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
-                             cap, noise, speed, key, step)
+                             turn, noise, speed, key, step)
         new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
 
 
@@ -370,7 +415,7 @@ def _move(pos, head, speed, dt, rule, boundary, L):
 @njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
 def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, bucket_start,
                order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary, L, rr2, ro2, ra2,
-               cos_fov, cos_blind, w_o, cap, noise, speed, dt, key, step0, n_steps, parallel):
+               cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps, parallel):
     recentre = xs.itemsize < 8 and boundary == 0  # single precision in open space
     for s in range(n_steps):
         neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
@@ -380,10 +425,10 @@ def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, 
         if parallel:
             _decide_all_parallel(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
                                  order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
-                                 cos_blind, w_o, cap, noise, speed, key, step0 + s)
+                                 cos_blind, w_o, turn, noise, speed, key, step0 + s)
         else:
             _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of, bucket_start,
                                order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov,
-                               cos_blind, w_o, cap, noise, speed, key, step0 + s)
+                               cos_blind, w_o, turn, noise, speed, key, step0 + s)
         head[:, :] = scratch
         _move(pos, head, speed, dt, rule, boundary, L)
