@@ -259,3 +259,27 @@ def test_turn_threshold_decides_as_acos(cap):
     rng = np.random.default_rng(9)
     for c in near + list(rng.uniform(-1.0, 1.0, 20000)) + [-1.0, 1.0, -0.0, 0.0]:
         assert (c >= cap_dot) == _acos_within(c, cap) == (math.acos(c) <= cap), (c, cap_dot)
+
+
+def test_one_cell_lists_do_not_depend_on_positions():
+    """With one cell per axis (the case-4 box: 3 r_a > box) the kernel builds the cell lists
+    at a chunk's first step only: they must equal lists built afresh from any later state."""
+    from simcore import neighbors
+
+    kw = {k: v for k, v in couzin.PRESETS["dewi_highly_parallel"].items()
+          if k not in ("steps", "seed")}
+    params = couzin.Params(**{**kw, "n": 120})
+    state = couzin.init_state(params, 3)
+    key = kernel_key(3)
+    couzin.advance(state, params, key, 0, 1)
+    _, side, ncell, _ = couzin.cell_plan(params, state["positions"])
+    assert ncell.tolist() == [1, 1, 1]
+    work = state["_work"]
+    kept = {name: work[name].copy() for name in ("cell_of", "bucket_of", "bucket_start", "order")}
+    couzin.advance(state, params, key, 1, 25)  # one chunk: lists built at its first step
+    fresh = neighbors.allocate(params.n)
+    neighbors.build(state["positions"], side, ncell, fresh["cell_of"], fresh["bucket_of"],
+                    fresh["bucket_start"], fresh["order"])
+    for name, value in kept.items():
+        np.testing.assert_array_equal(work[name], value)
+        np.testing.assert_array_equal(fresh[name], value)

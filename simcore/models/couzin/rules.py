@@ -417,8 +417,12 @@ def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of, 
                order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary, L, rr2, ro2, ra2,
                cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps, parallel):
     recentre = xs.itemsize < 8 and boundary == 0  # single precision in open space
+    # a plan of one cell per axis puts every agent in that cell, in index order, whatever
+    # the positions: the lists built at the chunk's first step hold for all of its steps
+    one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
     for s in range(n_steps):
-        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+        if s == 0 or not one_cell:
+            neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
         if recentre:
             _centre(pos, origin)
         _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys)
