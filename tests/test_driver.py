@@ -57,8 +57,11 @@ def test_first_checkpoint_waits_for_the_cost_prior_unless_asked(tmp_path, monkey
     calls = []
     real = driver._Run._checkpoint
     monkeypatch.setattr(driver, "_FIRST_CHECKPOINT_COST", prior)
-    monkeypatch.setattr(driver._Run, "_checkpoint", lambda self: (calls.append(
-        self.frames.n_frames), real(self))[1])
+    def counted(self):
+        calls.append(self.frames.n_frames)
+        return real(self)
+
+    monkeypatch.setattr(driver._Run, "_checkpoint", counted)
     out = tmp_path / "c.nc"
     simcore.run("couzin", out=out, preset="swarm", steps=120, write_every=1, seed=3,
                 overrides={"n": 20, **overrides})
@@ -77,8 +80,11 @@ def test_the_writer_is_fed_frame_0_then_every_completed_chunk(tmp_path, monkeypa
 
     fed = []
     real = driver._Run._feed
-    monkeypatch.setattr(driver._Run, "_feed", lambda self: (fed.append(
-        (self.frames.n_frames, self.feed_every)), real(self))[1])
+    def recorded(self):
+        fed.append((self.frames.n_frames, self.feed_every))
+        return real(self)
+
+    monkeypatch.setattr(driver._Run, "_feed", recorded)
     kw = dict(preset="swarm", steps=600, write_every=2, seed=4, overrides={"n": 400})
     simcore.run("couzin", out=tmp_path / "a.nc", **kw)
     every = fed[0][1]

@@ -1,5 +1,6 @@
 """``import simcore`` trims what a command-line run imports (simcore._lazy_imports)."""
 
+import os
 import subprocess
 import sys
 
@@ -42,7 +43,7 @@ def test_one_blas_thread_for_the_command_line(argv0, preset, expected):
     """The ``simcore`` command asks OpenBLAS for one thread before NumPy loads (its pools
     spin ~0.1 s on the core a run needs); other programs and explicit settings keep theirs.
     The thread count OpenBLAS took is read back through threadpoolctl where present."""
-    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     if preset is not None:
         env["OPENBLAS_NUM_THREADS"] = preset
     script = (f"import os, sys\nsys.argv[0] = {argv0!r}\nimport simcore\n"
@@ -66,11 +67,11 @@ def test_one_blas_thread_for_the_command_line(argv0, preset, expected):
 def test_one_blas_thread_for_python_m_simcore_cli(tmp_path):
     """``python -m simcore.cli`` is the command too (argv[0] is "-m" while the package
     loads): its run starts with one OpenBLAS thread."""
-    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     probe = tmp_path / "sitecustomize.py"  # reports the setting when the interpreter exits
     probe.write_text("import atexit, os, sys\natexit.register(lambda: sys.stderr.write("
                      "'BLAS=' + str(os.environ.get('OPENBLAS_NUM_THREADS')) + '\\n'))\n")
-    env["PYTHONPATH"] = f"{tmp_path}{__import__('os').pathsep}{env.get('PYTHONPATH', '')}"
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env.get('PYTHONPATH', '')}"
     proc = subprocess.run([sys.executable, "-m", "simcore.cli", "--help"], capture_output=True,
                           text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
