@@ -283,3 +283,21 @@ def test_one_cell_lists_do_not_depend_on_positions():
     for name, value in kept.items():
         np.testing.assert_array_equal(work[name], value)
         np.testing.assert_array_equal(fresh[name], value)
+
+
+@pytest.mark.parametrize("rule,box", [("couzin2002", 30.0), ("dewi", 30.0), ("dewi", 35.0)])
+def test_a_chunk_of_steps_equals_its_steps_one_by_one(rule, box):
+    """A periodic box's plan is fixed for the run, so ten steps in one kernel call must
+    give the bits of ten calls of one step: the cell lists follow the agents at every step
+    inside a chunk (box 30, r_a 7: 4 cells per axis; box 35, r_a 20: one cell, whose lists
+    are built once a chunk)."""
+    r_a = 7.0 if box == 30.0 else 20.0
+    p = couzin.Params(n=300, r_r=1.0, r_o=3.0, r_a=r_a, noise=0.1, boundary="periodic",
+                      box=box, rule=rule, speed=3.0)
+    key = kernel_key(6)
+    together, apart = couzin.init_state(p, 6), couzin.init_state(p, 6)
+    couzin.advance(together, p, key, 0, 10)
+    for step in range(10):
+        couzin.advance(apart, p, key, step, 1)
+    for name in ("positions", "headings"):
+        np.testing.assert_array_equal(together[name], apart[name])
