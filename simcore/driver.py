@@ -106,11 +106,15 @@ def run_model(
     out = Path(out)
     paths = side_paths(out)
     check_folder(out)
+    log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    if threads is not None:
+        _set_threads(threads)
+    elif model.threaded:
+        _set_idle_threads(log)
     if settings.format == "netcdf4":
         from simcore.io.assembler import prestart
 
         prestart(_frames_bytes(model, params, settings))  # its imports overlap our set-up
-    log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     run_json = run_parameters_json(model_name, params, settings, preset)
     with OutputLock(paths["lock"], f"The output {out}",
                     lambda msg: print(msg, file=sys.stderr)):
@@ -130,10 +134,6 @@ def run_model(
             check_run_memory(model_name, params, settings)
         for message in model.warnings(params):
             warnings.warn(message, stacklevel=2)
-        if threads is not None:
-            _set_threads(threads)
-        elif model.threaded:
-            _set_idle_threads(log)
         _Run(model, model_name, params, settings, out, paths, run_json, preset, log, quiet,
              argv, stop_after_frames).execute(action)
     return out
@@ -145,6 +145,19 @@ def _frames_bytes(model, params, settings) -> int:
                           velocities=model.has_velocities)
     n_frames = len(frame_steps(settings.steps, settings.write_every))
     return n_frames * record_dtype([tuple(f) for f in schema["fields"]]).itemsize
+
+
+def _writer_beside_run(model, params, settings) -> bool:
+    """Whether the writer's worker process assembles the NetCDF file while the run computes
+    (else after the last step): only while the kernel leaves one of this process's cores
+    idle. On cores the kernel's threads fill, the worker's compression and wake-ups stall
+    them (a threaded step waits for its slowest thread), which costs more than writing the
+    file after the last step: whole runs on 2 threads of 2 cores, ABP (N = 4096, 1001
+    frames, 76 MB) 3.53 s with the worker beside the run against 3.15 s after it
+    (benchmarks/RESULTS.md)."""
+    threads = (1 if model.kernel_threads is None
+               else model.kernel_threads(params, settings.write_every))
+    return threads < len(usable_cores())
 
 
 def _drop_log(frames, part: Path) -> None:
@@ -311,8 +324,10 @@ class _Run:
 
     # ------------------------------------------------------------------ frames
     def _start_assembler(self) -> None:
-        """Write OUT.tmp from the log in a worker process as whole chunks of frames arrive
-        (:mod:`simcore.io.assembler`), beginning with the frames the log already holds."""
+        """Write OUT.tmp from the log in a worker process (:mod:`simcore.io.assembler`):
+        whole chunks of frames as they arrive, beginning with the frames the log already
+        holds, while the kernel leaves a core idle (:func:`_writer_beside_run`); all of
+        them after the last step otherwise."""
         from simcore.io.assembler import Assembler
 
         self.paths["tmp"].unlink(missing_ok=True)
@@ -322,7 +337,10 @@ class _Run:
                                    attrs={"provenance": self.provenance},
                                    state_layout=state_layout(self._final_state()))
         self.feed_every = _frames_per_chunk(self.frames.schema)
-        self._feed()
+        # fed as chunks complete while a core is idle; otherwise everything at the end
+        self.feeding = _writer_beside_run(self.model, self.params, self.settings)
+        if self.feeding:
+            self._feed()
 
     def _final_state(self) -> dict:
         """The state stored in the file at the end (:func:`write_state`)."""
@@ -345,7 +363,7 @@ class _Run:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
         # at every chunk completed (chunks start at frame 0), however many frames the
         # last feed had (frame 0 at the start, or any number on resuming)
-        if self.assembler is not None and \
+        if self.assembler is not None and self.feeding and \
                 self.frames.n_frames // self.feed_every > self.fed // self.feed_every:
             self._feed()
 

@@ -97,6 +97,11 @@ class Engine:
     step_unit: str = "step"
     #: False for serial kernels: the driver then skips choosing a thread count
     threaded: bool = True
+    #: ``kernel_threads(params, n_steps) -> int``: the threads ``advance`` computes on,
+    #: ``n_steps`` steps at a time, at Numba's current thread count (None: one). The driver
+    #: writes the NetCDF file beside the run in a worker process only while this leaves one
+    #: of the process's cores idle, and after the last step otherwise
+    kernel_threads: Callable[..., int] | None = None
     #: ``run_bytes(params) -> (bytes of state, work arrays and one frame, floats per
     #: particle in a frame)`` for the memory check before a run; None: not checked
     run_bytes: Callable[..., tuple[int, int]] | None = None

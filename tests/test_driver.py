@@ -85,6 +85,7 @@ def test_the_writer_is_fed_frame_0_then_every_completed_chunk(tmp_path, monkeypa
         return real(self)
 
     monkeypatch.setattr(driver._Run, "_feed", recorded)
+    monkeypatch.setattr(driver, "_writer_beside_run", lambda *args: True)  # whatever the cores
     kw = dict(preset="swarm", steps=600, write_every=2, seed=4, overrides={"n": 400})
     simcore.run("couzin", out=tmp_path / "a.nc", **kw)
     every = fed[0][1]
@@ -102,6 +103,66 @@ def test_the_writer_is_fed_frame_0_then_every_completed_chunk(tmp_path, monkeypa
     first = fed[0][0]
     assert [n for n, _ in fed[1:]] == list(range((first // every + 1) * every, 302, every))
     assert_same_file(tmp_path / "a.nc", out)
+
+
+def test_the_writer_works_beside_the_run_only_while_its_kernel_leaves_a_core_idle(monkeypatch):
+    """The worker assembles the file during the run only if the kernel's threads leave one
+    of the process's cores idle: a serial kernel (few agents, hard discs) on 2 cores, a
+    threaded one on 3; not a threaded kernel on 2 cores."""
+    import numba
+
+    import simcore.driver as driver
+    from simcore.models import get_engine
+
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+
+    def beside(model, cores, **kw):
+        monkeypatch.setattr(driver, "usable_cores", lambda: list(range(cores)))
+        params, settings, _ = resolve(model, **kw)
+        return driver._writer_beside_run(get_engine(model), params, settings)
+
+    couzin = dict(preset="swarm", steps=100)
+    assert beside("couzin", 2, **couzin, overrides={"n": 100})  # serial below 128 agents
+    assert not beside("couzin", 2, **couzin, overrides={"n": 400})
+    assert beside("couzin", 3, **couzin, overrides={"n": 400})
+    assert beside("abp", 2, preset="mips", overrides={"n": 1024})  # WCA: serial below 2048
+    assert not beside("abp", 2, preset="mips", overrides={"n": 4096})
+    assert not beside("abp", 2, preset="free_abp")  # no forces: threaded from 512
+    assert beside("harddisc", 2)  # a serial engine
+    assert not beside("linear", 2, preset="rotational_ou")
+    assert beside("linear", 2, preset="rotational_ou", write_every=1, overrides={"n": 100})
+    assert not beside("harddisc", 1)  # one core: nothing beside the run
+
+
+def test_a_run_on_every_core_hands_its_frames_to_the_writer_at_the_end(tmp_path, monkeypatch):
+    """Without a core to spare the writer is not fed during the run (its worker would stall
+    the kernel's threads); the worker writes the whole file after the last step, with the
+    same bits as one fed chunk by chunk."""
+    import simcore.driver as driver
+    import simcore.io.assembler as assembler
+    from simcore._cpu import usable_cores
+
+    fed, by_worker = [], []
+    real_feed, real_finish = driver._Run._feed, assembler.Assembler.finish
+
+    def recorded_feed(self):
+        fed.append(self.frames.n_frames)
+        return real_feed(self)
+
+    def recorded_finish(self, *args, **kwargs):
+        real_finish(self, *args, **kwargs)
+        by_worker.append(self.by_worker)
+
+    monkeypatch.setattr(driver._Run, "_feed", recorded_feed)
+    monkeypatch.setattr(assembler.Assembler, "finish", recorded_finish)
+    kw = dict(preset="swarm", steps=600, write_every=2, seed=4, overrides={"n": 400})
+    monkeypatch.setattr(driver, "_writer_beside_run", lambda *args: False)
+    simcore.run("couzin", out=tmp_path / "end.nc", **kw)
+    assert fed == [] and by_worker == [len(usable_cores()) >= 2]
+    monkeypatch.setattr(driver, "_writer_beside_run", lambda *args: True)
+    simcore.run("couzin", out=tmp_path / "beside.nc", **kw)
+    assert len(fed) > 2
+    assert_same_file(tmp_path / "end.nc", tmp_path / "beside.nc")
 
 
 def test_resume_refuses_other_parameters(tmp_path):

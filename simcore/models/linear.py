@@ -278,14 +278,21 @@ def _work(state, params: Params):
     return work
 
 
-def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None) -> None:
-    """Advance every copy in place by ``n_steps`` steps from global step ``step``."""
+def kernel_threads(params: Params, n_steps: int) -> int:
+    """Threads :func:`advance` computes on by default for ``n_steps`` steps at a time:
+    Numba's thread count when n·d²·n_steps reaches 2000, else one."""
     import numba
 
+    threads = numba.get_num_threads()
+    return (threads if params.n * params.d ** 2 * n_steps >= _PARALLEL_MIN_WORK and threads > 1
+            else 1)
+
+
+def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None) -> None:
+    """Advance every copy in place by ``n_steps`` steps from global step ``step``."""
     work = _work(state, params)
     if parallel is None:
-        parallel = (params.n * params.d ** 2 * n_steps >= _PARALLEL_MIN_WORK
-                    and numba.get_num_threads() > 1)
+        parallel = kernel_threads(params, n_steps) > 1
     if not (np.isfinite(work["A"]).all() and np.isfinite(work["F"]).all()):
         from simcore._errors import UnstableRunError
 
@@ -380,7 +387,7 @@ ENGINE = Engine(
     init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
     extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
     geometry=geometry, has_velocities=HAS_VELOCITIES,
-    run_bytes=run_bytes, analysis_bytes=analysis_bytes,
+    run_bytes=run_bytes, analysis_bytes=analysis_bytes, kernel_threads=kernel_threads,
     analysis="simcore.analysis.linear:linear_diagnostics",
     figure="simcore.plotting.linear:figure", animation="simcore.plotting.linear:animate",
     quick_run={"n": 500, "steps": 2000, "write_every": 200},

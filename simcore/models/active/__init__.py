@@ -201,18 +201,26 @@ def _orientation(theta):
     return np.stack([np.cos(theta), np.sin(theta)], axis=1)
 
 
-def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None) -> None:
-    """Advance ``state`` in place by ``n_steps`` steps from global step ``step``."""
+def kernel_threads(params: Params, n_steps: int) -> int:
+    """Threads :func:`advance` computes on by default: Numba's thread count from 512
+    particles on, else one (2048 for ABP with WCA: its threaded step overlaps the serial
+    flat-list forces with the noise and threads the update and the list builds, which
+    does not pay below ~2048 particles)."""
     import numba
 
+    smallest = (_PARALLEL_MIN_N_FLAT if params.propulsion == "abp" and params.potential == "wca"
+                else _PARALLEL_MIN_N)
+    threads = numba.get_num_threads()
+    return threads if params.n >= smallest and threads > 1 else 1
+
+
+def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None) -> None:
+    """Advance ``state`` in place by ``n_steps`` steps from global step ``step``."""
     work = _work(state, params)
     _, side, ncell, reach = work["plan"]
     abp = params.propulsion == "abp"
     if parallel is None:
-        # threaded ABP-WCA steps overlap the (serial) flat-list forces with the noise and
-        # thread the update and the list builds: below ~2048 particles that does not pay
-        smallest = _PARALLEL_MIN_N_FLAT if abp and params.potential == "wca" else _PARALLEL_MIN_N
-        parallel = params.n >= smallest and numba.get_num_threads() > 1
+        parallel = kernel_threads(params, n_steps) > 1
     unstable = np.zeros(1, dtype=np.int64)
     if "ids" not in state:  # states made outside init_state (analyses): identity
         state["ids"] = np.arange(params.n, dtype=np.int64)
@@ -387,7 +395,7 @@ ENGINE = Engine(
     init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
     extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
     geometry=geometry, has_velocities=HAS_VELOCITIES, run_bytes=run_bytes,
-    analysis_bytes=analysis_bytes,
+    analysis_bytes=analysis_bytes, kernel_threads=kernel_threads,
     analysis="simcore.analysis.active:active_diagnostics",
     figure="simcore.plotting.active:figure", animation="simcore.plotting.active:animate",
     quick_run={"n": 600, "steps": 400, "write_every": 50},

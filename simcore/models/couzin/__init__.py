@@ -160,6 +160,15 @@ def _periodic_plan(box: float, r_a: float, n: int):
 _WORK: dict = {}
 
 
+def kernel_threads(params: Params, n_steps: int) -> int:
+    """Threads :func:`advance` computes on by default: Numba's thread count from 128
+    agents on (below, a parallel launch costs more than it saves), else one."""
+    import numba
+
+    threads = numba.get_num_threads()
+    return threads if params.n >= _PARALLEL_MIN_N and threads > 1 else 1
+
+
 def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: bool = False,
             parallel: bool | None = None) -> None:
     """Advance ``state`` in place by ``n_steps`` steps starting at global step ``step``.
@@ -182,9 +191,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
         work["keys"] = np.full(n + pad, NO_CELL, dtype=np.int32 if pad else np.int64)
         state["_work"] = work
     if parallel is None:
-        import numba
-
-        parallel = n >= _PARALLEL_MIN_N and numba.get_num_threads() > 1
+        parallel = kernel_threads(params, n_steps) > 1
     if params.rule == "dewi":
         cos_blind = -math.cos(math.radians((360.0 - params.field_of_view) / 2)) \
             if params.field_of_view < 360.0 else -3.0
@@ -303,6 +310,7 @@ ENGINE = Engine(
     init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
     extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
     geometry=geometry, run_bytes=run_bytes, analysis_bytes=analysis_bytes,
+    kernel_threads=kernel_threads,
     analysis="simcore.analysis.schooling:schooling_indices_from_dataset",
     analysis_options=(Option("convention", "schooling entropies: corrected (default) or the "
                              "dewi-kadita definitions", choices=("corrected", "dewi"),
