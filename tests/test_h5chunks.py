@@ -53,9 +53,11 @@ def test_codec_only_for_whole_frame_chunks_and_known_filters(tmp_path):
                                             **kw)) is None
 
 
-def test_appender_writes_whole_chunks_from_uneven_pieces(tmp_path):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_appender_writes_whole_chunks_from_uneven_pieces(tmp_path, threads):
     """Pieces of 2, 4, 1, 3 frames into variables with chunks of 3 and 4 frames (and one
-    whose chunks split a frame: h5py's own write); the last chunks are padded."""
+    whose chunks split a frame: h5py's own write); the last chunks are padded; chunks
+    encoded on several threads land where they belong."""
     pos = np.arange(10 * 4 * 3, dtype="f4").reshape(10, 4, 3)
     energy = np.linspace(0.0, 1.0, 10)
     with h5py.File(tmp_path / "f.h5", "w") as f:
@@ -69,11 +71,11 @@ def test_appender_writes_whole_chunks_from_uneven_pieces(tmp_path):
         k = 0
         for n in (2, 4, 1, 3):
             frames.append({"pos": pos[k:k + n], "energy": energy[k:k + n],
-                           "split": pos[k:k + n]})
+                           "split": pos[k:k + n]}, threads)
             k += n
         assert f["pos"].shape[0] == 9 and f["energy"].shape[0] == 8  # whole chunks so far
         assert f["split"].shape[0] == 10
-        frames.finish()
+        frames.finish(threads)
     with h5py.File(tmp_path / "f.h5") as f:
         np.testing.assert_array_equal(f["pos"][...], pos)
         np.testing.assert_array_equal(f["energy"][...], energy)

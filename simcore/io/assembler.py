@@ -21,7 +21,8 @@ step in the caller's thread (quicker than waiting) and leaves the worker to the 
 
 netCDF-C creates the file and writes the final state and attributes; the frames in
 between go in with h5py as whole chunks compressed by :mod:`simcore.io.h5chunks` (ISA-L's
-deflate, ~6x netCDF-C's zlib), never with both libraries holding the file open.
+deflate, ~6x netCDF-C's zlib), never with both libraries holding the file open. After
+the last step (the finish) the chunks are encoded on every core the process may use.
 
 Nothing about crash safety changes: ``OUT.tmp`` is a by-product, never read back; a
 killed or interrupted run removes it (or leaves it to be replaced), and ``--resume``
@@ -55,6 +56,7 @@ except ImportError:  # Windows
 import netCDF4
 import numpy as np
 
+from simcore._cpu import usable_cores
 from simcore._errors import UserInputError
 from simcore.io.atomic import fsync_file
 from simcore.io.framelog import DamagedLogError, FrameLogReader, grown
@@ -365,6 +367,8 @@ class Assembler:
         if self._ds is None:
             self._open(reader, records, attrs)
         block = per_chunk * max(1, _BLOCK_BYTES // max(1, per_chunk * self.dtype.itemsize))
+        # after the last step the run's cores are free: chunks encoded on all of them
+        threads = len(usable_cores()) if final else 1
         ds = self._ds
         for k0 in range(self.written, end, block):
             chunk = np.asarray(records[k0:min(end, k0 + block)])
@@ -374,7 +378,7 @@ class Assembler:
             if self.cell:
                 columns["cell_angles"] = np.full((k1 - k0, 3), 90.0)
             if self.fmt == "netcdf4":
-                self._frames.append(columns)
+                self._frames.append(columns, threads)
             else:
                 for name, values in columns.items():
                     ds[name][k0:k1] = values
@@ -385,7 +389,7 @@ class Assembler:
                 # leave it (at the latest when the file closes): flush them now, in this thread
                 ds.sync()
         elif final:
-            self._frames.finish()
+            self._frames.finish(threads)
         elif end > 0 and not self.job_waiting():
             # this file and the log on disk now, on this core, while the run goes on: the
             # final fsyncs (this one's, and the caller's last checkpoint's) then wait for
@@ -536,8 +540,6 @@ _idle: list[_Worker] = []
 
 def _spare_core() -> bool:
     """Whether this process may use two cores (a worker on its only core gains nothing)."""
-    from simcore._cpu import usable_cores
-
     return len(usable_cores()) >= 2
 
 
