@@ -172,13 +172,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="the first two cases, 1 round")
-    parser.add_argument("--threads", type=int, default=1, help="Numba threads (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="Numba threads (default: all, a run's default on a quiet machine; "
+                             "a threaded kernel on every core gets its file written after "
+                             "its last step, a serial one beside the run)")
     parser.add_argument("--only", metavar="TEXT", help="the cases whose label contains TEXT")
     parser.add_argument("--presets", action="store_true",
                         help="every preset of every model instead of the default cases")
     args = parser.parse_args(argv)
     import numba
 
+    if args.threads is None:
+        args.threads = numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(args.threads)
     cases = preset_cases() if args.presets else CASES
     cases = cases[:2] if args.quick else cases
