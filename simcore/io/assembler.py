@@ -6,6 +6,10 @@ simulation itself (zlib at 20-80 MiB/s), so instead of doing it all after the la
 :class:`Assembler` in ``background`` mode has a worker process write each whole chunk of
 frames into ``OUT.tmp`` as soon as the log holds it, on another core while the kernels
 run. At the end only the last partial chunk, the final state and the attributes remain.
+The caller decides whether to feed it during the run: the driver does only while the
+kernel leaves a core idle (``driver._writer_beside_run``); a worker competing with a
+threaded kernel on every core stalls its threads, so such a run hands the worker
+everything at :meth:`Assembler.finish`.
 
 A process, not a thread: netCDF-C and its HDF5 are not thread-safe, even across files,
 and netCDF4-python releases the GIL in its calls, so a writer thread would race with any
