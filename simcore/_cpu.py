@@ -23,12 +23,34 @@ PROBE_REUSE_SECONDS = 30.0  # a loop of short runs probes once per this interval
 _last_probe: dict = {}
 
 
+#: process ids of this process's own helper processes (the NetCDF writer's worker,
+#: :mod:`simcore.io.assembler`): :class:`ForeignLoad` counts their CPU time as this
+#: process's, not as other processes' load
+OWN_HELPERS: set[int] = set()
+
+
+def _helpers_cpu_seconds(tick: float) -> float:
+    """CPU seconds used so far by the live :data:`OWN_HELPERS` that are this process's
+    children (a reused process id of a stranger is not counted)."""
+    total = 0.0
+    for pid in list(OWN_HELPERS):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command's name
+            if int(fields[1]) == os.getpid():  # ppid; utime and stime in ticks
+                total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 class ForeignLoad:
     """CPU time used by other processes (and stolen by the hypervisor) since creation, on
     the cores ``cpus`` (default: the whole machine).
 
-    Read from /proc/stat minus this process's and its children's own CPU time. Where
-    /proc/stat does not exist (macOS, Windows) every reading is 0.
+    Read from /proc/stat minus this process's, its finished children's and its live
+    helper processes' (:data:`OWN_HELPERS`) own CPU time. Where /proc/stat does not exist
+    (macOS, Windows) every reading is 0.
     """
 
     def __init__(self, cpus=None):
@@ -58,6 +80,7 @@ class ForeignLoad:
             own = sum(r.ru_utime + r.ru_stime for r in (
                 resource.getrusage(resource.RUSAGE_SELF),
                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+        own += _helpers_cpu_seconds(tick)
         return time.perf_counter(), busy / tick, steal / tick, own
 
     def since(self) -> tuple[float, float]:

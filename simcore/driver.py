@@ -106,15 +106,11 @@ def run_model(
     out = Path(out)
     paths = side_paths(out)
     check_folder(out)
-    log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
-    if threads is not None:
-        _set_threads(threads)
-    elif model.threaded:
-        _set_idle_threads(log)
     if settings.format == "netcdf4":
         from simcore.io.assembler import prestart
 
         prestart(_frames_bytes(model, params, settings))  # its imports overlap our set-up
+    log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     run_json = run_parameters_json(model_name, params, settings, preset)
     with OutputLock(paths["lock"], f"The output {out}",
                     lambda msg: print(msg, file=sys.stderr)):
@@ -134,6 +130,10 @@ def run_model(
             check_run_memory(model_name, params, settings)
         for message in model.warnings(params):
             warnings.warn(message, stacklevel=2)
+        if threads is not None:
+            _set_threads(threads)
+        elif model.threaded:
+            _set_idle_threads(log)  # the writer's worker, importing meanwhile, is ours
         _Run(model, model_name, params, settings, out, paths, run_json, preset, log, quiet,
              argv, stop_after_frames).execute(action)
     return out

@@ -67,3 +67,39 @@ def test_runs_take_the_idle_cores_and_say_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(simcore.driver, "idle_threads", fail)
     simcore.run("harddisc", overrides={"n": 20, "t_end": 1.0, "frame_dt": 1.0},
                 out=tmp_path / "h.nc")
+
+
+def test_the_writer_s_worker_is_not_other_processes_load(monkeypatch):
+    """A busy helper process of ours (the writer's worker, importing while a run probes
+    the idle cores) counts as this process's own CPU time, not as a busy core: a command
+    line run once took its own worker's imports for another process and ran on 1 thread
+    of 2. Two probes over the same interval, with and without the helper registered."""
+    import simcore._cpu as cpu
+
+    core = usable_cores()[-1]
+    helper = subprocess.Popen([sys.executable, "-c", (
+        f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass")])
+    try:
+        time.sleep(0.3)  # let it start
+        monkeypatch.setattr(cpu, "OWN_HELPERS", set())
+        strangers = ForeignLoad([core])
+        monkeypatch.setattr(cpu, "OWN_HELPERS", {helper.pid})
+        ours = ForeignLoad([core])
+        time.sleep(0.3)
+        with_helper = ours.cores()
+        monkeypatch.setattr(cpu, "OWN_HELPERS", set())
+        as_stranger = strangers.cores()
+    finally:
+        helper.kill()
+        helper.wait()
+    assert as_stranger - with_helper > 0.8  # the same interval: only the helper differs
+
+
+def test_a_command_line_run_takes_both_cores_while_its_worker_imports(tmp_path):
+    """The first run of a process starts the writer's worker before it probes the idle
+    cores (the imports overlap the probe); the probe does not count them as another
+    process's load (the run printed "1.0 of the 2 cores ... are busy" and took 1 thread)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "simcore.cli", "run", "couzin", "--preset", "dewi_torus",
+         "--out", str(tmp_path / "c.nc")], capture_output=True, text=True, check=True)
+    assert "busy with other processes" not in result.stderr, result.stderr

@@ -60,7 +60,7 @@ except ImportError:  # Windows
 import netCDF4
 import numpy as np
 
-from simcore._cpu import usable_cores
+from simcore._cpu import OWN_HELPERS, usable_cores
 from simcore._errors import UserInputError
 from simcore.io.atomic import fsync_file
 from simcore.io.framelog import DamagedLogError, FrameLogReader, grown
@@ -532,6 +532,7 @@ class _Worker:
 
     def close(self) -> None:
         """Close this side's connections: the worker reads EOF and exits."""
+        OWN_HELPERS.discard(self.proc.pid)
         self.to_worker.close()
         self.from_worker.close()
 
@@ -551,9 +552,11 @@ def _spawn() -> _Worker | None:
     if not _spare_core():
         return None
     try:
-        return _Worker(*_start_worker())
+        worker = _Worker(*_start_worker())
     except OSError:  # no process to start (an embedded interpreter): write at the end
         return None
+    OWN_HELPERS.add(worker.proc.pid)  # its imports are not other processes' load
+    return worker
 
 
 def _take_worker() -> _Worker | None:
