@@ -127,7 +127,8 @@ def test_the_writer_works_beside_the_run_only_while_its_kernel_leaves_a_core_idl
     assert beside("couzin", 3, **couzin, overrides={"n": 400})
     assert beside("abp", 2, preset="mips", overrides={"n": 1024})  # WCA: serial below 2048
     assert not beside("abp", 2, preset="mips", overrides={"n": 4096})
-    assert not beside("abp", 2, preset="free_abp")  # no forces: threaded from 512
+    assert beside("abp", 2, preset="free_abp")  # no forces (N = 2000): serial below 8192
+    assert not beside("abp", 2, preset="free_abp", overrides={"n": 8192})
     assert beside("harddisc", 2)  # a serial engine
     assert not beside("linear", 2, preset="rotational_ou")
     assert beside("linear", 2, preset="rotational_ou", write_every=1, overrides={"n": 100})

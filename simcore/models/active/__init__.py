@@ -155,10 +155,15 @@ def forces(state, params: Params, divergence: bool = False,
 
 
 SORT_EVERY = 1000  # steps between spatial renumberings of the particles
-# ABP with WCA: a threaded step sums the forces on one thread while the other draws the
-# noise, then updates on both; 2 threads vs 1 in the developed MIPS state (phi = 0.6):
-# 1.07x at N = 1024, 1.29x at 2048, 1.4-1.7x at 4096 (benchmarks/RESULTS.md)
-_PARALLEL_MIN_N_FLAT = 2048
+# Sizes from which a threaded step pays (2 threads against 1, benchmarks/RESULTS.md).
+# ABP with WCA sums the forces on one thread while the other draws the noise, then
+# updates on both: 1.07x at N = 1024, 1.29x at 2048, 1.4-1.7x at 4096 in the developed
+# MIPS state; AOUP soft discs 1.01x at 1000, 1.07x at 2000, 1.13x at 4000. Free
+# particles do too little per step for a parallel region's start and join: 0.64-0.95x
+# at N = 2000 (free and trapped ABP), 1.21-1.31x at 8000; a serial step also leaves the
+# writer's worker a core (free_abp's whole run 0.17 -> 0.13 s)
+_PARALLEL_STEPS_MIN_N = 2048
+_PARALLEL_STEPS_MIN_N_FREE = 8192
 # Verlet-list skin in particle diameters. It does not change the results (the forces sum
 # the pairs inside the cutoff in index order, whichever list holds them), only the speed:
 # 0.5 rebuilds the lists half as often as 0.3 (every ~40 steps in the developed MIPS
@@ -202,14 +207,12 @@ def _orientation(theta):
 
 
 def kernel_threads(params: Params, n_steps: int) -> int:
-    """Threads :func:`advance` computes on by default: Numba's thread count from 512
-    particles on, else one (2048 for ABP with WCA: its threaded step overlaps the serial
-    flat-list forces with the noise and threads the update and the list builds, which
-    does not pay below ~2048 particles)."""
+    """Threads :func:`advance` computes on by default: Numba's thread count from 2048
+    interacting or 8192 free particles on (see ``_PARALLEL_STEPS_MIN_N``), else one."""
     import numba
 
-    smallest = (_PARALLEL_MIN_N_FLAT if params.propulsion == "abp" and params.potential == "wca"
-                else _PARALLEL_MIN_N)
+    smallest = (_PARALLEL_STEPS_MIN_N_FREE if params.potential == "none"
+                else _PARALLEL_STEPS_MIN_N)
     threads = numba.get_num_threads()
     return threads if params.n >= smallest and threads > 1 else 1
 
@@ -398,6 +401,6 @@ ENGINE = Engine(
     analysis_bytes=analysis_bytes, kernel_threads=kernel_threads,
     analysis="simcore.analysis.active:active_diagnostics",
     figure="simcore.plotting.active:figure", animation="simcore.plotting.active:animate",
-    quick_run={"n": 600, "steps": 400, "write_every": 50},
+    quick_run={"n": 2048, "steps": 400, "write_every": 50},
     score_adapter="scoremodels.adapters:active_particles",
 )
