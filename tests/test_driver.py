@@ -122,7 +122,7 @@ def test_the_writer_works_beside_the_run_only_while_its_kernel_leaves_a_core_idl
         return driver._writer_beside_run(get_engine(model), params, settings)
 
     couzin = dict(preset="swarm", steps=100)
-    assert beside("couzin", 2, **couzin, overrides={"n": 100})  # serial below 128 agents
+    assert beside("couzin", 2, **couzin, overrides={"n": 50})  # serial below 64 agents
     assert not beside("couzin", 2, **couzin, overrides={"n": 400})
     assert beside("couzin", 3, **couzin, overrides={"n": 400})
     assert beside("abp", 2, preset="mips", overrides={"n": 1024})  # WCA: serial below 2048
