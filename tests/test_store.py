@@ -771,3 +771,40 @@ def test_uncompressed_files_hold_the_same_values(tmp_path):
         assert not b["coordinates"].filters()["shuffle"]
         for name in ("coordinates", "velocities", "time"):
             assert a[name][:].tobytes() == b[name][:].tobytes(), name
+
+
+def test_a_worker_started_in_another_folder_writes_a_relative_output(tmp_path, monkeypatch,
+                                                                     fresh_workers):
+    """A process's idle worker keeps the working folder it started in; a later run with a
+    relative output path in another folder (a notebook's os.chdir, the docs' test) must
+    still have its file written where it asked, by the worker (it was handed relative
+    paths and could not find the log: "Cannot read free.nc.part")."""
+    assembler = fresh_workers
+    monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
+    monkeypatch.setattr(assembler, "_spare_core", lambda: True)
+    import simcore.driver as driver
+
+    monkeypatch.setattr(driver, "_writer_beside_run", lambda *args: True)  # fed as it runs
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    assembler.prestart(1)
+    (worker,) = assembler._idle
+    deadline = time.monotonic() + 30
+    while not worker.ready and time.monotonic() < deadline:  # through its imports
+        worker.usable()
+        time.sleep(0.01)
+    assert worker.ready
+    monkeypatch.chdir(tmp_path / "second")
+    by_worker = []
+    finish = assembler.Assembler.finish
+
+    def finish_and_tell(self, *args, **kwargs):
+        finish(self, *args, **kwargs)
+        by_worker.append(self.by_worker)
+
+    monkeypatch.setattr(assembler.Assembler, "finish", finish_and_tell)
+    simcore.run("couzin", out="rel.nc", **KW)
+    assert by_worker == [True]
+    assert (tmp_path / "second" / "rel.nc").exists()
+    assert not (tmp_path / "first" / "rel.nc").exists()

@@ -98,7 +98,9 @@ class Assembler:
     def __init__(self, part: str | Path, out: str | Path, fmt: str, background: bool = False,
                  expected_bytes: int | None = None, attrs: Mapping[str, object] | None = None,
                  state_layout: Mapping[str, tuple] | None = None):
-        self.part, self.out, self.fmt = Path(part), Path(out), fmt
+        # absolute: a process's worker keeps the folder it started in, and the caller may
+        # have changed folders since (os.chdir in a notebook)
+        self.part, self.out, self.fmt = Path(part).absolute(), Path(out).absolute(), fmt
         # known before the end: the file gets them when it is created, so that finish()
         # need not reopen it with netCDF-C (netcdf4 format; finish() says which final
         # state and attributes; any that differ are written then)
