@@ -187,6 +187,7 @@ class _Run:
         self.frames = None  # the FrameLogWriter
         self.assembler = None  # writes OUT.tmp from the log while the run goes on
         self.fed = 0  # frames handed to the assembler
+        self.feeding = False  # whether it gets them during the run (see _start_assembler)
         self.state = None
         self.provenance = None
         self.last_checkpoint = time.monotonic()

@@ -86,3 +86,20 @@ def tiny_fs(tmp_path):
 def read_only_fs(tmp_path):
     """A read-only 64 KiB tmpfs (root only)."""
     yield from _tmpfs(tmp_path, "ro", "ro,")
+
+
+@pytest.fixture
+def written_by_worker(monkeypatch):
+    """A list that gets, at every ``Assembler.finish``, whether the writer's worker
+    process wrote the file (False: the caller's process did)."""
+    import simcore.io.assembler as assembler
+
+    seen = []
+    finish = assembler.Assembler.finish
+
+    def finish_and_tell(self, *args, **kwargs):
+        finish(self, *args, **kwargs)
+        seen.append(self.by_worker)
+
+    monkeypatch.setattr(assembler.Assembler, "finish", finish_and_tell)
+    return seen

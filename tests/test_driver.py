@@ -135,31 +135,26 @@ def test_the_writer_works_beside_the_run_only_while_its_kernel_leaves_a_core_idl
     assert not beside("harddisc", 1)  # one core: nothing beside the run
 
 
-def test_a_run_on_every_core_hands_its_frames_to_the_writer_at_the_end(tmp_path, monkeypatch):
+def test_a_run_on_every_core_hands_its_frames_to_the_writer_at_the_end(tmp_path, monkeypatch,
+                                                                       written_by_worker):
     """Without a core to spare the writer is not fed during the run (its worker would stall
     the kernel's threads); the worker writes the whole file after the last step, with the
     same bits as one fed chunk by chunk."""
     import simcore.driver as driver
-    import simcore.io.assembler as assembler
     from simcore._cpu import usable_cores
 
-    fed, by_worker = [], []
-    real_feed, real_finish = driver._Run._feed, assembler.Assembler.finish
+    fed = []
+    real_feed = driver._Run._feed
 
     def recorded_feed(self):
         fed.append(self.frames.n_frames)
         return real_feed(self)
 
-    def recorded_finish(self, *args, **kwargs):
-        real_finish(self, *args, **kwargs)
-        by_worker.append(self.by_worker)
-
     monkeypatch.setattr(driver._Run, "_feed", recorded_feed)
-    monkeypatch.setattr(assembler.Assembler, "finish", recorded_finish)
     kw = dict(preset="swarm", steps=600, write_every=2, seed=4, overrides={"n": 400})
     monkeypatch.setattr(driver, "_writer_beside_run", lambda *args: False)
     simcore.run("couzin", out=tmp_path / "end.nc", **kw)
-    assert fed == [] and by_worker == [len(usable_cores()) >= 2]
+    assert fed == [] and written_by_worker == [len(usable_cores()) >= 2]
     monkeypatch.setattr(driver, "_writer_beside_run", lambda *args: True)
     simcore.run("couzin", out=tmp_path / "beside.nc", **kw)
     assert len(fed) > 2

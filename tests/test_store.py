@@ -376,7 +376,7 @@ def fresh_workers():
 
 
 def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch,
-                                                          fresh_workers):
+                                                          fresh_workers, written_by_worker):
     """A run whose frames span several chunks: OUT.tmp written chunk by chunk by the worker
     process while the run goes on holds the same bytes as the file assembled at the end,
     also while another thread reads NetCDF files with xarray (netCDF-C is not thread-safe:
@@ -389,14 +389,6 @@ def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch,
 
     kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})  # 4 chunks
     monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
-    written_by_worker = []
-    finish = assembler.Assembler.finish
-
-    def finish_and_tell(self, *args, **kwargs):
-        finish(self, *args, **kwargs)
-        written_by_worker.append(self.by_worker)
-
-    monkeypatch.setattr(assembler.Assembler, "finish", finish_and_tell)
     monkeypatch.setattr(assembler, "BACKGROUND", False)
     one_shot = simcore.run("couzin", out=tmp_path / "one_shot.nc", **kw)
     assert written_by_worker == [False]
@@ -774,7 +766,8 @@ def test_uncompressed_files_hold_the_same_values(tmp_path):
 
 
 def test_a_worker_started_in_another_folder_writes_a_relative_output(tmp_path, monkeypatch,
-                                                                     fresh_workers):
+                                                                     fresh_workers,
+                                                                     written_by_worker):
     """A process's idle worker keeps the working folder it started in; a later run with a
     relative output path in another folder (a notebook's os.chdir, the docs' test) must
     still have its file written where it asked, by the worker (it was handed relative
@@ -796,15 +789,7 @@ def test_a_worker_started_in_another_folder_writes_a_relative_output(tmp_path, m
         time.sleep(0.01)
     assert worker.ready
     monkeypatch.chdir(tmp_path / "second")
-    by_worker = []
-    finish = assembler.Assembler.finish
-
-    def finish_and_tell(self, *args, **kwargs):
-        finish(self, *args, **kwargs)
-        by_worker.append(self.by_worker)
-
-    monkeypatch.setattr(assembler.Assembler, "finish", finish_and_tell)
     simcore.run("couzin", out="rel.nc", **KW)
-    assert by_worker == [True]
+    assert written_by_worker == [True]
     assert (tmp_path / "second" / "rel.nc").exists()
     assert not (tmp_path / "first" / "rel.nc").exists()

@@ -46,7 +46,7 @@ from simcore.models.active.forces import PAIR_BLOCK
 from simcore.models.active.integrate import (N_STATUS, ST_LISTS_VALID, ST_NEEDED_CAPACITY,
                                              ST_NEEDED_PAIRS, ST_PAIRS, _run_steps)
 from simcore.models.active.params import (
-    _PARALLEL_MIN_N, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, HAS_VELOCITIES, NAME,
+    _PARALLEL_MIN_N_FORCES, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, HAS_VELOCITIES, NAME,
     NDIM, POTENTIALS, PRESET_DOCS, PRESETS, WCA_RANGE, Params, _max_jump, extra_variables,
     force_scale, geometry, stability_advice, suggested_dt, time_per_step, warnings)
 
@@ -145,7 +145,7 @@ def forces(state, params: Params, divergence: bool = False,
     work = _work(state, params)
     _, side, ncell, reach = work["plan"]
     if parallel is None:
-        parallel = params.n >= _PARALLEL_MIN_N and numba.get_num_threads() > 1
+        parallel = params.n >= _PARALLEL_MIN_N_FORCES and numba.get_num_threads() > 1
     _compute_forces(state["positions"], params.box, side, ncell, reach, work["cell_of"],
                     work["bucket_of"], work["bucket_start"], work["order"], work["xs"],
                     work["ys"], work["keys"], *_force_args(params), params.kappa, work["force"],

@@ -16,7 +16,7 @@ HAS_VELOCITIES = False  # overdamped: the file stores the drift as `drift`, not 
 DEFAULT_STEPS = 20000
 DEFAULT_WRITE_EVERY = 200
 DEFAULT_PRESET = None
-_PARALLEL_MIN_N = 512
+_PARALLEL_MIN_N_FORCES = 512  # forces(): one threaded evaluation pays from here
 WCA_RANGE = 2.0 ** (1.0 / 6.0)
 
 POTENTIALS = {"none": 0, "wca": 1, "soft_harmonic": 2}
