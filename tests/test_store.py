@@ -793,3 +793,20 @@ def test_a_worker_started_in_another_folder_writes_a_relative_output(tmp_path, m
     assert written_by_worker == [True]
     assert (tmp_path / "second" / "rel.nc").exists()
     assert not (tmp_path / "first" / "rel.nc").exists()
+
+
+def test_the_worker_loads_numpy_with_one_blas_thread(monkeypatch, fresh_workers):
+    """The worker does no linear algebra; OpenBLAS's pool would spin ~0.1 s of a core after
+    NumPy loads, beside a run's threads (a notebook's first threaded run: 0.35 -> 0.30 s
+    with one thread). A caller's own setting stays the caller's."""
+    import os
+
+    assembler = fresh_workers
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.setattr(assembler, "_spare_core", lambda: True)
+    assembler.prestart(assembler.BACKGROUND_MIN_BYTES)
+    (worker,) = assembler._idle
+    with open(f"/proc/{worker.proc.pid}/environ", "rb") as f:
+        environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    assert environ[b"OPENBLAS_NUM_THREADS"] == b"1"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "2"

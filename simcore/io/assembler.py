@@ -480,12 +480,18 @@ def _start_worker():
     try:
         proc = subprocess.Popen(
             [sys.executable, "-P", "-c", _BOOT, str(job_read), str(reply_write), package],
-            pass_fds=(job_read, reply_write), stdin=subprocess.DEVNULL,
+            pass_fds=(job_read, reply_write), stdin=subprocess.DEVNULL, env=_worker_env(),
             stdout=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C stops the caller only
     finally:
         os.close(job_read)
         os.close(reply_write)
     return proc, Connection(job_write, readable=False), Connection(reply_read, writable=False)
+
+
+def _worker_env() -> dict[str, str]:
+    """The caller's environment with one BLAS thread: the worker does no linear algebra,
+    and NumPy's OpenBLAS pool spins ~0.1 s of a core after loading, beside the run."""
+    return {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 
 
 def _widen_pipe(fd: int) -> None:
