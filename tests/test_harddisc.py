@@ -146,16 +146,27 @@ def test_event_loop_matches_brute_force(queue):
     np.testing.assert_allclose(st["velocities"], ref_vel, atol=1e-5)
 
 
-def test_branch_free_and_branchy_heap_sifts_give_identical_bits(monkeypatch):
-    p = hd.Params(n=2000, phi=0.1, equilibrate=1.0, t_end=10.0, frame_dt=5.0)
-    out = []
-    for flat_up_to in (p.n, 0):  # the default at this N, then the large-N branchy sift
-        monkeypatch.setattr(hd, "_FLAT_HEAP_MAX_N", flat_up_to)
-        st = hd.init_state(p, 3)
-        hd.advance(st, p, 0, 0, 2)
-        out.append((st["positions"].tobytes(), st["velocities"].tobytes(),
-                    st["stats"].tobytes()))
-    assert out[0] == out[1]
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 1000, 1025])
+def test_event_tree_holds_the_earliest_key_with_the_index_tie_break(n):
+    """Every node of the built tournament tree is the earlier (key, index) of its two
+    children, so the root is the queue's next event; equal keys go to the lower index and
+    padding leaves (beyond N) never win, even against particles with no event (inf)."""
+    from simcore.models.harddisc import _leaves
+    from simcore.models.harddisc.queues import _build_queue
+
+    g = np.random.default_rng(n)
+    E = np.zeros((n, 4))
+    E[:, 3] = g.choice([0.5, 1.0, 2.0, np.inf], size=n)  # many ties
+    tree = np.zeros((2 * _leaves(n), 2))
+    dummy = np.zeros(1, dtype=np.int64)
+    _build_queue(E, tree, False, np.zeros(4), dummy, dummy, dummy, dummy, True)
+    m = tree.shape[0] // 2
+    assert m >= n and m & (m - 1) == 0
+    for k in range(1, m):
+        children = sorted(map(tuple, tree[2 * k:2 * k + 2]))
+        assert tuple(tree[k]) == children[0]
+    first = min(range(n), key=lambda i: (E[i, 3], i))
+    assert tree[1, 1] == first and tree[1, 0] == E[first, 3]
 
 
 def test_heap_and_calendar_queue_give_identical_bits():

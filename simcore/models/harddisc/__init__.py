@@ -24,9 +24,10 @@ Algorithm (everything inside one Numba function per frame interval):
   stores the partner's counter and is recomputed on pop if the partner has collided;
 * **delayed states** (Lubachevsky): each particle stores (r, v, t_local) and is streamed
   only when touched;
-* **priority queue**: an indexed 4-ary heap over the N particles with the keys stored
-  inline, each node's 4 children in one aligned 32-byte block (``queue="heap"``,
-  default), or a calendar queue (``queue="calendar"``); both give bit-identical
+* **priority queue**: a tournament tree over the N particles' next-event times (each
+  node holds the earlier of its two children; an update climbs from the particle's leaf,
+  loading one sibling per level: ``queue="heap"``, the default, named for the 4-ary heap
+  it replaced), or a calendar queue (``queue="calendar"``); both give bit-identical
   trajectories (ties are broken by the particle index in both), the choice is by speed —
   see ``benchmarks/harddisc.py`` and ``benchmarks/RESULTS.md``;
 * **spatial renumbering**: the kernel renumbers the particles by cell at its start and
@@ -34,11 +35,11 @@ Algorithm (everything inside one Numba function per frame interval):
   neighbouring discs are neighbours in memory; the caller sees its own particle order;
 * the event loop calls no function that takes an array (Numba adds atomic reference-count
   updates of every array argument to each such call, inlined or not): its helpers take
-  and return scalars, and the cell scan and the heap update are written out in the loop;
+  and return scalars, and the cell scan and the queue update are written out in the loop;
 * **branch-free hot spots**: the contact time of each scanned neighbour, the wall and
-  cell-crossing times and (up to N = 2^15, while the heap fits in the cache) the heap's
-  choice among 4 children are computed with selects instead of branches: those outcomes
-  are coin flips, and the mispredictions cost a quarter of the run time at φ = 0.05.
+  cell-crossing times and the tree's choice between two siblings are computed with
+  selects instead of branches: those outcomes are coin flips, and the mispredictions cost
+  a quarter of the run time at φ = 0.05.
 
 Driver contract: one driver step is one frame interval ``frame_dt`` (``time_per_step``),
 ``steps = t_end / frame_dt``. Every frame interval is an independent kernel call that
@@ -59,8 +60,7 @@ import numpy as np
 
 from simcore._errors import UserInputError
 from simcore.engine import Engine
-from simcore.models.harddisc.events import (_FLAT_HEAP_MAX_N, _ROOT, _cross_time, _pair_time,
-                                            _wall_time)
+from simcore.models.harddisc.events import _cross_time, _pair_time, _wall_time
 from simcore.models.harddisc.params import (
     DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, MAX_BOX_SIGMAS, MAX_EVENTS_PER_FRAME,
     MAX_INITIAL_PHI, N_STATS, NAME, NDIM, PRESET_DOCS, PRESETS, RESORT_EVENTS_PER_PARTICLE,
@@ -88,10 +88,15 @@ def _aligned_zeros(size: int, dtype=np.float64) -> np.ndarray:
 
 
 def _aligned_rows(n: int, width: int) -> np.ndarray:
-    """Zeroed (n, width) float64 array whose rows start on 64-byte cache-line boundaries
+    """Zeroed (n, width) float64 array that starts on a 64-byte cache-line boundary
     (width 8: each disc's streamed state x, y, vx, vy, t_local is one cache line, which
-    the neighbour scans read)."""
+    the neighbour scans read; width 2: a tree node and its sibling share 32 bytes)."""
     return _aligned_zeros(n * width).reshape(n, width)
+
+
+def _leaves(n: int) -> int:
+    """Leaves of the event queue's tournament tree: the power of two >= max(n, 2)."""
+    return 1 << max(1, (n - 1).bit_length())
 
 
 def _work(state, params: Params):
@@ -103,8 +108,7 @@ def _work(state, params: Params):
         work = dict(P=_aligned_rows(n, 8), I=np.zeros((n, 5), dtype=np.int64),
                     E=np.zeros((n, 4)), head=np.zeros(ncx * ncy, dtype=np.int64),
                     nxt=np.zeros(n, dtype=np.int64), prv=np.zeros(n, dtype=np.int64),
-                    heap=_aligned_zeros(n + _ROOT, np.int64), hkey=_aligned_zeros(n + _ROOT),
-                    hpos=np.zeros(n, dtype=np.int64),
+                    tree=_aligned_rows(2 * _leaves(n), 2),
                     Q=np.zeros(4), bhead=np.zeros(nb + 1, dtype=np.int64),
                     bnext=np.zeros(n, dtype=np.int64), bprev=np.zeros(n, dtype=np.int64),
                     binof=np.zeros(n, dtype=np.int64), perm=np.zeros(n, dtype=np.int64))
@@ -123,10 +127,9 @@ def _run(state, params: Params, lx: float, xper: bool, t_stop: float, max_coll: 
                      params.y_boundary == "periodic", params.wall_radius, params.sigma,
                      params.interactions, ncx, ncy, t_stop, max_coll, stats, work["P"],
                      work["I"], work["E"], work["head"], work["nxt"], work["prv"],
-                     work["heap"], work["hkey"], work["hpos"], params.queue == "calendar",
-                     work["Q"],
-                     work["bhead"], work["bnext"], work["bprev"], work["binof"], work["perm"],
-                     RESORT_EVENTS_PER_PARTICLE * params.n, params.n <= _FLAT_HEAP_MAX_N)
+                     work["tree"], params.queue == "calendar", work["Q"], work["bhead"],
+                     work["bnext"], work["bprev"], work["binof"], work["perm"],
+                     RESORT_EVENTS_PER_PARTICLE * params.n)
 
 
 
@@ -247,9 +250,10 @@ def run_bytes(params: Params) -> tuple[int, int]:
     disc in a frame (for the memory check before a run)."""
     n = params.n
     state = 32 * n  # positions, velocities
-    # P (N, 8), I (N, 5), E (N, 4), nxt, prv, heap, hkey, hpos, bnext, bprev, binof, perm,
-    # calendar buckets (<= 2N); the kernel's renumbering makes temporary copies of P, I, E
-    work = (64 + 40 + 32 + 16 + 24 + 32 + 16) * n + (64 + 40 + 32 + 24) * n
+    # P (N, 8), I (N, 5), E (N, 4), nxt, prv, bnext, bprev, binof, perm, calendar buckets
+    # (<= 2N), the tree (2M, 2) with M < 2N leaves; the kernel's renumbering makes
+    # temporary copies of P, I, E
+    work = (64 + 40 + 32 + 16 + 32 + 16 + 64) * n + (64 + 40 + 32 + 24) * n
     ncx, ncy = _cell_grid(params, params.L_x)
     work += 8 * ncx * ncy
     init = 48 * n  # random placement: candidate batches (2N, 2) and cell links

@@ -14,8 +14,6 @@ from numba import njit
 # kernel: a third of its particle step). The helpers below take and return scalars; the
 # loops over cells and the queue update are written once in the loop.
 _INF = np.inf
-_ROOT = 3  # heap slot of the root (see the heap update in _simulate)
-_FLAT_HEAP_MAX_N = 1 << 15  # branch-free heap sifts up to this N (measured, see _simulate)
 
 
 @njit(cache=True, inline="always")

@@ -63,8 +63,8 @@ class Params(BaseModel):
     cell_size: float | None = Field(
         None, gt=0, description="cell-list side (>= σ); default max(3σ, √(1.5/n_final))")
     queue: Literal["heap", "calendar"] = Field(
-        "heap", description="event queue: indexed binary heap or calendar queue "
-        "(identical results)")
+        "heap", description="event queue: 'heap' (a tournament tree of event times, the "
+        "fastest) or 'calendar' (identical results)")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -8,12 +8,12 @@ import math
 import numpy as np
 from numba import njit
 
-from simcore.models.harddisc.events import _INF, _ROOT
+from simcore.models.harddisc.events import _before, _INF, _pick
 
 
 # ---- calendar queue: buckets of width w (doubly linked lists, unsorted), one "year" of
 # nb buckets, an overflow list for later events; the minimum of the current bucket is
-# found by a linear scan. Ties broken by the particle index, as in the heap.
+# found by a linear scan. Ties broken by the particle index, as in the tree.
 @njit(cache=True, inline="always")
 def _less(E, a, b):
     ka = E[a, 3]
@@ -161,10 +161,15 @@ def _index_cells(I, head, nxt, prv, ncx, ncy):
 
 
 @njit(cache=True)
-def _build_queue(E, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev, binof, first):
-    """Queue all particles by their keys E[:, 3]. The heap is built sorted (a sorted array
-    is a valid heap; a stable sort keeps the index tie-break); the calendar queue's bucket
-    width is set on the ``first`` build to about three events per bucket."""
+def _build_queue(E, tree, use_cq, Q, bhead, bnext, bprev, binof, first):
+    """Queue all particles by their keys E[:, 3] (ties by particle index).
+
+    Default: the tournament tree ``tree`` (2M, 2), M the power of two ≥ N, row k =
+    (key, particle index as a float, exact below 2^53): leaf M + i holds particle i (the
+    leaves beyond N hold key inf and index i, which never win), node k < M the earlier
+    of its children 2k and 2k + 1, so node 1 holds the next event. The kernel updates a
+    particle by climbing from its leaf (one sibling per level). The calendar queue's
+    bucket width is set on the ``first`` build to about three events per bucket."""
     n = E.shape[0]
     if use_cq:
         nb = bhead.shape[0] - 1
@@ -181,12 +186,18 @@ def _build_queue(E, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev, binof, fir
         for i in range(n):
             _cq_insert(i, E[i, 3], Q, bhead, bnext, bprev, binof, nb)
     else:
-        order = np.argsort(E[:, 3], kind="mergesort")
-        for k in range(n):
-            i = order[k]
-            heap[k + _ROOT] = i
-            hkey[k + _ROOT] = E[i, 3]
-            hpos[i] = k + _ROOT
+        m = tree.shape[0] // 2
+        for i in range(m):
+            tree[m + i, 0] = E[i, 3] if i < n else _INF
+            tree[m + i, 1] = i
+        for k in range(m - 1, 0, -1):
+            ka = tree[2 * k, 0]
+            ja = tree[2 * k, 1]
+            kb = tree[2 * k + 1, 0]
+            jb = tree[2 * k + 1, 1]
+            b = _before(kb, jb, ka, ja)
+            tree[k, 0] = _pick(b, kb, ka)
+            tree[k, 1] = _pick(b, jb, ja)
 
 
 @njit(cache=True)

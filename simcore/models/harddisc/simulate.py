@@ -1,6 +1,6 @@
 """The hard-disc event loop (:func:`_simulate`).
 
-One hot kernel, kept whole on purpose: the event loop, heap updates and counters share
+One hot kernel, kept whole on purpose: the event loop, queue updates and counters share
 local variables that Numba keeps in registers; splitting it into calls costs time
 (measured in benchmarks/harddisc.py).
 """
@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from simcore.models.harddisc.events import (_before, _contact_time, _cross_time, _INF, _min_image,
-                                            _pick, _ROOT, _skip_cell, _wall_time, _wrap_cell)
+                                            _pick, _skip_cell, _wall_time, _wrap_cell)
 from simcore.models.harddisc.queues import (_build_queue, _cq_move, _cq_top, _index_cells, _load,
                                             _renumber)
 
@@ -27,8 +27,8 @@ def _streamed(x, v, dt):
 # run meanwhile
 @njit(cache=True, error_model="numpy", nogil=True)
 def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, max_coll,
-              stats, P, I, E, head, nxt, prv, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev,
-              binof, perm, resort_every, flat_heap):
+              stats, P, I, E, head, nxt, prv, tree, use_cq, Q, bhead, bnext, bprev, binof, perm,
+              resort_every):
     """Run the event loop from the synchronised state (pos, vel) at time 0 until t_stop
     (or until stats[0] reaches max_coll); synchronise everyone to the stop time, write
     pos and vel back and return that time.
@@ -48,10 +48,11 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
 
     The loop calls no function that takes an array (each such call, inlined or not,
     costs atomic reference-count updates of every array argument): the cell scan and
-    the heap update are written out once, inside it, and the initial predictions go
+    the queue update are written out once, inside it, and the initial predictions go
     through the same code (``pending`` particles at t = 0, before the first event).
-    ``flat_heap`` picks the branch-free heap sift (same results, faster while the heap
-    fits in the cache).
+
+    ``tree`` (2M, 2), M the power of two ≥ N: the default queue, a tournament tree over
+    the particles' keys (see :func:`~simcore.models.harddisc.queues._build_queue`).
     """
     n = pos.shape[0]
     sig2 = sigma * sigma
@@ -77,20 +78,19 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
         else:
             if pending == n:
                 pending += 1
-                _build_queue(E, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev, binof, True)
+                _build_queue(E, tree, use_cq, Q, bhead, bnext, bprev, binof, True)
             if resort_every > 0 and since >= resort_every and inter:
                 since = 0
                 _renumber(P, I, E, perm, ncx, ncy)
                 _index_cells(I, head, nxt, prv, ncx, ncy)
-                _build_queue(E, heap, hkey, hpos, use_cq, Q, bhead, bnext, bprev, binof,
-                             False)
+                _build_queue(E, tree, use_cq, Q, bhead, bnext, bprev, binof, False)
             since += 1
             if use_cq:
                 i = _cq_top(E, Q, bhead, bnext, bprev, binof, bhead.shape[0] - 1)
                 if i < 0:
                     break
             else:
-                i = heap[_ROOT]
+                i = int(tree[1, 1])
             t = E[i, 3]
             if t > t_stop or t == _INF:
                 break
@@ -270,70 +270,25 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
             elif use_cq:
                 _cq_move(m, key, Q, bhead, bnext, bprev, binof)
             else:
-                # indexed 4-ary heap with the keys stored inline (hkey[k] = E[heap[k], 3],
-                # so the sifts touch only the heap arrays), root at slot _ROOT = 3 so that
-                # the 4 children of slot k, 4k − 8 .. 4k − 5, fill one aligned 32-byte
-                # block: sift up, else down; ties by particle index
-                k = hpos[m]
-                k0 = k
-                end = n + _ROOT
-                while k > _ROOT:
-                    p = (k >> 2) + 2
-                    kp = hkey[p]
-                    jp = heap[p]
-                    if not (key < kp or (key == kp and m < jp)):
+                # tournament tree: from m's leaf up, each node holds the earlier (key,
+                # index) of its two children, so the root holds the next event; the
+                # sibling is the only load per level (both share a 32-byte block), the
+                # choice a select, and the climb stops where a node does not change
+                k = tree.shape[0] // 2 + m
+                tree[k, 0] = key
+                ck = key
+                cj = float(m)
+                while k > 1:
+                    sk = tree[k ^ 1, 0]
+                    sj = tree[k ^ 1, 1]
+                    b = _before(sk, sj, ck, cj)
+                    ck = _pick(b, sk, ck)
+                    cj = _pick(b, sj, cj)
+                    k >>= 1
+                    if tree[k, 0] == ck and tree[k, 1] == cj:
                         break
-                    heap[k] = jp
-                    hkey[k] = kp
-                    hpos[jp] = k
-                    k = p
-                if k == k0:
-                    while True:
-                        c = 4 * k - 8
-                        if c >= end:
-                            break
-                        kc = hkey[c]
-                        jc = heap[c]
-                        if flat_heap and c + 3 < end:
-                            # smallest of 4 children as a branch-free tournament: the
-                            # comparisons are coin flips a branch predictor would miss,
-                            # but its guesses start the next level's loads early, which
-                            # wins once the heap no longer fits in the cache
-                            k1 = hkey[c + 1]
-                            j1 = heap[c + 1]
-                            k2 = hkey[c + 2]
-                            j2 = heap[c + 2]
-                            k3 = hkey[c + 3]
-                            j3 = heap[c + 3]
-                            b = _before(k1, j1, kc, jc)
-                            kc = _pick(b, k1, kc)
-                            jc = _pick(b, j1, jc)
-                            ca = _pick(b, c + 1, c)
-                            b = _before(k3, j3, k2, j2)
-                            k2 = _pick(b, k3, k2)
-                            j2 = _pick(b, j3, j2)
-                            cb = _pick(b, c + 3, c + 2)
-                            b = _before(k2, j2, kc, jc)
-                            kc = _pick(b, k2, kc)
-                            jc = _pick(b, j2, jc)
-                            c = _pick(b, cb, ca)
-                        else:
-                            for c2 in range(c + 1, min(c + 4, end)):
-                                k2 = hkey[c2]
-                                j2 = heap[c2]
-                                if k2 < kc or (k2 == kc and j2 < jc):
-                                    c = c2
-                                    kc = k2
-                                    jc = j2
-                        if not (kc < key or (kc == key and jc < m)):
-                            break
-                        heap[k] = jc
-                        hkey[k] = kc
-                        hpos[jc] = k
-                        k = c
-                heap[k] = m
-                hkey[k] = key
-                hpos[m] = k
+                    tree[k, 0] = ck
+                    tree[k, 1] = cj
             m = j if m == i else -1
         if stop:
             break
