@@ -20,7 +20,9 @@ except ImportError:  # Windows: no rusage; own time falls back to process_time
 
 PROBE_SECONDS = 0.1  # sample length of the start-of-run probe (/proc/stat ticks are 10 ms)
 PROBE_REUSE_SECONDS = 30.0  # a loop of short runs probes once per this interval, not per run
+EARLY_PROBE_MAX_SECONDS = 10.0  # a probe started earlier (start_probe) serves a run this long
 _last_probe: dict = {}
+_early_probe: dict = {}
 
 
 #: process ids of this process's own helper processes (the NetCDF writer's worker,
@@ -83,6 +85,10 @@ class ForeignLoad:
         own += _helpers_cpu_seconds(tick)
         return time.perf_counter(), busy / tick, steal / tick, own
 
+    def age(self) -> float:
+        """Seconds since creation."""
+        return time.perf_counter() - self._start[0]
+
     def since(self) -> tuple[float, float]:
         """(cores used by other processes, cores stolen), averaged since creation."""
         t0, busy0, steal0, own0 = self._start
@@ -100,6 +106,16 @@ class ForeignLoad:
         foreign, stolen = self.since()
         return (f"other processes used {foreign:.2f} cores on average during the run, "
                 f"the hypervisor stole {stolen:.2f} (0 = quiet machine)")
+
+
+def start_probe() -> None:
+    """Start the sample of other processes' load on this process's cores now (the command
+    line does, before its imports), so that the run's :func:`idle_threads` need not wait
+    :data:`PROBE_SECONDS` for a sample of its own: its imports (~0.5 s of one core,
+    counted as this process's own time) are the sample. Used once, if at most
+    :data:`EARLY_PROBE_MAX_SECONDS` old."""
+    cores = usable_cores()
+    _early_probe[tuple(cores)] = ForeignLoad(cores)
 
 
 def usable_cores() -> list[int]:
@@ -125,8 +141,12 @@ def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
     if last is not None and now - last[0] < reuse_seconds:
         busy = last[1]
     else:
-        probe = ForeignLoad(cores)
-        time.sleep(probe_seconds)
+        probe = _early_probe.pop(tuple(cores), None)
+        if probe is not None and probe.age() <= EARLY_PROBE_MAX_SECONDS:
+            time.sleep(max(0.0, probe_seconds - probe.age()))  # it sampled the imports
+        else:
+            probe = ForeignLoad(cores)
+            time.sleep(probe_seconds)
         busy = probe.cores()
         _last_probe[tuple(cores)] = (time.monotonic(), busy)
     free = int(len(cores) - busy + 0.5)

@@ -111,3 +111,37 @@ def test_the_writer_s_worker_counts_as_this_process_s_own(monkeypatch):
     finally:
         assembler.release_idle_workers()
     assert OWN_HELPERS.isdisjoint(pids)
+
+
+def test_a_probe_started_early_spares_the_run_its_wait(monkeypatch):
+    """The command line starts the load sample before its imports (start_probe); the run's
+    thread choice then uses it without sleeping, once, and only while it is recent: an
+    old one is replaced by a fresh sample of the full length."""
+    import simcore._cpu as cpu
+
+    slept = []
+    monkeypatch.setattr(cpu, "_last_probe", {})
+    monkeypatch.setattr(cpu, "_early_probe", {})
+    real_sleep = time.sleep
+    monkeypatch.setattr(cpu.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    most = max(2, len(usable_cores()))
+    cpu.start_probe()
+    real_sleep(cpu.PROBE_SECONDS + 0.02)  # the imports
+    cpu.idle_threads(most, reuse_seconds=0)
+    assert slept == [0.0] and cpu._early_probe == {}
+    cpu.idle_threads(most, reuse_seconds=0)  # used once: a sample of its own now
+    assert slept[1] == cpu.PROBE_SECONDS
+    monkeypatch.setattr(cpu, "EARLY_PROBE_MAX_SECONDS", 0.01)
+    cpu.start_probe()
+    real_sleep(0.05)  # too old: not taken
+    cpu.idle_threads(most, reuse_seconds=0)
+    assert slept[2] == cpu.PROBE_SECONDS
+
+
+def test_only_the_command_line_starts_the_probe_at_import():
+    code = ("import sys; sys.argv[0] = {!r}; import simcore, simcore._cpu as c; "
+            "print(len(c._early_probe))")
+    for argv0, expected in (("simcore", "1"), ("script.py", "0")):
+        out = subprocess.run([sys.executable, "-c", code.format(argv0)], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == expected, argv0
