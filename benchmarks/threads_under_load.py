@@ -56,7 +56,7 @@ def main() -> None:
                     f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass")])
                 time.sleep(0.5)
             try:
-                picked, seen = idle_threads(most)
+                picked, seen = idle_threads(most, reuse_seconds=0)  # sample each case now
                 for threads in sorted({1, most}):
                     ns = ns_per_particle_step(Path(tmp), args.n, args.steps, threads,
                                               args.repeats)

@@ -15,14 +15,11 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING  # noqa: E402
 
-from simcore._lazy_imports import (  # noqa: E402
-    is_the_command_line, one_blas_thread_for_the_command_line)
+from simcore._cpu import start_probe  # noqa: E402
+from simcore._lazy_imports import one_blas_thread_for_the_command_line  # noqa: E402
 
 one_blas_thread_for_the_command_line()  # before anything below loads NumPy
-if is_the_command_line():
-    from simcore._cpu import start_probe
-
-    start_probe()  # a run's thread choice samples the others' load during the imports
+start_probe()  # a first run's thread choice samples the others' load during the imports
 
 from simcore.api import run  # noqa: E402
 from simcore.config import presets  # noqa: E402

@@ -20,7 +20,9 @@ except ImportError:  # Windows: no rusage; own time falls back to process_time
 
 PROBE_SECONDS = 0.1  # sample length of the start-of-run probe (/proc/stat ticks are 10 ms)
 PROBE_REUSE_SECONDS = 30.0  # a loop of short runs probes once per this interval, not per run
-EARLY_PROBE_MAX_SECONDS = 10.0  # a probe started earlier (start_probe) serves a run this long
+# a probe started at import (start_probe) serves a first run within this many seconds (a
+# script's, the command line's); later, a load that began since would be diluted in it
+EARLY_PROBE_MAX_SECONDS = 2.0
 _last_probe: dict = {}
 _early_probe: dict = {}
 
@@ -109,13 +111,18 @@ class ForeignLoad:
 
 
 def start_probe() -> None:
-    """Start the sample of other processes' load on this process's cores now (the command
-    line does, before its imports), so that the run's :func:`idle_threads` need not wait
-    :data:`PROBE_SECONDS` for a sample of its own: its imports (~0.5 s of one core,
-    counted as this process's own time) are the sample. Used once, if at most
-    :data:`EARLY_PROBE_MAX_SECONDS` old."""
+    """Start the sample of other processes' load on this process's cores now (``import
+    simcore`` does, before its imports), so that a first run soon after (the command
+    line's, a script's) need not wait :data:`PROBE_SECONDS` in :func:`idle_threads` for a
+    sample of its own: the imports (~0.35 s of one core, counted as this process's own
+    time) are the sample. Used once, if at most :data:`EARLY_PROBE_MAX_SECONDS` old; a
+    forked child drops it (its own CPU time restarts from zero)."""
     cores = usable_cores()
     _early_probe[tuple(cores)] = ForeignLoad(cores)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_early_probe.clear)
 
 
 def usable_cores() -> list[int]:
@@ -132,7 +139,8 @@ def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
     other processes kept busy during a ``probe_seconds`` sample (a core counts as busy
     from half use on), at least 1 and at most ``max_threads``. A probe of the same cores
     younger than ``reuse_seconds`` is reused (a script looping over short runs would
-    otherwise pay the sample on every run)."""
+    otherwise pay the sample on every run), and so is the sample ``import simcore`` started
+    (:func:`start_probe`) when it is recent; ``reuse_seconds = 0`` samples now."""
     cores = usable_cores()
     if max_threads <= 1:
         return 1, 0.0
@@ -142,7 +150,7 @@ def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
         busy = last[1]
     else:
         probe = _early_probe.pop(tuple(cores), None)
-        if probe is not None and probe.age() <= EARLY_PROBE_MAX_SECONDS:
+        if probe is not None and reuse_seconds > 0 and probe.age() <= EARLY_PROBE_MAX_SECONDS:
             time.sleep(max(0.0, probe_seconds - probe.age()))  # it sampled the imports
         else:
             probe = ForeignLoad(cores)

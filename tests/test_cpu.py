@@ -5,10 +5,20 @@ import sys
 import time
 
 import numba
+import pytest
 
 import simcore
 import simcore.driver
 from simcore._cpu import ForeignLoad, idle_threads, usable_cores
+
+
+@pytest.fixture(autouse=True)
+def no_sample_from_the_import(monkeypatch):
+    """The sample ``import simcore`` started (used by a first run within 2 s) began before
+    these tests' loads: each test here probes for itself."""
+    import simcore._cpu as cpu
+
+    monkeypatch.setattr(cpu, "_early_probe", {})
 
 
 def test_a_core_kept_busy_elsewhere_is_seen_on_that_core_only():
@@ -121,27 +131,35 @@ def test_a_probe_started_early_spares_the_run_its_wait(monkeypatch):
 
     slept = []
     monkeypatch.setattr(cpu, "_last_probe", {})
-    monkeypatch.setattr(cpu, "_early_probe", {})
     real_sleep = time.sleep
     monkeypatch.setattr(cpu.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
     most = max(2, len(usable_cores()))
     cpu.start_probe()
     real_sleep(cpu.PROBE_SECONDS + 0.02)  # the imports
-    cpu.idle_threads(most, reuse_seconds=0)
+    cpu.idle_threads(most)
     assert slept == [0.0] and cpu._early_probe == {}
-    cpu.idle_threads(most, reuse_seconds=0)  # used once: a sample of its own now
+    cpu._last_probe.clear()
+    cpu.idle_threads(most)  # used once: a sample of its own now
     assert slept[1] == cpu.PROBE_SECONDS
     monkeypatch.setattr(cpu, "EARLY_PROBE_MAX_SECONDS", 0.01)
     cpu.start_probe()
     real_sleep(0.05)  # too old: not taken
-    cpu.idle_threads(most, reuse_seconds=0)
+    cpu._last_probe.clear()
+    cpu.idle_threads(most)
     assert slept[2] == cpu.PROBE_SECONDS
+    cpu.start_probe()
+    real_sleep(cpu.PROBE_SECONDS)
+    cpu.idle_threads(most, reuse_seconds=0)  # "sample now": not the early one either
+    assert slept[3] == cpu.PROBE_SECONDS
 
 
-def test_only_the_command_line_starts_the_probe_at_import():
-    code = ("import sys; sys.argv[0] = {!r}; import simcore, simcore._cpu as c; "
-            "print(len(c._early_probe))")
-    for argv0, expected in (("simcore", "1"), ("script.py", "0")):
-        out = subprocess.run([sys.executable, "-c", code.format(argv0)], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        assert out == expected, argv0
+def test_import_starts_the_probe_and_a_forked_child_drops_it():
+    """``import simcore`` starts the load sample (a script's or the command line's first run
+    then waits for none); a forked child, whose own CPU time restarts from zero, must not
+    use its parent's (its imports would read as other processes' load)."""
+    code = ("import os, simcore, simcore._cpu as c; n = len(c._early_probe); pid = os.fork()\n"
+            "if pid == 0: os._exit(len(c._early_probe))\n"
+            "print(n, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["1", "0"]
