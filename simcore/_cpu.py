@@ -10,6 +10,7 @@ that are not busy.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -150,8 +151,9 @@ def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
         busy = last[1]
     else:
         probe = _early_probe.pop(tuple(cores), None)
-        if probe is not None and reuse_seconds > 0 and probe.age() <= EARLY_PROBE_MAX_SECONDS:
-            time.sleep(max(0.0, probe_seconds - probe.age()))  # it sampled the imports
+        age = probe.age() if probe is not None else math.inf
+        if reuse_seconds > 0 and age <= EARLY_PROBE_MAX_SECONDS:
+            time.sleep(max(0.0, probe_seconds - age))  # it sampled the imports
         else:
             probe = ForeignLoad(cores)
             time.sleep(probe_seconds)

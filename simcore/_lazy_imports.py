@@ -33,15 +33,6 @@ from typing import Callable
 _CYTHON_BLAS = "scipy.linalg.cython_blas"
 
 
-def is_the_command_line() -> bool:
-    """Whether this process is the ``simcore`` command (or ``python -m simcore.cli``)."""
-    import os
-
-    orig = getattr(sys, "orig_argv", [])  # ``python -m simcore.cli``: argv[0] is "-m" here
-    return (os.path.basename(sys.argv[0]) == "simcore"
-            or any(a == "-m" and b == "simcore.cli" for a, b in zip(orig, orig[1:])))
-
-
 def one_blas_thread_for_the_command_line() -> None:
     """Set ``OPENBLAS_NUM_THREADS=1`` when this process is the ``simcore`` command (or
     ``python -m simcore.cli``) and NumPy is not loaded yet (see the module docstring). A
@@ -49,7 +40,10 @@ def one_blas_thread_for_the_command_line() -> None:
     own linear algebra may want threads)."""
     import os
 
-    if is_the_command_line() and "numpy" not in sys.modules:
+    orig = getattr(sys, "orig_argv", [])  # ``python -m simcore.cli``: argv[0] is "-m" here
+    command = (os.path.basename(sys.argv[0]) == "simcore"
+               or any(a == "-m" and b == "simcore.cli" for a, b in zip(orig, orig[1:])))
+    if command and "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 

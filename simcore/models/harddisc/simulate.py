@@ -63,6 +63,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
         _renumber(P, I, E, perm, ncx, ncy)
     _index_cells(I, head, nxt, prv, ncx, ncy)
     cells = np.empty(9, dtype=np.int64)
+    leaves = tree.shape[0] // 2  # leaf of particle i: leaves + i
     t_end = t_stop
     since = 0
     pending = 0  # particles 0..pending-1 have their first predictions
@@ -274,7 +275,7 @@ def _simulate(pos, vel, Lx, Ly, xper, yper, rw, sigma, inter, ncx, ncy, t_stop, 
                 # index) of its two children, so the root holds the next event; the
                 # sibling is the only load per level (both share a 32-byte block), the
                 # choice a select, and the climb stops where a node does not change
-                k = tree.shape[0] // 2 + m
+                k = leaves + m
                 tree[k, 0] = key
                 ck = key
                 cj = float(m)
