@@ -21,6 +21,10 @@ from simcore._lazy_imports import one_blas_thread_for_the_command_line  # noqa: 
 one_blas_thread_for_the_command_line()  # before anything below loads NumPy
 start_probe()  # a first run's thread choice samples the others' load during the imports
 
+from simcore._numba_cache import install as _install_kernel_cache  # noqa: E402
+
+_install_kernel_cache()  # before any kernel module loads: a callee's change recompiles its callers
+
 from simcore.api import run  # noqa: E402
 from simcore.config import presets  # noqa: E402
 from simcore.io.trajectory import open_trajectory  # noqa: E402
