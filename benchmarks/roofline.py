@@ -7,13 +7,15 @@ vector instructions a pair needs and how many the core issues per cycle. This sc
 1. measures the core clock (a dependent chain of 64-bit integer multiply + xor, 3 + 1
    cycles on every Intel core since Nehalem and on AMD Zen: uops.info),
 2. compiles the float32 loop afresh and counts, in its assembly, the vector instructions
-   of each path through the hot (vectorised) loop, i.e. per 8 pairs with 256-bit
-   vectors — loads that only feed an operand (vmovups/vbroadcastss from memory) go to
-   the load ports and are counted apart,
+   of each path through the hot (vectorised) loop, i.e. per 16 pairs with 512-bit
+   vectors (the float32 loop asks for them where the CPU has AVX-512) or per 8 with
+   256-bit ones — loads that only feed an operand (vmovups/vbroadcastss from memory) go
+   to the load ports and are counted apart,
 3. times the loop (all pairs, N = 2000 cohesive school, and the dewi case-4 box at
    N = 1000, one thread) and prints the vector instructions it retires per cycle,
-   against the issue limit of 3 per cycle (ports 0, 1 and 5 execute 256-bit vector
-   ALU operations; uops.info), and the floor in ns per pair that this limit implies.
+   against the issue limit: 3 per cycle for 256-bit vector ALU operations (ports 0, 1
+   and 5), 2 for 512-bit ones (ports 0 and 5; port 1's vector unit is fused into port
+   0's; uops.info), and the floor in ns per pair that this limit implies.
 
     python benchmarks/roofline.py
 
@@ -45,7 +47,7 @@ from simcore.models import couzin  # noqa: E402
 from simcore.models.couzin import rules  # noqa: E402
 from simcore.rng import kernel_key  # noqa: E402
 
-ISSUE_WIDTH = 3  # 256-bit vector ALU ports (0, 1, 5)
+ISSUE_WIDTH = {8: 3, 16: 2}  # vector ALU ports by float32 lanes: 256-bit 0, 1, 5; 512-bit 0, 5
 CHAIN_LATENCY = 4  # cycles of imul r64 (3) + xor (1); float add latency varies (2-4)
 
 
@@ -220,14 +222,15 @@ def main(argv=None) -> None:
         ns = ns_per_pair(params, steps)
         alu = paths[path][0]
         cycles = ns * ghz
-        floor = alu / lanes / ISSUE_WIDTH
+        issue = ISSUE_WIDTH[lanes]
+        floor = alu / lanes / issue
         print(f"{label}: {ns:.3f} ns per pair = {cycles:.2f} cycles; its path's {alu} ALU "
               f"instructions per {lanes} pairs retire at {alu / lanes / cycles:.2f} per cycle "
-              f"(issue limit {ISSUE_WIDTH}: floor {floor:.2f} cycles = "
+              f"(issue limit {issue}: floor {floor:.2f} cycles = "
               f"{floor / ghz:.3f} ns per pair, {floor / cycles:.0%} of the time measured)")
         if floor > cycles:  # the measured loop beats the model's floor: the model is wrong
             print(f"  -> the model does not describe this core: the loop retires more than "
-                  f"{ISSUE_WIDTH} vector instructions per cycle (the limit is the Intel core's three "
+                  f"{issue} vector instructions per cycle (the limit is the Intel core's "
                   "vector ALU ports; AMD Zen 1 has four 128-bit FP pipes, and LLVM may unroll "
                   "the loop so that the instructions counted cover more pairs); no floor or "
                   "ceiling follows from it here")

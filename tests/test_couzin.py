@@ -216,6 +216,26 @@ def test_float32_threaded_and_serial_kernels_give_the_same_bits():
     assert np.array_equal(out[0], out[1])
 
 
+def test_only_the_float32_pair_loop_asks_for_512_bit_vectors():
+    # The float64 default keeps LLVM's own vector width (its seeded bits depend on it).
+    from numba import njit
+
+    from simcore.models.couzin.rules import _wide_vectors_for
+
+    @njit
+    def marked(copies):
+        _wide_vectors_for(copies)
+        return copies[0]
+
+    for dtype in (np.float32, np.float64):
+        marked(np.zeros(1, dtype))
+    ir = {str(sig): text for sig, text in marked.inspect_llvm().items()}
+    assert sorted(ir) == ["(Array(float32, 1, 'C', False, aligned=True),)",
+                          "(Array(float64, 1, 'C', False, aligned=True),)"]
+    wide = '"prefer-vector-width"="512"'
+    assert [wide in text for sig, text in sorted(ir.items())] == [True, False]
+
+
 def test_dewi_wrap_is_python_modulo_bit_for_bit():
     """The dewi move wraps with Python's float ``%`` (as dewi-kadita does); its fast path
     must give the same bits everywhere, zeros, both edges and far outside included."""
