@@ -38,7 +38,7 @@ from simcore import __version__
 from simcore._cpu import idle_threads, usable_cores
 from simcore._errors import UserInputError
 from simcore._interrupt import RunInterrupted, stop_requests
-from simcore._progress import progress
+from simcore._progress import progress, watch_compiles
 from simcore.config import RunSettings, run_parameters_json
 from simcore.io.checkpoint import (check_state_like, load_checkpoint, save_checkpoint)
 from simcore.io.atomic import close_later, fsync_dir, replace, unlink
@@ -398,7 +398,7 @@ class _Run:
 
     # ------------------------------------------------------------------ the run
     def execute(self, action: str) -> None:
-        with stop_requests() as stop:
+        with stop_requests() as stop, watch_compiles(self._compiling) as compile_seconds:
             try:
                 if action == "resume":
                     self._resume()
@@ -408,7 +408,7 @@ class _Run:
                     self._start()
                 bar = progress(self.settings.steps, initial=self.marks[self.frames.n_frames - 1],
                                unit=self.model.step_unit, desc=self.model_name,
-                               quiet=self.quiet)
+                               quiet=self.quiet, paused=compile_seconds)
                 try:
                     stopped = self._loop(stop, bar)
                 finally:
@@ -424,6 +424,10 @@ class _Run:
             self._interrupted(stop.signum)
         self.log(f"Wrote {self.out} ({len(self.marks)} frames, {self.settings.steps} "
                  f"{self.model.step_unit}s).")
+
+    def _compiling(self) -> None:
+        self.log(f"{self.model_name}: compiling the engine's kernels for this CPU (once after "
+                 "installing or updating simcore; later runs load them from Numba's cache) ...")
 
     def _loop(self, stop, bar) -> bool:
         """Advance and write every remaining frame; True if a stop signal ended it early."""

@@ -49,7 +49,39 @@ def test_a_run_logs_progress_lines_when_stderr_is_a_file(tmp_path, capsys, monke
     simcore.run("harddisc", overrides={"n": 30, "phi": 0.05, "t_end": 3.0, "frame_dt": 1.0},
                 out=tmp_path / "hd.nc", quiet=False)
     err = capsys.readouterr().err.splitlines()
-    steps = [line for line in err if line.startswith("harddisc: ")]
+    steps = [line for line in err if line.startswith("harddisc: ") and "interval" in line]
     assert [s.split(" (")[0] for s in steps] == [
         "harddisc: 1/3 frame interval", "harddisc: 2/3 frame interval",
         "harddisc: 3/3 frame interval"]
+
+
+def test_the_rate_leaves_out_the_seconds_spent_compiling():
+    clock, out = FakeClock(), io.StringIO()
+    compiling = [8.0]  # before the loop (frame 0): not in this report's time
+    bar = LogProgress(1000, desc="abp", unit="step", interval=60.0, stream=out, clock=clock,
+                      paused=lambda: compiling[0])
+    compiling[0] = 88.0  # the first chunk of 10 steps compiled the kernels for 80 s
+    clock.t += 81.0
+    bar.update(10)
+    assert out.getvalue().splitlines() == [
+        "abp: 10/1000 step (1.0 %), 10 step/s, elapsed 0:01:21, left 0:01:39"]
+
+
+_RUN_LINEAR = ("import simcore; simcore.run('linear', steps=20, write_every=10, out='lin.nc', "
+               "overwrite=True, quiet=False)")
+
+
+def test_a_run_says_when_it_compiles_and_not_when_the_cache_serves_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"),
+           "SIMCORE_PROGRESS_SECONDS": "0"}
+    said = []
+    for _ in range(2):  # a cold cache, then the same cache warm
+        err = subprocess.run([sys.executable, "-c", _RUN_LINEAR], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, check=True).stderr
+        said.append([line for line in err.splitlines() if "compiling" in line])
+    assert len(said[0]) == 1 and said[0][0].startswith("linear: compiling the engine's kernels")
+    assert said[1] == []
