@@ -1,11 +1,12 @@
-"""Numba's on-disk cache of simcore's kernels, keyed on all of simcore's Numba sources.
+"""Numba's on-disk cache of simcore's kernels, keyed on all of simcore's compiled sources.
 
 Numba stamps a cached function with its own file's contents only, so a kernel keeps the
 machine code of callees (and module constants) from other files that it was compiled
 with: after a ``git pull`` that changes only ``rng.py``, every kernel that inlines the
 noise would silently run the old noise. :func:`install` puts a locator first in Numba's
 list that, for functions defined under this package, adds a digest of every simcore
-source file that uses Numba to the stamp, so a change in any of them recompiles them all
+source file that defines compiled code to the stamp, so a change in any of them recompiles
+them all (files that only call the kernels, such as the driver, do not count)
 (a few minutes once in a developer's checkout; nothing for an installed release, whose
 files change only with its version). Where it files the cache is Numba's usual choice
 (``NUMBA_CACHE_DIR``, else the package's ``__pycache__``, else the user-wide cache).
@@ -20,13 +21,16 @@ import os
 from numba.core import caching
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# decorators of compiled code; a file holding none of them adds nothing to a kernel
+_COMPILED_MARKERS = (b"@njit", b"@jit", b"@intrinsic", b"@vectorize", b"@guvectorize",
+                     b"@overload")
 _CacheImpl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
 
 
 @functools.lru_cache(maxsize=1)
 def kernel_sources_digest() -> str:
-    """SHA-256 (hex) over the paths and contents of simcore's ``.py`` files that use Numba,
-    read once per process."""
+    """SHA-256 (hex) over the paths and contents of simcore's ``.py`` files that define
+    compiled code (:data:`_COMPILED_MARKERS`), read once per process."""
     digest = hashlib.sha256()
     for folder, dirs, files in os.walk(_PACKAGE_DIR):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
@@ -34,7 +38,7 @@ def kernel_sources_digest() -> str:
             path = os.path.join(folder, name)
             with open(path, "rb") as fh:
                 text = fh.read()
-            if b"numba" in text:
+            if any(marker in text for marker in _COMPILED_MARKERS):
                 digest.update(os.path.relpath(path, _PACKAGE_DIR).encode() + b"\0")
                 digest.update(hashlib.sha256(text).digest())
     return digest.hexdigest()
