@@ -41,10 +41,10 @@ from numba import njit
 from simcore import neighbors
 from simcore._errors import UserInputError
 from simcore.engine import Engine
-from simcore.models.active.forces import _compute_forces
+from simcore.models.active.forces import compute_forces
 from simcore.models.active.forces import PAIR_BLOCK
 from simcore.models.active.integrate import (N_STATUS, ST_LISTS_VALID, ST_NEEDED_CAPACITY,
-                                             ST_NEEDED_PAIRS, ST_PAIRS, _run_steps)
+                                             ST_NEEDED_PAIRS, ST_PAIRS, run_steps_for)
 from simcore.models.active.params import (
     _PARALLEL_MIN_N_FORCES, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, HAS_VELOCITIES, NAME,
     NDIM, POTENTIALS, PRESET_DOCS, PRESETS, WCA_RANGE, Params, _max_jump, extra_variables,
@@ -146,10 +146,10 @@ def forces(state, params: Params, divergence: bool = False,
     _, side, ncell, reach = work["plan"]
     if parallel is None:
         parallel = params.n >= _PARALLEL_MIN_N_FORCES and numba.get_num_threads() > 1
-    _compute_forces(state["positions"], params.box, side, ncell, reach, work["cell_of"],
-                    work["bucket_of"], work["bucket_start"], work["order"], work["xs"],
-                    work["ys"], work["keys"], *_force_args(params), params.kappa, work["force"],
-                    work["div"], divergence, parallel, work["grid_nc"])
+    compute_forces(parallel)(state["positions"], params.box, side, ncell, reach, work["cell_of"],
+                             work["bucket_of"], work["bucket_start"], work["order"], work["xs"],
+                             work["ys"], work["keys"], *_force_args(params), params.kappa,
+                             work["force"], work["div"], divergence, work["grid_nc"])
     return work["force"].copy(), work["div"].copy()
 
 
@@ -241,13 +241,13 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
         chunk = min(n_steps - done, SORT_EVERY - now % SORT_EVERY)
         theta = state["theta"] if abp else np.zeros(0)
         g = state["n_hat"] if abp else state["g"]
-        done += _run_steps(
+        done += run_steps_for(bool(parallel), abp)(
             state["positions"], state["image"], theta, g, work["force"], work["div"], params.box,
             side, ncell, reach, work["cell_of"], work["bucket_of"], work["bucket_start"],
             work["order"], work["xs"], work["ys"], work["keys"], *_force_args(params),
             params.kappa, params.dt, params.v0, params.mu, params.D_t, params.D_r, params.gamma,
-            abp, params.noise == "uniform", np.uint64(key), np.int64(now),
-            np.int64(chunk), bool(parallel), _max_jump(params), unstable,
+            params.noise == "uniform", np.uint64(key), np.int64(now),
+            np.int64(chunk), _max_jump(params), unstable,
             work["verlet_nc"] or work["grid_nc"], work["nb"], work["nb_count"], work["ref"],
             work["r_list"],
             work["status"], state["ids"], work["pi"], work["pj"], work["pair_buf"],

@@ -307,41 +307,59 @@ def _forces_serial(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, po
         force[i, 0], force[i, 1], div[i] = fx, fy, dv
 
 
-@njit(cache=True)
-def _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order, xs, ys,
-                    keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force, div, want_div,
-                    parallel, grid_nc):
-    """Pair forces plus the trap −κ(x − L/2); and ∇·F if ``want_div``.
+def _compute_forces_for(parallel: bool):
+    """:func:`compute_forces` for threaded (``parallel``) or serial sums, compiled with
+    ``parallel`` a constant (a closure cell): only that path's kernels compile."""
 
-    With ``grid_nc`` >= 3 a direct row-major grid is used (three contiguous row ranges
-    per particle); otherwise the general hashed cell list (small boxes: one cell).
-    """
-    n = pos.shape[0]
-    if pot == 0:
-        for i in range(n):
-            force[i, 0] = force[i, 1] = div[i] = 0.0
-    elif grid_nc >= 3:
-        gside = L / grid_nc
-        neighbors.build_grid2d(pos, grid_nc, gside, bucket_start, order, xs, ys)
-        if parallel:
-            _grid_forces_parallel(order, grid_nc, L, gside, bucket_start, xs, ys, pot, sig2,
-                                  eps24, rc2, k, beta, contact, force, div, want_div)
+    @njit(cache=True)
+    def _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order, xs,
+                        ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force, div,
+                        want_div, grid_nc):
+        """Pair forces plus the trap −κ(x − L/2); and ∇·F if ``want_div``.
+
+        With ``grid_nc`` >= 3 a direct row-major grid is used (three contiguous row ranges
+        per particle); otherwise the general hashed cell list (small boxes: one cell).
+        """
+        n = pos.shape[0]
+        if pot == 0:
+            for i in range(n):
+                force[i, 0] = force[i, 1] = div[i] = 0.0
+        elif grid_nc >= 3:
+            gside = L / grid_nc
+            neighbors.build_grid2d(pos, grid_nc, gside, bucket_start, order, xs, ys)
+            if parallel:
+                _grid_forces_parallel(order, grid_nc, L, gside, bucket_start, xs, ys, pot, sig2,
+                                      eps24, rc2, k, beta, contact, force, div, want_div)
+            else:
+                _grid_forces_serial(order, grid_nc, L, gside, bucket_start, xs, ys, pot, sig2, eps24,
+                                    rc2, k, beta, contact, force, div, want_div)
         else:
-            _grid_forces_serial(order, grid_nc, L, gside, bucket_start, xs, ys, pot, sig2, eps24,
-                                rc2, k, beta, contact, force, div, want_div)
-    else:
-        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
-        _gather(pos, order, xs, ys)
-        _keys(cell_of, order, keys)
-        if parallel:
-            _forces_parallel(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot,
-                             sig2, eps24, rc2, k, beta, contact, force, div, want_div)
-        else:
-            _forces_serial(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot, sig2,
-                           eps24, rc2, k, beta, contact, force, div, want_div)
-    if kappa > 0.0:
-        c = 0.5 * L
-        for i in range(n):
-            force[i, 0] -= kappa * (pos[i, 0] - c)
-            force[i, 1] -= kappa * (pos[i, 1] - c)
-            div[i] -= 2.0 * kappa
+            neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+            _gather(pos, order, xs, ys)
+            _keys(cell_of, order, keys)
+            if parallel:
+                _forces_parallel(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot,
+                                 sig2, eps24, rc2, k, beta, contact, force, div, want_div)
+            else:
+                _forces_serial(pos, L, ncell, reach, cell_of, bucket_start, xs, ys, keys, pot, sig2,
+                               eps24, rc2, k, beta, contact, force, div, want_div)
+        if kappa > 0.0:
+            c = 0.5 * L
+            for i in range(n):
+                force[i, 0] -= kappa * (pos[i, 0] - c)
+                force[i, 1] -= kappa * (pos[i, 1] - c)
+                div[i] -= 2.0 * kappa
+
+    return _compute_forces
+
+
+# module globals, so that the step loops call them by name (a dispatcher in a closure cell
+# would enter their cache key, and pickles differently in every process)
+_compute_forces_serial = _compute_forces_for(False)
+_compute_forces_parallel = _compute_forces_for(True)
+
+
+def compute_forces(parallel: bool):
+    """The compiled pair-force sum (serial, or threaded if ``parallel``): arguments as
+    :func:`_compute_forces_for`'s function."""
+    return _compute_forces_parallel if parallel else _compute_forces_serial

@@ -1,15 +1,17 @@
 """The active-particle time step: per-particle integration and the step loop
-(:func:`_run_steps`), with the Verlet-list status fields."""
+(:func:`run_steps_for`), with the Verlet-list status fields."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import njit, prange, uint64
 
 from simcore import neighbors, rng
-from simcore.models.active.forces import (_compute_forces, _half_pairs, _verlet_forces_parallel,
+from simcore.models.active.forces import (_compute_forces_parallel, _compute_forces_serial,
+                                          _half_pairs, _verlet_forces_parallel,
                                           _verlet_forces_serial, _wca_pair_forces_serial)
 
 
@@ -411,95 +413,115 @@ ST_NEEDED_PAIRS = 3  # pairs the flat list needed when its arrays were too short
 N_STATUS = 4
 
 
-@njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
-def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
-               bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa,
-               dt, v0, mu, D_t, D_r, gamma, abp, uniform_noise, key, step0, n_steps, parallel,
-               max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids, pi, pj,
-               pair_buf, noise):
-    """Advance up to ``n_steps``; returns the number of steps done (fewer when the Verlet
-    lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity they need;
-    or when the flat pair arrays ``pi``, ``pj`` were too short: ``status[ST_NEEDED_PAIRS]``).
+@functools.cache
+def run_steps_for(parallel: bool, abp: bool):
+    """The step loop for threaded (``parallel``) or serial runs of ABP (``abp``) or AOUP
+    particles, compiled on its first call (then loaded from Numba's cache).
 
-    WCA runs, serial or threaded, sum the forces over a flat half pair list made from the
-    Verlet lists at each rebuild (:func:`_wca_pair_forces_serial`, same bits as the list
-    kernels); threaded runs thread the list builds and the integration."""
-    use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
-    half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
-    moved2 = -1.0  # largest displacement since the lists were built (the integration's)
-    for s in range(n_steps):
-        noise_drawn = False
-        if use_verlet:
-            if moved2 < 0.0:  # first step of this call
-                if parallel:
-                    moved2 = neighbors.max_displacement2_parallel(pos, ref, L)
-                else:
-                    moved2 = neighbors.max_displacement2(pos, ref, L)
-            if status[ST_LISTS_VALID] == 0 or moved2 > half_skin2:
-                if parallel:
-                    largest = neighbors.build_verlet2d_parallel(
-                        pos, L, grid_nc, L / grid_nc, bucket_start, order, xs, ys, r_list, nb,
-                        nb_count, ref)
-                else:
-                    largest = neighbors.build_verlet2d(pos, L, grid_nc, L / grid_nc,
-                                                       bucket_start, order, xs, ys, r_list, nb,
-                                                       nb_count, ref)
-                if largest > nb.shape[1]:
-                    status[ST_NEEDED_CAPACITY] = largest
-                    status[ST_LISTS_VALID] = 0
-                    return s
-                status[ST_LISTS_VALID] = 1
-                status[ST_PAIRS] = -1
-            if pot == 1:  # threaded runs too: the flat kernel on one thread beats the
-                # full-list kernel on two (benchmarks/RESULTS.md)
-                if status[ST_PAIRS] < 0:
-                    m = _half_pairs(nb, nb_count, pi, pj)
-                    if m < 0:
-                        status[ST_NEEDED_PAIRS] = -m
+    One compiled loop per pair: the two are constants of it (closure cells, part of
+    Numba's cache key), so the branches on them are pruned before typing and a run
+    compiles only the kernels its path calls (ABP's defaults: ~20 s on a cold cache,
+    against ~70 s for a loop typed with every path)."""
+
+    @njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
+    def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
+                   bucket_start, order, xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact,
+                   kappa, dt, v0, mu, D_t, D_r, gamma, uniform_noise, key, step0, n_steps,
+                   max_jump, unstable, grid_nc, nb, nb_count, ref, r_list, status, ids, pi, pj,
+                   pair_buf, noise):
+        """Advance up to ``n_steps``; returns the number of steps done (fewer when the
+        Verlet lists overflowed: ``status[ST_NEEDED_CAPACITY]`` then holds the capacity
+        they need; or when the flat pair arrays ``pi``, ``pj`` were too short:
+        ``status[ST_NEEDED_PAIRS]``).
+
+        WCA runs, serial or threaded, sum the forces over a flat half pair list made from
+        the Verlet lists at each rebuild (:func:`_wca_pair_forces_serial`, same bits as the
+        list kernels); threaded runs thread the list builds and the integration."""
+        use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
+        half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
+        moved2 = -1.0  # largest displacement since the lists were built (the integration's)
+        for s in range(n_steps):
+            noise_drawn = False
+            if use_verlet:
+                if moved2 < 0.0:  # first step of this call
+                    if parallel:
+                        moved2 = neighbors.max_displacement2_parallel(pos, ref, L)
+                    else:
+                        moved2 = neighbors.max_displacement2(pos, ref, L)
+                if status[ST_LISTS_VALID] == 0 or moved2 > half_skin2:
+                    if parallel:
+                        largest = neighbors.build_verlet2d_parallel(
+                            pos, L, grid_nc, L / grid_nc, bucket_start, order, xs, ys, r_list, nb,
+                            nb_count, ref)
+                    else:
+                        largest = neighbors.build_verlet2d(pos, L, grid_nc, L / grid_nc,
+                                                           bucket_start, order, xs, ys, r_list, nb,
+                                                           nb_count, ref)
+                    if largest > nb.shape[1]:
+                        status[ST_NEEDED_CAPACITY] = largest
+                        status[ST_LISTS_VALID] = 0
                         return s
-                    status[ST_PAIRS] = m
-                if parallel and abp:  # forces on one thread, the noise on the other
-                    _wca_forces_and_abp_noise(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24,
-                                              rc2, pair_buf, force, key, step0 + s, ids,
-                                              uniform_noise, noise)
-                    noise_drawn = True
+                    status[ST_LISTS_VALID] = 1
+                    status[ST_PAIRS] = -1
+                if pot == 1:  # threaded runs too: the flat kernel on one thread beats the
+                    # full-list kernel on two (benchmarks/RESULTS.md)
+                    if status[ST_PAIRS] < 0:
+                        m = _half_pairs(nb, nb_count, pi, pj)
+                        if m < 0:
+                            status[ST_NEEDED_PAIRS] = -m
+                            return s
+                        status[ST_PAIRS] = m
+                    if parallel and abp:  # forces on one thread, the noise on the other
+                        _wca_forces_and_abp_noise(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24,
+                                                  rc2, pair_buf, force, key, step0 + s, ids,
+                                                  uniform_noise, noise)
+                        noise_drawn = True
+                    else:
+                        _wca_pair_forces_serial(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24,
+                                                rc2, pair_buf, force)
+                elif parallel:
+                    _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
+                                            contact, force)
                 else:
-                    _wca_pair_forces_serial(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24,
-                                            rc2, pair_buf, force)
-            elif parallel:
-                _verlet_forces_parallel(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
-                                        contact, force)
+                    _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
+                                          contact, force)
+                if kappa > 0.0:
+                    c = 0.5 * L
+                    for i in range(pos.shape[0]):
+                        force[i, 0] -= kappa * (pos[i, 0] - c)
+                        force[i, 1] -= kappa * (pos[i, 1] - c)
             else:
-                _verlet_forces_serial(pos, L, nb, nb_count, pot, sig2, eps24, rc2, k, beta,
-                                      contact, force)
-            if kappa > 0.0:
-                c = 0.5 * L
-                for i in range(pos.shape[0]):
-                    force[i, 0] -= kappa * (pos[i, 0] - c)
-                    force[i, 1] -= kappa * (pos[i, 1] - c)
-        else:
-            _compute_forces(pos, L, side, ncell, reach, cell_of, bucket_of, bucket_start, order,
-                            xs, ys, keys, pot, sig2, eps24, rc2, k, beta, contact, kappa, force,
-                            div, False, parallel, grid_nc)
-        if noise_drawn:
-            moved2 = _update_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
-                                          max_jump, unstable, ref, use_verlet, noise)
-        elif parallel and abp:
-            moved2 = _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t,
-                                             D_r, uniform_noise, key, step0 + s, max_jump,
+                if parallel:
+                    _compute_forces_parallel(pos, L, side, ncell, reach, cell_of, bucket_of,
+                                             bucket_start, order, xs, ys, keys, pot, sig2,
+                                             eps24, rc2, k, beta, contact, kappa, force, div,
+                                             False, grid_nc)
+                else:
+                    _compute_forces_serial(pos, L, side, ncell, reach, cell_of, bucket_of,
+                                           bucket_start, order, xs, ys, keys, pot, sig2, eps24,
+                                           rc2, k, beta, contact, kappa, force, div, False,
+                                           grid_nc)
+            if noise_drawn:
+                moved2 = _update_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
+                                              max_jump, unstable, ref, use_verlet, noise)
+            elif parallel and abp:
+                moved2 = _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t,
+                                                 D_r, uniform_noise, key, step0 + s, max_jump,
+                                                 unstable, ids, ref, use_verlet)
+            elif parallel:
+                moved2 = _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
+                                             gamma, abp, uniform_noise, key, step0 + s, max_jump,
                                              unstable, ids, ref, use_verlet)
-        elif parallel:
-            moved2 = _integrate_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
-                                         gamma, abp, uniform_noise, key, step0 + s, max_jump,
-                                         unstable, ids, ref, use_verlet)
-        elif abp:
-            moved2 = _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
-                                           uniform_noise, key, step0 + s, max_jump, unstable,
-                                           ids, ref, use_verlet)
-        else:
-            moved2 = _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
-                                       gamma, abp, uniform_noise, key, step0 + s, max_jump,
-                                       unstable, ids, ref, use_verlet)
-        if unstable[0]:
-            return s + 1
-    return n_steps
+            elif abp:
+                moved2 = _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
+                                               uniform_noise, key, step0 + s, max_jump, unstable,
+                                               ids, ref, use_verlet)
+            else:
+                moved2 = _integrate_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
+                                           gamma, abp, uniform_noise, key, step0 + s, max_jump,
+                                           unstable, ids, ref, use_verlet)
+            if unstable[0]:
+                return s + 1
+        return n_steps
+
+    return _run_steps
