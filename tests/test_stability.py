@@ -94,7 +94,7 @@ def test_couzin_non_finite_headings_are_caught(monkeypatch):
     def poisoned(pos, head, *args):
         head[3, 0] = np.nan
 
-    monkeypatch.setattr(couzin, "_run_steps", poisoned)
+    monkeypatch.setattr(couzin, "run_steps_for", lambda parallel: poisoned)
     with pytest.raises(UnstableRunError, match=r"before step 17 \(in the chunk of steps 7\.\.17\)"):
         couzin.advance(state, p, 1, 7, 10)
 

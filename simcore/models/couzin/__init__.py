@@ -48,7 +48,7 @@ from simcore.engine import Engine, Option
 from simcore.models.couzin.params import (
     _PARALLEL_MIN_N, BOUNDARIES, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, NAME, NDIM,
     PRESET_DOCS, PRESETS, RULES, Params, extra_variables, geometry, time_per_step, warnings)
-from simcore.models.couzin.rules import NO_CELL, PADDING, _run_steps, turn_limits
+from simcore.models.couzin.rules import NO_CELL, PADDING, run_steps_for, turn_limits
 
 # the engine's public names
 __all__ = ["ENGINE", "Params", "PRESETS", "PRESET_DOCS", "RULES", "BOUNDARIES", "init_state",
@@ -201,14 +201,14 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     cos_fov = math.cos(math.radians(params.field_of_view / 2))
     L = params.box
     _check_reach(state, params, step, n_steps)
-    _run_steps(state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
-               work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"],
-               work["origin"], work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"],
-               work["keys"], RULES[params.rule], BOUNDARIES[params.boundary], L,
-               params.r_r ** 2, params.r_o ** 2, params.r_a ** 2, cos_fov, cos_blind,
-               params.orientation_weight, turn_limits(params.turning_rate * params.dt), params.noise,
-               params.speed, params.dt, np.uint64(key), np.int64(step), np.int64(n_steps),
-               bool(parallel))
+    run_steps_for(bool(parallel))(
+        state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
+        work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"], work["origin"],
+        work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"], work["keys"],
+        RULES[params.rule], BOUNDARIES[params.boundary], L, params.r_r ** 2, params.r_o ** 2,
+        params.r_a ** 2, cos_fov, cos_blind, params.orientation_weight,
+        turn_limits(params.turning_rate * params.dt), params.noise, params.speed, params.dt,
+        np.uint64(key), np.int64(step), np.int64(n_steps))
     if not (np.isfinite(state["positions"]).all() and np.isfinite(state["headings"]).all()):
         from simcore._errors import UnstableRunError
 
