@@ -145,10 +145,14 @@ def _renumber(P, I, E, perm, ncx, ncy):
         perm2[k] = perm[i]
         if I[i, 2] >= 0:
             I2[k, 2] = new[I[i, 2]]
-    P[:] = P2
-    I[:] = I2
-    E[:] = E2
-    perm[:] = perm2
+    for k in range(n):  # (loops: slice assignment compiles a shape check, ~2.7 s)
+        for a in range(P.shape[1]):
+            P[k, a] = P2[k, a]
+        for a in range(I.shape[1]):
+            I[k, a] = I2[k, a]
+        for a in range(E.shape[1]):
+            E[k, a] = E2[k, a]
+        perm[k] = perm2[k]
 
 
 @njit(cache=True)
