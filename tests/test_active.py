@@ -419,3 +419,35 @@ def test_blocked_abp_integration_matches_the_particle_step(uniform_noise):
     for x, y in zip(a, b):
         assert x.tobytes() == y.tobytes()
     assert np.array_equal(np.array(ma), np.array(mb), equal_nan=True)
+
+
+_SERIAL_AOUP_RUN = """
+import importlib
+import numpy as np
+from simcore.models import active
+forces = importlib.import_module("simcore.models.active.forces")  # (active.forces: a function)
+integrate = importlib.import_module("simcore.models.active.integrate")
+p = active.Params(n=64, propulsion="aoup", potential="none", phi=0.1)
+state = active.init_state(p, 1)
+active.advance(state, p, np.uint64(1), 0, 5, parallel=False)
+compiled = {name: bool(getattr(module, name).signatures) for module, name in (
+    (integrate, "_integrate_serial"), (integrate, "_integrate_parallel"),
+    (integrate, "_integrate_abp_serial"), (integrate, "_integrate_abp_parallel"),
+    (integrate, "_update_abp_parallel"), (forces, "_compute_forces_serial"),
+    (forces, "_compute_forces_parallel"), (integrate, "_wca_forces_and_abp_noise"))}
+print(sorted(name for name, done in compiled.items() if done))
+"""
+
+
+def test_a_serial_aoup_run_compiles_only_its_own_kernels(tmp_path):
+    """The step loop is compiled per (threads, propulsion): a serial AOUP run on a cold
+    cache compiles the serial AOUP integrator and the serial force sum, none of the
+    threaded or ABP kernels (a loop typed with every path compiled them all: 78 s)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    out = subprocess.run([sys.executable, "-c", _SERIAL_AOUP_RUN], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['_compute_forces_serial', '_integrate_serial']"
