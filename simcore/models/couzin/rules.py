@@ -69,15 +69,19 @@ def _pack(cx, cy, cz, narrow):
 
 
 @njit(cache=True)
-def _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys):
+def _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
+                   new_cells):
     """Copy the state into cell order (structure of arrays) for contiguous pair loops,
     positions relative to ``origin`` (zero in float64; the group's centre in float32, so
-    that single precision resolves distances however far the group has swum)."""
+    that single precision resolves distances however far the group has swum); the cell
+    keys only if the cell lists are ``new_cells`` (rewriting unchanged keys would take
+    their cache lines from the other threads' cores every step)."""
     for t in range(order.shape[0]):
         j = order[t]
         xs[t], ys[t], zs[t] = pos[j, 0] - origin[0], pos[j, 1] - origin[1], pos[j, 2] - origin[2]
         hxs[t], hys[t], hzs[t] = head[j, 0], head[j, 1], head[j, 2]
-        keys[t] = _pack(cell_of[j, 0], cell_of[j, 1], cell_of[j, 2], keys.itemsize == 4)
+        if new_cells:
+            keys[t] = _pack(cell_of[j, 0], cell_of[j, 1], cell_of[j, 2], keys.itemsize == 4)
 
 
 @njit(cache=True)
@@ -457,7 +461,8 @@ def run_steps_for(parallel: bool):
                 neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
             if recentre:
                 _centre(pos, origin)
-            _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys)
+            _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
+                           s == 0 or not one_cell)
             if parallel:
                 _decide_all_parallel(pos, head, scratch, box, ncell, reach, cell_of,
                                      bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
