@@ -32,6 +32,23 @@ def run_cli(*args, check_rc=None, env=None, timeout=600):
     return proc
 
 
+def open_descriptors() -> set[str]:
+    """This process's open file descriptors (Linux); the listing's own descriptor is the
+    lowest free one, so compare after :func:`join_freeing_threads`."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+def join_freeing_threads() -> None:
+    """Wait for simcore's threads that close replaced files' descriptors after a run
+    returns (``simcore.io.atomic.close_later``): until they finish, the set of open
+    descriptors still changes."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "simcore-free-blocks":
+            thread.join(timeout=30)
+
+
 def assert_same_file(a, b, ignore_attrs=("provenance",)):
     """All variables byte-identical and all global attributes equal but ``ignore_attrs``."""
     with netCDF4.Dataset(a) as x, netCDF4.Dataset(b) as y:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import zlib
 
@@ -22,8 +21,7 @@ from simcore.io.outputs import partial_paths
 from simcore.io.checkpoint import read_checkpoint_meta
 from simcore.io.framelog import FrameLogReader
 
-from conftest import run_cli
-from conftest import assert_same_file
+from conftest import assert_same_file, join_freeing_threads, open_descriptors, run_cli
 
 KW = dict(preset="swarm", steps=200, seed=4, write_every=5,
           overrides={"n": 50, "checkpoint_every": 4})
@@ -85,16 +83,6 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert out.exists() and not lock.exists()
 
 
-def _open_descriptors() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
-def _join_freeing_threads() -> None:
-    for thread in threading.enumerate():
-        if thread.name == "simcore-free-blocks":
-            thread.join(timeout=30)
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd (Linux)")
 def test_replace_and_unlink_free_the_old_file_and_leak_no_descriptor(tmp_path):
     """The old file's blocks are freed by a thread; the names change at once, and every
@@ -102,7 +90,8 @@ def test_replace_and_unlink_free_the_old_file_and_leak_no_descriptor(tmp_path):
     from simcore.io.atomic import replace, unlink
 
     target, tmp = tmp_path / "out.nc", tmp_path / "out.part.nc"
-    before = _open_descriptors()
+    join_freeing_threads()  # earlier tests' closes: the set must stand still meanwhile
+    before = open_descriptors()
     for content in (b"first", b"second"):  # into a missing name, then over an existing file
         tmp.write_bytes(content)
         replace(tmp, target)
@@ -114,8 +103,8 @@ def test_replace_and_unlink_free_the_old_file_and_leak_no_descriptor(tmp_path):
     unlink(target)
     unlink(target)  # missing: no error
     assert not target.exists()
-    _join_freeing_threads()
-    assert _open_descriptors() == before
+    join_freeing_threads()
+    assert open_descriptors() == before
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd (Linux)")
@@ -125,13 +114,14 @@ def test_a_released_lock_can_be_taken_again_at_once(tmp_path):
     from simcore.io.lock import OutputLock
 
     path = tmp_path / "o.nc.lock"
-    before = _open_descriptors()
+    join_freeing_threads()
+    before = open_descriptors()
     for _ in range(20):
         with OutputLock(path, "o.nc", log=pytest.fail):
             assert json.loads(path.read_text())["pid"] == os.getpid()
         assert not path.exists()
-    _join_freeing_threads()
-    assert _open_descriptors() == before
+    join_freeing_threads()
+    assert open_descriptors() == before
 
 
 def test_two_sweeps_on_one_folder(tmp_path):
