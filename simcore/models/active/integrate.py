@@ -491,16 +491,18 @@ def run_steps_for(parallel: bool, abp: bool):
                         force[i, 0] -= kappa * (pos[i, 0] - c)
                         force[i, 1] -= kappa * (pos[i, 1] - c)
             else:
+                # bool(False), not False: a literal would compile a second specialisation
+                # of the force sum (and of its callees) beside the one forces() uses
                 if parallel:
                     _compute_forces_parallel(pos, L, side, ncell, reach, cell_of, bucket_of,
                                              bucket_start, order, xs, ys, keys, pot, sig2,
                                              eps24, rc2, k, beta, contact, kappa, force, div,
-                                             False, grid_nc)
+                                             bool(False), grid_nc)
                 else:
                     _compute_forces_serial(pos, L, side, ncell, reach, cell_of, bucket_of,
                                            bucket_start, order, xs, ys, keys, pot, sig2, eps24,
-                                           rc2, k, beta, contact, kappa, force, div, False,
-                                           grid_nc)
+                                           rc2, k, beta, contact, kappa, force, div,
+                                           bool(False), grid_nc)
             if noise_drawn:
                 moved2 = _update_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
                                               max_jump, unstable, ref, use_verlet, noise)
