@@ -53,6 +53,10 @@ class KernelSourcesLocator(caching._CacheLocator):
     def __init__(self, inner):
         self._inner = inner
 
+    @property
+    def _py_file(self):  # where Numba points its "cannot cache" warnings
+        return self._inner._py_file
+
     def ensure_cache_path(self):
         self._inner.ensure_cache_path()
 

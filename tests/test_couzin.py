@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +322,53 @@ def test_a_chunk_of_steps_equals_its_steps_one_by_one(rule, box):
         couzin.advance(apart, p, key, step, 1)
     for name in ("positions", "headings"):
         np.testing.assert_array_equal(together[name], apart[name])
+
+
+_TEAM_RUNS = r"""
+import hashlib, sys
+import numba
+from simcore.models import couzin
+from simcore.rng import kernel_key
+
+members = 0
+numba.get_num_threads = lambda: members  # what advance() hands the team as its size
+cases = [dict(rule="dewi", boundary="periodic", box=35.0, r_a=20.0, kernel_precision="float32"),
+         dict(rule="couzin2002", boundary="periodic", box=30.0, r_a=7.0),
+         dict(rule="couzin2002", boundary="open", r_a=7.0, kernel_precision="float32")]
+for threads, members in [(2, 2), (1, 2), (2, 3), (1, 1)]:
+    numba.set_num_threads(threads)
+    for case in cases:
+        p = couzin.Params(n=150, r_r=1.0, r_o=3.0, noise=0.1, speed=3.0, **case)
+        state = couzin.init_state(p, 4)
+        couzin.advance(state, p, kernel_key(4), 0, 12, parallel=True)
+        digest = hashlib.sha256(state["positions"].tobytes() + state["headings"].tobytes())
+        print(threads, members, digest.hexdigest(), flush=True)
+"""
+
+
+def test_the_threaded_team_gives_the_serial_bits_and_never_waits_forever():
+    """The threaded step runs a chunk in one parallel region whose members claim units of
+    work in order (simcore/_team.py). Whatever the team's size against the threads that
+    run it (2 members on 2 threads; 2 on one thread, run one after the other; 3 on 2), it
+    must finish, with the serial kernel's bits: one cell per axis (one phase per step), 4
+    cells per axis (three phases) and open space in float32 (recentred copies)."""
+    import hashlib
+    import subprocess
+
+    want = []
+    for case in ({"rule": "dewi", "boundary": "periodic", "box": 35.0, "r_a": 20.0,
+                  "kernel_precision": "float32"},
+                 {"rule": "couzin2002", "boundary": "periodic", "box": 30.0, "r_a": 7.0},
+                 {"rule": "couzin2002", "boundary": "open", "r_a": 7.0,
+                  "kernel_precision": "float32"}):
+        p = couzin.Params(n=150, r_r=1.0, r_o=3.0, noise=0.1, speed=3.0, **case)
+        state = couzin.init_state(p, 4)
+        couzin.advance(state, p, kernel_key(4), 0, 12, parallel=False)
+        want.append(hashlib.sha256(state["positions"].tobytes()
+                                   + state["headings"].tobytes()).hexdigest())
+    assert len(set(want)) == 3
+    out = subprocess.run([sys.executable, "-c", _TEAM_RUNS], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split("\n")
+    got = [line.split() for line in out if line.strip()]
+    assert [(t, m) for t, m, _ in got[::3]] == [("2", "2"), ("1", "2"), ("2", "3"), ("1", "1")]
+    assert [digest for _, _, digest in got] == want * 4

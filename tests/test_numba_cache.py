@@ -49,3 +49,27 @@ def test_a_callee_changed_in_another_file_recompiles_the_cached_caller(tmp_path)
     changed = _probe(copy, cache)
     assert (changed["misses"], changed["hits"]) == (1, 0)  # linear.py itself is unchanged
     assert changed["x"] != first["x"]  # the new hash, not the cached old one
+
+
+def test_a_simcore_function_numba_cannot_cache_gets_numbas_warning():
+    """Numba warns where it cannot cache a function (it reads a ctypes pointer, as
+    ``numba.get_num_threads()`` compiled does) at the locator's source file; simcore's
+    locator must answer that, not raise."""
+    import warnings
+
+    import numba
+    from numba.core.errors import NumbaWarning
+
+    from simcore._numba_cache import KernelSourcesLocator
+
+    source = Path(simcore.__file__).parent / "_team.py"  # any file of the package
+    namespace = {"numba": numba, "__file__": str(source)}
+    exec(compile("def threads():\n    return numba.get_num_threads()\n", str(source), "exec"),
+         namespace)
+    locator = KernelSourcesLocator.from_function(namespace["threads"], str(source))
+    assert locator is not None and locator._py_file == str(source)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert numba.njit(cache=True)(namespace["threads"])() == numba.get_num_threads()
+    assert any(issubclass(w.category, NumbaWarning) and "Cannot cache" in str(w.message)
+               for w in caught)

@@ -39,10 +39,11 @@ from __future__ import annotations
 import functools
 import math
 
+import numba
 import numpy as np
 from numba import njit
 
-from simcore import neighbors
+from simcore import _team, neighbors
 from simcore._errors import UserInputError
 from simcore.engine import Engine, Option
 from simcore.models.couzin.params import (
@@ -164,8 +165,6 @@ def kernel_threads(params: Params, n_steps: int) -> int:
     """Threads :func:`advance` computes on by default: Numba's thread count from 64
     agents on (2 threads against 1 on the Intel VM: 0.6-0.7x at 16 agents, 1.0x at 32,
     1.2-1.3x at 48-64, 1.4-1.6x at 100), else one."""
-    import numba
-
     threads = numba.get_num_threads()
     return threads if params.n >= _PARALLEL_MIN_N and threads > 1 else 1
 
@@ -182,14 +181,16 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     box, side, ncell, reach = cell_plan(params, state["positions"], all_pairs)
     real = np.dtype(params.kernel_precision)
     work = state.get("_work")
-    if work is None or work["order"].shape[0] != n or work["xs"].dtype != real:
+    if work is None or work["order"].shape[0] != n or work["copies"].dtype != real:
         work = neighbors.allocate(n)
         work["scratch"] = np.empty((n, 3))
         work["origin"] = np.zeros(3)
         pad = PADDING if real == np.float32 else 0  # the float32 loop reads whole vectors
-        for name in ("xs", "ys", "zs", "hxs", "hys", "hzs"):
-            work[name] = np.zeros(n + pad, dtype=real)
+        # sorted copies x, y, z, hx, hy, hz; two rows: the threaded step writes the next
+        # step's while the team still reads this one's
+        work["copies"] = np.zeros((2, 6, n + pad), dtype=real)
         work["keys"] = np.full(n + pad, NO_CELL, dtype=np.int32 if pad else np.int64)
+        work["counters"] = np.zeros(_team.COUNTERS, dtype=np.int64)
         state["_work"] = work
     if parallel is None:
         parallel = kernel_threads(params, n_steps) > 1
@@ -204,11 +205,12 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     run_steps_for(bool(parallel))(
         state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
         work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"], work["origin"],
-        work["xs"], work["ys"], work["zs"], work["hxs"], work["hys"], work["hzs"], work["keys"],
+        work["copies"], work["keys"], work["counters"],
         RULES[params.rule], BOUNDARIES[params.boundary], L, params.r_r ** 2, params.r_o ** 2,
         params.r_a ** 2, cos_fov, cos_blind, params.orientation_weight,
         turn_limits(params.turning_rate * params.dt), params.noise, params.speed, params.dt,
-        np.uint64(key), np.int64(step), np.int64(n_steps))
+        np.uint64(key), np.int64(step), np.int64(n_steps),
+        numba.get_num_threads() if parallel else 1)
     if not (np.isfinite(state["positions"]).all() and np.isfinite(state["headings"]).all()):
         from simcore._errors import UnstableRunError
 
@@ -292,7 +294,7 @@ def run_bytes(params: Params) -> tuple[int, int]:
     frame (for the memory check before a run)."""
     n = params.n
     state = 48 * n  # positions, headings
-    work = (72 + 32) * n + (24 + 48 + 8) * n  # allocate(); scratch, 6 sorted copies, keys
+    work = (72 + 32) * n + (24 + 96 + 8) * n  # allocate(); scratch, 2 x 6 sorted copies, keys
     return state + work + 24 * n, 6  # frame: velocities = speed · headings
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from simcore import neighbors, rng
+from simcore import _team, neighbors, rng
 
 
 @njit(cache=True, inline="always")
@@ -76,7 +76,15 @@ def _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs,
     that single precision resolves distances however far the group has swum); the cell
     keys only if the cell lists are ``new_cells`` (rewriting unchanged keys would take
     their cache lines from the other threads' cores every step)."""
-    for t in range(order.shape[0]):
+    _gather_range(0, order.shape[0], pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys,
+                  hzs, keys, new_cells)
+
+
+@njit(cache=True, inline="always")
+def _gather_range(lo, hi, pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
+                  new_cells):
+    """:func:`_gather_sorted` for the sorted positions lo..hi-1."""
+    for t in range(lo, hi):
         j = order[t]
         xs[t], ys[t], zs[t] = pos[j, 0] - origin[0], pos[j, 1] - origin[1], pos[j, 2] - origin[2]
         hxs[t], hys[t], hzs[t] = head[j, 0], head[j, 1], head[j, 2]
@@ -374,18 +382,6 @@ def turn_limits(cap: float) -> tuple[float, float]:
     return float(cap), _smallest_within(float(cap))
 
 
-@njit(cache=True, parallel=True, **_FAST)
-def _decide_all_parallel(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
-                         ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
-                         w_o, turn, noise, speed, key, step):
-    for t in prange(pos.shape[0]):
-        i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
-        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs,
-                             hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
-                             turn, noise, speed, key, step)
-        new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
-
-
 @njit(cache=True, **_FAST)
 def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
                        ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
@@ -396,6 +392,20 @@ def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_s
                              hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
                              turn, noise, speed, key, step)
         new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
+
+
+@njit(cache=True, **_FAST)
+def _decide_range(lo, hi, pos, head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
+                  ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn,
+                  noise, speed, key, step):
+    """New headings of the agents at sorted positions lo..hi-1, written in place (a
+    decision reads its own agent's heading and the sorted copies only)."""
+    for t in range(lo, hi):
+        i = order[t]
+        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs,
+                             hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
+                             turn, noise, speed, key, step)
+        head[i, 0], head[i, 1], head[i, 2] = hx, hy, hz
 
 
 @njit(cache=True, inline="always")
@@ -416,26 +426,97 @@ def _python_mod(x, L):
 
 @njit(cache=True)
 def _move(pos, head, speed, dt, rule, boundary, L):
+    for i in range(pos.shape[0]):
+        _move_one(i, pos, head, speed, dt, rule, boundary, L)
+
+
+@njit(cache=True, inline="always")
+def _move_one(i, pos, head, speed, dt, rule, boundary, L):
+    """Move agent i one step along its (new) heading; walls reflect it."""
+    for k in range(3):
+        if rule == 1:
+            x = pos[i, k] + (head[i, k] * speed) * dt
+            pos[i, k] = _python_mod(x, L)
+        else:
+            x = pos[i, k] + speed * dt * head[i, k]
+            if boundary == 1:
+                x -= L * math.floor(x / L)
+                if x >= L:  # round-off can land exactly on L
+                    x -= L
+            elif boundary == 2:
+                if x < 0.0:
+                    x = -x
+                    head[i, k] = -head[i, k]
+                elif x > L:
+                    x = 2.0 * L - x
+                    head[i, k] = -head[i, k]
+            pos[i, k] = x
+
+
+@njit(cache=True)
+def _team_member(counters, blocks, pos, head, box, side, ncell, reach, cell_of, bucket_of,
+                 bucket_start, order, origin, copies, keys, rule, boundary, L, rr2, ro2, ra2,
+                 cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps):
+    """One thread's share of :func:`_team_steps` (simcore._team): claim units, run them.
+
+    Each step is one phase of ``blocks`` units (decide, move and copy a block of agents
+    into the other row of ``copies``) for plans of one cell per axis away from open
+    space, where the cell lists and copies' keys hold for the chunk; otherwise three
+    phases: the cell lists (one unit), the copies (``blocks`` units), decide and move."""
     n = pos.shape[0]
-    for i in range(n):
-        for k in range(3):
-            if rule == 1:
-                x = pos[i, k] + (head[i, k] * speed) * dt
-                pos[i, k] = _python_mod(x, L)
-            else:
-                x = pos[i, k] + speed * dt * head[i, k]
-                if boundary == 1:
-                    x -= L * math.floor(x / L)
-                    if x >= L:  # round-off can land exactly on L
-                        x -= L
-                elif boundary == 2:
-                    if x < 0.0:
-                        x = -x
-                        head[i, k] = -head[i, k]
-                    elif x > L:
-                        x = 2.0 * L - x
-                        head[i, k] = -head[i, k]
-                pos[i, k] = x
+    recentre = copies.itemsize < 8 and boundary == 0
+    one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
+    fused = one_cell and not recentre
+    per_step = blocks if fused else 1 + 2 * blocks
+    total = n_steps * per_step
+    while True:
+        u = _team.claim(counters)
+        if u >= total:
+            return
+        s = u // per_step
+        r = u - s * per_step
+        base = s * per_step
+        row = s % 2 if fused else 0
+        if not fused and r == 0:
+            _team.wait_done(counters, base)
+            if s == 0 or not one_cell:
+                neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+            if recentre:
+                _centre(pos, origin)
+        elif not fused and r <= blocks:
+            _team.wait_done(counters, base + 1)
+            lo, hi = n * (r - 1) // blocks, n * r // blocks
+            _gather_range(lo, hi, pos, head, cell_of, order, origin, copies[0, 0], copies[0, 1],
+                          copies[0, 2], copies[0, 3], copies[0, 4], copies[0, 5], keys,
+                          s == 0 or not one_cell)
+        else:
+            b = r if fused else r - 1 - blocks
+            _team.wait_done(counters, base if fused else base + 1 + blocks)
+            lo, hi = n * b // blocks, n * (b + 1) // blocks
+            _decide_range(lo, hi, pos, head, box, ncell, reach, cell_of, bucket_start, order,
+                          origin, copies[row, 0], copies[row, 1], copies[row, 2], copies[row, 3],
+                          copies[row, 4], copies[row, 5], keys, rule, rr2, ro2, ra2, cos_fov,
+                          cos_blind, w_o, turn, noise, speed, key, step0 + s)
+            for t in range(lo, hi):
+                _move_one(order[t], pos, head, speed, dt, rule, boundary, L)
+            if fused:  # the next step's copies of these agents (same cells, same keys)
+                nxt = 1 - row
+                _gather_range(lo, hi, pos, head, cell_of, order, origin, copies[nxt, 0],
+                              copies[nxt, 1], copies[nxt, 2], copies[nxt, 3], copies[nxt, 4],
+                              copies[nxt, 5], keys, False)
+        _team.mark_done(counters)
+
+
+@njit(cache=True, parallel=True)
+def _team_steps(workers, counters, blocks, pos, head, box, side, ncell, reach, cell_of,
+                bucket_of, bucket_start, order, origin, copies, keys, rule, boundary, L, rr2,
+                ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps):
+    """``n_steps`` steps on ``workers`` threads in one parallel region (simcore._team)."""
+    for _ in prange(workers):
+        _team_member(counters, blocks, pos, head, box, side, ncell, reach, cell_of, bucket_of,
+                     bucket_start, order, origin, copies, keys, rule, boundary, L, rr2, ro2, ra2,
+                     cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps)
+
 
 
 @functools.cache
@@ -443,19 +524,38 @@ def run_steps_for(parallel: bool):
     """The step loop, threaded (``parallel``) or serial, compiled on its first call.
 
     ``parallel`` is a constant of the loop (a closure cell, part of Numba's cache key):
-    the branch on it is pruned before typing, so a run compiles only its own decision
-    pass (the threaded one ~15 s, the serial one ~7 s on a cold cache)."""
+    the branch on it is pruned before typing, so a run compiles only its own path. The
+    threaded path runs a whole chunk in one parallel region (:func:`_team_steps`), the
+    serial one step by step; both compute every agent's step with the same operations,
+    so their trajectories are the same bits. ``workers``: the threaded path's thread count
+    (Numba's, read by the caller: read in compiled code it would make the loop uncachable)."""
 
     @njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
     def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of,
-                   bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, boundary,
-                   L, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0,
-                   n_steps):
+                   bucket_start, order, origin, copies, keys, counters, rule, boundary, L, rr2,
+                   ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0,
+                   n_steps, workers):
         n = pos.shape[0]
-        recentre = xs.itemsize < 8 and boundary == 0  # single precision in open space
+        recentre = copies.itemsize < 8 and boundary == 0  # single precision in open space
         # a plan of one cell per axis puts every agent in that cell, in index order, whatever
         # the positions: the lists built at the chunk's first step hold for all of its steps
         one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
+        xs, ys, zs, hxs, hys, hzs = copies[0, 0], copies[0, 1], copies[0, 2], copies[0, 3], \
+            copies[0, 4], copies[0, 5]
+        if parallel:
+            if n_steps <= 0:
+                return
+            if one_cell and not recentre:  # the team's steps begin with these copies
+                neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+                _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs,
+                               keys, True)
+            for k in range(counters.shape[0]):
+                counters[k] = 0
+            _team_steps(workers, counters, workers, pos, head, box, side, ncell, reach, cell_of,
+                        bucket_of, bucket_start, order, origin, copies, keys, rule, boundary, L,
+                        rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key,
+                        step0, n_steps)
+            return
         for s in range(n_steps):
             if s == 0 or not one_cell:
                 neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
@@ -463,16 +563,10 @@ def run_steps_for(parallel: bool):
                 _centre(pos, origin)
             _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
                            s == 0 or not one_cell)
-            if parallel:
-                _decide_all_parallel(pos, head, scratch, box, ncell, reach, cell_of,
-                                     bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
-                                     rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed,
-                                     key, step0 + s)
-            else:
-                _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of,
-                                   bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
-                                   rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed,
-                                   key, step0 + s)
+            _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of,
+                               bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
+                               rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed,
+                               key, step0 + s)
             for i in range(n):  # (a loop: slicing compiles a shape check, ~2.5 s)
                 head[i, 0], head[i, 1], head[i, 2] = scratch[i, 0], scratch[i, 1], scratch[i, 2]
             _move(pos, head, speed, dt, rule, boundary, L)
