@@ -147,7 +147,16 @@ MEASURE = textwrap.dedent("""
     # of frames to a worker process (simcore.io.assembler), so this one's peak is lower
     import simcore.io.assembler
     simcore.io.assembler.BACKGROUND = False
-    # warm-up above the engines' threading thresholds: no JIT compilation in the measured run
+    # warm-up above the engines' threading thresholds: no JIT compilation in the measured
+    # run. Compiled in a child first: memory freed after a compilation here (LLVM's, up to
+    # a GB on a cold Numba cache) would be reused by the measured run without raising the
+    # high-water mark, which would then undercount it.
+    import subprocess
+    warm = ("import sys, simcore, simcore.io.assembler as a; a.BACKGROUND = False; "
+            "simcore.run(sys.argv[1], out=sys.argv[2], overrides=eval(sys.argv[3]), "
+            "**eval(sys.argv[4]))")
+    subprocess.run([sys.executable, "-c", warm, model, out + ".child.nc",
+                    repr(dict(extra(2048), n=2048)), repr(kw)], check=True)
     simcore.run(model, out=out + ".small.nc", overrides=dict(extra(2048), n=2048), **kw)
     def status(key):
         with open("/proc/self/status") as f:
