@@ -173,7 +173,7 @@ def compiled_loop_asm() -> str:
                       kernel_precision="float32")
     state = couzin.init_state(p, 1)
     couzin.advance(state, p, kernel_key(1), 0, 1, parallel=False)
-    asm = rules._decide_all_serial.inspect_asm()
+    asm = rules._decide_range.inspect_asm()
     if not asm:
         raise RuntimeError("no assembly: the kernel came from Numba's cache; run with a fresh "
                            "NUMBA_CACHE_DIR")

@@ -183,7 +183,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     work = state.get("_work")
     if work is None or work["order"].shape[0] != n or work["copies"].dtype != real:
         work = neighbors.allocate(n)
-        work["scratch"] = np.empty((n, 3))
+        work["sums"] = np.empty((n, 12))  # each agent's zone sums (float64)
         work["origin"] = np.zeros(3)
         pad = PADDING if real == np.float32 else 0  # the float32 loop reads whole vectors
         # sorted copies x, y, z, hx, hy, hz; two rows: the threaded step writes the next
@@ -203,7 +203,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     L = params.box
     _check_reach(state, params, step, n_steps)
     run_steps_for(bool(parallel))(
-        state["positions"], state["headings"], work["scratch"], box, side, ncell, reach,
+        state["positions"], state["headings"], work["sums"], box, side, ncell, reach,
         work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"], work["origin"],
         work["copies"], work["keys"], work["counters"],
         RULES[params.rule], BOUNDARIES[params.boundary], L, params.r_r ** 2, params.r_o ** 2,
@@ -294,7 +294,7 @@ def run_bytes(params: Params) -> tuple[int, int]:
     frame (for the memory check before a run)."""
     n = params.n
     state = 48 * n  # positions, headings
-    work = (72 + 32) * n + (24 + 96 + 8) * n  # allocate(); scratch, 2 x 6 sorted copies, keys
+    work = (72 + 96) * n + (24 + 96 + 8) * n  # allocate(); zone sums, 2 x 6 sorted copies, keys
     return state + work + 24 * n, 6  # frame: velocities = speed · headings
 
 

@@ -124,9 +124,21 @@ def _wide_vectors_for(typingctx, copies):
 
 
 @njit(cache=True, inline="always")
-def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs, hxs, hys, hzs,
-            keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, key, step):
-    """New heading of agent i from the old state (both rules).
+def _velocity(ux, uy, uz, rule, speed):
+    """dewi: the velocity speed·u, its norm and the norm's inverse (zeros for couzin2002)."""
+    vx = vy = vz = vn = inv_vn = 0.0
+    if rule == 1:  # dewi: heading as vel/|vel| with vel = speed·u
+        vx, vy, vz = ux * speed, uy * speed, uz * speed
+        vn = math.sqrt(vx * vx + vy * vy + vz * vz)
+        inv_vn = 1.0 / vn
+    return vx, vy, vz, vn, inv_vn
+
+
+@njit(cache=True, inline="always")
+def _zone_sums(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs, hxs,
+               hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, speed):
+    """Agent i's zone sums from the old state (both rules), as float64: the repulsion,
+    orientation and attraction vectors and the three neighbour counts.
 
     The pair loop is branch-free (zone and visibility tests are unpredictable per pair)
     and runs over the contiguous, cell-sorted copies ``xs ... keys`` so it vectorises.
@@ -159,11 +171,7 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, 
     dox = doy = doz = zero
     dax = day = daz = zero
     nr = no = na = zero
-    vx = vy = vz = vn = inv_vn = 0.0
-    if rule == 1:  # dewi: heading as vel/|vel| with vel = speed·u
-        vx, vy, vz = ux * speed, uy * speed, uz * speed
-        vn = math.sqrt(vx * vx + vy * vy + vz * vz)
-        inv_vn = 1.0 / vn
+    vx, vy, vz, _, inv_vn = _velocity(ux, uy, uz, rule, speed)
     fvx, fvy, fvz, finv_vn = real(vx), real(vy), real(vz), real(inv_vn)
     for ox in range(-reach[0], reach[0] + 1):
         cx, sx = neighbors.neighbor_cell(cell_of[i, 0], ox, ncell[0], box[0])
@@ -221,10 +229,9 @@ def _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, 
                     nr += in_r
                     no += in_o
                     na += in_a
-    return _turn(i, ux, uy, uz, vx, vy, vz, vn, np.float64(drx), np.float64(dry),
-                 np.float64(drz), np.float64(dox), np.float64(doy), np.float64(doz),
-                 np.float64(dax), np.float64(day), np.float64(daz), np.float64(nr),
-                 np.float64(no), np.float64(na), rule, w_o, turn, noise, key, step)
+    return (np.float64(drx), np.float64(dry), np.float64(drz), np.float64(dox),
+            np.float64(doy), np.float64(doz), np.float64(dax), np.float64(day),
+            np.float64(daz), np.float64(nr), np.float64(no), np.float64(na))
 
 
 @njit(cache=True, inline="always")
@@ -383,28 +390,30 @@ def turn_limits(cap: float) -> tuple[float, float]:
 
 
 @njit(cache=True, **_FAST)
-def _decide_all_serial(pos, head, new_head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
-                       ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
-                       w_o, turn, noise, speed, key, step):
-    for t in range(pos.shape[0]):
-        i = order[t]  # agents in cell order: neighbouring agents reuse the same cells
-        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs,
-                             hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
-                             turn, noise, speed, key, step)
-        new_head[i, 0], new_head[i, 1], new_head[i, 2] = hx, hy, hz
-
-
-@njit(cache=True, **_FAST)
-def _decide_range(lo, hi, pos, head, box, ncell, reach, cell_of, bucket_start, order, origin, xs,
-                  ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn,
-                  noise, speed, key, step):
+def _decide_range(lo, hi, pos, head, sums, box, ncell, reach, cell_of, bucket_start, order,
+                  origin, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind,
+                  w_o, turn, noise, speed, key, step):
     """New headings of the agents at sorted positions lo..hi-1, written in place (a
-    decision reads its own agent's heading and the sorted copies only)."""
+    decision reads its own agent's heading and the sorted copies only).
+
+    Two passes: every agent's zone sums (into ``sums``, float64, one row per sorted
+    position), then every agent's turn. The turns' scalar chains (acos, the noise's log
+    and sincos, normalisations) are mostly latency: one after another, with nothing
+    between, the CPU overlaps consecutive agents' chains."""
     for t in range(lo, hi):
         i = order[t]
-        hx, hy, hz = _decide(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs,
-                             hxs, hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
-                             turn, noise, speed, key, step)
+        (sums[t, 0], sums[t, 1], sums[t, 2], sums[t, 3], sums[t, 4], sums[t, 5], sums[t, 6],
+         sums[t, 7], sums[t, 8], sums[t, 9], sums[t, 10], sums[t, 11]) = _zone_sums(
+            i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, xs, ys, zs, hxs,
+            hys, hzs, keys, rule, rr2, ro2, ra2, cos_fov, cos_blind, speed)
+    for t in range(lo, hi):
+        i = order[t]
+        ux, uy, uz = head[i, 0], head[i, 1], head[i, 2]
+        vx, vy, vz, vn, _ = _velocity(ux, uy, uz, rule, speed)
+        hx, hy, hz = _turn(i, ux, uy, uz, vx, vy, vz, vn, sums[t, 0], sums[t, 1], sums[t, 2],
+                           sums[t, 3], sums[t, 4], sums[t, 5], sums[t, 6], sums[t, 7],
+                           sums[t, 8], sums[t, 9], sums[t, 10], sums[t, 11], rule, w_o, turn,
+                           noise, key, step)
         head[i, 0], head[i, 1], head[i, 2] = hx, hy, hz
 
 
@@ -454,7 +463,7 @@ def _move_one(i, pos, head, speed, dt, rule, boundary, L):
 
 
 @njit(cache=True)
-def _team_member(counters, blocks, pos, head, box, side, ncell, reach, cell_of, bucket_of,
+def _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of, bucket_of,
                  bucket_start, order, origin, copies, keys, rule, boundary, L, rr2, ro2, ra2,
                  cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps):
     """One thread's share of :func:`_team_steps` (simcore._team): claim units, run them.
@@ -493,7 +502,7 @@ def _team_member(counters, blocks, pos, head, box, side, ncell, reach, cell_of, 
             b = r if fused else r - 1 - blocks
             _team.wait_done(counters, base if fused else base + 1 + blocks)
             lo, hi = n * b // blocks, n * (b + 1) // blocks
-            _decide_range(lo, hi, pos, head, box, ncell, reach, cell_of, bucket_start, order,
+            _decide_range(lo, hi, pos, head, sums, box, ncell, reach, cell_of, bucket_start, order,
                           origin, copies[row, 0], copies[row, 1], copies[row, 2], copies[row, 3],
                           copies[row, 4], copies[row, 5], keys, rule, rr2, ro2, ra2, cos_fov,
                           cos_blind, w_o, turn, noise, speed, key, step0 + s)
@@ -508,12 +517,12 @@ def _team_member(counters, blocks, pos, head, box, side, ncell, reach, cell_of, 
 
 
 @njit(cache=True, parallel=True)
-def _team_steps(workers, counters, blocks, pos, head, box, side, ncell, reach, cell_of,
+def _team_steps(workers, counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of,
                 bucket_of, bucket_start, order, origin, copies, keys, rule, boundary, L, rr2,
                 ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps):
     """``n_steps`` steps on ``workers`` threads in one parallel region (simcore._team)."""
     for _ in prange(workers):
-        _team_member(counters, blocks, pos, head, box, side, ncell, reach, cell_of, bucket_of,
+        _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of, bucket_of,
                      bucket_start, order, origin, copies, keys, rule, boundary, L, rr2, ro2, ra2,
                      cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps)
 
@@ -531,7 +540,7 @@ def run_steps_for(parallel: bool):
     (Numba's, read by the caller: read in compiled code it would make the loop uncachable)."""
 
     @njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
-    def _run_steps(pos, head, scratch, box, side, ncell, reach, cell_of, bucket_of,
+    def _run_steps(pos, head, sums, box, side, ncell, reach, cell_of, bucket_of,
                    bucket_start, order, origin, copies, keys, counters, rule, boundary, L, rr2,
                    ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0,
                    n_steps, workers):
@@ -551,7 +560,7 @@ def run_steps_for(parallel: bool):
                                keys, True)
             for k in range(counters.shape[0]):
                 counters[k] = 0
-            _team_steps(workers, counters, workers, pos, head, box, side, ncell, reach, cell_of,
+            _team_steps(workers, counters, workers, pos, head, sums, box, side, ncell, reach, cell_of,
                         bucket_of, bucket_start, order, origin, copies, keys, rule, boundary, L,
                         rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key,
                         step0, n_steps)
@@ -563,12 +572,9 @@ def run_steps_for(parallel: bool):
                 _centre(pos, origin)
             _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
                            s == 0 or not one_cell)
-            _decide_all_serial(pos, head, scratch, box, ncell, reach, cell_of,
-                               bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
-                               rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed,
-                               key, step0 + s)
-            for i in range(n):  # (a loop: slicing compiles a shape check, ~2.5 s)
-                head[i, 0], head[i, 1], head[i, 2] = scratch[i, 0], scratch[i, 1], scratch[i, 2]
+            _decide_range(0, n, pos, head, sums, box, ncell, reach, cell_of, bucket_start,
+                          order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2,
+                          cos_fov, cos_blind, w_o, turn, noise, speed, key, step0 + s)
             _move(pos, head, speed, dt, rule, boundary, L)
 
     return _run_steps
