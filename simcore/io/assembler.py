@@ -370,19 +370,17 @@ class Assembler:
         if bad is not None:
             raise DamagedLogError(reader.damage_message(bad, n_frames))
         records = reader.records(end)
-        if self._ds is None:
-            self._open(reader, records, attrs)
-        block = per_chunk * max(1, _BLOCK_BYTES // max(1, per_chunk * self.dtype.itemsize))
+        block = per_chunk * max(1, _BLOCK_BYTES // max(1, per_chunk * reader.dtype.itemsize))
         # after the last step the run's cores are free: chunks encoded on all of them
         threads = len(usable_cores()) if final else 1
+        if self._ds is None and self.fmt == "netcdf4" and threads > 1 and end <= block:
+            self._open_while_encoding(reader, records, attrs, end, threads)
+        elif self._ds is None:
+            self._open(reader, records, attrs)
         ds = self._ds
         for k0 in range(self.written, end, block):
-            chunk = np.asarray(records[k0:min(end, k0 + block)])
-            k1 = k0 + len(chunk)
-            columns = {name: np.ascontiguousarray(chunk[name]) for name in self.names}
-            columns["frame"] = np.arange(k0, k1, dtype=np.int32)
-            if self.cell:
-                columns["cell_angles"] = np.full((k1 - k0, 3), 90.0)
+            columns = self._columns(records, k0, min(end, k0 + block))
+            k1 = k0 + len(columns["frame"])
             if self.fmt == "netcdf4":
                 self._frames.append(columns, threads)
             else:
@@ -403,6 +401,52 @@ class Assembler:
             # when the next job (often the finish) waits already: it would wait on the disk
             for path in (self.out, self.part):
                 fsync_file(path, data_only=True)
+
+    def _columns(self, records, k0: int, k1: int) -> dict[str, np.ndarray]:
+        """Frames k0..k1-1 of every variable written per frame, each a contiguous array."""
+        chunk = np.asarray(records[k0:k1])
+        columns = {name: np.ascontiguousarray(chunk[name]) for name in self.names}
+        columns["frame"] = np.arange(k0, k1, dtype=np.int32)
+        if self.cell:
+            columns["cell_angles"] = np.full((k1 - k0, 3), 90.0)
+        return columns
+
+    def _open_while_encoding(self, reader: FrameLogReader, records, attrs, end: int,
+                             threads: int) -> None:
+        """Create the file (netCDF-C: ~7 ms of one core) while the chunks of all ``end``
+        frames are encoded on the others, then write them (a file made after the last step:
+        its frames fit one block). netCDF-C and HDF5 run in the creating thread only; the
+        encoding needs NumPy and ISA-L, which release the GIL. Chunks encoded for a layout
+        the file turns out not to have are encoded again for the file's (never seen: the
+        layouts are those of trajectory._define)."""
+        import threading
+
+        from simcore.io.h5chunks import encode_frames
+        from simcore.io.trajectory import frame_chunk_layouts
+
+        self.cell = True  # netcdf4 files keep the cell variables (see _open)
+        self.names = [name for name, _, _ in reader.schema["fields"]]
+        columns = self._columns(records, 0, end)
+        failed: list[BaseException] = []
+
+        def create() -> None:
+            try:
+                self._open(reader, records, attrs)
+            except BaseException as exc:  # noqa: BLE001 (raised in the caller's thread)
+                failed.append(exc)
+
+        creating = threading.Thread(target=create, name="simcore-create-file")
+        creating.start()
+        try:
+            layouts = frame_chunk_layouts(reader.schema)
+            encoded = encode_frames({name: columns[name] for name in layouts}, layouts,
+                                    threads - 1)
+        finally:
+            creating.join()
+        if failed:
+            raise failed[0]
+        self._frames.write_encoded(encoded, columns, threads)
+        self.written = end
 
     def _close(self, failed: bool) -> None:
         if self._ds is None:

@@ -8,7 +8,12 @@ measured on simcore's frames in benchmarks/RESULTS.md), and the result handed to
 with ``H5Dwrite_chunk`` (h5py's ``write_direct_chunk``) give the same file at a sixth
 of the cost. The bytes are a standard zlib stream in the filter pipeline the variable
 declares (shuffle, then deflate), so every HDF5/netCDF-C reader decodes them as usual;
-tests/test_h5chunks.py decodes them with Python's own zlib too.
+tests/test_h5chunks.py decodes them with Python's own zlib too. ISA-L's stream for given
+bytes is not always the same one: it leaves part of its hash table uninitialised
+(intel/isa-l#140), so a chunk encoded on another thread or in another process can take
+other matches (about 1 in 40 new threads here). Every stream decodes to the same bytes, so
+a file's values (what simcore's reproducibility is defined on) never change; its
+compressed bytes may.
 
 :class:`FrameAppender` appends frames to a file's frame-axis variables this way: each
 variable's frames wait in memory until they fill a chunk (the per-atom variables' chunks
@@ -33,6 +38,7 @@ except ImportError:  # a platform without a wheel: the standard library's zlib (
     DEFLATE_LEVEL = 1
 
 _SHUFFLE, _DEFLATE = 2, 1  # HDF5's filter identifiers (H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE)
+
 
 
 def chunk_codec(dset) -> tuple[bool, bool] | None:
@@ -86,22 +92,70 @@ class _Variable:
 
     def _chunks(self, final: bool) -> list[tuple[tuple[int, ...], np.ndarray]]:
         frames = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
-        whole = len(frames) // self.per_chunk * self.per_chunk
-        end = self.written + (len(frames) if final else whole)
+        chunks, end = split_chunks(frames, self.written, self.per_chunk, self.fill, final)
         self.dset.resize(end, axis=0)
-        chunks = []
-        for k in range(0, end - self.written, self.per_chunk):
-            part = frames[k:k + self.per_chunk]
-            if len(part) < self.per_chunk:  # the last chunk: padded (never read)
-                padded = np.full((self.per_chunk, *frames.shape[1:]), self.fill,
-                                 dtype=self.dset.dtype)
-                padded[:len(part)] = part
-                part = padded
-            chunks.append(((self.written + k,) + (0,) * (frames.ndim - 1), part))
         rest = frames[end - self.written:]
         self.pending = [rest] if len(rest) else []
         self.written = end
         return chunks
+
+    @property
+    def layout(self) -> tuple | None:
+        """What the bytes of its chunks depend on (see :func:`encode_frames`); None if
+        they are not written whole."""
+        if self.codec is None:
+            return None
+        return (self.per_chunk, self.codec, np.asarray(self.fill, self.dset.dtype).tobytes(),
+                self.dset.dtype.str)
+
+
+def split_chunks(frames: np.ndarray, start: int, per_chunk: int, fill, final: bool):
+    """The whole chunks of ``frames``, which follow frame ``start`` (a multiple of
+    ``per_chunk``) of a variable, as (offset, frames) pairs, and the frame count they
+    reach; with ``final`` the frames left over make a last chunk padded with ``fill``
+    (padding is never read)."""
+    whole = len(frames) // per_chunk * per_chunk
+    end = start + (len(frames) if final else whole)
+    chunks = []
+    for k in range(0, end - start, per_chunk):
+        part = frames[k:k + per_chunk]
+        if len(part) < per_chunk:
+            padded = np.full((per_chunk, *frames.shape[1:]), fill, dtype=frames.dtype)
+            padded[:len(part)] = part
+            part = padded
+        chunks.append(((start + k,) + (0,) * (frames.ndim - 1), part))
+    return chunks, end
+
+
+def encode_frames(columns, layouts, threads: int = 1) -> dict:
+    """Every frame of each variable ``columns[name]`` encoded in whole chunks as
+    :class:`FrameAppender` would write them into a fresh file whose variable has
+    ``layouts[name]`` = (frames per chunk, (shuffle, deflate), fill value's bytes, dtype
+    string): ``{name: (frames, [(offset, bytes), ...], layout)}`` for
+    :meth:`FrameAppender.write_encoded`. Needs no file: a writer encodes while the file
+    is being created."""
+    items = []
+    for name, (per_chunk, codec, fill, dtype) in layouts.items():
+        frames = np.asarray(columns[name], dtype=np.dtype(dtype))
+        chunks, end = split_chunks(frames, 0, per_chunk, np.frombuffer(fill, frames.dtype)[0],
+                                   True)
+        items += [(name, end, offset, part, codec) for offset, part in chunks]
+
+    def encode(item):
+        return encode_chunk(item[3], *item[4])
+
+    if threads > 1 and len(items) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(items))) as pool:
+            data = list(pool.map(encode, items))
+    else:
+        data = [encode(item) for item in items]
+    encoded: dict = {name: (0, [], layout) for name, layout in layouts.items()}
+    for (name, end, offset, _, _), chunk in zip(items, data):
+        encoded[name][1].append((offset, chunk))
+        encoded[name] = (end, encoded[name][1], encoded[name][2])
+    return encoded
 
 
 class FrameAppender:
@@ -120,6 +174,31 @@ class FrameAppender:
         """``columns[name]``: the next frames of each variable (arrays, frame axis first)."""
         self._write([(variable, chunk) for name, variable in zip(self.names, self._variables)
                      for chunk in variable.take(columns[name])], threads)
+
+    def layouts(self) -> dict:
+        """Each variable's chunk layout (:func:`encode_frames`), for those written whole."""
+        return {name: variable.layout for name, variable in zip(self.names, self._variables)
+                if variable.layout is not None}
+
+    def write_encoded(self, encoded, columns, threads: int = 1) -> None:
+        """Write the first frames of every variable: ``encoded[name]`` from
+        :func:`encode_frames` where it was made for the variable's :meth:`layouts`, else
+        ``columns[name]`` (encoded here); nothing may have been appended before."""
+        mine = self.layouts()
+        rest = {}
+        for name, variable in zip(self.names, self._variables):
+            if variable.written or variable.pending:
+                raise ValueError("write_encoded() writes a variable's first frames only")
+            if name in encoded and encoded[name][2] == mine.get(name):
+                end, chunks, _ = encoded[name]
+                variable.dset.resize(end, axis=0)
+                for offset, data in chunks:
+                    variable.dset.id.write_direct_chunk(offset, data)
+                variable.written = end
+            else:
+                rest[name] = columns[name]
+        self._write([(variable, chunk) for name, variable in zip(self.names, self._variables)
+                     if name in rest for chunk in variable.take(rest[name])], threads)
 
     def finish(self, threads: int = 1) -> None:
         """Write every waiting frame (last chunks padded with the fill value)."""

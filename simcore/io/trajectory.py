@@ -152,6 +152,33 @@ def chunk_frames(schema: dict, n_frames: int) -> int:
     return min(range(least, most + 1), key=lambda c: ((n_frames - 1) % c, -c))
 
 
+def _frame_chunking(schema: dict, vdims, per_chunk: int) -> tuple[int, bool]:
+    """(frames per chunk, shuffle + deflate) of a per-frame variable of a netcdf4 file
+    with dimensions ``vdims``; ``per_chunk`` is :func:`_frames_per_chunk` (per-atom
+    variables; the small per-frame ones take 1024 frames a chunk)."""
+    return (per_chunk if "atom" in vdims else 1024,
+            schema.get("compression", "zlib") == "zlib")
+
+
+def frame_chunk_layouts(schema: dict) -> dict:
+    """The chunk layout (h5chunks.encode_frames) of every per-frame variable a netcdf4
+    file made by :func:`_define` from ``schema`` will have, known before the file exists
+    (the fill values are netCDF's defaults). A writer checks them against the file's."""
+    per_chunk = _frames_per_chunk(schema)
+    dtypes = {name: dtype for name, dtype, _ in schema["fields"]}
+    dims = {name: spec["dims"] for name, spec in schema["variables"].items()}
+    dtypes["cell_angles"], dims["cell_angles"] = "<f8", ["frame", "cell_angular"]
+    layouts = {}
+    for name, vdims in dims.items():
+        if name not in dtypes or vdims[0] != "frame":
+            continue
+        dtype = np.dtype(dtypes[name]).newbyteorder("=")
+        frames, compressed = _frame_chunking(schema, vdims, per_chunk)
+        fill = np.asarray(netCDF4.default_fillvals[dtype.str[1:]], dtype).tobytes()
+        layouts[name] = (frames, (compressed, compressed), fill, dtype.str)
+    return layouts
+
+
 def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
     """Create the dimensions, label variables and per-frame variables of a trajectory.
 
@@ -193,11 +220,9 @@ def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
         vdims = tuple(spec["dims"])
         kw = {}
         if fmt == "netcdf4":
-            per_atom = "atom" in vdims
-            shape = [(per_chunk if per_atom else 1024) if d == "frame" else schema["dims"][d]
-                     for d in vdims]
-            kw = dict(chunksizes=shape)
-            if schema.get("compression", "zlib") == "zlib":
+            frames, compressed = _frame_chunking(schema, vdims, per_chunk)
+            kw = dict(chunksizes=[frames if d == "frame" else schema["dims"][d] for d in vdims])
+            if compressed:
                 # level 1: 40 % faster than 4 for 3 % larger files (benchmarks/store.py)
                 kw.update(zlib=True, complevel=1, shuffle=True)
         v = ds.createVariable(name, np.dtype(dtypes[name]).newbyteorder("="), vdims, **kw)
