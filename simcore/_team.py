@@ -2,14 +2,15 @@
 
 A threaded step loop that starts a Numba parallel region per step pays the region's start
 (~1.6 us on the Intel VM) and runs its serial parts (moves, copies) on one thread while
-the others wait. A team instead enters one region per chunk of steps: the units form phases
-(a phase's units may run side by side; each depends on every unit of the phases before
-it): each member claims the next unit (``claim``), waits until the phases before it are
-done (``wait_done``) and reports its unit (``mark_done``). Units are claimed in order, so the lowest unit not
-done is always held by a running member: the scheme cannot deadlock, even where the
-threading layer runs the members one after another on a single thread (that member then
-does every unit). Which member does a unit never changes a result: units are written so
-that each one's output depends only on the units it waits for.
+the others wait. A team instead enters one region per chunk of steps. The units form
+phases (a phase's units may run side by side; each depends on every unit of the phases
+before it): each member claims the next unit (``claim``), waits until the phases before
+it are done (``wait_done``) and reports its unit (``mark_done``). Units are claimed in
+order, so the lowest unit not done is always held by a running member: the scheme cannot
+deadlock, even where the threading layer runs the members one after another on a single
+thread (that member then does every unit). Which member does a unit never changes a
+result: units are written so that each one's output depends only on the units it waits
+for.
 
 ``counters`` is an int64 array of :data:`COUNTERS` entries (zeroed before the region);
 the claim and done counts sit on separate cache lines.

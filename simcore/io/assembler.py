@@ -319,13 +319,21 @@ class Assembler:
             raise DamagedLogError(reader.damage_message(bad, n_frames))
         self._open(reader, reader.records(1), None)
 
-    def _open(self, reader: FrameLogReader, records, attrs) -> None:
-        from simcore.io.trajectory import _define, _json_attr, define_state, has_periodic_axis
+    def _choose_variables(self, reader: FrameLogReader, records) -> None:
+        """``cell`` and ``names`` (the schema's fields the file gets)."""
+        from simcore.io.trajectory import has_periodic_axis
 
         # AMBER files of a system without a periodic axis have no cell variables (the
         # AMBER convention; MDAnalysis cannot read an all-zero cell); netcdf4 files keep
         # them with zeros for the non-periodic axes (ASE needs them).
         self.cell = self.fmt != "amber" or has_periodic_axis(records["cell_lengths"])
+        self.names = [name for name, _, _ in reader.schema["fields"]
+                      if self.cell or name not in ("cell_lengths", "cell_angles")]
+
+    def _open(self, reader: FrameLogReader, records, attrs) -> None:
+        from simcore.io.trajectory import _define, _json_attr, define_state
+
+        self._choose_variables(reader, records)
         self.schema = dict(reader.schema)
         self.schema["attrs"] = {**self.schema["attrs"],
                                 **{k: _json_attr(v)
@@ -335,8 +343,6 @@ class Assembler:
         _define(self._ds, self.schema, self.fmt, cell=self.cell)
         if self.state_layout is not None:
             define_state(self._ds, self.state_layout)
-        self.names = [name for name, _, _ in self.schema["fields"]
-                      if self.cell or name not in ("cell_lengths", "cell_angles")]
         if self.fmt == "netcdf4":
             # the frames go in with h5py, whole chunks compressed here (simcore.io.h5chunks)
             import h5py
@@ -424,8 +430,7 @@ class Assembler:
         from simcore.io.h5chunks import encode_frames
         from simcore.io.trajectory import frame_chunk_layouts
 
-        self.cell = True  # netcdf4 files keep the cell variables (see _open)
-        self.names = [name for name, _, _ in reader.schema["fields"]]
+        self._choose_variables(reader, records)  # (again in _open: the same)
         columns = self._columns(records, 0, end)
         failed: list[BaseException] = []
 

@@ -40,7 +40,6 @@ except ImportError:  # a platform without a wheel: the standard library's zlib (
 _SHUFFLE, _DEFLATE = 2, 1  # HDF5's filter identifiers (H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE)
 
 
-
 def chunk_codec(dset) -> tuple[bool, bool] | None:
     """(shuffle, deflate) for an h5py dataset whose chunks can be written whole by
     :func:`encode_chunk`, or None: other filters, or chunks that split a frame."""
@@ -151,11 +150,12 @@ def encode_frames(columns, layouts, threads: int = 1) -> dict:
             data = list(pool.map(encode, items))
     else:
         data = [encode(item) for item in items]
-    encoded: dict = {name: (0, [], layout) for name, layout in layouts.items()}
+    ends = {name: 0 for name in layouts}
+    chunks: dict = {name: [] for name in layouts}
     for (name, end, offset, _, _), chunk in zip(items, data):
-        encoded[name][1].append((offset, chunk))
-        encoded[name] = (end, encoded[name][1], encoded[name][2])
-    return encoded
+        ends[name] = end
+        chunks[name].append((offset, chunk))
+    return {name: (ends[name], chunks[name], layout) for name, layout in layouts.items()}
 
 
 class FrameAppender:
