@@ -59,6 +59,11 @@ _COST_RATIO = 100  # frame-count checkpoints take at most ~1/100 of a run's wall
 # sub-second run writes none (a crash loses < 0.5 s of work); an explicit checkpoint_every
 # is honoured from the run's first frames.
 _FIRST_CHECKPOINT_COST = 0.005
+# An engine with ``advance_frames`` advances about this many seconds of frames per kernel
+# call (the driver's Python per frame is then amortised: ~40 us a frame for Couzin); a stop
+# signal waits for the call. At most _CALL_BYTES of its states are held.
+_CALL_SECONDS = 0.025
+_CALL_BYTES = 2**23
 
 
 def frame_steps(steps: int, write_every: int) -> list[int]:
@@ -355,11 +360,18 @@ class _Run:
         self.assembler.feed(self.frames.n_frames, self.frames.crcs)
         self.fed = self.frames.n_frames
 
-    def _append(self, f: int) -> None:
-        variables = dict(self.model.frame(self.state, self.params))
-        variables["time"] = self.marks[f] * self.dt
+    def _append(self, f: int, states: dict | None = None, count: int = 1) -> None:
+        """Log frame ``f`` of the run's state, or frames ``f .. f + count - 1`` of
+        ``states`` (the states after ``count`` chunks, stacked: ``advance_frames``)."""
         try:
-            self.frames.append(variables)
+            if states is None:
+                variables = dict(self.model.frame(self.state, self.params))
+                variables["time"] = self.marks[f] * self.dt
+                self.frames.append(variables)
+            else:
+                variables = dict(self.model.frame(states, self.params))
+                variables["time"] = np.array(self.marks[f:f + count], dtype=np.float64) * self.dt
+                self.frames.append_frames(variables, count)
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
         # at every chunk completed (chunks start at frame 0), however many frames the
@@ -435,22 +447,59 @@ class _Run:
 
         model, params, marks = self.model, self.params, self.marks
         key = kernel_key(self.settings.seed)
-        for f in range(self.frames.n_frames, len(marks)):
+        last = len(marks) - 1
+        chunk_seconds = None  # one chunk's wall time in the last kernel call
+        f = self.frames.n_frames
+        while f <= last:
             step0, n = marks[f - 1], marks[f] - marks[f - 1]
+            started = time.perf_counter()
             try:
-                model.advance(self.state, params, key, step0, n)
+                if model.advance_frames is None:
+                    model.advance(self.state, params, key, step0, n)
+                    count = 1
+                    self._append(f)
+                else:
+                    states = model.advance_frames(self.state, params, key, step0, n,
+                                                  self._chunks_per_call(f, chunk_seconds))
+                    count = len(states["positions"])
+                    self._append(f, states, count)
             except UnstableRunError as err:
+                good = getattr(err, "good_states", None)
+                if good is not None and len(good["positions"]):
+                    self._append(f, good, len(good["positions"]))
                 self._unstable(err)
-            self._append(f)
-            bar.update(n)
+            chunk_seconds = (time.perf_counter() - started) / count
+            f += count
+            bar.update(n * count)
             if self.stop_after_frames is not None and self.frames.n_frames >= self.stop_after_frames:
                 stop.signum = stop.signum or 2  # as if SIGINT arrived now
-            if stop.signum is not None and f != len(marks) - 1:
+            if stop.signum is not None and f <= last:
                 self._checkpoint()
                 return True
-            if f != len(marks) - 1 and self._checkpoint_due():
+            if f <= last and self._checkpoint_due():
                 self._checkpoint()
         return False
+
+    def _chunks_per_call(self, f: int, chunk_seconds: float | None) -> int:
+        """How many frame intervals one kernel call advances from frame ``f`` on: about
+        :data:`_CALL_SECONDS` of them (one until a chunk is timed), of equal length, not
+        past ``stop_after_frames``, the next frame-count checkpoint or the next file chunk
+        for a writer working beside the run, holding at most :data:`_CALL_BYTES` of
+        states."""
+        marks, n_frames = self.marks, self.frames.n_frames
+        if chunk_seconds is None:
+            return 1
+        count = max(1, int(_CALL_SECONDS / max(chunk_seconds, 1e-9)))
+        regular = len(marks) if marks[-1] - marks[-2] == marks[1] - marks[0] else len(marks) - 1
+        count = min(count, max(1, regular - f), max(1, _CALL_BYTES // self.frames.dtype.itemsize))
+        if self.stop_after_frames is not None:
+            count = min(count, max(1, self.stop_after_frames - n_frames))
+        if self.feeding:  # the writer's worker gets each chunk of the file as it completes
+            count = min(count, self.feed_every - n_frames % self.feed_every)
+        due = self.checkpointed + self.settings.checkpoint_every  # unless already overdue
+        if due > n_frames:
+            count = min(count, due - n_frames)
+        return count
 
     def _finish(self) -> None:
         """The final checkpoint and the NetCDF file assembled, made durable and renamed.

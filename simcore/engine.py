@@ -52,6 +52,13 @@ class Engine:
         advance ``state`` in place by ``n_steps`` steps; ``step`` is the global index of the
         first step and ``key`` the counter-based RNG key (:mod:`simcore.rng`), so a run cut
         anywhere continues with the same bits;
+    ``advance_frames(state, params, key, step, n_steps, n_chunks) -> State`` (optional)
+        ``n_chunks`` calls of ``advance`` (``n_steps`` each) in one: returns the states
+        after each chunk stacked (each array with a leading chunk axis, possibly fewer
+        chunks than asked; they need live only until the next call), which ``frame`` must
+        accept (numpy broadcasting); raises ``UnstableRunError`` with ``good_states``, the
+        stacked states of the chunks before the unstable one. The driver then makes many
+        frames per call, amortising its per-frame Python;
     ``frame(state, params) -> dict``
         the per-frame variables: ``coordinates`` (N, 3), ``velocities`` (N, 3) when
         ``has_velocities``, ``cell_lengths`` (3,) and the extras of ``extra_variables``;
@@ -80,6 +87,7 @@ class Engine:
     extra_variables: Callable[..., dict]
     time_per_step: Callable[..., float]
     description: str = ""
+    advance_frames: Callable[..., State] | None = None
     preset_docs: Mapping[str, str] = field(default_factory=dict)
     default_preset: str | None = None
     default_steps: int = 1000

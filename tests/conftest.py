@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import netCDF4
@@ -18,6 +21,16 @@ PLUGINS = Path(__file__).resolve().parent / "plugins"
 sys.path.insert(0, str(PLUGINS))
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(PLUGINS)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
+# XLA compiles the same small networks' programs in many tests (and in their CLI
+# subprocesses): JAX's persistent compilation cache, in a folder of this session only,
+# compiles each once (the scoremodels tests: ~30 % less time). Set before JAX is imported.
+_JAX_CACHE = tempfile.mkdtemp(prefix="simcore-tests-jax-cache-")
+atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
+for _name, _value in (("JAX_COMPILATION_CACHE_DIR", _JAX_CACHE),
+                      ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
+                      ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")):
+    os.environ.setdefault(_name, _value)
 
 import simcore  # noqa: E402
 

@@ -41,6 +41,79 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, fmt):
         assert "resumed" in nc.provenance
 
 
+def _couzin_engine(monkeypatch, **changes):
+    """The driver sees the Couzin engine record with ``changes``."""
+    import dataclasses
+
+    import simcore.driver as driver
+
+    real = driver.get_engine
+    monkeypatch.setattr(driver, "get_engine", lambda name: dataclasses.replace(
+        real(name), **changes) if name == "couzin" else real(name))
+
+
+def test_many_frames_per_kernel_call_make_the_file_of_one_frame_per_call(tmp_path, monkeypatch):
+    """The driver advances Couzin many frame intervals per kernel call (advance_frames,
+    sized by time and bytes); the file equals the one made one call per frame (the record
+    without advance_frames), a last interval shorter than the others included."""
+    import simcore.driver as driver
+    from simcore.models import couzin
+
+    kw = dict(preset="swarm", steps=397, seed=3, write_every=4, overrides={"n": 70})
+    calls = []
+
+    def counted(*args, **opts):
+        states = couzin.advance_frames(*args, **opts)
+        calls.append(len(states["positions"]))
+        return states
+
+    monkeypatch.setattr(driver, "_CALL_SECONDS", 1e3)  # only the byte bound cuts a call
+    monkeypatch.setattr(driver, "_CALL_BYTES", 2**15)
+    _couzin_engine(monkeypatch, advance_frames=counted)
+    many = simcore.run("couzin", out=tmp_path / "many.nc", **kw)
+    assert calls[0] == 1 and max(calls) > 10 and sum(calls) == 100  # 100 intervals, 101 frames
+    _couzin_engine(monkeypatch, advance_frames=None)
+    one = simcore.run("couzin", out=tmp_path / "one.nc", **kw)
+    assert_same_file(many, one)
+
+
+def test_an_unstable_chunk_inside_a_call_keeps_the_frames_before_it(tmp_path, monkeypatch):
+    """The third chunk of a many-frame call turns non-finite: its two predecessors' frames
+    are written, the error names the third chunk, and OUT.unstable.nc holds every frame
+    before it."""
+    import simcore.driver as driver
+    from simcore._errors import UnstableRunError
+    from simcore.models import couzin
+
+    real = couzin.run_steps_for
+    poisoned_at = []
+
+    def poisoning(parallel):
+        kernel = real(parallel)
+
+        def run(*args):  # (pos, head, ..., n_chunks, replan, r_a, kept_pos, kept_head)
+            kernel(*args)
+            n_chunks, kept_pos, step0, n_steps = args[-5], args[-2], int(args[29]), int(args[30])
+            if n_chunks >= 3 and not poisoned_at:
+                kept_pos[2:, 0, 0] = np.nan
+                args[0][0, 0] = np.nan
+                poisoned_at.append(step0 + 2 * n_steps)
+        return run
+
+    monkeypatch.setattr(couzin, "run_steps_for", poisoning)
+    monkeypatch.setattr(driver, "_CALL_SECONDS", 1e3)
+    out = tmp_path / "c.nc"
+    with pytest.raises(UnstableRunError) as info:
+        simcore.run("couzin", preset="swarm", steps=200, seed=1, write_every=5,
+                    overrides={"n": 40}, out=out)
+    first = poisoned_at[0]
+    assert info.value.first_step == first and info.value.last_step == first + 5
+    assert f"in the chunk of steps {first}..{first + 5}" in str(info.value)
+    with netCDF4.Dataset(out.with_name("c.unstable.nc")) as nc:
+        times = nc["time"][:]
+        assert len(times) == first // 5 + 1 and np.isfinite(nc["coordinates"][:]).all()
+
+
 @pytest.mark.parametrize("prior, overrides, expected", [
     (1e3, {}, 0),  # the default: the first checkpoint waits for 100 x the prior's cost
     (1e3, {"checkpoint_every": 50}, 1),  # given explicitly: honoured from the first frames

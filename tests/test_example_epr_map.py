@@ -20,12 +20,20 @@ def _load():
     return mod
 
 
-def test_epr_map_quick(tmp_path):
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One ``--quick`` run (simulate, train, infer, figure), shared by the tests here."""
+    folder = tmp_path_factory.mktemp("epr_map")
     mod = _load()
-    fig = tmp_path / "map.png"
-    s = mod.main(["--quick", "--out", str(tmp_path / "out"), "--figure", str(fig)])
+    s = mod.main(["--quick", "--out", str(folder / "out"), "--figure", str(folder / "map.png")])
+    return folder, s
+
+
+def test_epr_map_quick(quick):
+    folder, s = quick
+    fig = folder / "map.png"
     assert fig.exists() and fig.stat().st_size > 10_000
-    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    saved = json.loads((folder / "out" / "summary.json").read_text())
     assert saved["n_infer"] == 1024 and saved["n_train"] == 256
     # the network trained on N = 256 ran on the N = 1024 file, in batches of 256
     assert saved["batch_particles"] == 256
@@ -35,17 +43,17 @@ def test_epr_map_quick(tmp_path):
     assert s["inference"]["peak_rss_mib"] > 0
 
 
-def test_epr_map_long_mode_on_given_trajectories(tmp_path):
+def test_epr_map_long_mode_on_given_trajectories(quick, tmp_path):
     """--long with --train-traj / --infer-traj: no simulation, training steps calibrated to
     the budget (the wall-clock cap stops it, checkpointed), the exact local reference in
     the summary; a missing trajectory is refused."""
+    folder, _ = quick
     mod = _load()
-    mod.main(["--quick", "--out", str(tmp_path / "sim")])
     mod.NET_LONG_CPU = dict(mod.NET, batch_size=64)  # a tiny network keeps the test fast
     mod.NET_LONG = mod.NET_LONG_CPU
     out = tmp_path / "long"
-    s = mod.main(["--long", "--train-traj", str(tmp_path / "sim" / "train.nc"),
-                  "--infer-traj", str(tmp_path / "sim" / "infer.nc"), "--train-minutes", "0.05",
+    s = mod.main(["--long", "--train-traj", str(folder / "out" / "train.nc"),
+                  "--infer-traj", str(folder / "out" / "infer.nc"), "--train-minutes", "0.05",
                   "--batch-particles", "256", "--memory-budget", "16", "--out", str(out)])
     assert s["mode"] == "long" and "sim_train_s" not in s and s["train_steps"] >= 100
     assert s["train_steps_per_s"] > 0 and (out / "epr_map.png").exists()

@@ -132,7 +132,6 @@ def test_transformer_is_permutation_invariant_over_neighbours(tiny_batch):
     g = np.random.default_rng(1)
     perm = g.permutation(cfg.neighbours)
     shuffled = {k: (v[:, perm] if k in ("nb_rel", "nb_p", "nb_mask") else v) for k, v in smp.items()}
-    assert np.any(smp["nb_mask"] == 0) or True
     np.testing.assert_allclose(np.asarray(model(y, _ctx(shuffled), ls)), base, atol=1e-5, rtol=0)
     # the output does depend on the neighbours (the test can fail)
     moved = dict(smp, nb_rel=smp["nb_rel"] * 0.9)

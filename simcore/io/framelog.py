@@ -171,6 +171,11 @@ class FrameLogWriter:
 
     def append(self, variables: dict[str, np.ndarray]) -> None:
         """Buffer one frame (``variables`` holds every field of the schema)."""
+        self.append_frames(variables, 1)
+
+    def append_frames(self, variables: dict[str, np.ndarray], count: int) -> None:
+        """Buffer ``count`` frames: each field's value with a leading axis of ``count``
+        (one per frame) or without it (the same in every frame)."""
         if self._buffer is None:
             self._buffer = np.zeros(self.buffer_frames, dtype=self.dtype)
             # a column view per field and the records as bytes: no per-frame slicing of
@@ -178,16 +183,22 @@ class FrameLogWriter:
             self._columns = [(name, self._buffer[name]) for name in self.dtype.names[:-1]]
             self._crc_column = self._buffer["crc32"]
             self._records = self._buffer.view(np.uint8).reshape(len(self._buffer), -1)
-        if self._buffered == len(self._buffer):
-            self.flush()
-        k = self._buffered
-        for name, column in self._columns:
-            column[k] = variables[name]
-        crc = crc32(self._records[k, :self._payload])
-        self._crcs = grown(self._crcs, self.n_frames + 1)
-        self._crcs[self.n_frames] = crc
-        self._crc_column[k] = crc
-        self._buffered += 1
+        self._crcs = grown(self._crcs, self.n_frames + count)
+        done = 0
+        while done < count:
+            if self._buffered == len(self._buffer):
+                self.flush()
+            k = self._buffered
+            c = min(count - done, len(self._buffer) - k)
+            for name, column in self._columns:
+                value = variables[name]
+                column[k:k + c] = value[done:done + c] if np.ndim(value) == column.ndim else value
+            for j in range(k, k + c):
+                crc = crc32(self._records[j, :self._payload])
+                self._crc_column[j] = crc
+                self._crcs[self.n_frames + j - k] = crc
+            self._buffered += c
+            done += c
 
     def flush(self) -> None:
         """Write the buffered frames to the file (one system call per block)."""

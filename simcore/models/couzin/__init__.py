@@ -41,7 +41,6 @@ import math
 
 import numba
 import numpy as np
-from numba import njit
 
 from simcore import _team, neighbors
 from simcore._errors import UserInputError
@@ -49,11 +48,13 @@ from simcore.engine import Engine, Option
 from simcore.models.couzin.params import (
     _PARALLEL_MIN_N, BOUNDARIES, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, NAME, NDIM,
     PRESET_DOCS, PRESETS, RULES, Params, extra_variables, geometry, time_per_step, warnings)
-from simcore.models.couzin.rules import NO_CELL, PADDING, run_steps_for, turn_limits
+from simcore.models.couzin.rules import (NO_CELL, PADDING, bounding_box_plan, run_steps_for,
+                                         turn_limits)
 
 # the engine's public names
 __all__ = ["ENGINE", "Params", "PRESETS", "PRESET_DOCS", "RULES", "BOUNDARIES", "init_state",
-           "advance", "frame", "state_from_frame", "cell_plan", "stability_advice",
+           "advance", "advance_frames", "frame", "state_from_frame", "cell_plan",
+           "stability_advice",
            "MAX_COORDINATE", "warnings"]
 
 
@@ -133,24 +134,8 @@ def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False) ->
     if params.boundary == "periodic":  # fixed for the run: computed once, not per chunk
         return tuple(a.copy() for a in _periodic_plan(params.box, params.r_a, params.n))
     plan = neighbors.empty_plan(box)
-    _bounding_box_plan(positions, params.r_a, *plan)
+    bounding_box_plan(positions, params.r_a, *plan)
     return plan
-
-
-@njit(cache=True)
-def _bounding_box_plan(pos, r_a, box, side, ncell, reach):
-    """:func:`neighbors.auto_plan` for agents in open space or between walls (``box`` all
-    zeros), at the number density of their bounding box (each side at least r_a), into
-    side/ncell/reach."""
-    volume = 1.0
-    for k in range(3):
-        lo = hi = pos[0, k]
-        for i in range(1, pos.shape[0]):
-            lo = min(lo, pos[i, k])
-            hi = max(hi, pos[i, k])
-        volume *= max(hi - lo, r_a)
-    neighbors.auto_plan_into(box, r_a, pos.shape[0] / volume, 3, neighbors.AUTO_MAX_REACH,
-                             neighbors.AUTO_CELL_COST, side, ncell, reach)
 
 
 @functools.lru_cache(maxsize=64)
@@ -177,8 +162,22 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     (True) or serial (False) kernel; by default threads are used for n >= 64. Results
     are identical either way.
     """
+    advance_frames(state, params, key, step, n_steps, 1, all_pairs=all_pairs,
+                   parallel=parallel)
+
+
+def advance_frames(state, params: Params, key, step: int, n_steps: int, n_chunks: int, *,
+                   all_pairs: bool = False, parallel: bool | None = None) -> list[dict]:
+    """Advance ``state`` in place by ``n_chunks`` chunks of ``n_steps`` steps in one kernel
+    call and return the state after each chunk, stacked (positions and headings
+    (chunks, n, 3): views of work arrays, valid until the next call; for the driver's
+    frames). The same bits as ``n_chunks`` calls of :func:`advance`.
+
+    Raises :class:`UnstableRunError` naming the first chunk whose state is not finite; its
+    ``good_states`` holds the states of the chunks before it. In open space the chunks
+    are cut (fewer returned) where the agents could pass :data:`MAX_COORDINATE`."""
     n = params.n
-    box, side, ncell, reach = cell_plan(params, state["positions"], all_pairs)
+    positions = state["positions"]
     real = np.dtype(params.kernel_precision)
     work = state.get("_work")
     if work is None or work["order"].shape[0] != n or work["copies"].dtype != real:
@@ -192,6 +191,19 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
         work["keys"] = np.full(n + pad, NO_CELL, dtype=np.int32 if pad else np.int64)
         work["counters"] = np.zeros(_team.COUNTERS, dtype=np.int64)
         state["_work"] = work
+    n_chunks = _chunks_within_reach(state, params, step, n_steps, n_chunks)
+    kept = work.get("kept")
+    if kept is None or kept.shape[1] < n_chunks:
+        kept = work["kept"] = np.empty((2, n_chunks, n, 3))
+    kept = kept[:, :n_chunks]
+    kept_pos, kept_head = kept[0], kept[1]  # the kernel fills all but the last chunk's
+    replan = params.boundary != "periodic" and not all_pairs
+    plan = work.get("plan") if replan else None  # a replanned run's plan: the kernel fills it
+    if plan is None:
+        plan = cell_plan(params, positions, all_pairs)
+        if replan:
+            work["plan"] = plan
+    box, side, ncell, reach = plan
     if parallel is None:
         parallel = kernel_threads(params, n_steps) > 1
     if params.rule == "dewi":
@@ -200,24 +212,30 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
     else:
         cos_blind = -3.0
     cos_fov = math.cos(math.radians(params.field_of_view / 2))
-    L = params.box
-    _check_reach(state, params, step, n_steps)
     run_steps_for(bool(parallel))(
-        state["positions"], state["headings"], work["sums"], box, side, ncell, reach,
+        positions, state["headings"], work["sums"], box, side, ncell, reach,
         work["cell_of"], work["bucket_of"], work["bucket_start"], work["order"], work["origin"],
         work["copies"], work["keys"], work["counters"],
-        RULES[params.rule], BOUNDARIES[params.boundary], L, params.r_r ** 2, params.r_o ** 2,
-        params.r_a ** 2, cos_fov, cos_blind, params.orientation_weight,
+        RULES[params.rule], BOUNDARIES[params.boundary], params.box, params.r_r ** 2,
+        params.r_o ** 2, params.r_a ** 2, cos_fov, cos_blind, params.orientation_weight,
         turn_limits(params.turning_rate * params.dt), params.noise, params.speed, params.dt,
         np.uint64(key), np.int64(step), np.int64(n_steps),
-        numba.get_num_threads() if parallel else 1)
-    if not (np.isfinite(state["positions"]).all() and np.isfinite(state["headings"]).all()):
+        numba.get_num_threads() if parallel else 1, np.int64(n_chunks), replan,
+        float(params.r_a), kept_pos[:-1], kept_head[:-1])
+    kept_pos[-1], kept_head[-1] = positions, state["headings"]
+    finite = np.isfinite(kept).all(axis=(0, 2, 3))
+    if not finite.all():
         from simcore._errors import UnstableRunError
 
-        raise UnstableRunError(
-            f"The Couzin run became unstable before step {step + n_steps} (in the chunk of "
-            f"steps {step}..{step + n_steps}): positions or headings are no longer finite. "
-            + stability_advice(params), first_step=step, last_step=step + n_steps)
+        c = int(np.argmin(finite))
+        first = step + c * n_steps
+        err = UnstableRunError(
+            f"The Couzin run became unstable before step {first + n_steps} (in the chunk "
+            f"of steps {first}..{first + n_steps}): positions or headings are no longer "
+            "finite. " + stability_advice(params), first_step=first, last_step=first + n_steps)
+        err.good_states = {"positions": kept_pos[:c], "headings": kept_head[:c]}
+        raise err
+    return {"positions": kept_pos, "headings": kept_head}
 
 
 # Agents farther than this from the origin (model lengths) are a runaway: cell indices
@@ -240,15 +258,20 @@ def stability_advice(params: Params) -> str:
             "report the command if they are sensible.")
 
 
-def _check_reach(state, params: Params, step: int, n_steps: int) -> None:
-    """Refuse a chunk in which an open-space agent would pass :data:`MAX_COORDINATE`
-    (each step moves it by at most speed·dt per axis), before running it."""
-    if params.boundary != "open" or n_steps <= 0:
-        return
-    far = float(np.abs(state["positions"]).max()) if params.n else 0.0
+def _chunks_within_reach(state, params: Params, step: int, n_steps: int, n_chunks: int) -> int:
+    """How many of ``n_chunks`` chunks can run before an open-space agent could pass
+    :data:`MAX_COORDINATE` (each step moves it by at most speed·dt per axis): all in a
+    box, at least one; the first chunk is refused (UnstableRunError, before it runs) if
+    even it could."""
+    if params.boundary != "open" or n_steps <= 0 or not params.n:
+        return n_chunks
+    far = float(np.abs(state["positions"]).max())
     step_len = params.speed * params.dt
+    if n_chunks > 1 and step_len > 0:  # c chunks fit while far + step_len·n_steps·c < MAX
+        room = (MAX_COORDINATE - far) / (step_len * n_steps)
+        n_chunks = max(1, min(n_chunks, math.ceil(room) - 1))
     if far + step_len * n_steps < MAX_COORDINATE:
-        return
+        return n_chunks
     from simcore._errors import UnstableRunError
 
     within = max(0, int((MAX_COORDINATE - far) // step_len)) if step_len > 0 else n_steps
@@ -310,7 +333,8 @@ ENGINE = Engine(
     description="3D Couzin zone model of fish schools",
     default_preset=DEFAULT_PRESET, default_steps=DEFAULT_STEPS,
     default_write_every=DEFAULT_WRITE_EVERY,
-    init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
+    init_state=init_state, advance=advance, advance_frames=advance_frames, frame=frame,
+    state_from_frame=state_from_frame,
     extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
     geometry=geometry, run_bytes=run_bytes, analysis_bytes=analysis_bytes,
     kernel_threads=kernel_threads,

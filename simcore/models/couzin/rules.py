@@ -463,6 +463,22 @@ def _move_one(i, pos, head, speed, dt, rule, boundary, L):
 
 
 @njit(cache=True)
+def bounding_box_plan(pos, r_a, box, side, ncell, reach):
+    """:func:`neighbors.auto_plan` for agents in open space or between walls (``box`` all
+    zeros), at the number density of their bounding box (each side at least r_a), into
+    side/ncell/reach."""
+    volume = 1.0
+    for k in range(3):
+        lo = hi = pos[0, k]
+        for i in range(1, pos.shape[0]):
+            lo = min(lo, pos[i, k])
+            hi = max(hi, pos[i, k])
+        volume *= max(hi - lo, r_a)
+    neighbors.auto_plan_into(box, r_a, pos.shape[0] / volume, 3, neighbors.AUTO_MAX_REACH,
+                             neighbors.AUTO_CELL_COST, side, ncell, reach)
+
+
+@njit(cache=True)
 def _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of, bucket_of,
                  bucket_start, order, origin, copies, keys, rule, boundary, L, rr2, ro2, ra2,
                  cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps):
@@ -537,44 +553,61 @@ def run_steps_for(parallel: bool):
     threaded path runs a whole chunk in one parallel region (:func:`_team_steps`), the
     serial one step by step; both compute every agent's step with the same operations,
     so their trajectories are the same bits. ``workers``: the threaded path's thread count
-    (Numba's, read by the caller: read in compiled code it would make the loop uncachable)."""
+    (Numba's, read by the caller: read in compiled code it would make the loop uncachable).
+
+    One call runs ``n_chunks`` chunks of ``n_steps`` steps (one frame interval each) and
+    copies the state after chunk c into ``kept_pos[c]``/``kept_head[c]`` for c below their
+    length (the driver's frames; the caller copies the last chunk's, ``pos``/``head``);
+    ``replan`` plans each chunk's cells from the agents' bounding box (open space and
+    reflecting walls, :func:`bounding_box_plan`), else ``box``/``side``/``ncell``/``reach``
+    hold for every chunk."""
 
     @njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
     def _run_steps(pos, head, sums, box, side, ncell, reach, cell_of, bucket_of,
                    bucket_start, order, origin, copies, keys, counters, rule, boundary, L, rr2,
                    ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0,
-                   n_steps, workers):
+                   n_steps, workers, n_chunks, replan, r_a, kept_pos, kept_head):
         n = pos.shape[0]
         recentre = copies.itemsize < 8 and boundary == 0  # single precision in open space
-        # a plan of one cell per axis puts every agent in that cell, in index order, whatever
-        # the positions: the lists built at the chunk's first step hold for all of its steps
-        one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
         xs, ys, zs, hxs, hys, hzs = copies[0, 0], copies[0, 1], copies[0, 2], copies[0, 3], \
             copies[0, 4], copies[0, 5]
-        if parallel:
-            if n_steps <= 0:
-                return
-            if one_cell and not recentre:  # the team's steps begin with these copies
-                neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
-                _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs,
-                               keys, True)
-            for k in range(counters.shape[0]):
-                counters[k] = 0
-            _team_steps(workers, counters, workers, pos, head, sums, box, side, ncell, reach, cell_of,
-                        bucket_of, bucket_start, order, origin, copies, keys, rule, boundary, L,
-                        rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key,
-                        step0, n_steps)
-            return
-        for s in range(n_steps):
-            if s == 0 or not one_cell:
-                neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
-            if recentre:
-                _centre(pos, origin)
-            _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
-                           s == 0 or not one_cell)
-            _decide_range(0, n, pos, head, sums, box, ncell, reach, cell_of, bucket_start,
-                          order, origin, xs, ys, zs, hxs, hys, hzs, keys, rule, rr2, ro2, ra2,
-                          cos_fov, cos_blind, w_o, turn, noise, speed, key, step0 + s)
-            _move(pos, head, speed, dt, rule, boundary, L)
+        for c in range(n_chunks):
+            step = step0 + c * n_steps
+            if replan:  # the plan of these agents' bounding box, as cell_plan makes it
+                bounding_box_plan(pos, r_a, box, side, ncell, reach)
+            # a plan of one cell per axis puts every agent in that cell, in index order,
+            # whatever the positions: the lists built at a chunk's first step hold for all
+            # of its steps
+            one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
+            if parallel:
+                if n_steps > 0:
+                    if one_cell and not recentre:  # the team's steps begin with these copies
+                        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start,
+                                        order)
+                        _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys,
+                                       hzs, keys, True)
+                    for k in range(counters.shape[0]):
+                        counters[k] = 0
+                    _team_steps(workers, counters, workers, pos, head, sums, box, side, ncell,
+                                reach, cell_of, bucket_of, bucket_start, order, origin, copies,
+                                keys, rule, boundary, L, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
+                                turn, noise, speed, dt, key, step, n_steps)
+            else:
+                for s in range(n_steps):
+                    if s == 0 or not one_cell:
+                        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start,
+                                        order)
+                    if recentre:
+                        _centre(pos, origin)
+                    _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs,
+                                   keys, s == 0 or not one_cell)
+                    _decide_range(0, n, pos, head, sums, box, ncell, reach, cell_of,
+                                  bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
+                                  rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise,
+                                  speed, key, step + s)
+                    _move(pos, head, speed, dt, rule, boundary, L)
+            if c < kept_pos.shape[0]:  # the state after this chunk, for its frame
+                kept_pos[c, :, :] = pos
+                kept_head[c, :, :] = head
 
     return _run_steps
