@@ -114,6 +114,28 @@ def test_an_unstable_chunk_inside_a_call_keeps_the_frames_before_it(tmp_path, mo
         assert len(times) == first // 5 + 1 and np.isfinite(nc["coordinates"][:]).all()
 
 
+def test_a_runaway_ends_many_frame_calls_where_one_frame_calls_end_it(tmp_path, monkeypatch):
+    """Open space, agents bound to pass MAX_COORDINATE mid-run: calls of many frame
+    intervals stop before it and the run ends with the error and the unstable file of
+    calls of one (same message, same frames)."""
+    import simcore.driver as driver
+    from simcore._errors import UnstableRunError
+
+    monkeypatch.setattr(driver, "_CALL_SECONDS", 1e3)
+    kw = dict(preset="swarm", steps=400, seed=2, write_every=2, overrides={"n": 30, "dt": 2e12})
+    ends = {}
+    for name, batched in (("many", True), ("one", False)):
+        if not batched:
+            _couzin_engine(monkeypatch, advance_frames=None)
+        with pytest.raises(UnstableRunError, match="run away") as info:
+            simcore.run("couzin", out=tmp_path / f"{name}.nc", **kw)
+        with netCDF4.Dataset(tmp_path / f"{name}.unstable.nc") as nc:
+            message = str(info.value).replace(f"{name}.unstable", "OUT")  # the file's name
+            ends[name] = (message, len(nc["time"]), nc["coordinates"][:].tobytes())
+    assert 10 < ends["many"][1] < 201  # it ran a while: calls of many frames were cut
+    assert ends["many"] == ends["one"]
+
+
 @pytest.mark.parametrize("prior, overrides, expected", [
     (1e3, {}, 0),  # the default: the first checkpoint waits for 100 x the prior's cost
     (1e3, {"checkpoint_every": 50}, 1),  # given explicitly: honoured from the first frames
