@@ -796,6 +796,13 @@ def test_the_worker_loads_numpy_with_one_blas_thread(monkeypatch, fresh_workers)
     monkeypatch.setattr(assembler, "_spare_core", lambda: True)
     assembler.prestart(assembler.BACKGROUND_MIN_BYTES)
     (worker,) = assembler._idle
+    # until the new program has set up its stack, /proc/PID/environ reads empty (Linux
+    # wakes the parent of a vfork before that: a race on a loaded machine); 'ready' is after
+    deadline = time.monotonic() + 30
+    while not worker.ready and time.monotonic() < deadline:
+        worker.usable()
+        time.sleep(0.01)
+    assert worker.ready
     with open(f"/proc/{worker.proc.pid}/environ", "rb") as f:
         environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
     assert environ[b"OPENBLAS_NUM_THREADS"] == b"1"
