@@ -17,11 +17,13 @@ $(STAMP): $(PY) pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py --out demo_output
 
+# the test files run in parallel on every core (pytest-xdist): a fresh clone's Numba and
+# XLA compilations, most of a first run's time, then overlap
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
