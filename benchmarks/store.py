@@ -54,7 +54,7 @@ from _common import headline, machine_header  # noqa: E402
 
 import simcore  # noqa: E402
 from simcore.config import resolve  # noqa: E402
-from simcore.driver import frame_steps  # noqa: E402
+from simcore.driver import chunks_per_call, frame_steps  # noqa: E402
 from simcore.io.assembler import release_idle_workers  # noqa: E402
 from simcore.io.trajectory import FORMATS, _define, frame_schema  # noqa: E402
 from simcore.models import get_engine  # noqa: E402
@@ -108,6 +108,9 @@ def compute_only(model_name, params, settings, with_previous_store: Path | None 
         ds = netCDF4.Dataset(with_previous_store, "w", format=FORMATS[settings.format])
         _define(ds, schema, settings.format)
         names = [name for name, _, _ in schema["fields"]]
+    if ds is None and model.advance_frames is not None:  # many frames per call, as the driver
+        _advance_in_calls(model, state, params, key, marks)
+        return time.perf_counter() - t0
     for f in range(len(marks)):
         if f:
             model.advance(state, params, key, marks[f - 1], marks[f] - marks[f - 1])
@@ -124,14 +127,30 @@ def compute_only(model_name, params, settings, with_previous_store: Path | None 
     return time.perf_counter() - t0
 
 
+def _advance_in_calls(model, state, params, key, marks) -> None:
+    """The driver's kernel calls of an engine with ``advance_frames`` (sized by
+    ``driver.chunks_per_call``), each call's frames computed."""
+    f, chunk_seconds = 1, None
+    while f < len(marks):
+        started = time.perf_counter()
+        states = model.advance_frames(state, params, key, marks[f - 1], marks[f] - marks[f - 1],
+                                      chunks_per_call(marks, f, chunk_seconds))
+        count = len(next(iter(states.values())))
+        model.frame(states, params)
+        chunk_seconds = (time.perf_counter() - started) / count
+        f += count
+
+
 @contextmanager
 def engine_clock(model_name):
-    """While active, the seconds spent inside the engine's ``advance`` and ``frame`` calls
+    """While active, the seconds spent inside the engine's ``advance`` (``advance_frames``)
+    and ``frame`` calls
     accumulate in the yielded one-element list (the driver calls them through the engine
     record, which is patched here and restored on exit)."""
     engine = get_engine(model_name)
     spent = [0.0]
-    originals = {name: getattr(engine, name) for name in ("advance", "frame")}
+    originals = {name: getattr(engine, name) for name in ("advance", "advance_frames", "frame")
+                 if getattr(engine, name) is not None}
 
     def timed(function):
         def call(*args, **kwargs):

@@ -74,6 +74,17 @@ def frame_steps(steps: int, write_every: int) -> list[int]:
     return marks
 
 
+def chunks_per_call(marks: list[int], f: int, chunk_seconds: float | None) -> int:
+    """Frame intervals that one ``advance_frames`` call makes from frame ``f`` of a run
+    with frames at steps ``marks``: about :data:`_CALL_SECONDS` of them at ``chunk_seconds``
+    each (one until a chunk is timed), all of the same length."""
+    if chunk_seconds is None:
+        return 1
+    count = max(1, int(_CALL_SECONDS / max(chunk_seconds, 1e-9)))
+    regular = len(marks) if marks[-1] - marks[-2] == marks[1] - marks[0] else len(marks) - 1
+    return min(count, max(1, regular - f))
+
+
 def run_model(
     model_name: str,
     params,
@@ -481,17 +492,13 @@ class _Run:
         return False
 
     def _chunks_per_call(self, f: int, chunk_seconds: float | None) -> int:
-        """How many frame intervals one kernel call advances from frame ``f`` on: about
-        :data:`_CALL_SECONDS` of them (one until a chunk is timed), of equal length, not
-        past ``stop_after_frames``, the next frame-count checkpoint or the next file chunk
-        for a writer working beside the run, holding at most :data:`_CALL_BYTES` of
-        states."""
-        marks, n_frames = self.marks, self.frames.n_frames
-        if chunk_seconds is None:
-            return 1
-        count = max(1, int(_CALL_SECONDS / max(chunk_seconds, 1e-9)))
-        regular = len(marks) if marks[-1] - marks[-2] == marks[1] - marks[0] else len(marks) - 1
-        count = min(count, max(1, regular - f), max(1, _CALL_BYTES // self.frames.dtype.itemsize))
+        """How many frame intervals one kernel call advances from frame ``f`` on
+        (:func:`chunks_per_call`), not past ``stop_after_frames``, the next frame-count
+        checkpoint or the next file chunk for a writer working beside the run, holding at
+        most :data:`_CALL_BYTES` of states."""
+        n_frames = self.frames.n_frames
+        count = min(chunks_per_call(self.marks, f, chunk_seconds),
+                    max(1, _CALL_BYTES // self.frames.dtype.itemsize))
         if self.stop_after_frames is not None:
             count = min(count, max(1, self.stop_after_frames - n_frames))
         if self.feeding:  # the writer's worker gets each chunk of the file as it completes
