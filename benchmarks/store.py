@@ -54,7 +54,7 @@ from _common import headline, machine_header  # noqa: E402
 
 import simcore  # noqa: E402
 from simcore.config import resolve  # noqa: E402
-from simcore.driver import chunks_per_call, frame_steps  # noqa: E402
+from simcore.driver import _chunks_in, chunks_per_call, frame_steps  # noqa: E402
 from simcore.io.assembler import release_idle_workers  # noqa: E402
 from simcore.io.trajectory import FORMATS, _define, frame_schema  # noqa: E402
 from simcore.models import get_engine  # noqa: E402
@@ -135,7 +135,7 @@ def _advance_in_calls(model, state, params, key, marks) -> None:
         started = time.perf_counter()
         states = model.advance_frames(state, params, key, marks[f - 1], marks[f] - marks[f - 1],
                                       chunks_per_call(marks, f, chunk_seconds))
-        count = len(next(iter(states.values())))
+        count = _chunks_in(states)
         model.frame(states, params)
         chunk_seconds = (time.perf_counter() - started) / count
         f += count

@@ -86,6 +86,11 @@ def chunks_per_call(marks: list[int], f: int, chunk_seconds: float | None) -> in
     return min(count, max(1, regular - f))
 
 
+def _chunks_in(states: dict) -> int:
+    """The chunks of stacked states (``advance_frames``): every array's leading length."""
+    return len(next(iter(states.values())))
+
+
 def run_model(
     model_name: str,
     params,
@@ -473,12 +478,12 @@ class _Run:
                 else:
                     states = model.advance_frames(self.state, params, key, step0, n,
                                                   self._chunks_per_call(f, chunk_seconds))
-                    count = len(states["positions"])
+                    count = _chunks_in(states)
                     self._append(f, states, count)
             except UnstableRunError as err:
                 good = getattr(err, "good_states", None)
-                if good is not None and len(good["positions"]):
-                    self._append(f, good, len(good["positions"]))
+                if good is not None and _chunks_in(good):
+                    self._append(f, good, _chunks_in(good))
                 self._unstable(err)
             chunk_seconds = (time.perf_counter() - started) / count
             f += count
