@@ -62,7 +62,7 @@ _COST_RATIO = 100  # frame-count checkpoints take at most ~1/100 of a run's wall
 _FIRST_CHECKPOINT_COST = 0.005
 # An engine with ``advance_frames`` advances about this many seconds of frames per kernel
 # call (the driver's Python per frame is then amortised: ~40 us a frame for Couzin); a stop
-# signal waits for the call. At most _CALL_BYTES of its states are held.
+# signal waits for the call. A call makes at most _CALL_BYTES of frame-log records.
 _CALL_SECONDS = 0.025
 _CALL_BYTES = 2**23
 
@@ -500,8 +500,8 @@ class _Run:
     def _chunks_per_call(self, f: int, chunk_seconds: float | None) -> int:
         """How many frame intervals one kernel call advances from frame ``f`` on
         (:func:`chunks_per_call`), not past ``stop_after_frames``, the next frame-count
-        checkpoint or the next file chunk for a writer working beside the run, holding at
-        most :data:`_CALL_BYTES` of states."""
+        checkpoint or the next file chunk for a writer working beside the run, making at
+        most :data:`_CALL_BYTES` of frame-log records."""
         n_frames = self.frames.n_frames
         count = min(chunks_per_call(self.marks, f, chunk_seconds),
                     max(1, _CALL_BYTES // self.frames.dtype.itemsize))
