@@ -755,6 +755,15 @@ def test_uncompressed_files_hold_the_same_values(tmp_path):
             assert a[name][:].tobytes() == b[name][:].tobytes(), name
 
 
+def _ready(worker, seconds: float = 30.0) -> bool:
+    """Whether the writer's ``worker`` says it is ready within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not worker.ready and time.monotonic() < deadline:
+        worker.usable()
+        time.sleep(0.01)
+    return worker.ready
+
+
 def test_a_worker_started_in_another_folder_writes_a_relative_output(tmp_path, monkeypatch,
                                                                      fresh_workers,
                                                                      written_by_worker):
@@ -773,11 +782,7 @@ def test_a_worker_started_in_another_folder_writes_a_relative_output(tmp_path, m
     monkeypatch.chdir(tmp_path / "first")
     assembler.prestart(1)
     (worker,) = assembler._idle
-    deadline = time.monotonic() + 30
-    while not worker.ready and time.monotonic() < deadline:  # through its imports
-        worker.usable()
-        time.sleep(0.01)
-    assert worker.ready
+    assert _ready(worker)  # through its imports
     monkeypatch.chdir(tmp_path / "second")
     simcore.run("couzin", out="rel.nc", **KW)
     assert written_by_worker == [True]
@@ -798,11 +803,7 @@ def test_the_worker_loads_numpy_with_one_blas_thread(monkeypatch, fresh_workers)
     (worker,) = assembler._idle
     # until the new program has set up its stack, /proc/PID/environ reads empty (Linux
     # wakes the parent of a vfork before that: a race on a loaded machine); 'ready' is after
-    deadline = time.monotonic() + 30
-    while not worker.ready and time.monotonic() < deadline:
-        worker.usable()
-        time.sleep(0.01)
-    assert worker.ready
+    assert _ready(worker)
     with open(f"/proc/{worker.proc.pid}/environ", "rb") as f:
         environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
     assert environ[b"OPENBLAS_NUM_THREADS"] == b"1"

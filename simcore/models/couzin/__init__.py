@@ -167,7 +167,8 @@ def advance(state, params: Params, key, step: int, n_steps: int, *, all_pairs: b
 
 
 def advance_frames(state, params: Params, key, step: int, n_steps: int, n_chunks: int, *,
-                   all_pairs: bool = False, parallel: bool | None = None) -> list[dict]:
+                   all_pairs: bool = False, parallel: bool | None = None
+                   ) -> dict[str, np.ndarray]:
     """Advance ``state`` in place by ``n_chunks`` chunks of ``n_steps`` steps in one kernel
     call and return the state after each chunk, stacked (positions and headings
     (chunks, n, 3): views of work arrays, valid until the next call; for the driver's
