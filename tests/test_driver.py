@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import netCDF4
 import numpy as np
 import pytest
@@ -41,40 +43,58 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, fmt):
         assert "resumed" in nc.provenance
 
 
-def _couzin_engine(monkeypatch, **changes):
-    """The driver sees the Couzin engine record with ``changes``."""
+def _engine(monkeypatch, model, **changes):
+    """The driver sees engine ``model``'s record with ``changes``."""
     import dataclasses
 
     import simcore.driver as driver
 
     real = driver.get_engine
     monkeypatch.setattr(driver, "get_engine", lambda name: dataclasses.replace(
-        real(name), **changes) if name == "couzin" else real(name))
+        real(name), **changes) if name == model else real(name))
 
 
-def test_many_frames_per_kernel_call_make_the_file_of_one_frame_per_call(tmp_path, monkeypatch):
-    """The driver advances Couzin many frame intervals per kernel call (advance_frames,
-    sized by time and bytes); the file equals the one made one call per frame (the record
-    without advance_frames), a last interval shorter than the others included."""
+@pytest.mark.parametrize("model, overrides, call_bytes", [
+    ("couzin", {"preset": "swarm", "overrides": {"n": 70}}, 2**15),  # ~19 frames a call
+    # threaded (n·d²·steps = 3200 a chunk); ~23 frames a call
+    ("linear", {"overrides": {"n": 200}}, 2**17),
+])
+def test_many_frames_per_kernel_call_make_the_file_of_one_frame_per_call(tmp_path, monkeypatch,
+                                                                         model, overrides,
+                                                                         call_bytes):
+    """The driver advances many frame intervals per kernel call (advance_frames, sized by
+    time and bytes); the file equals the one made one call per frame (the record without
+    advance_frames), a last interval shorter than the others included."""
     import simcore.driver as driver
-    from simcore.models import couzin
+    from simcore.models import get_engine
 
-    kw = dict(preset="swarm", steps=397, seed=3, write_every=4, overrides={"n": 70})
+    kw = dict(steps=397, seed=3, write_every=4, **overrides)
+    batched = get_engine(model).advance_frames
     calls = []
 
     def counted(*args, **opts):
-        states = couzin.advance_frames(*args, **opts)
-        calls.append(len(states["positions"]))
+        states = batched(*args, **opts)
+        calls.append(driver._chunks_in(states))
         return states
 
     monkeypatch.setattr(driver, "_CALL_SECONDS", 1e3)  # only the byte bound cuts a call
-    monkeypatch.setattr(driver, "_CALL_BYTES", 2**15)
-    _couzin_engine(monkeypatch, advance_frames=counted)
-    many = simcore.run("couzin", out=tmp_path / "many.nc", **kw)
+    monkeypatch.setattr(driver, "_CALL_BYTES", call_bytes)
+    _engine(monkeypatch, model, advance_frames=counted)
+    many = simcore.run(model, out=tmp_path / "many.nc", **kw)
     assert calls[0] == 1 and max(calls) > 10 and sum(calls) == 100  # 100 intervals, 101 frames
-    _couzin_engine(monkeypatch, advance_frames=None)
-    one = simcore.run("couzin", out=tmp_path / "one.nc", **kw)
+    _engine(monkeypatch, model, advance_frames=None)
+    one = simcore.run(model, out=tmp_path / "one.nc", **kw)
     assert_same_file(many, one)
+
+
+def _assert_unstable_from(info, out: Path, first: int, n_steps: int) -> None:
+    """The run's error names the chunk of steps first..first + n_steps, and its unstable
+    file holds every frame before it (one every ``n_steps``), all finite."""
+    assert info.value.first_step == first and info.value.last_step == first + n_steps
+    assert f"in the chunk of steps {first}..{first + n_steps}" in str(info.value)
+    with netCDF4.Dataset(out.with_name(out.stem + ".unstable.nc")) as nc:
+        times = nc["time"][:]
+        assert len(times) == first // n_steps + 1 and np.isfinite(nc["coordinates"][:]).all()
 
 
 def test_an_unstable_chunk_inside_a_call_keeps_the_frames_before_it(tmp_path, monkeypatch):
@@ -106,12 +126,36 @@ def test_an_unstable_chunk_inside_a_call_keeps_the_frames_before_it(tmp_path, mo
     with pytest.raises(UnstableRunError) as info:
         simcore.run("couzin", preset="swarm", steps=200, seed=1, write_every=5,
                     overrides={"n": 40}, out=out)
-    first = poisoned_at[0]
-    assert info.value.first_step == first and info.value.last_step == first + 5
-    assert f"in the chunk of steps {first}..{first + 5}" in str(info.value)
-    with netCDF4.Dataset(out.with_name("c.unstable.nc")) as nc:
-        times = nc["time"][:]
-        assert len(times) == first // 5 + 1 and np.isfinite(nc["coordinates"][:]).all()
+    _assert_unstable_from(info, out, poisoned_at[0], 5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_unstable_linear_chunk_inside_a_call_keeps_the_frames_before_it(tmp_path, monkeypatch,
+                                                                           threads):
+    """As for Couzin: the linear model's third chunk of a call exceeds MAX_STATE (no
+    validated parameters run away mid-run, so the kernel's output is made to)."""
+    import simcore.driver as driver
+    from simcore._errors import UnstableRunError
+    from simcore.models import linear
+
+    poisoned_at = []
+
+    def poisoning(real):
+        def run(x, y, z, A, F, key, step0, n_steps, n_chunks, kept):
+            real(x, y, z, A, F, key, step0, n_steps, n_chunks, kept)
+            if n_chunks >= 3 and not poisoned_at:
+                kept[2:, 1, 0] = x[1, 0] = 2 * linear.MAX_STATE
+                poisoned_at.append(int(step0 + 2 * n_steps))
+        return run
+
+    for name in ("_chunks_serial", "_chunks_parallel"):
+        monkeypatch.setattr(linear, name, poisoning(getattr(linear, name)))
+    monkeypatch.setattr(driver, "_CALL_SECONDS", 1e3)
+    out = tmp_path / "l.nc"
+    with pytest.raises(UnstableRunError, match="exceeds 1e\\+30") as info:
+        simcore.run("linear", steps=200, seed=1, write_every=5, overrides={"n": 200},
+                    threads=threads, out=out)
+    _assert_unstable_from(info, out, poisoned_at[0], 5)
 
 
 def test_a_runaway_ends_many_frame_calls_where_one_frame_calls_end_it(tmp_path, monkeypatch):
@@ -126,7 +170,7 @@ def test_a_runaway_ends_many_frame_calls_where_one_frame_calls_end_it(tmp_path, 
     ends = {}
     for name, batched in (("many", True), ("one", False)):
         if not batched:
-            _couzin_engine(monkeypatch, advance_frames=None)
+            _engine(monkeypatch, "couzin", advance_frames=None)
         with pytest.raises(UnstableRunError, match="run away") as info:
             simcore.run("couzin", out=tmp_path / f"{name}.nc", **kw)
         with netCDF4.Dataset(tmp_path / f"{name}.unstable.nc") as nc:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import simcore
 
-# One noise step of the linear model: `_steps_serial` (linear.py) inlines rng.py's hash.
+# One noise step of the linear model: `_chunks_serial` (linear.py) inlines rng.py's hash.
 _PROBE = """
 import json, numpy as np
 from simcore.models import linear
 x = np.zeros((3, 2)); y = np.zeros_like(x); z = np.zeros_like(x)
-linear._steps_serial(x, y, z, np.eye(2), np.eye(2), np.uint64(7), 0, 1)
-stats = linear._steps_serial.stats
+linear._chunks_serial(x, y, z, np.eye(2), np.eye(2), np.uint64(7), 0, 1, 1, np.zeros((1, 3, 2)))
+stats = linear._chunks_serial.stats
 print(json.dumps({"x": x.ravel().tolist(), "hits": sum(stats.cache_hits.values()),
                   "misses": sum(stats.cache_misses.values())}))
 """

@@ -251,20 +251,39 @@ def _step_one(i, x, y, z, A, F, key, step):
         x[i, r] = y[i, r]
 
 
-# The copies are independent: each thread advances its copies through all n_steps (one
-# parallel region per call, no barrier per step); the noise depends only on (step, copy).
+# The copies are independent: each thread advances its copies through all the chunks of
+# a call (one parallel region per call, no barrier per step or chunk); the noise depends
+# only on (step, copy). After chunk c, copy i's state is kept in kept[c, i].
 @njit(cache=True, parallel=True, nogil=True)  # nogil: other Python threads run meanwhile
-def _steps_parallel(x, y, z, A, F, key, step0, n_steps):
+def _chunks_parallel(x, y, z, A, F, key, step0, n_steps, n_chunks, kept):
     for i in prange(x.shape[0]):
-        for s in range(n_steps):
-            _step_one(i, x, y, z, A, F, key, step0 + s)
+        _copy_chunks(i, x, y, z, A, F, key, step0, n_steps, n_chunks, kept)
 
 
 @njit(cache=True, nogil=True)
-def _steps_serial(x, y, z, A, F, key, step0, n_steps):
+def _chunks_serial(x, y, z, A, F, key, step0, n_steps, n_chunks, kept):
     for i in range(x.shape[0]):
+        _copy_chunks(i, x, y, z, A, F, key, step0, n_steps, n_chunks, kept)
+
+
+@njit(cache=True, inline="always")
+def _copy_chunks(i, x, y, z, A, F, key, step0, n_steps, n_chunks, kept):
+    for c in range(n_chunks):
         for s in range(n_steps):
-            _step_one(i, x, y, z, A, F, key, step0 + s)
+            _step_one(i, x, y, z, A, F, key, step0 + c * n_steps + s)
+        for r in range(x.shape[1]):
+            kept[c, i, r] = x[i, r]
+
+
+@njit(cache=True, nogil=True)
+def _first_runaway(states, limit):
+    """Index of the first row of ``states`` holding a value that is not finite or exceeds
+    ``limit`` in magnitude, else -1 (one pass, no temporaries)."""
+    for c in range(states.shape[0]):
+        for v in states[c]:
+            if not abs(v) <= limit:  # NaN fails the comparison too
+                return c
+    return -1
 
 
 def _work(state, params: Params):
@@ -290,6 +309,20 @@ def kernel_threads(params: Params, n_steps: int) -> int:
 
 def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool | None = None) -> None:
     """Advance every copy in place by ``n_steps`` steps from global step ``step``."""
+    advance_frames(state, params, key, step, n_steps, 1, parallel=parallel)
+
+
+def advance_frames(state, params: Params, key, step: int, n_steps: int, n_chunks: int, *,
+                   parallel: bool | None = None) -> dict[str, np.ndarray]:
+    """Advance every copy in place by ``n_chunks`` chunks of ``n_steps`` steps in one
+    kernel call and return the state after each chunk, stacked: ``x`` (chunks, n, d), a
+    view of a work array valid until the next call (for the driver's frames). The same
+    bits as ``n_chunks`` calls of :func:`advance` (each copy takes the same steps in the
+    same order). ``parallel``: threads over the copies (default: :func:`kernel_threads`
+    of one chunk).
+
+    Raises :class:`UnstableRunError` naming the first chunk whose state is not finite or
+    exceeds :data:`MAX_STATE`; its ``good_states`` holds the states before it."""
     work = _work(state, params)
     if parallel is None:
         parallel = kernel_threads(params, n_steps) > 1
@@ -300,18 +333,27 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
             f"The linear SDE cannot be integrated from step {step}: the one-step transition "
             f"(A = e^(-B dt) and the noise factor F with dt = {params.dt:g}) is not finite in "
             "float64. " + stability_advice(params), first_step=step, last_step=step)
-    fn = _steps_parallel if parallel else _steps_serial
-    fn(state["x"], work["y"], work["z"], work["A"], work["F"], np.uint64(key), np.int64(step),
-       np.int64(n_steps))
     x = state["x"]
-    if not np.isfinite(x).all() or (x.size and float(np.abs(x).max()) > MAX_STATE):
+    kept = work.get("kept")
+    if kept is None or kept.shape[0] < n_chunks:
+        kept = work["kept"] = np.empty((n_chunks, *x.shape))
+    kept = kept[:n_chunks]
+    fn = _chunks_parallel if parallel else _chunks_serial
+    fn(x, work["y"], work["z"], work["A"], work["F"], np.uint64(key), np.int64(step),
+       np.int64(n_steps), np.int64(n_chunks), kept)
+    c = _first_runaway(kept.reshape(n_chunks, -1), MAX_STATE)
+    if c >= 0:
         from simcore._errors import UnstableRunError
 
-        raise UnstableRunError(
-            f"The linear SDE became unstable before step {step + n_steps} (in the chunk of "
-            f"steps {step}..{step + n_steps}): the state is no longer finite or exceeds "
-            f"{MAX_STATE:.0e}. " + stability_advice(params), first_step=step,
-            last_step=step + n_steps)
+        first = step + c * n_steps
+        err = UnstableRunError(
+            f"The linear SDE became unstable before step {first + n_steps} (in the chunk of "
+            f"steps {first}..{first + n_steps}): the state is no longer finite or exceeds "
+            f"{MAX_STATE:.0e}. " + stability_advice(params), first_step=first,
+            last_step=first + n_steps)
+        err.good_states = {"x": kept[:c]}
+        raise err
+    return {"x": kept}
 
 
 # A state beyond this magnitude is a runaway (x² overflows at 1e154; the float32 file at
@@ -352,12 +394,18 @@ def state_from_frame(variables: dict[str, np.ndarray], params: Params) -> dict[s
 
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:
-    """Per-frame variables (see the module docstring for the layout)."""
-    x = state["x"]
-    drift = -x @ params.B_matrix.T
+    """Per-frame variables (see the module docstring for the layout); ``state["x"]`` may
+    be stacked states (chunks, n, d) from :func:`advance_frames`."""
+    x, BT = state["x"], params.B_matrix.T
+    if x.ndim == 3:  # each frame's drift from the same 2D product as a single frame's
+        drift = np.empty_like(x)
+        for k in range(len(x)):
+            drift[k] = -x[k] @ BT
+    else:
+        drift = -x @ BT
     m = min(params.d, 3)
-    coords = np.zeros((params.n, 3))
-    coords[:, :m] = x[:, :m]
+    coords = np.zeros((*x.shape[:-1], 3))
+    coords[..., :m] = x[..., :m]
     return {"coordinates": coords, "cell_lengths": np.zeros(3), "x": x, "drift": drift}
 
 
@@ -384,7 +432,8 @@ ENGINE = Engine(
     description="linear stochastic differential equations (Ornstein-Uhlenbeck processes)",
     default_preset=DEFAULT_PRESET, default_steps=DEFAULT_STEPS,
     default_write_every=DEFAULT_WRITE_EVERY,
-    init_state=init_state, advance=advance, frame=frame, state_from_frame=state_from_frame,
+    init_state=init_state, advance=advance, advance_frames=advance_frames, frame=frame,
+    state_from_frame=state_from_frame,
     extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
     geometry=geometry, has_velocities=HAS_VELOCITIES,
     run_bytes=run_bytes, analysis_bytes=analysis_bytes, kernel_threads=kernel_threads,
