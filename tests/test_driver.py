@@ -56,7 +56,7 @@ def _engine(monkeypatch, model, **changes):
 
 @pytest.mark.parametrize("model, overrides, call_bytes", [
     ("couzin", {"preset": "swarm", "overrides": {"n": 70}}, 2**15),  # ~19 frames a call
-    # threaded (n·d²·steps = 3200 a chunk); ~23 frames a call
+    # threaded where Numba has 2+ threads (n·d²·steps = 3200 a chunk); ~23 frames a call
     ("linear", {"overrides": {"n": 200}}, 2**17),
 ])
 def test_many_frames_per_kernel_call_make_the_file_of_one_frame_per_call(tmp_path, monkeypatch,
@@ -129,9 +129,9 @@ def test_an_unstable_chunk_inside_a_call_keeps_the_frames_before_it(tmp_path, mo
     _assert_unstable_from(info, out, poisoned_at[0], 5)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kernel_threads", [1, 2])  # the serial and the threaded kernel
 def test_an_unstable_linear_chunk_inside_a_call_keeps_the_frames_before_it(tmp_path, monkeypatch,
-                                                                           threads):
+                                                                           kernel_threads):
     """As for Couzin: the linear model's third chunk of a call exceeds MAX_STATE (no
     validated parameters run away mid-run, so the kernel's output is made to)."""
     import simcore.driver as driver
@@ -150,11 +150,12 @@ def test_an_unstable_linear_chunk_inside_a_call_keeps_the_frames_before_it(tmp_p
 
     for name in ("_chunks_serial", "_chunks_parallel"):
         monkeypatch.setattr(linear, name, poisoning(getattr(linear, name)))
+    monkeypatch.setattr(linear, "kernel_threads", lambda params, n_steps: kernel_threads)
     monkeypatch.setattr(driver, "_CALL_SECONDS", 1e3)
     out = tmp_path / "l.nc"
     with pytest.raises(UnstableRunError, match="exceeds 1e\\+30") as info:
         simcore.run("linear", steps=200, seed=1, write_every=5, overrides={"n": 200},
-                    threads=threads, out=out)
+                    out=out)
     _assert_unstable_from(info, out, poisoned_at[0], 5)
 
 
