@@ -261,7 +261,9 @@ class _Run:
         names = [name for name, _, _ in self.frames.schema["fields"]]
         import netCDF4
 
-        with netCDF4.Dataset(self.out) as ds:
+        from simcore.io.nclock import NETCDF_LOCK
+
+        with NETCDF_LOCK, netCDF4.Dataset(self.out) as ds:
             ds.set_auto_maskandscale(False)
             block = max(1, 2**24 // self.frames.dtype.itemsize)
             for k0 in range(0, len(old_marks), block):

@@ -64,7 +64,9 @@ def _read_frame(path: Path, index: int) -> tuple[dict[str, np.ndarray], int]:
     if is_frame_log(path):
         raise UserInputError(f"init_from: {path} is a partial file; start from a finished run "
                              "(or finish it with --resume first).")
-    with netCDF4.Dataset(path) as ds:
+    from simcore.io.nclock import NETCDF_LOCK
+
+    with NETCDF_LOCK, netCDF4.Dataset(path) as ds:
         ds.set_auto_maskandscale(False)
         n_frames = ds.dimensions["frame"].size
         if not -n_frames <= index < n_frames:

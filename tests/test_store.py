@@ -402,6 +402,37 @@ def test_background_assembly_equals_the_one_shot_assembly(tmp_path, monkeypatch,
     assert_same_file(background, one_shot)
 
 
+_RUNS_IN_THREADS = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np, netCDF4, simcore
+folder = sys.argv[1]
+kw = dict(steps=300, seed=1, overwrite=True, quiet=True, threads=1)  # 31 frames: in-process
+reference = simcore.run("couzin", out=f"{folder}/reference.nc", **kw)
+with netCDF4.Dataset(reference) as ds:
+    expected = ds["coordinates"][:].copy()
+for round in range(10):
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda i: simcore.run("couzin", out=f"{folder}/r{i}.nc", **kw),
+                             range(8)))
+    for out in outs:
+        with netCDF4.Dataset(out) as ds:
+            assert np.array_equal(ds["coordinates"][:], expected), (round, out)
+print("ok")
+"""
+
+
+def test_runs_in_threads_of_one_process_write_their_files_in_turn(tmp_path):
+    """Runs in threads of one process (a ThreadPoolExecutor, dask's threaded scheduler)
+    whose files are written in that process (short runs) take turns in netCDF-C, which is
+    not thread-safe: 10 rounds of 8 runs on 4 threads crashed the process (segmentation
+    fault creating the files) before simcore.io.nclock; each file must be the reference's.
+    In a child process, so that a crash fails this test only."""
+    proc = subprocess.run([sys.executable, "-c", _RUNS_IN_THREADS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
 def test_a_killed_worker_leaves_the_file_to_the_run(tmp_path, monkeypatch, capsys,
                                                     fresh_workers):
     """The worker process dies (killed, out of memory): the run writes the whole file

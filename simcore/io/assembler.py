@@ -64,6 +64,7 @@ from simcore._cpu import OWN_HELPERS, usable_cores
 from simcore._errors import UserInputError
 from simcore.io.atomic import fsync_file
 from simcore.io.framelog import DamagedLogError, FrameLogReader, grown
+from simcore.io.nclock import NETCDF_LOCK
 from simcore.io.write_errors import disk_full_error, is_space_error
 
 _BLOCK_BYTES = 16 * 2**20  # frames per write call: whole chunks, about this many bytes
@@ -166,7 +167,8 @@ class Assembler:
                 self.by_worker = True
                 self._release_worker()
         if not self.by_worker and self._error is None:
-            self._run(job)  # in-process: no worker, or it died
+            with NETCDF_LOCK:  # in-process: no worker, or it died (one run at a time)
+                self._run(job)
         self._raise_worker_error()
         self.finished = True
 
@@ -177,7 +179,8 @@ class Assembler:
         if self._worker is not None and not self._ready:
             self._release_worker()  # it has no job yet: the next run may use it
         self._stop_worker(abort=True)
-        self._close(failed=True)
+        with NETCDF_LOCK:
+            self._close(failed=True)
         self.out.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ talking to the worker

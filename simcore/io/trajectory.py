@@ -21,6 +21,7 @@ import netCDF4
 import numpy as np
 
 from simcore._errors import UserInputError
+from simcore.io.nclock import NETCDF_LOCK
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -271,7 +272,7 @@ def write_state(ds, state: Mapping[str, np.ndarray]) -> None:
 
 def read_state(path: str | Path) -> dict[str, np.ndarray] | None:
     """The final state stored by :func:`write_state`, or None if the file has none."""
-    with netCDF4.Dataset(path) as ds:
+    with NETCDF_LOCK, netCDF4.Dataset(path) as ds:
         names = [k for k in ds.variables if k.startswith(STATE_PREFIX)]
         if not names:
             return None
@@ -322,7 +323,7 @@ def read_attrs(path: str | Path) -> dict[str, object]:
     if is_frame_log(path):
         return dict(FrameLogReader(path).schema["attrs"])
     try:
-        with netCDF4.Dataset(path, "r") as ds:
+        with NETCDF_LOCK, netCDF4.Dataset(path, "r") as ds:
             attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
     except OSError as exc:
         raise UserInputError(

@@ -1,0 +1,21 @@
+"""One lock for simcore's own calls into netCDF-C.
+
+netCDF-C (and the HDF5 library bundled with it) is not thread-safe, even across files,
+and netCDF4-python releases the GIL in its calls: two runs in threads of one process (a
+``ThreadPoolExecutor``, dask's threaded scheduler) whose files were written in-process
+at the same time crashed it (segmentation fault while creating the files). The run
+path's netCDF-C work in the caller's process — assembling a file after the last step,
+reading a finished file's attributes or state to extend, resume from or start at — holds
+:data:`NETCDF_LOCK`, so simcore's runs in threads take turns there. A worker process
+(:mod:`simcore.io.assembler`) has its own netCDF-C and needs no turn. Other threads of the
+user's program that call netCDF4 or xarray meanwhile are not covered (they would race
+with any netCDF user in the process).
+"""
+
+from __future__ import annotations
+
+import threading
+
+#: held around every netCDF-C call sequence of a run in the caller's process (re-entrant:
+#: a reader called while it is held takes it again)
+NETCDF_LOCK = threading.RLock()
