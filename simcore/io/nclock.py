@@ -5,7 +5,8 @@ and netCDF4-python releases the GIL in its calls: two runs in threads of one pro
 ``ThreadPoolExecutor``, dask's threaded scheduler) whose files were written in-process
 at the same time crashed it (segmentation fault while creating the files). The run
 path's netCDF-C work in the caller's process — assembling a file after the last step,
-reading a finished file's attributes or state to extend, resume from or start at — holds
+reading a finished file's attributes or state (to check an output, extend it or start a
+run from one of its frames) — holds
 :data:`NETCDF_LOCK`, so simcore's runs in threads take turns there. A worker process
 (:mod:`simcore.io.assembler`) has its own netCDF-C and needs no turn. Other threads of the
 user's program that call netCDF4 or xarray meanwhile are not covered (they would race
