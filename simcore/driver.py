@@ -382,15 +382,11 @@ class _Run:
     def _append(self, f: int, states: dict | None = None, count: int = 1) -> None:
         """Log frame ``f`` of the run's state, or frames ``f .. f + count - 1`` of
         ``states`` (the states after ``count`` chunks, stacked: ``advance_frames``)."""
+        variables = dict(self.model.frame(self.state if states is None else states,
+                                          self.params))
+        variables["time"] = np.array(self.marks[f:f + count], dtype=np.float64) * self.dt
         try:
-            if states is None:
-                variables = dict(self.model.frame(self.state, self.params))
-                variables["time"] = self.marks[f] * self.dt
-                self.frames.append(variables)
-            else:
-                variables = dict(self.model.frame(states, self.params))
-                variables["time"] = np.array(self.marks[f:f + count], dtype=np.float64) * self.dt
-                self.frames.append_frames(variables, count)
+            self.frames.append_frames(variables, count)
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
         # at every chunk completed (chunks start at frame 0), however many frames the
@@ -484,8 +480,9 @@ class _Run:
                     self._append(f, states, count)
             except UnstableRunError as err:
                 good = getattr(err, "good_states", None)
-                if good is not None and _chunks_in(good):
-                    self._append(f, good, _chunks_in(good))
+                n_good = 0 if good is None else _chunks_in(good)
+                if n_good:
+                    self._append(f, good, n_good)
                 self._unstable(err)
             chunk_seconds = (time.perf_counter() - started) / count
             f += count
