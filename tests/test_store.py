@@ -433,6 +433,62 @@ def test_runs_in_threads_of_one_process_write_their_files_in_turn(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
+_GARBAGE_COLLECTED_MEANWHILE = """
+import gc, sys, warnings
+import numpy as np, netCDF4, xarray as xr, simcore
+from simcore.io import assembler, h5chunks
+warnings.simplefilter("ignore")
+assembler.BACKGROUND = False  # the file is made here: created while the frames are encoded
+folder = sys.argv[1]
+kw = dict(steps=300, seed=1, overwrite=True, quiet=True)
+reference = simcore.run("couzin", out=f"{folder}/reference.nc", **kw)
+with netCDF4.Dataset(reference) as ds:
+    expected = ds["coordinates"][:].copy()
+
+
+class Holder:
+    pass
+
+
+columns, encode = assembler.Assembler._columns, h5chunks.encode_frames
+
+
+def columns_and_garbage(*args):  # before the file's creation starts: datasets the user
+    for _ in range(40):  # left open in reference cycles, for the garbage collector
+        holder = Holder()
+        holder.self, holder.ds = holder, xr.open_dataset(reference)
+    return columns(*args)
+
+
+def encode_while_collecting(*args, **kwargs):  # meanwhile: a collection, if one may run
+    if gc.isenabled():
+        gc.collect()
+    return encode(*args, **kwargs)
+
+
+assembler.Assembler._columns = columns_and_garbage
+h5chunks.encode_frames = encode_while_collecting
+for round in range(8):
+    out = simcore.run("couzin", out=f"{folder}/run.nc", **kw)
+    with netCDF4.Dataset(out) as ds:
+        assert np.array_equal(ds["coordinates"][:], expected), round
+print("ok")
+"""
+
+
+def test_no_garbage_collection_while_the_file_is_created_beside_the_encoding(tmp_path):
+    """A file made in the run's process after the last step is created by netCDF-C in a
+    helper thread while this thread encodes the frames. A garbage collection meanwhile
+    would finalise datasets the user left open in reference cycles (xarray's), whose close
+    calls netCDF-C at the same time: the process crashed or the write failed ("NetCDF:
+    HDF error") in 2 of 3 tries. Automatic collection is off for that time (here a
+    collection runs in the encoding if it is on); in a child process, so that a crash
+    fails this test only."""
+    proc = subprocess.run([sys.executable, "-c", _GARBAGE_COLLECTED_MEANWHILE, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
 def test_a_killed_worker_leaves_the_file_to_the_run(tmp_path, monkeypatch, capsys,
                                                     fresh_workers):
     """The worker process dies (killed, out of memory): the run writes the whole file

@@ -40,6 +40,7 @@ end, from the log.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import select
 import signal
@@ -443,6 +444,11 @@ class Assembler:
             except BaseException as exc:  # noqa: BLE001 (raised in the caller's thread)
                 failed.append(exc)
 
+        # No automatic garbage collection while netCDF-C runs in the other thread: a
+        # collection here would finalise the user's unreachable xarray datasets, whose
+        # close calls netCDF-C at the same time (a crash or "NetCDF: HDF error", seen)
+        collecting = gc.isenabled()
+        gc.disable()
         creating = threading.Thread(target=create, name="simcore-create-file")
         creating.start()
         try:
@@ -451,6 +457,8 @@ class Assembler:
                                     threads - 1)
         finally:
             creating.join()
+            if collecting:
+                gc.enable()
         if failed:
             raise failed[0]
         self._frames.write_encoded(encoded, columns, threads)
