@@ -40,7 +40,6 @@ end, from the log.
 from __future__ import annotations
 
 import atexit
-import gc
 import os
 import select
 import signal
@@ -65,7 +64,7 @@ from simcore._cpu import OWN_HELPERS, usable_cores
 from simcore._errors import UserInputError
 from simcore.io.atomic import fsync_file
 from simcore.io.framelog import DamagedLogError, FrameLogReader, grown
-from simcore.io.nclock import NETCDF_LOCK
+from simcore.io.nclock import NETCDF_LOCK, no_automatic_collection
 from simcore.io.write_errors import disk_full_error, is_space_error
 
 _BLOCK_BYTES = 16 * 2**20  # frames per write call: whole chunks, about this many bytes
@@ -168,7 +167,9 @@ class Assembler:
                 self.by_worker = True
                 self._release_worker()
         if not self.by_worker and self._error is None:
-            with NETCDF_LOCK:  # in-process: no worker, or it died (one run at a time)
+            # in-process: no worker, or it died (one run at a time); netCDF-C and HDF5 run
+            # beside encoding threads, so no collection may finalise a dataset meanwhile
+            with NETCDF_LOCK, no_automatic_collection():
                 self._run(job)
         self._raise_worker_error()
         self.finished = True
@@ -444,11 +445,6 @@ class Assembler:
             except BaseException as exc:  # noqa: BLE001 (raised in the caller's thread)
                 failed.append(exc)
 
-        # No automatic garbage collection while netCDF-C runs in the other thread: a
-        # collection here would finalise the user's unreachable xarray datasets, whose
-        # close calls netCDF-C at the same time (a crash or "NetCDF: HDF error", seen)
-        collecting = gc.isenabled()
-        gc.disable()
         creating = threading.Thread(target=create, name="simcore-create-file")
         creating.start()
         try:
@@ -457,8 +453,6 @@ class Assembler:
                                     threads - 1)
         finally:
             creating.join()
-            if collecting:
-                gc.enable()
         if failed:
             raise failed[0]
         self._frames.write_encoded(encoded, columns, threads)

@@ -11,12 +11,33 @@ run from one of its frames) — holds
 (:mod:`simcore.io.assembler`) has its own netCDF-C and needs no turn. Other threads of the
 user's program that call netCDF4 or xarray meanwhile are not covered (they would race
 with any netCDF user in the process).
+
+The in-process assembly also runs netCDF-C or HDF5 in one thread while others encode
+frames (creating the file beside the encoding; chunks encoded on a pool while this thread
+writes them): :func:`no_automatic_collection` keeps the garbage collector from running
+meanwhile, in any thread, since a collection finalises datasets the user left open in
+reference cycles (xarray's), whose close calls netCDF-C at once (a crash, seen).
 """
 
 from __future__ import annotations
 
+import gc
 import threading
+from contextlib import contextmanager
 
 #: held around every netCDF-C call sequence of a run in the caller's process (re-entrant:
 #: a reader called while it is held takes it again)
 NETCDF_LOCK = threading.RLock()
+
+
+@contextmanager
+def no_automatic_collection():
+    """Automatic garbage collection off while the block runs (restored after, if it was
+    on); hold :data:`NETCDF_LOCK` around it, so that simcore's threads toggle it in turn."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
