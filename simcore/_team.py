@@ -96,7 +96,7 @@ def _yield_cpu(typingctx):
 
 
 def _futex(builder, context, signature, args, op, value, timeout):
-    """syscall(SYS_futex, &counters[_DONE] (its low 32 bits), op, value, timeout, 0, 0)."""
+    """syscall(SYS_futex, &array[index] (its low 32 bits), op, value, timeout, 0, 0)."""
     ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
     word = builder.ptrtoint(ptr, ir.IntType(64))
     i64 = ir.IntType(64)

@@ -271,11 +271,10 @@ class _Run:
                 # an AMBER file without a periodic axis has no cell: its lengths are zeros
                 columns = {name: ds[name][k0:k1] if name in ds.variables
                            else np.zeros((k1 - k0, 3)) for name in names}
-                for i in range(k1 - k0):
-                    try:
-                        self.frames.append({name: columns[name][i] for name in names})
-                    except OSError as exc:
-                        raise write_error(self.paths["part"], exc, 0) from None
+                try:
+                    self.frames.append_frames(columns, k1 - k0)
+                except OSError as exc:
+                    raise write_error(self.paths["part"], exc, 0) from None
         self._checkpoint()
         self._start_assembler()
         self.log(f"Extending {self.out} from step {old_steps} to {self.settings.steps}.")
