@@ -161,3 +161,51 @@ def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
         _last_probe[tuple(cores)] = (time.monotonic(), busy)
     free = int(len(cores) - busy + 0.5)
     return max(1, min(max_threads, free)), busy
+
+
+_omp_pause = []  # [libgomp's omp_pause_resource_all, or None where there is none]
+
+
+def release_spinning_workers() -> None:
+    """End the OpenMP worker threads of the calling thread's parallel regions, so that none
+    keeps spinning after a run's last step (libgomp's ``omp_pause_resource_all``).
+
+    After its last parallel region a libgomp worker waits for the next one spinning on its
+    core for ~5-20 ms (``GOMP_SPINCOUNT``'s 300 000 pauses), while the run's file is
+    written: a spinning worker took ~5 ms of a core in the Couzin defaults' ~20 ms finish
+    (2 cores), and ending it made the finish 3-6 ms shorter (benchmarks/RESULTS.md). The
+    next parallel region starts the workers again (~0.1 ms). Other threads' regions are
+    not touched (libgomp keeps one pool per thread that starts regions). A no-op where
+    Numba's threading layer is not OpenMP or has not started, and where the OpenMP
+    library is not libgomp on Linux (found among the process's mapped files)."""
+    import numba
+
+    try:
+        if numba.threading_layer() != "omp":
+            return
+    except ValueError:  # no parallel region has run in this process
+        return
+    if not _omp_pause:
+        _omp_pause.append(_find_omp_pause())
+    if _omp_pause[0] is not None:
+        _omp_pause[0](1)  # omp_pause_soft: ICVs kept, threads ended
+
+
+def _find_omp_pause():
+    """libgomp's ``omp_pause_resource_all`` of the copy this process has loaded, or None."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        if os.path.basename(path).startswith("libgomp"):
+            try:
+                pause = ctypes.CDLL(path).omp_pause_resource_all
+            except (OSError, AttributeError):  # unloadable, or older than OpenMP 5.0
+                continue
+            pause.argtypes, pause.restype = [ctypes.c_int], ctypes.c_int
+            return pause
+    return None

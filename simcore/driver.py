@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from simcore import __version__
-from simcore._cpu import idle_threads, usable_cores
+from simcore._cpu import idle_threads, release_spinning_workers, usable_cores
 from simcore._errors import UserInputError
 from simcore._interrupt import RunInterrupted, stop_requests
 from simcore._progress import progress, watch_compiles
@@ -439,6 +439,7 @@ class _Run:
                     stopped = self._loop(stop, bar)
                 finally:
                     bar.close()
+                release_spinning_workers()  # the cores are the file's now
                 if not stopped:
                     self._finish()  # a signal now is too late to matter: finish the file
             finally:

@@ -1,5 +1,6 @@
 """The default thread count: cores that other processes leave idle."""
 
+import json
 import os
 import subprocess
 import sys
@@ -171,3 +172,61 @@ def test_import_starts_the_probe_and_a_forked_child_drops_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["1", "0"]
+
+
+_SPINNING_WORKERS_CHILD = r"""
+import json, os, sys, threading, time
+import numpy as np
+import numba
+from numba import prange
+import simcore
+from simcore._cpu import release_spinning_workers
+
+def native_threads():
+    # threads that are not Python's: OpenBLAS's (started at import) and OpenMP's workers
+    python = {t.native_id for t in threading.enumerate()}
+    return {int(tid) for tid in os.listdir("/proc/self/task")} - python
+
+def settle(expected):
+    # an ended worker leaves /proc/self/task a moment after the call returns
+    for _ in range(200):
+        if native_threads() == expected:
+            break
+        time.sleep(0.01)
+    return native_threads()
+
+@numba.njit(parallel=True)
+def add_one(a):
+    for i in prange(a.size):
+        a[i] += 1.0
+
+before = native_threads()
+add_one(np.zeros(1000))
+layer = numba.threading_layer()
+with_pool = native_threads()
+release_spinning_workers()
+released = settle(before)
+add_one(np.zeros(1000))  # the pool starts again
+restarted = native_threads()
+simcore.run("couzin", out=sys.argv[1], steps=200, write_every=10, threads=2, quiet=True)
+after_run = settle(before)
+print(json.dumps({"layer": layer, "pool": len(with_pool - before),
+                  "released": len(released - before), "restarted": len(restarted - before),
+                  "after_run": len(after_run - before)}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libgomp and /proc: Linux")
+def test_a_run_ends_its_openmp_workers_so_none_spins_beside_the_file(tmp_path):
+    """After the last step the writing of the file has the cores: the run ends libgomp's
+    worker threads (which would spin for their next parallel region for milliseconds)
+    instead of leaving them; the next parallel region starts them again."""
+    env = dict(os.environ, NUMBA_NUM_THREADS="2", NUMBA_THREADING_LAYER="omp")
+    proc = subprocess.run([sys.executable, "-c", _SPINNING_WORKERS_CHILD,
+                           str(tmp_path / "c.nc")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["layer"] == "omp"
+    assert seen["pool"] == 1 and seen["restarted"] == 1  # one worker beside the caller
+    assert seen["released"] == 0 and seen["after_run"] == 0

@@ -336,7 +336,7 @@ class Assembler:
                       if self.cell or name not in ("cell_lengths", "cell_angles")]
 
     def _open(self, reader: FrameLogReader, records, attrs) -> None:
-        from simcore.io.trajectory import _define, _json_attr, define_state
+        from simcore.io.trajectory import _define, _json_attr
 
         self._choose_variables(reader, records)
         self.schema = dict(reader.schema)
@@ -345,9 +345,7 @@ class Assembler:
                                    for k, v in {**self.attrs, **(attrs or {})}.items()}}
         self.dtype = reader.dtype
         self._ds = netCDF4.Dataset(self.out, "w", format=_formats()[self.fmt])
-        _define(self._ds, self.schema, self.fmt, cell=self.cell)
-        if self.state_layout is not None:
-            define_state(self._ds, self.state_layout)
+        _define(self._ds, self.schema, self.fmt, cell=self.cell, state=self.state_layout)
         if self.fmt == "netcdf4":
             # the frames go in with h5py, whole chunks compressed here (simcore.io.h5chunks)
             import h5py

@@ -180,31 +180,35 @@ def frame_chunk_layouts(schema: dict) -> dict:
     return layouts
 
 
-def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
+def _define(ds, schema: dict, fmt: str, cell: bool = True,
+            state: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> None:
     """Create the dimensions, label variables and per-frame variables of a trajectory.
 
     ``cell = False`` leaves out ``cell_lengths``/``cell_angles`` (the AMBER convention for
     a system without a periodic axis; used for ``format = "amber"``, see docs/interop.md).
+    ``state`` (a :func:`state_layout`) also defines the final state's variables
+    (:func:`define_state`), to be filled in later.
     Besides the AMBER variables the file holds the index coordinates ``frame(frame)`` and
     ``atom(atom)``, and every per-frame variable names ``time`` in its CF ``coordinates``
     attribute, so xarray opens ``time``, ``frame`` and ``atom`` as coordinates.
+
+    Every definition comes before the label variables' values: netCDF-C leaves define mode
+    for a value (netCDF-4: writing and flushing all metadata; classic formats: rewriting
+    the header), so values written between definitions cost one such pass each.
     """
     ds.createDimension("frame", None)
     for dim, size in schema["dims"].items():
         ds.createDimension(dim, size)
     for key, value in schema["attrs"].items():
         ds.setncattr(key, _nc_attr(value))
-    sp = ds.createVariable("spatial", "S1", ("spatial",))
-    sp[:] = np.array([b"x", b"y", b"z"])
-    sp._Encoding = "utf-8"
-    cs = ds.createVariable("cell_spatial", "S1", ("cell_spatial",))
-    cs[:] = np.array([b"a", b"b", b"c"])
-    cs._Encoding = "utf-8"
-    ca = ds.createVariable("cell_angular", "S1", ("cell_angular", "label"))
-    ca[:] = np.array([list(b"alpha"), list(b"beta "), list(b"gamma")], dtype=np.uint8).view("S1")
-    ca._Encoding = "utf-8"
+    labels = {"spatial": np.array([b"x", b"y", b"z"]),
+              "cell_spatial": np.array([b"a", b"b", b"c"]),
+              "cell_angular": np.array([list(b"alpha"), list(b"beta "), list(b"gamma")],
+                                       dtype=np.uint8).view("S1")}
+    for name, values in labels.items():
+        ds.createVariable(name, "S1", (name,) if values.ndim == 1 else (name, "label"))
+        ds[name]._Encoding = "utf-8"
     at = ds.createVariable("atom", "i4", ("atom",))
-    at[:] = np.arange(schema["dims"]["atom"], dtype=np.int32)
     at.long_name = "particle index (identity order)"
     fr = ds.createVariable("frame", "i4", ("frame",))
     fr.long_name = "frame index"
@@ -231,6 +235,11 @@ def _define(ds, schema: dict, fmt: str, cell: bool = True) -> None:
             v.setncattr(key, value)
         if name != "time":
             v.setncattr("coordinates", "time")
+    if state is not None:
+        define_state(ds, state)
+    for name, values in labels.items():
+        ds[name][:] = values
+    at[:] = np.arange(schema["dims"]["atom"], dtype=np.int32)
 
 
 STATE_PREFIX = "simcore_state_"
