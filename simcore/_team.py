@@ -2,7 +2,7 @@
 
 A threaded step loop that starts a Numba parallel region per step pays the region's start
 (~1.6 us on the Intel VM) and runs its serial parts (moves, copies) on one thread while
-the others wait. A team instead enters one region per chunk of steps. The units form
+the others wait. A team instead enters one region per kernel call. The units form
 phases (a phase's units may run side by side; each depends on every unit of the phases
 before it): each member claims the next unit (``claim``), waits until the phases before
 it are done (``wait_done``) and reports its unit (``mark_done``). Units are claimed in

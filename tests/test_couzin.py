@@ -324,51 +324,75 @@ def test_a_chunk_of_steps_equals_its_steps_one_by_one(rule, box):
         np.testing.assert_array_equal(together[name], apart[name])
 
 
+# one cell per axis (one phase per step); 4 cells per axis (three phases); open space in
+# float32 (recentred copies, planned per chunk); open space in float64, the school bursting
+# out of a dense ball: its first chunk's plan has cells of r_a / 2, the later ones of r_a
+_TEAM_CASES = [dict(rule="dewi", boundary="periodic", box=35.0, r_a=20.0,
+                    kernel_precision="float32"),
+               dict(rule="couzin2002", boundary="periodic", box=30.0, r_a=7.0),
+               dict(rule="couzin2002", boundary="open", r_a=7.0, kernel_precision="float32"),
+               dict(rule="couzin2002", boundary="open", n=300, r_a=4.0, speed=10.0, burst=True)]
+
+
+def _team_state(case):
+    """Parameters and initial state of a team test case."""
+    case = dict(case)
+    burst = case.pop("burst", False)
+    p = couzin.Params(**{"n": 150, "r_r": 1.0, "r_o": 3.0, "noise": 0.1, "speed": 3.0, **case})
+    state = couzin.init_state(p, 4)
+    if burst:  # every agent heading straight out of a ball of radius ~1.5
+        x = np.random.default_rng(4).normal(size=(p.n, 3))
+        state["positions"][:] = 0.5 * x
+        state["headings"][:] = x / np.linalg.norm(x, axis=1)[:, None]
+    return p, state
+
+
+def _team_digest(state, frames):
+    """The final state and every chunk's frame, hashed."""
+    import hashlib
+
+    parts = [state["positions"], state["headings"], frames["positions"], frames["headings"]]
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in parts)).hexdigest()
+
+
 _TEAM_RUNS = r"""
-import hashlib, sys
+import sys
 import numba
 from simcore.models import couzin
 from simcore.rng import kernel_key
+sys.path.insert(0, sys.argv[1])
+from test_couzin import _TEAM_CASES as CASES, _team_digest as digest, _team_state
 
 members = 0
 numba.get_num_threads = lambda: members  # what advance() hands the team as its size
-cases = [dict(rule="dewi", boundary="periodic", box=35.0, r_a=20.0, kernel_precision="float32"),
-         dict(rule="couzin2002", boundary="periodic", box=30.0, r_a=7.0),
-         dict(rule="couzin2002", boundary="open", r_a=7.0, kernel_precision="float32")]
 for threads, members in [(2, 2), (1, 2), (2, 3), (1, 1)]:
     numba.set_num_threads(threads)
-    for case in cases:
-        p = couzin.Params(n=150, r_r=1.0, r_o=3.0, noise=0.1, speed=3.0, **case)
-        state = couzin.init_state(p, 4)
-        couzin.advance(state, p, kernel_key(4), 0, 12, parallel=True)
-        digest = hashlib.sha256(state["positions"].tobytes() + state["headings"].tobytes())
-        print(threads, members, digest.hexdigest(), flush=True)
+    for case in CASES:
+        p, state = _team_state(case)
+        frames = couzin.advance_frames(state, p, kernel_key(4), 0, 4, 3, parallel=True)
+        print(threads, members, digest(state, frames), flush=True)
 """
 
 
 def test_the_threaded_team_gives_the_serial_bits_and_never_waits_forever():
-    """The threaded step runs a chunk in one parallel region whose members claim units of
-    work in order (simcore/_team.py). Whatever the team's size against the threads that
-    run it (2 members on 2 threads; 2 on one thread, run one after the other; 3 on 2), it
-    must finish, with the serial kernel's bits: one cell per axis (one phase per step), 4
-    cells per axis (three phases) and open space in float32 (recentred copies)."""
-    import hashlib
+    """The threaded loop runs a call's chunks in one parallel region whose members claim
+    units of work in order (simcore/_team.py; each chunk's plan, cell lists and frame are
+    units too). Whatever the team's size against the threads that run it (2 members on 2
+    threads; 2 on one thread, run one after the other; 3 on 2), it must finish, with the
+    serial kernel's bits in the final state and in every chunk's frame (3 chunks of 4
+    steps): one cell per axis, 4 cells per axis, and open space (a plan per chunk) in
+    float32 (recentred copies) and float64."""
     import subprocess
 
     want = []
-    for case in ({"rule": "dewi", "boundary": "periodic", "box": 35.0, "r_a": 20.0,
-                  "kernel_precision": "float32"},
-                 {"rule": "couzin2002", "boundary": "periodic", "box": 30.0, "r_a": 7.0},
-                 {"rule": "couzin2002", "boundary": "open", "r_a": 7.0,
-                  "kernel_precision": "float32"}):
-        p = couzin.Params(n=150, r_r=1.0, r_o=3.0, noise=0.1, speed=3.0, **case)
-        state = couzin.init_state(p, 4)
-        couzin.advance(state, p, kernel_key(4), 0, 12, parallel=False)
-        want.append(hashlib.sha256(state["positions"].tobytes()
-                                   + state["headings"].tobytes()).hexdigest())
-    assert len(set(want)) == 3
-    out = subprocess.run([sys.executable, "-c", _TEAM_RUNS], capture_output=True, text=True,
-                         timeout=300, check=True).stdout.split("\n")
+    for case in _TEAM_CASES:
+        p, state = _team_state(case)
+        frames = couzin.advance_frames(state, p, kernel_key(4), 0, 4, 3, parallel=False)
+        want.append(_team_digest(state, frames))
+    assert len(set(want)) == len(_TEAM_CASES)
+    out = subprocess.run([sys.executable, "-c", _TEAM_RUNS, str(Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.split("\n")
     got = [line.split() for line in out if line.strip()]
-    assert [(t, m) for t, m, _ in got[::3]] == [("2", "2"), ("1", "2"), ("2", "3"), ("1", "1")]
+    n = len(_TEAM_CASES)
+    assert [(t, m) for t, m, _ in got[::n]] == [("2", "2"), ("1", "2"), ("2", "3"), ("1", "1")]
     assert [digest for _, _, digest in got] == want * 4

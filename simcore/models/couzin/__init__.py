@@ -190,9 +190,11 @@ def advance_frames(state, params: Params, key, step: int, n_steps: int, n_chunks
         # step's while the team still reads this one's
         work["copies"] = np.zeros((2, 6, n + pad), dtype=real)
         work["keys"] = np.full(n + pad, NO_CELL, dtype=np.int32 if pad else np.int64)
-        work["counters"] = np.zeros(_team.COUNTERS, dtype=np.int64)
         state["_work"] = work
     n_chunks = _chunks_within_reach(state, params, step, n_steps, n_chunks)
+    # the team's counters, then where each chunk's units begin (rules._team_chunks)
+    if work.get("counters") is None or work["counters"].shape[0] < _team.COUNTERS + n_chunks + 1:
+        work["counters"] = np.zeros(_team.COUNTERS + n_chunks + 1, dtype=np.int64)
     kept = work.get("kept")
     if kept is None or kept.shape[1] < n_chunks:
         kept = work["kept"] = np.empty((2, n_chunks, n, 3))

@@ -55,6 +55,8 @@ _M10 = (1 << 10) - 1
 _LANES = 16  # the float32 loop runs whole multiples of this (>= the SIMD width)
 PADDING = _LANES  # entries after the N agents in the float32 copies, keyed NO_CELL
 NO_CELL = -1  # a key no cell packs to
+# the threaded loop's counters: the team's (simcore._team), then where each chunk's units begin
+_CHUNK_BASES = _team.COUNTERS
 
 
 @njit(cache=True, inline="always")
@@ -481,67 +483,107 @@ def bounding_box_plan(pos, r_a, box, side, ncell, reach):
 @njit(cache=True)
 def _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of, bucket_of,
                  bucket_start, order, origin, copies, keys, rule, boundary, L, rr2, ro2, ra2,
-                 cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps):
-    """One thread's share of :func:`_team_steps` (simcore._team): claim units, run them.
+                 cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps, n_chunks,
+                 replan, r_a, kept_pos, kept_head):
+    """One thread's share of :func:`_team_chunks` (simcore._team): claim units, run them.
 
-    Each step is one phase of ``blocks`` units (decide, move and copy a block of agents
-    into the other row of ``copies``) for plans of one cell per axis away from open
-    space, where the cell lists and copies' keys hold for the chunk; otherwise three
-    phases: the cell lists (one unit), the copies (``blocks`` units), decide and move."""
+    Chunk c's units are numbered from ``counters[_CHUNK_BASES + c]`` on: first its
+    prologue (one unit: the chunk's cell plan where ``replan``; for plans of one cell per
+    axis away from open space, the cell lists and sorted copies that hold for the chunk),
+    which writes where the next chunk's units begin; then its steps; last its epilogue
+    (one unit: the state after the chunk into ``kept_pos[c]``/``kept_head[c]``). Each step
+    is one phase of ``blocks`` units (decide, move and copy a block of agents into the
+    other row of ``copies``) after a one-cell prologue; otherwise three phases: the cell
+    lists (one unit), the copies (``blocks`` units), decide and move. A unit waits for
+    every unit numbered before its phase; the plan arrays change only in a prologue, when
+    no other unit is held."""
     n = pos.shape[0]
     recentre = copies.itemsize < 8 and boundary == 0
-    one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
-    fused = one_cell and not recentre
-    per_step = blocks if fused else 1 + 2 * blocks
-    total = n_steps * per_step
+    c = 0  # the chunk of this member's last unit (claims only grow)
     while True:
         u = _team.claim(counters)
-        if u >= total:
+        while c < n_chunks:  # find u's chunk
+            base = counters[_CHUNK_BASES + c]  # written (or zeroed) before its prologue is done
+            if u == base:  # the prologue
+                _team.wait_done(counters, base)
+                if replan:
+                    bounding_box_plan(pos, r_a, box, side, ncell, reach)
+                one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
+                fused = one_cell and not recentre
+                if fused and n_steps > 0:
+                    neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+                    _gather_sorted(pos, head, cell_of, order, origin, copies[0, 0],
+                                   copies[0, 1], copies[0, 2], copies[0, 3], copies[0, 4],
+                                   copies[0, 5], keys, True)
+                per_step = blocks if fused else 1 + 2 * blocks
+                counters[_CHUNK_BASES + c + 1] = base + 2 + n_steps * per_step
+                break
+            _team.wait_done(counters, base + 1)  # the prologue: the plan, the next base
+            end = counters[_CHUNK_BASES + c + 1]
+            if u >= end:
+                c += 1
+                continue
+            if u == end - 1:  # the epilogue
+                _team.wait_done(counters, u)
+                if c < kept_pos.shape[0]:
+                    kept_pos[c, :, :] = pos
+                    kept_head[c, :, :] = head
+                break
+            one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
+            fused = one_cell and not recentre
+            per_step = blocks if fused else 1 + 2 * blocks
+            v = u - base - 1
+            s = v // per_step
+            r = v - s * per_step
+            first = base + 1 + s * per_step  # the step's first unit
+            row = s % 2 if fused else 0
+            if not fused and r == 0:
+                _team.wait_done(counters, first)
+                if s == 0 or not one_cell:
+                    neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+                if recentre:
+                    _centre(pos, origin)
+            elif not fused and r <= blocks:
+                _team.wait_done(counters, first + 1)
+                lo, hi = n * (r - 1) // blocks, n * r // blocks
+                _gather_range(lo, hi, pos, head, cell_of, order, origin, copies[0, 0],
+                              copies[0, 1], copies[0, 2], copies[0, 3], copies[0, 4],
+                              copies[0, 5], keys, s == 0 or not one_cell)
+            else:
+                b = r if fused else r - 1 - blocks
+                _team.wait_done(counters, first if fused else first + 1 + blocks)
+                lo, hi = n * b // blocks, n * (b + 1) // blocks
+                _decide_range(lo, hi, pos, head, sums, box, ncell, reach, cell_of, bucket_start,
+                              order, origin, copies[row, 0], copies[row, 1], copies[row, 2],
+                              copies[row, 3], copies[row, 4], copies[row, 5], keys, rule, rr2,
+                              ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, key,
+                              step0 + c * n_steps + s)
+                for t in range(lo, hi):
+                    _move_one(order[t], pos, head, speed, dt, rule, boundary, L)
+                if fused:  # the next step's copies of these agents (same cells, same keys)
+                    nxt = 1 - row
+                    _gather_range(lo, hi, pos, head, cell_of, order, origin, copies[nxt, 0],
+                                  copies[nxt, 1], copies[nxt, 2], copies[nxt, 3],
+                                  copies[nxt, 4], copies[nxt, 5], keys, False)
+            break
+        if c >= n_chunks:  # past the last chunk's epilogue: every unit is claimed
             return
-        s = u // per_step
-        r = u - s * per_step
-        base = s * per_step
-        row = s % 2 if fused else 0
-        if not fused and r == 0:
-            _team.wait_done(counters, base)
-            if s == 0 or not one_cell:
-                neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
-            if recentre:
-                _centre(pos, origin)
-        elif not fused and r <= blocks:
-            _team.wait_done(counters, base + 1)
-            lo, hi = n * (r - 1) // blocks, n * r // blocks
-            _gather_range(lo, hi, pos, head, cell_of, order, origin, copies[0, 0], copies[0, 1],
-                          copies[0, 2], copies[0, 3], copies[0, 4], copies[0, 5], keys,
-                          s == 0 or not one_cell)
-        else:
-            b = r if fused else r - 1 - blocks
-            _team.wait_done(counters, base if fused else base + 1 + blocks)
-            lo, hi = n * b // blocks, n * (b + 1) // blocks
-            _decide_range(lo, hi, pos, head, sums, box, ncell, reach, cell_of, bucket_start, order,
-                          origin, copies[row, 0], copies[row, 1], copies[row, 2], copies[row, 3],
-                          copies[row, 4], copies[row, 5], keys, rule, rr2, ro2, ra2, cos_fov,
-                          cos_blind, w_o, turn, noise, speed, key, step0 + s)
-            for t in range(lo, hi):
-                _move_one(order[t], pos, head, speed, dt, rule, boundary, L)
-            if fused:  # the next step's copies of these agents (same cells, same keys)
-                nxt = 1 - row
-                _gather_range(lo, hi, pos, head, cell_of, order, origin, copies[nxt, 0],
-                              copies[nxt, 1], copies[nxt, 2], copies[nxt, 3], copies[nxt, 4],
-                              copies[nxt, 5], keys, False)
         _team.mark_done(counters)
 
 
 @njit(cache=True, parallel=True)
-def _team_steps(workers, counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of,
-                bucket_of, bucket_start, order, origin, copies, keys, rule, boundary, L, rr2,
-                ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps):
-    """``n_steps`` steps on ``workers`` threads in one parallel region (simcore._team)."""
+def _team_chunks(workers, counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of,
+                 bucket_of, bucket_start, order, origin, copies, keys, rule, boundary, L, rr2,
+                 ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps,
+                 n_chunks, replan, r_a, kept_pos, kept_head):
+    """``n_chunks`` chunks of ``n_steps`` steps on ``workers`` threads in one parallel
+    region (simcore._team; ``counters`` zeroed, with room for ``n_chunks + 1`` chunk
+    bases after the team's own counters)."""
     for _ in prange(workers):
-        _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of, bucket_of,
-                     bucket_start, order, origin, copies, keys, rule, boundary, L, rr2, ro2, ra2,
-                     cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0, n_steps)
-
+        _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of,
+                     bucket_of, bucket_start, order, origin, copies, keys, rule, boundary, L,
+                     rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed, dt, key, step0,
+                     n_steps, n_chunks, replan, r_a, kept_pos, kept_head)
 
 
 @functools.cache
@@ -550,7 +592,9 @@ def run_steps_for(parallel: bool):
 
     ``parallel`` is a constant of the loop (a closure cell, part of Numba's cache key):
     the branch on it is pruned before typing, so a run compiles only its own path. The
-    threaded path runs a whole chunk in one parallel region (:func:`_team_steps`), the
+    threaded path runs all ``n_chunks`` chunks in one parallel region (:func:`_team_chunks`:
+    one region per call, not per chunk: a region's start and end wait for every thread, which
+    costs a scheduler tick each time one of them has lost its core to another process), the
     serial one step by step; both compute every agent's step with the same operations,
     so their trajectories are the same bits. ``workers``: the threaded path's thread count
     (Numba's, read by the caller: read in compiled code it would make the loop uncachable).
@@ -571,6 +615,14 @@ def run_steps_for(parallel: bool):
         recentre = copies.itemsize < 8 and boundary == 0  # single precision in open space
         xs, ys, zs, hxs, hys, hzs = copies[0, 0], copies[0, 1], copies[0, 2], copies[0, 3], \
             copies[0, 4], copies[0, 5]
+        if parallel:
+            for k in range(_CHUNK_BASES + 1):
+                counters[k] = 0
+            _team_chunks(workers, counters, workers, pos, head, sums, box, side, ncell, reach,
+                         cell_of, bucket_of, bucket_start, order, origin, copies, keys, rule,
+                         boundary, L, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise, speed,
+                         dt, key, step0, n_steps, n_chunks, replan, r_a, kept_pos, kept_head)
+            return
         for c in range(n_chunks):
             step = step0 + c * n_steps
             if replan:  # the plan of these agents' bounding box, as cell_plan makes it
@@ -579,33 +631,18 @@ def run_steps_for(parallel: bool):
             # whatever the positions: the lists built at a chunk's first step hold for all
             # of its steps
             one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
-            if parallel:
-                if n_steps > 0:
-                    if one_cell and not recentre:  # the team's steps begin with these copies
-                        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start,
-                                        order)
-                        _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys,
-                                       hzs, keys, True)
-                    for k in range(counters.shape[0]):
-                        counters[k] = 0
-                    _team_steps(workers, counters, workers, pos, head, sums, box, side, ncell,
-                                reach, cell_of, bucket_of, bucket_start, order, origin, copies,
-                                keys, rule, boundary, L, rr2, ro2, ra2, cos_fov, cos_blind, w_o,
-                                turn, noise, speed, dt, key, step, n_steps)
-            else:
-                for s in range(n_steps):
-                    if s == 0 or not one_cell:
-                        neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start,
-                                        order)
-                    if recentre:
-                        _centre(pos, origin)
-                    _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs,
-                                   keys, s == 0 or not one_cell)
-                    _decide_range(0, n, pos, head, sums, box, ncell, reach, cell_of,
-                                  bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
-                                  rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise,
-                                  speed, key, step + s)
-                    _move(pos, head, speed, dt, rule, boundary, L)
+            for s in range(n_steps):
+                if s == 0 or not one_cell:
+                    neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
+                if recentre:
+                    _centre(pos, origin)
+                _gather_sorted(pos, head, cell_of, order, origin, xs, ys, zs, hxs, hys, hzs,
+                               keys, s == 0 or not one_cell)
+                _decide_range(0, n, pos, head, sums, box, ncell, reach, cell_of,
+                              bucket_start, order, origin, xs, ys, zs, hxs, hys, hzs, keys,
+                              rule, rr2, ro2, ra2, cos_fov, cos_blind, w_o, turn, noise,
+                              speed, key, step + s)
+                _move(pos, head, speed, dt, rule, boundary, L)
             if c < kept_pos.shape[0]:  # the state after this chunk, for its frame
                 kept_pos[c, :, :] = pos
                 kept_head[c, :, :] = head
