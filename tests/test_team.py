@@ -8,7 +8,9 @@ from simcore import _team
 
 # Two members: the one holding unit 0 waits until the other (waiting for unit 0) has gone
 # to sleep, then keeps its core busy for a while before marking the unit done. The process
-# uses about one core meanwhile if the waiter sleeps, two if it spins or yields.
+# uses about one core meanwhile if the waiter sleeps, two if it spins or yields. The holder
+# waits for the sleep up to ~30 s of spinning: on a loaded machine each of the waiter's
+# yields before its sleep can hand its core away for a whole time slice (~1024 x 4 ms).
 _SLEEPING_WAITER = """
 import resource, time
 import numba, numpy as np
@@ -24,7 +26,7 @@ def region(counters, seen, busy):
         seen[2 + member] = numba.get_thread_id()
         if _team.claim(counters) == 0:
             spins = 0
-            while _team._load(counters, _team._SLEEPERS) == 0 and spins < 10**9:
+            while _team._load(counters, _team._SLEEPERS) == 0 and spins < 3 * 10**10:
                 spins += 1
             seen[0] = _team._load(counters, _team._SLEEPERS)
             acc = 0.0
