@@ -10,6 +10,7 @@ that are not busy.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -163,9 +164,6 @@ def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
     return max(1, min(max_threads, free)), busy
 
 
-_omp_pause = []  # [libgomp's omp_pause_resource_all, or None where there is none]
-
-
 def release_spinning_workers() -> None:
     """End the OpenMP worker threads of the calling thread's parallel regions, so that none
     keeps spinning after a run's last step (libgomp's ``omp_pause_resource_all``).
@@ -185,27 +183,26 @@ def release_spinning_workers() -> None:
             return
     except ValueError:  # no parallel region has run in this process
         return
-    if not _omp_pause:
-        _omp_pause.append(_find_omp_pause())
-    if _omp_pause[0] is not None:
-        _omp_pause[0](1)  # omp_pause_soft: ICVs kept, threads ended
+    pause = _omp_pause()
+    if pause is not None:
+        pause(1)  # omp_pause_soft: ICVs kept, threads ended
 
 
-def _find_omp_pause():
+@functools.cache
+def _omp_pause():
     """libgomp's ``omp_pause_resource_all`` of the copy this process has loaded, or None."""
     import ctypes
 
     try:
         with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "libgomp" in line}
+            paths = {line.split()[-1] for line in maps}
     except OSError:
         return None
-    for path in sorted(paths):
-        if os.path.basename(path).startswith("libgomp"):
-            try:
-                pause = ctypes.CDLL(path).omp_pause_resource_all
-            except (OSError, AttributeError):  # unloadable, or older than OpenMP 5.0
-                continue
-            pause.argtypes, pause.restype = [ctypes.c_int], ctypes.c_int
-            return pause
+    for path in sorted(p for p in paths if os.path.basename(p).startswith("libgomp")):
+        try:
+            pause = ctypes.CDLL(path).omp_pause_resource_all
+        except (OSError, AttributeError):  # unloadable, or older than OpenMP 5.0
+            continue
+        pause.argtypes, pause.restype = [ctypes.c_int], ctypes.c_int
+        return pause
     return None

@@ -480,6 +480,16 @@ def bounding_box_plan(pos, r_a, box, side, ncell, reach):
                              neighbors.AUTO_CELL_COST, side, ncell, reach)
 
 
+@njit(cache=True, inline="always")
+def _chunk_shape(ncell, recentre, blocks):
+    """(one cell per axis, one phase per step, units per step) of a chunk's plan for the
+    team: a plan of one cell per axis away from open space keeps its lists and copies for
+    the chunk (``blocks`` units a step); other plans rebuild them every step (1 + 2 blocks)."""
+    one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
+    fused = one_cell and not recentre
+    return one_cell, fused, blocks if fused else 1 + 2 * blocks
+
+
 @njit(cache=True)
 def _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cell_of, bucket_of,
                  bucket_start, order, origin, copies, keys, rule, boundary, L, rr2, ro2, ra2,
@@ -508,14 +518,12 @@ def _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cel
                 _team.wait_done(counters, base)
                 if replan:
                     bounding_box_plan(pos, r_a, box, side, ncell, reach)
-                one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
-                fused = one_cell and not recentre
+                one_cell, fused, per_step = _chunk_shape(ncell, recentre, blocks)
                 if fused and n_steps > 0:
                     neighbors.build(pos, side, ncell, cell_of, bucket_of, bucket_start, order)
                     _gather_sorted(pos, head, cell_of, order, origin, copies[0, 0],
                                    copies[0, 1], copies[0, 2], copies[0, 3], copies[0, 4],
                                    copies[0, 5], keys, True)
-                per_step = blocks if fused else 1 + 2 * blocks
                 counters[_CHUNK_BASES + c + 1] = base + 2 + n_steps * per_step
                 break
             _team.wait_done(counters, base + 1)  # the prologue: the plan, the next base
@@ -529,9 +537,7 @@ def _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cel
                     kept_pos[c, :, :] = pos
                     kept_head[c, :, :] = head
                 break
-            one_cell = ncell[0] == 1 and ncell[1] == 1 and ncell[2] == 1
-            fused = one_cell and not recentre
-            per_step = blocks if fused else 1 + 2 * blocks
+            one_cell, fused, per_step = _chunk_shape(ncell, recentre, blocks)
             v = u - base - 1
             s = v // per_step
             r = v - s * per_step
