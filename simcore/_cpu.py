@@ -164,6 +164,53 @@ def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
     return max(1, min(max_threads, free)), busy
 
 
+#: seconds of other processes' load one :class:`LoadFollower` reading averages
+#: (/proc/stat counts in 10 ms ticks; shorter bursts, a shell command, average out)
+FOLLOW_WINDOW_SECONDS = 0.25
+
+
+class LoadFollower:
+    """Keeps a running threaded kernel at the cores other processes leave idle: call
+    :meth:`check` between kernel calls; every :data:`FOLLOW_WINDOW_SECONDS` it reads the
+    load other processes put on this process's cores and says when to lower the thread
+    count (a core became busy) or to raise it (a core became idle), up to ``most``.
+
+    A threaded step whose thread lost its core to another process waits for it, up to a
+    scheduler tick per parallel region: ABP at N = 16384 beside one CPU-bound process ran
+    1.51 ms a step on 2 threads against 0.64 on 1 (benchmarks/RESULTS.md), and the
+    start-of-run choice (:func:`idle_threads`) cannot see load that begins later. Results
+    do not depend on the thread count (every threaded kernel gives the serial bits), so the
+    count may change between any two calls; the caller keeps the kernel's threaded path
+    (at one thread it runs as fast as the serial one). A thread is dropped for each core
+    busy from half use on, as in :func:`idle_threads`, and given back only once that load
+    falls under a quarter of a core, so a load near the threshold does not flip the count
+    every window."""
+
+    def __init__(self, most: int, threads: int | None = None):
+        self.most = most
+        self.threads = most if threads is None else threads  # the count now
+        self.cores = usable_cores()
+        self._load = ForeignLoad(self.cores)
+
+    def check(self) -> tuple[int, float] | None:
+        """(new thread count, cores busy elsewhere) when the count should change now (the
+        caller sets it: ``numba.set_num_threads``), else None."""
+        if self._load.age() < FOLLOW_WINDOW_SECONDS:
+            return None
+        busy = self._load.cores()
+        self._load = ForeignLoad(self.cores)
+        _last_probe[tuple(self.cores)] = (time.monotonic(), busy)  # for the next run's start
+        free = len(self.cores) - busy
+        threads = int(free + 0.5)
+        if threads >= self.threads:
+            threads = max(self.threads, int(free + 0.25))
+        threads = max(1, min(self.most, threads))
+        if threads == self.threads:
+            return None
+        self.threads = threads
+        return threads, busy
+
+
 def release_spinning_workers() -> None:
     """End the OpenMP worker threads of the calling thread's parallel regions, so that none
     keeps spinning after a run's last step (libgomp's ``omp_pause_resource_all``).

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from simcore import __version__
-from simcore._cpu import idle_threads, release_spinning_workers, usable_cores
+from simcore._cpu import LoadFollower, idle_threads, release_spinning_workers, usable_cores
 from simcore._errors import UserInputError
 from simcore._interrupt import RunInterrupted, stop_requests
 from simcore._progress import progress, watch_compiles
@@ -157,7 +157,7 @@ def run_model(
         elif model.threaded:
             _set_idle_threads(log)  # the writer's worker, importing meanwhile, is ours
         _Run(model, model_name, params, settings, out, paths, run_json, preset, log, quiet,
-             argv, stop_after_frames).execute(action)
+             argv, stop_after_frames, follow_load=threads is None).execute(action)
     return out
 
 
@@ -169,17 +169,32 @@ def _frames_bytes(model, params, settings) -> int:
     return n_frames * record_dtype([tuple(f) for f in schema["fields"]]).itemsize
 
 
-def _writer_beside_run(model, params, settings) -> bool:
+def _kernel_threads(model, params, settings, most: int) -> int:
+    """The threads a run's kernel computes on at Numba's thread count ``most`` (the model's
+    ``kernel_threads``; 1 for serial engines)."""
+    if model.kernel_threads is None:
+        return 1
+    import numba
+
+    now = numba.get_num_threads()
+    if most == now:
+        return model.kernel_threads(params, settings.write_every)
+    numba.set_num_threads(most)
+    try:
+        return model.kernel_threads(params, settings.write_every)
+    finally:
+        numba.set_num_threads(now)
+
+
+def _writer_beside_run(kernel_threads: int) -> bool:
     """Whether the writer's worker process assembles the NetCDF file while the run computes
-    (else after the last step): only while the kernel leaves one of this process's cores
-    idle. On cores the kernel's threads fill, the worker's compression and wake-ups stall
+    (else after the last step): only while a kernel of ``kernel_threads`` threads at most
+    leaves one of this process's cores idle. On cores the kernel's threads fill, the worker's compression and wake-ups stall
     them (a threaded step waits for its slowest thread), which costs more than writing the
     file after the last step: whole runs on 2 threads of 2 cores, ABP (N = 4096, 1001
     frames, 76 MB) 3.53 s with the worker beside the run against 3.15 s after it
     (benchmarks/RESULTS.md)."""
-    threads = (1 if model.kernel_threads is None
-               else model.kernel_threads(params, settings.write_every))
-    return threads < len(usable_cores())
+    return kernel_threads < len(usable_cores())
 
 
 def _drop_log(frames, part: Path) -> None:
@@ -198,9 +213,21 @@ class _Run:
     """One execution of a run: start or resume, the frame loop, checkpoints, assembly."""
 
     def __init__(self, model, model_name, params, settings, out, paths, run_json, preset,
-                 log, quiet, argv, stop_after_frames):
+                 log, quiet, argv, stop_after_frames, follow_load=False):
         self.model, self.model_name, self.params, self.settings = model, model_name, params, \
             settings
+        # A run on the default thread count follows other processes' load up to Numba's
+        # maximum (it may start lower: cores busy at its start). The kernel's path (threaded
+        # or serial) is the one for that maximum and fixed for the run: the thread count
+        # changes between calls, the compiled path does not.
+        import numba
+
+        self.most_threads = (numba.config.NUMBA_NUM_THREADS if follow_load
+                             else numba.get_num_threads())
+        self.most_kernel_threads = _kernel_threads(model, params, settings, self.most_threads)
+        self.kernel_args = ({} if model.kernel_threads is None
+                            else {"parallel": self.most_kernel_threads > 1})
+        self.follow_load = follow_load and self.most_kernel_threads > 1
         self.out, self.paths, self.run_json, self.preset = out, paths, run_json, preset
         self.log, self.quiet, self.argv = log, quiet, argv
         self.stop_after_frames = stop_after_frames
@@ -362,7 +389,7 @@ class _Run:
                                    state_layout=state_layout(self._final_state()))
         self.feed_every = _frames_per_chunk(self.frames.schema)
         # fed as chunks complete while a core is idle; otherwise everything at the end
-        self.feeding = _writer_beside_run(self.model, self.params, self.settings)
+        self.feeding = _writer_beside_run(self.most_kernel_threads)
         if self.feeding:
             self._feed()
 
@@ -458,6 +485,8 @@ class _Run:
 
     def _loop(self, stop, bar) -> bool:
         """Advance and write every remaining frame; True if a stop signal ended it early."""
+        import numba
+
         from simcore._errors import UnstableRunError
 
         model, params, marks = self.model, self.params, self.marks
@@ -465,17 +494,22 @@ class _Run:
         last = len(marks) - 1
         chunk_seconds = None  # one chunk's wall time in the last kernel call
         f = self.frames.n_frames
+        follower = (LoadFollower(self.most_threads, numba.get_num_threads())
+                    if self.follow_load else None)
         while f <= last:
             step0, n = marks[f - 1], marks[f] - marks[f - 1]
+            if follower is not None:
+                self._follow(follower)
             started = time.perf_counter()
             try:
                 if model.advance_frames is None:
-                    model.advance(self.state, params, key, step0, n)
+                    model.advance(self.state, params, key, step0, n, **self.kernel_args)
                     count = 1
                     self._append(f)
                 else:
                     states = model.advance_frames(self.state, params, key, step0, n,
-                                                  self._chunks_per_call(f, chunk_seconds))
+                                                  self._chunks_per_call(f, chunk_seconds),
+                                                  **self.kernel_args)
                     count = _chunks_in(states)
                     self._append(f, states, count)
             except UnstableRunError as err:
@@ -495,6 +529,18 @@ class _Run:
             if f <= last and self._checkpoint_due():
                 self._checkpoint()
         return False
+
+    def _follow(self, follower: LoadFollower) -> None:
+        """Change the thread count if other processes' load on our cores changed."""
+        changed = follower.check()
+        if changed is not None:
+            import numba
+
+            threads, busy = changed
+            numba.set_num_threads(threads)
+            self.log(f"Other processes now keep {busy:.1f} of the {len(follower.cores)} cores "
+                     f"this process may use busy: continuing on {threads} thread(s) (results "
+                     "do not depend on it).")
 
     def _chunks_per_call(self, f: int, chunk_seconds: float | None) -> int:
         """How many frame intervals one kernel call advances from frame ``f`` on

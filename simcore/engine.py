@@ -108,7 +108,11 @@ class Engine:
     #: ``kernel_threads(params, n_steps) -> int``: the threads ``advance`` computes on,
     #: ``n_steps`` steps at a time, at Numba's current thread count (None: one). The driver
     #: writes the NetCDF file beside the run in a worker process only while this leaves one
-    #: of the process's cores idle, and after the last step otherwise
+    #: of the process's cores idle, and after the last step otherwise. Such engines take
+    #: ``parallel=`` (bool) in ``advance`` and ``advance_frames``: the driver fixes the
+    #: kernel's path for the run (``kernel_threads > 1`` at its start) and may change Numba's
+    #: thread count between calls (:class:`simcore._cpu.LoadFollower`); the threaded path
+    #: must give the serial bits at any thread count, one included
     kernel_threads: Callable[..., int] | None = None
     #: ``run_bytes(params) -> (bytes of state, work arrays and one frame, floats per
     #: particle in a frame)`` for the memory check before a run; None: not checked

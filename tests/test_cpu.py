@@ -230,3 +230,64 @@ def test_a_run_ends_its_openmp_workers_so_none_spins_beside_the_file(tmp_path):
     assert seen["layer"] == "omp"
     assert seen["pool"] == 1 and seen["restarted"] == 1  # one worker beside the caller
     assert seen["released"] == 0 and seen["after_run"] == 0
+
+
+def test_a_running_kernel_follows_other_processes_load(monkeypatch):
+    """LoadFollower, fed scripted loads of other processes (cores) on 2 cores: a thread
+    dropped from half a busy core on, kept while the load stays, given back once it falls
+    under a quarter core, never more than the run started with, no change within a window;
+    each reading becomes the next run's start probe."""
+    import simcore._cpu as cpu
+
+    readings = []
+
+    class Scripted:
+        def __init__(self, cpus=None):
+            self.age_seconds = 1.0
+
+        def age(self):
+            return self.age_seconds
+
+        def cores(self):
+            return readings.pop(0)
+
+    monkeypatch.setattr(cpu, "ForeignLoad", Scripted)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: [0, 1])
+    monkeypatch.setattr(cpu, "_last_probe", {})
+    follower = cpu.LoadFollower(2)
+    script = [(0.1, None), (0.45, None), (0.7, 1), (1.0, None), (0.4, None), (0.3, None),
+              (0.2, 2), (0.0, None), (1.9, 1), (0.0, 2)]
+    for load, expected in script:
+        readings.append(load)
+        changed = follower.check()
+        assert (None if changed is None else changed[0]) == expected, (load, changed)
+        if changed is not None:
+            assert changed[1] == load
+        assert cpu._last_probe[(0, 1)][1] == load
+    follower._load.age_seconds = 0.5 * cpu.FOLLOW_WINDOW_SECONDS
+    readings.append(1.0)
+    assert follower.check() is None and readings == [1.0]  # no reading inside a window
+    started_on_one = cpu.LoadFollower(1)
+    readings[:] = [0.0]
+    assert started_on_one.check() is None  # never above the starting count
+
+
+def test_a_run_started_on_fewer_threads_takes_the_idle_cores_later(monkeypatch):
+    """A follower made below its ceiling (a run whose start found a core busy) raises the
+    count once the load is gone."""
+    import simcore._cpu as cpu
+
+    class Quiet:
+        def __init__(self, cpus=None):
+            pass
+
+        def age(self):
+            return 1.0
+
+        def cores(self):
+            return 0.0
+
+    monkeypatch.setattr(cpu, "ForeignLoad", Quiet)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: [0, 1])
+    monkeypatch.setattr(cpu, "_last_probe", {})
+    assert cpu.LoadFollower(2, 1).check() == (2, 0.0)

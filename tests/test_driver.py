@@ -150,7 +150,7 @@ def test_an_unstable_linear_chunk_inside_a_call_keeps_the_frames_before_it(tmp_p
 
     for name in ("_chunks_serial", "_chunks_parallel"):
         monkeypatch.setattr(linear, name, poisoning(getattr(linear, name)))
-    monkeypatch.setattr(linear, "kernel_threads", lambda params, n_steps: kernel_threads)
+    _engine(monkeypatch, "linear", kernel_threads=lambda params, n_steps: kernel_threads)
     monkeypatch.setattr(driver, "_CALL_SECONDS", 1e3)
     out = tmp_path / "l.nc"
     with pytest.raises(UnstableRunError, match="exceeds 1e\\+30") as info:
@@ -259,7 +259,8 @@ def test_the_writer_works_beside_the_run_only_while_its_kernel_leaves_a_core_idl
     def beside(model, cores, **kw):
         monkeypatch.setattr(driver, "usable_cores", lambda: list(range(cores)))
         params, settings, _ = resolve(model, **kw)
-        return driver._writer_beside_run(get_engine(model), params, settings)
+        return driver._writer_beside_run(driver._kernel_threads(get_engine(model), params,
+                                                                settings, 2))
 
     couzin = dict(preset="swarm", steps=100)
     assert beside("couzin", 2, **couzin, overrides={"n": 50})  # serial below 64 agents
@@ -346,3 +347,62 @@ def test_cli_interrupt_then_resume(tmp_path):
     ref = tmp_path / "ref.nc"
     run_cli(*args[:-1], ref, "--quiet", check_rc=0)
     assert_same_file(ref, out)
+
+
+@pytest.mark.parametrize("start", [2, 1])  # threads its start chose (1: a core was busy)
+@pytest.mark.parametrize("model, kw", [
+    ("couzin", dict(preset="swarm", steps=60, write_every=5, overrides={"n": 100})),
+    ("abp", dict(preset="homogeneous", steps=24, write_every=4, overrides={"n": 2048})),
+])
+def test_a_run_follows_load_that_appears_and_leaves_mid_run(tmp_path, monkeypatch, capsys,
+                                                             model, kw, start):
+    """A run on the default thread count whose cores get busy elsewhere after its start
+    drops to one thread, and takes its second back when the load leaves (also when its
+    start found a core busy), keeping the threaded kernel path throughout (no mid-run
+    compile); the file equals a one-thread run's, bit for bit. Other processes' load is
+    scripted: busy, busy, quiet, quiet, ... per reading."""
+    import numba
+
+    import simcore._cpu as cpu
+    import simcore.driver as driver
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    loads = iter([1.0, 1.0, 0.0, 0.0] * 100)
+
+    class Scripted:
+        def __init__(self, cpus=None):
+            pass
+
+        def age(self):
+            return 1.0
+
+        def cores(self):
+            return next(loads)
+
+    monkeypatch.setattr(cpu, "ForeignLoad", Scripted)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: [0, 1])
+    monkeypatch.setattr(cpu, "_last_probe", {})
+    monkeypatch.setattr(driver, "idle_threads", lambda most: (start, 2.0 - start))
+    monkeypatch.setattr(driver, "_CALL_SECONDS", 0.0)  # a kernel call per frame
+    calls = []
+    real = driver.get_engine(model)
+    name = "advance" if real.advance_frames is None else "advance_frames"
+
+    def recording(*args, **options):
+        calls.append((numba.get_num_threads(), options.get("parallel")))
+        return getattr(real, name)(*args, **options)
+
+    _engine(monkeypatch, model, **{name: recording})
+    try:
+        simcore.run(model, seed=3, out=tmp_path / "followed.nc", quiet=False, **kw)
+        simcore.run(model, seed=3, out=tmp_path / "one.nc", threads=1, **kw)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    followed = calls[:len(calls) // 2]
+    assert [parallel for _, parallel in followed] == [True] * len(followed)
+    assert [threads for threads, _ in followed[:6]] == [1, 1, 2, 2, 1, 1]
+    assert [threads for threads, _ in calls[len(followed):]] == [1] * len(followed)
+    err = capsys.readouterr().err
+    assert "continuing on 1 thread(s)" in err and "continuing on 2 thread(s)" in err
+    assert_same_file(tmp_path / "followed.nc", tmp_path / "one.nc")
