@@ -60,8 +60,8 @@ def late_load_seconds(folder: Path, n: int, steps: int, threads: int | None, lat
         time.sleep(0.5)
         idle_threads(most, reuse_seconds=0)  # the run starts on a quiet machine
         numba.set_num_threads(most)
-        arrived = []
-        timer = threading.Timer(late, lambda: arrived.append(_busy_process(core)))
+        arrived: list[subprocess.Popen] = []
+        timer = threading.Timer(late, lambda into=arrived: into.append(_busy_process(core)))
         timer.start()
         t0 = time.perf_counter()
         try:

@@ -189,11 +189,11 @@ def _kernel_threads(model, params, settings, most: int) -> int:
 def _writer_beside_run(kernel_threads: int) -> bool:
     """Whether the writer's worker process assembles the NetCDF file while the run computes
     (else after the last step): only while a kernel of ``kernel_threads`` threads at most
-    leaves one of this process's cores idle. On cores the kernel's threads fill, the worker's compression and wake-ups stall
-    them (a threaded step waits for its slowest thread), which costs more than writing the
-    file after the last step: whole runs on 2 threads of 2 cores, ABP (N = 4096, 1001
-    frames, 76 MB) 3.53 s with the worker beside the run against 3.15 s after it
-    (benchmarks/RESULTS.md)."""
+    leaves one of this process's cores idle. On cores the kernel's threads fill, the
+    worker's compression and wake-ups stall them (a threaded step waits for its slowest
+    thread), which costs more than writing the file after the last step: whole runs on 2
+    threads of 2 cores, ABP (N = 4096, 1001 frames, 76 MB) 3.53 s with the worker beside
+    the run against 3.15 s after it (benchmarks/RESULTS.md)."""
     return kernel_threads < len(usable_cores())
 
 
