@@ -65,6 +65,12 @@ _FIRST_CHECKPOINT_COST = 0.005
 # signal waits for the call. A call makes at most _CALL_BYTES of frame-log records.
 _CALL_SECONDS = 0.025
 _CALL_BYTES = 2**23
+# A frame interval that takes longer than twice this many seconds is advanced in pieces
+# of about this length (``advance``'s contract lets a run be cut at any step with the same
+# bits), so that the progress bar moves and the thread count follows other processes'
+# load within a long interval; a run's first interval, not yet timed, in pieces from one
+# step up (a stop signal still waits for the frame: checkpoints hold frames' states)
+_PIECE_SECONDS = 0.25
 
 
 def frame_steps(steps: int, write_every: int) -> list[int]:
@@ -84,6 +90,12 @@ def chunks_per_call(marks: list[int], f: int, chunk_seconds: float | None) -> in
     count = max(1, int(_CALL_SECONDS / max(chunk_seconds, 1e-9)))
     regular = len(marks) if marks[-1] - marks[-2] == marks[1] - marks[0] else len(marks) - 1
     return min(count, max(1, regular - f))
+
+
+def _long_interval(chunk_seconds: float | None) -> bool:
+    """Whether a frame interval that took ``chunk_seconds`` (None: not yet timed) is
+    advanced in pieces (:data:`_PIECE_SECONDS`)."""
+    return chunk_seconds is None or chunk_seconds > 2 * _PIECE_SECONDS
 
 
 def _chunks_in(states: dict) -> int:
@@ -502,8 +514,9 @@ class _Run:
                 self._follow(follower)
             started = time.perf_counter()
             try:
-                if model.advance_frames is None:
-                    model.advance(self.state, params, key, step0, n, **self.kernel_args)
+                shown = 0  # steps of this call the bar has shown
+                if model.advance_frames is None or _long_interval(chunk_seconds):
+                    shown = self._advance_in_pieces(key, step0, n, chunk_seconds, bar, follower)
                     count = 1
                     self._append(f)
                 else:
@@ -520,7 +533,7 @@ class _Run:
                 self._unstable(err)
             chunk_seconds = (time.perf_counter() - started) / count
             f += count
-            bar.update(n * count)
+            bar.update(n * count - shown)
             if self.stop_after_frames is not None and self.frames.n_frames >= self.stop_after_frames:
                 stop.signum = stop.signum or 2  # as if SIGINT arrived now
             if stop.signum is not None and f <= last:
@@ -529,6 +542,34 @@ class _Run:
             if f <= last and self._checkpoint_due():
                 self._checkpoint()
         return False
+
+    def _advance_in_pieces(self, key, step0: int, n: int, chunk_seconds: float | None, bar,
+                           follower: LoadFollower | None) -> int:
+        """``advance`` by ``n`` steps from ``step0``: in one call when the last interval took
+        at most twice :data:`_PIECE_SECONDS` (``chunk_seconds``), else in pieces of about
+        that length at the rate measured on the pieces before (untimed, the first interval
+        starts with one step and at most doubles: a run's first steps may be slow), showing
+        each but the last on ``bar`` and following the load between them. Returns the
+        steps shown."""
+        if not _long_interval(chunk_seconds):
+            self.model.advance(self.state, self.params, key, step0, n, **self.kernel_args)
+            return 0
+        size = 1 if chunk_seconds is None else max(1, int(n * _PIECE_SECONDS / chunk_seconds))
+        done = 0
+        while True:
+            take = min(size, n - done)
+            started = time.perf_counter()
+            self.model.advance(self.state, self.params, key, step0 + done, take,
+                               **self.kernel_args)
+            seconds = time.perf_counter() - started
+            done += take
+            if done == n:
+                return done - take
+            bar.update(take)
+            if follower is not None:
+                self._follow(follower)
+            size = max(1, min(2 * take if chunk_seconds is None else n,
+                              int(take * _PIECE_SECONDS / max(seconds, 1e-9))))
 
     def _follow(self, follower: LoadFollower) -> None:
         """Change the thread count if other processes' load on our cores changed."""

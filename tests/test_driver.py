@@ -81,7 +81,8 @@ def test_many_frames_per_kernel_call_make_the_file_of_one_frame_per_call(tmp_pat
     monkeypatch.setattr(driver, "_CALL_BYTES", call_bytes)
     _engine(monkeypatch, model, advance_frames=counted)
     many = simcore.run(model, out=tmp_path / "many.nc", **kw)
-    assert calls[0] == 1 and max(calls) > 10 and sum(calls) == 100  # 100 intervals, 101 frames
+    # 100 intervals (101 frames): the first, untimed, in pieces by advance, then many a call
+    assert max(calls) > 10 and sum(calls) == 99
     _engine(monkeypatch, model, advance_frames=None)
     one = simcore.run(model, out=tmp_path / "one.nc", **kw)
     assert_same_file(many, one)
@@ -387,22 +388,87 @@ def test_a_run_follows_load_that_appears_and_leaves_mid_run(tmp_path, monkeypatc
     monkeypatch.setattr(driver, "_CALL_SECONDS", 0.0)  # a kernel call per frame
     calls = []
     real = driver.get_engine(model)
-    name = "advance" if real.advance_frames is None else "advance_frames"
+    names = ["advance"] + (["advance_frames"] if real.advance_frames is not None else [])
 
-    def recording(*args, **options):
-        calls.append((numba.get_num_threads(), options.get("parallel")))
-        return getattr(real, name)(*args, **options)
+    def recording(name):
+        def call(*args, **options):
+            calls.append((numba.get_num_threads(), options.get("parallel")))
+            return getattr(real, name)(*args, **options)
+        return call
 
-    _engine(monkeypatch, model, **{name: recording})
+    _engine(monkeypatch, model, **{name: recording(name) for name in names})
     try:
         simcore.run(model, seed=3, out=tmp_path / "followed.nc", quiet=False, **kw)
+        followed = calls[:]
+        calls.clear()
         simcore.run(model, seed=3, out=tmp_path / "one.nc", threads=1, **kw)
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    followed = calls[:len(calls) // 2]
     assert [parallel for _, parallel in followed] == [True] * len(followed)
     assert [threads for threads, _ in followed[:6]] == [1, 1, 2, 2, 1, 1]
-    assert [threads for threads, _ in calls[len(followed):]] == [1] * len(followed)
+    assert [threads for threads, _ in calls] == [1] * len(calls)
     err = capsys.readouterr().err
     assert "continuing on 1 thread(s)" in err and "continuing on 2 thread(s)" in err
     assert_same_file(tmp_path / "followed.nc", tmp_path / "one.nc")
+
+
+@pytest.mark.parametrize("model, kw", [
+    ("abp", dict(preset="homogeneous", steps=30, write_every=10, overrides={"n": 200})),
+    ("harddisc", dict(write_every=3, overrides={"n": 60, "t_end": 9.0, "frame_dt": 1.0})),
+    ("couzin", dict(preset="swarm", steps=30, write_every=10, overrides={"n": 70})),
+])
+def test_long_frame_intervals_are_advanced_in_pieces_to_the_same_bits(tmp_path, monkeypatch,
+                                                                     model, kw):
+    """A frame interval that takes long is advanced in pieces (here: every step, each
+    taking longer than the piece length), with the progress bar moving through each and
+    the load followed between them; the file equals the unsplit run's, bit for bit. With
+    quick steps only the first, untimed interval is (an engine with advance_frames then
+    makes the others in its many-frame calls)."""
+    import simcore.driver as driver
+
+    real_engine = driver.get_engine(model)
+    reference = simcore.run(model, seed=5, out=tmp_path / "whole.nc", **kw)
+    calls, shown, follows = [], [], []
+
+    def recording(state, params, key, step, n_steps, **options):
+        calls.append((step, n_steps))
+        return real_engine.advance(state, params, key, step, n_steps, **options)
+
+    class Bar:
+        def update(self, n):
+            shown.append(n)
+
+        def close(self):
+            pass
+
+    def recording_frames(state, params, key, step, n_steps, n_chunks, **options):
+        calls.append((step, n_steps, "frames"))
+        return real_engine.advance_frames(state, params, key, step, n_steps, n_chunks,
+                                          **options)
+
+    _engine(monkeypatch, model, advance=recording, **(
+        {} if real_engine.advance_frames is None else {"advance_frames": recording_frames}))
+    monkeypatch.setattr(driver, "_PIECE_SECONDS", 1e-12)
+    monkeypatch.setattr(driver, "progress", lambda total, **options: Bar())
+    monkeypatch.setattr(driver._Run, "_follow", lambda self, follower: follows.append(1))
+    monkeypatch.setattr(driver, "_kernel_threads", lambda *args: 2)  # a follower, whatever N
+    simcore.run(model, seed=5, out=tmp_path / "pieces.nc", **kw)
+    every = kw["write_every"]
+    steps = len(calls) and calls[-1][0] + calls[-1][1]
+    assert calls == [(s, 1) for s in range(steps)] and shown == [1] * steps
+    assert len(follows) == steps  # before each interval and between its pieces
+    assert_same_file(reference, tmp_path / "pieces.nc")
+    # quick steps: the untimed first interval in doubling pieces, the others whole
+    monkeypatch.setattr(driver, "_PIECE_SECONDS", 1e9)
+    calls.clear()
+    simcore.run(model, seed=5, out=tmp_path / "doubling.nc", **kw)
+    first, size = [], 1
+    while sum(first) < every:
+        first.append(min(size, every - sum(first)))
+        size *= 2
+    starts = np.cumsum([0] + first[:-1]).tolist()
+    later = [(s, every) if real_engine.advance_frames is None else (s, every, "frames")
+             for s in range(every, steps, every)]
+    assert calls[:len(first)] == list(zip(starts, first))
+    assert calls[len(first):] == (later if real_engine.advance_frames is None else later[:1])
+    assert_same_file(reference, tmp_path / "doubling.nc")
