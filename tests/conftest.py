@@ -133,3 +133,33 @@ def written_by_worker(monkeypatch):
 
     monkeypatch.setattr(assembler.Assembler, "finish", finish_and_tell)
     return seen
+
+
+class ScriptedLoad:
+    """Stands in for :class:`simcore._cpu.ForeignLoad`: each reading (``cores()``) is the
+    next of ``readings`` (a list, consumed from the front, or an iterator); ``age()`` is
+    ``age_seconds`` (default: a whole follower window)."""
+
+    readings: list | None = None
+
+    def __init__(self, cpus=None):
+        self.age_seconds = 1.0
+
+    def age(self):
+        return self.age_seconds
+
+    def cores(self):
+        readings = type(self).readings
+        return readings.pop(0) if isinstance(readings, list) else next(readings)
+
+
+def script_foreign_load(monkeypatch, readings) -> type:
+    """Other processes' load on a 2-core process, as ``readings`` (cores, one per reading
+    of :class:`simcore._cpu.ForeignLoad`); the start probe's cache emptied."""
+    import simcore._cpu as cpu
+
+    scripted = type("Scripted", (ScriptedLoad,), {"readings": readings})
+    monkeypatch.setattr(cpu, "ForeignLoad", scripted)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: [0, 1])
+    monkeypatch.setattr(cpu, "_last_probe", {})
+    return scripted

@@ -13,6 +13,8 @@ import simcore
 import simcore.driver
 from simcore._cpu import ForeignLoad, idle_threads, usable_cores
 
+from conftest import script_foreign_load
+
 
 @pytest.fixture(autouse=True)
 def no_sample_from_the_import(monkeypatch):
@@ -240,20 +242,7 @@ def test_a_running_kernel_follows_other_processes_load(monkeypatch):
     import simcore._cpu as cpu
 
     readings = []
-
-    class Scripted:
-        def __init__(self, cpus=None):
-            self.age_seconds = 1.0
-
-        def age(self):
-            return self.age_seconds
-
-        def cores(self):
-            return readings.pop(0)
-
-    monkeypatch.setattr(cpu, "ForeignLoad", Scripted)
-    monkeypatch.setattr(cpu, "usable_cores", lambda: [0, 1])
-    monkeypatch.setattr(cpu, "_last_probe", {})
+    script_foreign_load(monkeypatch, readings)
     follower = cpu.LoadFollower(2)
     script = [(0.1, None), (0.45, None), (0.7, 1), (1.0, None), (0.4, None), (0.3, None),
               (0.2, 2), (0.0, None), (1.9, 1), (0.0, 2)]
@@ -277,17 +266,5 @@ def test_a_run_started_on_fewer_threads_takes_the_idle_cores_later(monkeypatch):
     count once the load is gone."""
     import simcore._cpu as cpu
 
-    class Quiet:
-        def __init__(self, cpus=None):
-            pass
-
-        def age(self):
-            return 1.0
-
-        def cores(self):
-            return 0.0
-
-    monkeypatch.setattr(cpu, "ForeignLoad", Quiet)
-    monkeypatch.setattr(cpu, "usable_cores", lambda: [0, 1])
-    monkeypatch.setattr(cpu, "_last_probe", {})
+    script_foreign_load(monkeypatch, [0.0])
     assert cpu.LoadFollower(2, 1).check() == (2, 0.0)

@@ -13,7 +13,7 @@ from simcore.config import resolve
 from simcore.driver import frame_steps, run_model
 from simcore.io.outputs import partial_paths
 
-from conftest import assert_same_file, run_cli
+from conftest import assert_same_file, run_cli, script_foreign_load
 
 
 def test_frame_schedule():
@@ -364,26 +364,11 @@ def test_a_run_follows_load_that_appears_and_leaves_mid_run(tmp_path, monkeypatc
     scripted: busy, busy, quiet, quiet, ... per reading."""
     import numba
 
-    import simcore._cpu as cpu
     import simcore.driver as driver
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 Numba threads")
-    loads = iter([1.0, 1.0, 0.0, 0.0] * 100)
-
-    class Scripted:
-        def __init__(self, cpus=None):
-            pass
-
-        def age(self):
-            return 1.0
-
-        def cores(self):
-            return next(loads)
-
-    monkeypatch.setattr(cpu, "ForeignLoad", Scripted)
-    monkeypatch.setattr(cpu, "usable_cores", lambda: [0, 1])
-    monkeypatch.setattr(cpu, "_last_probe", {})
+    script_foreign_load(monkeypatch, iter([1.0, 1.0, 0.0, 0.0] * 100))
     monkeypatch.setattr(driver, "idle_threads", lambda most: (start, 2.0 - start))
     monkeypatch.setattr(driver, "_CALL_SECONDS", 0.0)  # a kernel call per frame
     calls = []
