@@ -5,7 +5,8 @@ badly when another process holds one of their cores: measured for ABP at N = 163
 cores with one core busy elsewhere, 2 threads took 110 ns per particle-step against 74 ns
 on 1 thread (45 ns on 2 threads when the machine is quiet; benchmarks/threads_under_load.py,
 benchmarks/RESULTS.md). So the default thread count is the number of this process's cores
-that are not busy.
+that are not busy: at a run's start (:func:`idle_threads`) and, while it runs, between its
+kernel calls (:class:`LoadFollower`).
 """
 
 from __future__ import annotations
