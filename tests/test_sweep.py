@@ -367,3 +367,25 @@ def test_open_sweep_refuses_an_unfinished_sweep(tmp_path):
     assert proc.returncode == 130
     with pytest.raises(UserInputError, match="8 of the 8 runs .* are not finished"):
         simcore.open_sweep(tmp_path / "out")
+
+
+@pytest.mark.parametrize("threads_per_worker", [None, 1])
+def test_a_serial_sweep_s_runs_choose_and_follow_their_thread_count(tmp_path, monkeypatch,
+                                                                   threads_per_worker):
+    """The serial backend gives each run the default thread count (threads=None: the cores
+    other processes leave idle at its start, followed while it runs) unless
+    --threads-per-worker fixes it; it used to probe once for the whole sweep."""
+    import simcore.driver as driver
+
+    seen = []
+    real = driver.run_model
+
+    def recording(*args, **options):
+        seen.append(options.get("threads"))
+        return real(*args, **options)
+
+    monkeypatch.setattr(driver, "run_model", recording)
+    simcore.sweep(write_sweep(tmp_path, SMALL.replace("seeds_per_point = 2",
+                                                     "seeds_per_point = 1")),
+                  backend="serial", threads_per_worker=threads_per_worker)
+    assert seen == [threads_per_worker] * 4

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from simcore._cpu import idle_threads, usable_cores
+from simcore._cpu import usable_cores
 from simcore._errors import UserInputError
 from simcore._interrupt import RunInterrupted
 from simcore.io.lock import OutputLock
@@ -85,7 +85,8 @@ def run_sweep(
     only): None/``local`` (a LocalCluster of ``workers`` processes), ``tcp://HOST:PORT``,
     or ``slurm``/``pbs`` (dask-jobqueue, settings in ``cluster``). ``workers`` defaults
     to the usable cores; ``threads_per_worker`` (Numba threads per run) to 1 for the
-    parallel backends and for ``serial`` to the cores that other processes leave idle.
+    parallel backends and for ``serial`` to each run's default (the cores that other
+    processes leave idle, followed while it runs).
 
     Finished runs are skipped, interrupted runs resumed from their checkpoints, failed
     runs retried. Raises :class:`UserInputError` for a bad sweep and :class:`SweepFailed`
@@ -141,10 +142,10 @@ def _run_locked(plan, backend, scheduler, workers, threads_per_worker, cluster, 
     workers = workers or (1 if backend == "serial" else len(usable_cores()))
     if threads_per_worker is not None:
         threads = threads_per_worker
-    elif backend == "serial":  # the idle cores, probed once for the whole sweep
-        import numba
-
-        threads = idle_threads(numba.config.NUMBA_NUM_THREADS)[0]
+    elif backend == "serial":
+        # each run's default: the cores other processes leave idle, at its start (a probe
+        # reused for 30 s) and while it runs (simcore._cpu.LoadFollower)
+        threads = None
     else:
         threads = 1
     log(f"sweep {folder}: {len(plan.runs)} runs ({n_done} already done, {len(todo)} to run) "
