@@ -28,6 +28,8 @@ PROBE_REUSE_SECONDS = 30.0  # a loop of short runs probes once per this interval
 EARLY_PROBE_MAX_SECONDS = 2.0
 _last_probe: dict = {}
 _early_probe: dict = {}
+# the follower's current window per set of cores, continued by the process's next run
+_follow_windows: dict = {}
 
 
 #: process ids of this process's own helper processes (the NetCDF writer's worker,
@@ -124,8 +126,15 @@ def start_probe() -> None:
     _early_probe[tuple(cores)] = ForeignLoad(cores)
 
 
+def _forget_samples() -> None:
+    """In a forked child: its own CPU time restarts from zero, so samples begun in the
+    parent would count the parent's time as other processes' load."""
+    _early_probe.clear()
+    _follow_windows.clear()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_early_probe.clear)
+    os.register_at_fork(after_in_child=_forget_samples)
 
 
 def usable_cores() -> list[int]:
@@ -168,6 +177,10 @@ def idle_threads(max_threads: int, probe_seconds: float = PROBE_SECONDS,
 #: seconds of other processes' load one :class:`LoadFollower` reading averages
 #: (/proc/stat counts in 10 ms ticks; shorter bursts, a shell command, average out)
 FOLLOW_WINDOW_SECONDS = 0.25
+#: a window the process's previous run left open is continued by the next run's follower
+#: if it began at most this long ago (runs shorter than a window still get readings;
+#: an older one would dilute a load that began since)
+FOLLOW_CONTINUE_SECONDS = 2.0
 
 
 class LoadFollower:
@@ -185,13 +198,18 @@ class LoadFollower:
     (at one thread it runs as fast as the serial one). A thread is dropped for each core
     busy from half use on, as in :func:`idle_threads`, and given back only once that load
     falls under a quarter of a core, so a load near the threshold does not flip the count
-    every window."""
+    every window. A window the process's previous run left open (at most
+    :data:`FOLLOW_CONTINUE_SECONDS` old) is continued, so that a loop of runs shorter than
+    a window follows the load too."""
 
     def __init__(self, most: int, threads: int | None = None):
         self.most = most
         self.threads = most if threads is None else threads  # the count now
         self.cores = usable_cores()
-        self._load = ForeignLoad(self.cores)
+        window = _follow_windows.get(tuple(self.cores))
+        if window is None or window.age() > FOLLOW_CONTINUE_SECONDS:
+            window = _follow_windows[tuple(self.cores)] = ForeignLoad(self.cores)
+        self._load = window
 
     def check(self) -> tuple[int, float] | None:
         """(new thread count, cores busy elsewhere) when the count should change now (the
@@ -199,7 +217,7 @@ class LoadFollower:
         if self._load.age() < FOLLOW_WINDOW_SECONDS:
             return None
         busy = self._load.cores()
-        self._load = ForeignLoad(self.cores)
+        self._load = _follow_windows[tuple(self.cores)] = ForeignLoad(self.cores)
         _last_probe[tuple(self.cores)] = (time.monotonic(), busy)  # for the next run's start
         free = len(self.cores) - busy
         threads = int(free + 0.5)

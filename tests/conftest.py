@@ -155,11 +155,13 @@ class ScriptedLoad:
 
 def script_foreign_load(monkeypatch, readings) -> type:
     """Other processes' load on a 2-core process, as ``readings`` (cores, one per reading
-    of :class:`simcore._cpu.ForeignLoad`); the start probe's cache emptied."""
+    of :class:`simcore._cpu.ForeignLoad`); the start probe's cache and the follower's
+    open windows emptied."""
     import simcore._cpu as cpu
 
     scripted = type("Scripted", (ScriptedLoad,), {"readings": readings})
     monkeypatch.setattr(cpu, "ForeignLoad", scripted)
     monkeypatch.setattr(cpu, "usable_cores", lambda: [0, 1])
     monkeypatch.setattr(cpu, "_last_probe", {})
+    monkeypatch.setattr(cpu, "_follow_windows", {})
     return scripted

@@ -168,12 +168,13 @@ def test_import_starts_the_probe_and_a_forked_child_drops_it():
     """``import simcore`` starts the load sample (a script's or the command line's first run
     then waits for none); a forked child, whose own CPU time restarts from zero, must not
     use its parent's (its imports would read as other processes' load)."""
-    code = ("import os, simcore, simcore._cpu as c; n = len(c._early_probe); pid = os.fork()\n"
-            "if pid == 0: os._exit(len(c._early_probe))\n"
-            "print(n, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))")
+    code = ("import os, simcore, simcore._cpu as c; c.LoadFollower(2)\n"
+            "n = (len(c._early_probe), len(c._follow_windows)); pid = os.fork()\n"
+            "if pid == 0: os._exit(len(c._early_probe) + 10 * len(c._follow_windows))\n"
+            "print(*n, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["1", "0"]
+    assert out == ["1", "1", "0"]  # the follower's open window is dropped too
 
 
 _SPINNING_WORKERS_CHILD = r"""
@@ -268,3 +269,24 @@ def test_a_run_started_on_fewer_threads_takes_the_idle_cores_later(monkeypatch):
 
     script_foreign_load(monkeypatch, [0.0])
     assert cpu.LoadFollower(2, 1).check() == (2, 0.0)
+
+
+def test_runs_shorter_than_a_window_continue_the_last_run_s_window(monkeypatch):
+    """A run's follower continues the window the process's previous run left open (a loop
+    of runs shorter than a window then still gets readings), unless it began more than
+    FOLLOW_CONTINUE_SECONDS ago (it would dilute a load that began since)."""
+    import simcore._cpu as cpu
+
+    script_foreign_load(monkeypatch, [1.0])
+    first = cpu.LoadFollower(2)
+    window = first._load
+    window.age_seconds = 0.5 * cpu.FOLLOW_WINDOW_SECONDS  # a short run ends inside it
+    assert first.check() is None
+    second = cpu.LoadFollower(2)
+    assert second._load is window
+    window.age_seconds = cpu.FOLLOW_WINDOW_SECONDS  # the next run completes the window
+    assert second.check() == (1, 1.0)
+    later = cpu._follow_windows[(0, 1)]
+    assert later is not window and cpu.LoadFollower(2)._load is later
+    later.age_seconds = 2 * cpu.FOLLOW_CONTINUE_SECONDS  # left open too long ago
+    assert cpu.LoadFollower(2)._load is not later
