@@ -1,6 +1,7 @@
 """Signals as requests to stop cleanly: SIGINT (Ctrl-C) and SIGTERM (what SLURM and PBS
 send at the wall-time limit, and ``kill``'s default) make a run checkpoint at the next
-frame and stop with exit code 130 or 143 and a one-line hint to ``--resume``."""
+frame (or, within a long frame interval, at the last one: see ``driver._PIECE_SECONDS``)
+and stop with exit code 130 or 143 and a one-line hint to ``--resume``."""
 
 from __future__ import annotations
 

@@ -67,9 +67,10 @@ _CALL_SECONDS = 0.025
 _CALL_BYTES = 2**23
 # A frame interval that takes longer than twice this many seconds is advanced in pieces
 # of about this length (``advance``'s contract lets a run be cut at any step with the same
-# bits), so that the progress bar moves and the thread count follows other processes'
-# load within a long interval; a run's first interval, not yet timed, in pieces from one
-# step up (a stop signal still waits for the frame: checkpoints hold frames' states)
+# bits), so that the progress bar moves, the thread count follows other processes' load
+# and a stop signal is answered within a long interval (the checkpoint then holds the
+# state at the interval's start); a run's first interval, not yet timed, in pieces from
+# one step up
 _PIECE_SECONDS = 0.25
 
 
@@ -433,14 +434,16 @@ class _Run:
                 self.frames.n_frames // self.feed_every > self.fed // self.feed_every:
             self._feed()
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, state: dict | None = None) -> None:
+        """Checkpoint the log's frames and ``state`` (default: the run's), the state at
+        the last frame."""
         started = time.monotonic()
         try:
             self.frames.sync()
         except OSError as exc:
             raise write_error(self.paths["part"], exc, self.checkpointed) from None
         save_checkpoint(self.paths["ckpt"],
-                        self._final_state(),
+                        self._final_state() if state is None else state,
                         {"model": self.model_name, "run_parameters": self.run_json,
                          "frames_written": self.frames.n_frames,
                          "next_step": self.marks[self.frames.n_frames - 1],
@@ -516,7 +519,10 @@ class _Run:
             try:
                 shown = 0  # steps of this call the bar has shown
                 if model.advance_frames is None or _long_interval(chunk_seconds):
-                    shown = self._advance_in_pieces(key, step0, n, chunk_seconds, bar, follower)
+                    shown = self._advance_in_pieces(key, step0, n, chunk_seconds, bar, follower,
+                                                    stop)
+                    if shown is None:  # stopped between pieces, checkpointed at frame f - 1
+                        return True
                     count = 1
                     self._append(f)
                 else:
@@ -544,17 +550,20 @@ class _Run:
         return False
 
     def _advance_in_pieces(self, key, step0: int, n: int, chunk_seconds: float | None, bar,
-                           follower: LoadFollower | None) -> int:
+                           follower: LoadFollower | None, stop) -> int | None:
         """``advance`` by ``n`` steps from ``step0``: in one call when the last interval took
         at most twice :data:`_PIECE_SECONDS` (``chunk_seconds``), else in pieces of about
         that length at the rate measured on the pieces before (untimed, the first interval
         starts with one step and at most doubles: a run's first steps may be slow), showing
         each but the last on ``bar`` and following the load between them. Returns the
-        steps shown."""
+        steps shown, or None if a stop signal came between pieces: then the checkpoint holds
+        the state at the interval's start (the last frame's; ``--resume`` redoes the
+        interval, to the same bits)."""
         if not _long_interval(chunk_seconds):
             self.model.advance(self.state, self.params, key, step0, n, **self.kernel_args)
             return 0
         size = 1 if chunk_seconds is None else max(1, int(n * _PIECE_SECONDS / chunk_seconds))
+        at_frame = {name: np.copy(value) for name, value in self._final_state().items()}
         done = 0
         while True:
             take = min(size, n - done)
@@ -565,6 +574,9 @@ class _Run:
             done += take
             if done == n:
                 return done - take
+            if stop.signum is not None:
+                self._checkpoint(at_frame)
+                return None
             bar.update(take)
             if follower is not None:
                 self._follow(follower)

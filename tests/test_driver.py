@@ -457,3 +457,43 @@ def test_long_frame_intervals_are_advanced_in_pieces_to_the_same_bits(tmp_path, 
     assert calls[:len(first)] == list(zip(starts, first))
     assert calls[len(first):] == (later if real_engine.advance_frames is None else later[:1])
     assert_same_file(reference, tmp_path / "doubling.nc")
+
+
+@pytest.mark.parametrize("model, kw", [
+    ("abp", dict(preset="homogeneous", steps=30, write_every=10, overrides={"n": 200})),
+    ("couzin", dict(preset="swarm", steps=30, write_every=10, overrides={"n": 70})),
+])
+def test_a_stop_signal_within_a_long_interval_checkpoints_its_start(tmp_path, monkeypatch,
+                                                                    model, kw):
+    """SIGINT in the middle of a frame interval advanced in pieces (every step a piece
+    here) stops the run after the current piece, with a checkpoint holding the state at
+    the interval's start (frame 1, step 10), not the state the pieces reached; --resume
+    redoes the interval and the file equals an uninterrupted run's, bit for bit."""
+    import os
+    import signal
+
+    import simcore.driver as driver
+    from simcore.io.checkpoint import load_checkpoint
+
+    reference = simcore.run(model, seed=9, out=tmp_path / "whole.nc", **kw)
+    real_engine = driver.get_engine(model)
+    steps_run = []
+
+    def signalling(state, params, key, step, n_steps, **options):
+        real_engine.advance(state, params, key, step, n_steps, **options)
+        steps_run.append(step)
+        if step == 14 and len(steps_run) < 20:  # mid-way through the second interval
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(driver, "_PIECE_SECONDS", 1e-12)
+    out = tmp_path / "cut.nc"
+    with monkeypatch.context() as patched:
+        _engine(patched, model, advance=signalling)
+        with pytest.raises(KeyboardInterrupt, match="at step 10 of 30"):
+            simcore.run(model, seed=9, out=out, **kw)
+    assert steps_run[-1] == 14  # stopped after the piece the signal came in
+    _, ckpt = partial_paths(out)
+    _, meta, crcs = load_checkpoint(ckpt)
+    assert meta["frames_written"] == 2 and meta["next_step"] == 10 and len(crcs) == 2
+    simcore.run(model, seed=9, out=out, resume=True, **kw)
+    assert_same_file(reference, out)
