@@ -486,6 +486,7 @@ def test_a_stop_signal_within_a_long_interval_checkpoints_its_start(tmp_path, mo
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(driver, "_PIECE_SECONDS", 1e-12)
+    monkeypatch.setattr(driver, "_STOP_WITHIN_SECONDS", 0.0)
     out = tmp_path / "cut.nc"
     with monkeypatch.context() as patched:
         _engine(patched, model, advance=signalling)
