@@ -1,8 +1,9 @@
 """Threaded kernels on a shared machine: particle-steps per second on 1 thread and on all
 usable cores, with the machine quiet and with one core kept busy by another process, and
 the thread count the driver's default picks in each case; then whole runs into which the
-busy process arrives ``--late`` seconds after their start, on the default thread count
-(which follows the load, ``simcore._cpu.LoadFollower``) against fixed counts.
+busy process arrives ``--late`` seconds after their start, and a loop of short runs beside
+it, on the default thread count (which follows the load, ``simcore._cpu.LoadFollower``)
+against fixed counts.
 
     .venv/bin/python benchmarks/threads_under_load.py [--n 16384] [--steps 600]
         [--late-steps 4000]
@@ -76,6 +77,38 @@ def late_load_seconds(folder: Path, n: int, steps: int, threads: int | None, lat
     return best
 
 
+def short_runs_seconds(folder: Path, threads: int | None, core: int, runs: int) -> float:
+    """Median wall time of the last two thirds of ``runs`` short Couzin runs (N = 250,
+    float32 kernel, 400 steps: ~0.05 s each) made one after another in this process with
+    a busy process pinned to ``core`` started before the first (``threads=None``: the
+    default count)."""
+    import statistics
+    import warnings
+
+    most = numba.config.NUMBA_NUM_THREADS
+    kw = dict(preset="dewi_highly_parallel", steps=400, write_every=10, seed=1,
+              overrides={"n": 250, "kernel_precision": "float32"}, overwrite=True,
+              quiet=True, threads=threads, out=folder / "short.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the preset's r_a beyond half the box: expected
+        for _ in range(3):
+            simcore.run("couzin", **kw)
+        time.sleep(0.5)
+        idle_threads(most, reuse_seconds=0)  # the loop starts on a quiet machine
+        numba.set_num_threads(most)
+        busy = _busy_process(core)
+        seconds = []
+        try:
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                simcore.run("couzin", **kw)
+                seconds.append(time.perf_counter() - t0)
+        finally:
+            busy.kill()
+            busy.wait()
+    return statistics.median(seconds[runs // 3:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=16384)
@@ -85,6 +118,8 @@ def main() -> None:
                     help="steps of the runs the busy process arrives in (several seconds)")
     ap.add_argument("--late", type=float, default=0.3,
                     help="seconds after a run's start that the busy process arrives")
+    ap.add_argument("--short-runs", type=int, default=60,
+                    help="short Couzin runs in a loop beside the busy process")
     args = ap.parse_args()
     print(machine_header("simcore threads under foreign load (benchmarks/threads_under_load.py)"))
     most = numba.config.NUMBA_NUM_THREADS
@@ -131,6 +166,19 @@ def main() -> None:
     print(f"load arriving mid-run: the default is {gain:.2f}x the speed of {most} fixed threads")
     headline("threads", f"load arriving mid-run, ABP N = {args.n}: default / {most} fixed "
              "threads", gain, "x", 1.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        short = {label: short_runs_seconds(Path(tmp), threads, core, args.short_runs)
+                 for label, threads in (("default (follows the load)", None),
+                                        (f"{most} (fixed)", most), ("1 (fixed)", 1))}
+    print(f"\nA loop of {args.short_runs} short runs (Couzin `dewi_highly_parallel`, N = 250, "
+          "float32 kernel, 400 steps) beside a busy process started before it (median of "
+          "the last two thirds, seconds a run)\n")
+    print(table(["threads", "s a run"], [[k, f"{v:.3f}"] for k, v in short.items()]))
+    gain = short[f"{most} (fixed)"] / short["default (follows the load)"]
+    print(f"short runs beside a busy process: the default is {gain:.2f}x the speed of {most} "
+          "fixed threads")
+    headline("threads", f"short runs beside a busy process, Couzin N = 250: default / {most} "
+             "fixed threads", gain, "x", 1.0)
 
 
 if __name__ == "__main__":
