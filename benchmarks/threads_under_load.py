@@ -48,6 +48,13 @@ def _busy_process(core: int) -> subprocess.Popen:
         f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass")])
 
 
+def _start_quiet(most: int) -> None:
+    """Let the last busy process's load leave the samples, and start on ``most`` threads."""
+    time.sleep(0.5)
+    idle_threads(most, reuse_seconds=0)  # a fresh start probe: the machine is quiet
+    numba.set_num_threads(most)
+
+
 def late_load_seconds(folder: Path, n: int, steps: int, threads: int | None, late: float,
                       core: int, repeats: int) -> float:
     """Best wall time of a whole run (``threads=None``: the default count) into which a
@@ -58,9 +65,7 @@ def late_load_seconds(folder: Path, n: int, steps: int, threads: int | None, lat
     simcore.run("abp", steps=20, write_every=20, **kw)  # compile, start the thread pool
     best = float("inf")
     for _ in range(repeats):
-        time.sleep(0.5)
-        idle_threads(most, reuse_seconds=0)  # the run starts on a quiet machine
-        numba.set_num_threads(most)
+        _start_quiet(most)
         arrived: list[subprocess.Popen] = []
         timer = threading.Timer(late, lambda into=arrived: into.append(_busy_process(core)))
         timer.start()
@@ -93,9 +98,7 @@ def short_runs_seconds(folder: Path, threads: int | None, core: int, runs: int) 
         warnings.simplefilter("ignore")  # the preset's r_a beyond half the box: expected
         for _ in range(3):
             simcore.run("couzin", **kw)
-        time.sleep(0.5)
-        idle_threads(most, reuse_seconds=0)  # the loop starts on a quiet machine
-        numba.set_num_threads(most)
+        _start_quiet(most)
         busy = _busy_process(core)
         seconds = []
         try:

@@ -206,9 +206,10 @@ class LoadFollower:
         self.most = most
         self.threads = most if threads is None else threads  # the count now
         self.cores = usable_cores()
-        window = _follow_windows.get(tuple(self.cores))
+        self._key = tuple(self.cores)  # of the probe and window caches
+        window = _follow_windows.get(self._key)
         if window is None or window.age() > FOLLOW_CONTINUE_SECONDS:
-            window = _follow_windows[tuple(self.cores)] = ForeignLoad(self.cores)
+            window = _follow_windows[self._key] = ForeignLoad(self.cores)
         self._load = window
 
     def check(self) -> tuple[int, float] | None:
@@ -217,8 +218,8 @@ class LoadFollower:
         if self._load.age() < FOLLOW_WINDOW_SECONDS:
             return None
         busy = self._load.cores()
-        self._load = _follow_windows[tuple(self.cores)] = ForeignLoad(self.cores)
-        _last_probe[tuple(self.cores)] = (time.monotonic(), busy)  # for the next run's start
+        self._load = _follow_windows[self._key] = ForeignLoad(self.cores)
+        _last_probe[self._key] = (time.monotonic(), busy)  # for the next run's start
         free = len(self.cores) - busy
         threads = int(free + 0.5)
         if threads >= self.threads:

@@ -187,20 +187,11 @@ def _frames_bytes(model, params, settings) -> int:
 
 
 def _kernel_threads(model, params, settings, most: int) -> int:
-    """The threads a run's kernel computes on at Numba's thread count ``most`` (the model's
+    """The threads a run's kernel computes on with ``most`` threads available (the model's
     ``kernel_threads``; 1 for serial engines)."""
     if model.kernel_threads is None:
         return 1
-    import numba
-
-    now = numba.get_num_threads()
-    if most == now:
-        return model.kernel_threads(params, settings.write_every)
-    numba.set_num_threads(most)
-    try:
-        return model.kernel_threads(params, settings.write_every)
-    finally:
-        numba.set_num_threads(now)
+    return model.kernel_threads(params, settings.write_every, most)
 
 
 def _writer_beside_run(kernel_threads: int) -> bool:

@@ -105,12 +105,13 @@ class Engine:
     step_unit: str = "step"
     #: False for serial kernels: the driver then skips choosing a thread count
     threaded: bool = True
-    #: ``kernel_threads(params, n_steps) -> int``: the threads ``advance`` computes on,
-    #: ``n_steps`` steps at a time, at Numba's current thread count (None: one). The driver
-    #: writes the NetCDF file beside the run in a worker process only while this leaves one
-    #: of the process's cores idle, and after the last step otherwise. Such engines take
-    #: ``parallel=`` (bool) in ``advance`` and ``advance_frames``: the driver fixes the
-    #: kernel's path for the run (``kernel_threads > 1`` at its start) and may change Numba's
+    #: ``kernel_threads(params, n_steps, threads=None) -> int``: the threads ``advance``
+    #: computes on, ``n_steps`` steps at a time, with ``threads`` available (default:
+    #: Numba's current thread count); None: one. The driver writes the NetCDF file beside
+    #: the run in a worker process only while this leaves one of the process's cores idle,
+    #: and after the last step otherwise. Such engines take ``parallel=`` (bool) in
+    #: ``advance`` and ``advance_frames``: the driver fixes the kernel's path for the run
+    #: (``kernel_threads > 1`` with the most threads the run may use) and may change Numba's
     #: thread count between calls (:class:`simcore._cpu.LoadFollower`); the threaded path
     #: must give the serial bits at any thread count, one included
     kernel_threads: Callable[..., int] | None = None

@@ -151,7 +151,8 @@ def test_an_unstable_linear_chunk_inside_a_call_keeps_the_frames_before_it(tmp_p
 
     for name in ("_chunks_serial", "_chunks_parallel"):
         monkeypatch.setattr(linear, name, poisoning(getattr(linear, name)))
-    _engine(monkeypatch, "linear", kernel_threads=lambda params, n_steps: kernel_threads)
+    _engine(monkeypatch, "linear", kernel_threads=lambda params, n_steps, threads=None:
+            kernel_threads)
     monkeypatch.setattr(driver, "_CALL_SECONDS", 1e3)
     out = tmp_path / "l.nc"
     with pytest.raises(UnstableRunError, match="exceeds 1e\\+30") as info:

@@ -297,12 +297,13 @@ def _work(state, params: Params):
     return work
 
 
-def kernel_threads(params: Params, n_steps: int) -> int:
-    """Threads :func:`advance` computes on by default for ``n_steps`` steps at a time:
-    Numba's thread count when n·d²·n_steps reaches 2000, else one."""
+def kernel_threads(params: Params, n_steps: int, threads: int | None = None) -> int:
+    """Threads :func:`advance` computes on by default for ``n_steps`` steps at a time, at
+    ``threads`` (default: Numba's thread count): all of them when n·d²·n_steps reaches
+    2000, else one."""
     import numba
 
-    threads = numba.get_num_threads()
+    threads = numba.get_num_threads() if threads is None else threads
     return (threads if params.n * params.d ** 2 * n_steps >= _PARALLEL_MIN_WORK and threads > 1
             else 1)
 

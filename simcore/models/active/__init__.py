@@ -206,14 +206,15 @@ def _orientation(theta):
     return np.stack([np.cos(theta), np.sin(theta)], axis=1)
 
 
-def kernel_threads(params: Params, n_steps: int) -> int:
-    """Threads :func:`advance` computes on by default: Numba's thread count from 2048
-    interacting or 8192 free particles on (see ``_PARALLEL_STEPS_MIN_N``), else one."""
+def kernel_threads(params: Params, n_steps: int, threads: int | None = None) -> int:
+    """Threads :func:`advance` computes on by default at ``threads`` (default: Numba's
+    thread count): all of them from 2048 interacting or 8192 free particles on (see
+    ``_PARALLEL_STEPS_MIN_N``), else one."""
     import numba
 
     smallest = (_PARALLEL_STEPS_MIN_N_FREE if params.potential == "none"
                 else _PARALLEL_STEPS_MIN_N)
-    threads = numba.get_num_threads()
+    threads = numba.get_num_threads() if threads is None else threads
     return threads if params.n >= smallest and threads > 1 else 1
 
 

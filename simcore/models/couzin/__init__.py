@@ -146,11 +146,11 @@ def _periodic_plan(box: float, r_a: float, n: int):
 _WORK: dict = {}
 
 
-def kernel_threads(params: Params, n_steps: int) -> int:
-    """Threads :func:`advance` computes on by default: Numba's thread count from 64
-    agents on (2 threads against 1 on the Intel VM: 0.6-0.7x at 16 agents, 1.0x at 32,
-    1.2-1.3x at 48-64, 1.4-1.6x at 100), else one."""
-    threads = numba.get_num_threads()
+def kernel_threads(params: Params, n_steps: int, threads: int | None = None) -> int:
+    """Threads :func:`advance` computes on by default at ``threads`` (default: Numba's
+    thread count): all of them from 64 agents on (2 threads against 1 on the Intel VM:
+    0.6-0.7x at 16 agents, 1.0x at 32, 1.2-1.3x at 48-64, 1.4-1.6x at 100), else one."""
+    threads = numba.get_num_threads() if threads is None else threads
     return threads if params.n >= _PARALLEL_MIN_N and threads > 1 else 1
 
 
