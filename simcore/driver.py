@@ -205,6 +205,23 @@ def _writer_beside_run(kernel_threads: int) -> bool:
     return kernel_threads < len(usable_cores())
 
 
+def run_summary(out: Path, n_frames: int, steps: int, unit: str, wall: float,
+                engine: float, compiling: float) -> str:
+    """The line a run ends with: where its ``wall`` seconds went. ``steps``: advanced in
+    this execution; ``engine``: seconds inside the engine's calls (the initial state,
+    advancing, each frame's variables; in a process's first run also loading the compiled
+    kernels from Numba's cache), of which ``compiling`` compiled kernels (a cold cache).
+    Everything else (the frame log, the NetCDF file, checkpoints, set-up) is given as a
+    share of the run without compiling: what ``benchmarks/store.py`` calls in-run."""
+    computing = max(0.0, engine - compiling)
+    rest = max(0.0, wall - engine)
+    rate = f", {steps / computing:,.0f} {unit}s/s" if steps and computing > 0 else ""
+    compiled = f"; compiling the kernels {compiling:.1f} s (once)" if compiling >= 0.05 else ""
+    return (f"Wrote {out} ({n_frames} frames, {steps} {unit}s) in {wall:.2f} s: computing "
+            f"{computing:.2f} s{rate}; writing and set-up {rest:.2f} s "
+            f"({rest / max(wall - compiling, 1e-9):.0%}){compiled}.")
+
+
 def _drop_log(frames, part: Path) -> None:
     """Remove a finished run's frame log: its name now, its blocks when its descriptor is
     closed, which a thread does (freeing a large file's blocks can be slow: 0.35 s for
@@ -245,6 +262,8 @@ class _Run:
         self.assembler = None  # writes OUT.tmp from the log while the run goes on
         self.fed = 0  # frames handed to the assembler
         self.feeding = False  # whether it gets them during the run (see _start_assembler)
+        # wall seconds inside the engine's advance/frame calls (the summary's "computing")
+        self.engine_seconds = 0.0
         self.state = None
         self.provenance = None
         self.last_checkpoint = time.monotonic()
@@ -259,8 +278,10 @@ class _Run:
             self.paths[name].unlink(missing_ok=True)
         from simcore.restart import initial_state
 
+        started = time.perf_counter()  # the engine's work (hard discs: equilibrating)
         self.state = initial_state(self.model_name, self.model, self.params,
                                    self.settings.seed, self.settings.init_from)
+        self.engine_seconds += time.perf_counter() - started
         self.provenance = provenance(self.argv)
         self._create_log()
         self._append(0)
@@ -416,8 +437,10 @@ class _Run:
     def _append(self, f: int, states: dict | None = None, count: int = 1) -> None:
         """Log frame ``f`` of the run's state, or frames ``f .. f + count - 1`` of
         ``states`` (the states after ``count`` chunks, stacked: ``advance_frames``)."""
+        started = time.perf_counter()
         variables = dict(self.model.frame(self.state if states is None else states,
                                           self.params))
+        self.engine_seconds += time.perf_counter() - started
         variables["time"] = np.array(self.marks[f:f + count], dtype=np.float64) * self.dt
         try:
             self.frames.append_frames(variables, count)
@@ -461,6 +484,7 @@ class _Run:
 
     # ------------------------------------------------------------------ the run
     def execute(self, action: str) -> None:
+        started = time.perf_counter()
         with stop_requests() as stop, watch_compiles(self._compiling) as compile_seconds:
             try:
                 if action == "resume":
@@ -469,7 +493,8 @@ class _Run:
                     self._extend()
                 else:
                     self._start()
-                bar = progress(self.settings.steps, initial=self.marks[self.frames.n_frames - 1],
+                first_step = self.marks[self.frames.n_frames - 1]
+                bar = progress(self.settings.steps, initial=first_step,
                                unit=self.model.step_unit, desc=self.model_name,
                                quiet=self.quiet, paused=compile_seconds)
                 try:
@@ -486,8 +511,9 @@ class _Run:
                     self.assembler.abort()  # OUT.tmp is a by-product: --resume makes it again
         if stopped:
             self._interrupted(stop.signum)
-        self.log(f"Wrote {self.out} ({len(self.marks)} frames, {self.settings.steps} "
-                 f"{self.model.step_unit}s).")
+        self.log(run_summary(self.out, len(self.marks), self.settings.steps - first_step,
+                             self.model.step_unit, time.perf_counter() - started,
+                             self.engine_seconds, compile_seconds()))
 
     def _compiling(self) -> None:
         self.log(f"{self.model_name}: compiling the engine's kernels for this CPU (once after "
@@ -521,9 +547,11 @@ class _Run:
                     count = 1
                     self._append(f)
                 else:
-                    states = model.advance_frames(self.state, params, key, step0, n,
-                                                  self._chunks_per_call(f, chunk_seconds),
+                    count = self._chunks_per_call(f, chunk_seconds)
+                    called = time.perf_counter()
+                    states = model.advance_frames(self.state, params, key, step0, n, count,
                                                   **self.kernel_args)
+                    self.engine_seconds += time.perf_counter() - called
                     count = _chunks_in(states)
                     self._append(f, states, count)
             except UnstableRunError as err:
@@ -556,7 +584,9 @@ class _Run:
         interval's start (the last frame's; ``--resume`` redoes the interval, to the same
         bits)."""
         if not _long_interval(chunk_seconds):
+            started = time.perf_counter()
             self.model.advance(self.state, self.params, key, step0, n, **self.kernel_args)
+            self.engine_seconds += time.perf_counter() - started
             return 0
         size = 1 if chunk_seconds is None else max(1, int(n * _PIECE_SECONDS / chunk_seconds))
         at_frame = ({name: np.copy(value) for name, value in self._final_state().items()}
@@ -568,6 +598,7 @@ class _Run:
             self.model.advance(self.state, self.params, key, step0 + done, take,
                                **self.kernel_args)
             seconds = time.perf_counter() - started
+            self.engine_seconds += seconds
             done += take
             if done == n:
                 return done - take

@@ -499,3 +499,61 @@ def test_a_stop_signal_within_a_long_interval_checkpoints_its_start(tmp_path, mo
     assert meta["frames_written"] == 2 and meta["next_step"] == 10 and len(crcs) == 2
     simcore.run(model, seed=9, out=out, resume=True, **kw)
     assert_same_file(reference, out)
+
+
+def test_run_summary_splits_the_wall_time():
+    from simcore.driver import run_summary
+
+    line = run_summary(Path("r.nc"), 11, 100, "step", wall=2.0, engine=1.5, compiling=0.5)
+    # computing excludes the compilation; the rest's share is of the run without it
+    assert line == ("Wrote r.nc (11 frames, 100 steps) in 2.00 s: computing 1.00 s, 100 "
+                    "steps/s; writing and set-up 0.50 s (33%); compiling the kernels 0.5 s "
+                    "(once).")
+    assert "steps/s" not in run_summary(Path("r.nc"), 1, 0, "step", 0.1, 0.0, 0.0)
+
+
+def _summary_seconds(err: str) -> tuple[float, float, float]:
+    import re
+
+    m = re.search(r"in ([\d.]+) s: computing ([\d.]+) s, [\d,]+ steps/s; writing and set-up "
+                  r"([\d.]+) s \(\d+%\)", err)
+    assert m, err
+    return tuple(float(x) for x in m.groups())
+
+
+def test_run_summary_attributes_engine_and_writing_time(tmp_path, monkeypatch, capsys):
+    """The run's last line says where its time went: a slow engine call counts as
+    computing, a slow frame-log write as writing, and the two add up to the wall time."""
+    import time
+
+    from simcore.io.framelog import FrameLogWriter
+    from simcore.models import get_engine
+
+    kw = dict(preset="swarm", steps=40, seed=3, write_every=10, overrides={"n": 30},
+              quiet=False)
+    simcore.run("couzin", out=tmp_path / "warm.nc", **kw)  # kernels loaded
+    real = get_engine("couzin").advance
+
+    def slow_advance(*args, **kwargs):
+        time.sleep(0.05)
+        return real(*args, **kwargs)
+
+    _engine(monkeypatch, "couzin", advance=slow_advance, advance_frames=None)
+    capsys.readouterr()
+    simcore.run("couzin", out=tmp_path / "slow_engine.nc", **kw)
+    wall, computing, rest = _summary_seconds(capsys.readouterr().err)
+    assert computing >= 4 * 0.05 and rest < computing  # four intervals, one call each
+    assert abs(wall - computing - rest) <= 0.015  # rounding of three numbers
+
+    monkeypatch.undo()
+    real_append = FrameLogWriter.append_frames
+
+    def slow_append(self, *args, **kwargs):
+        time.sleep(0.05)
+        return real_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(FrameLogWriter, "append_frames", slow_append)
+    simcore.run("couzin", out=tmp_path / "slow_log.nc", **kw)
+    wall, computing, rest = _summary_seconds(capsys.readouterr().err)
+    assert rest >= 0.05 * 2 and rest > computing  # at least frame 0 and one more call
+    assert abs(wall - computing - rest) <= 0.015
