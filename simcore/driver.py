@@ -206,16 +206,18 @@ def _writer_beside_run(kernel_threads: int) -> bool:
 
 
 def run_summary(out: Path, n_frames: int, steps: int, unit: str, wall: float,
-                engine: float, compiling: float) -> str:
+                engine: float, compiling: float, n: int | None = None) -> str:
     """The line a run ends with: where its ``wall`` seconds went. ``steps``: advanced in
     this execution; ``engine``: seconds inside the engine's calls (the initial state,
     advancing, each frame's variables; in a process's first run also loading the compiled
     kernels from Numba's cache), of which ``compiling`` compiled kernels (a cold cache).
     Everything else (the frame log, the NetCDF file, checkpoints, set-up) is given as a
-    share of the run without compiling: what ``benchmarks/store.py`` calls in-run."""
+    share of the run without compiling: what ``benchmarks/store.py`` calls in-run. ``n``:
+    the particles (agents), if the model has a count."""
     computing = max(0.0, engine - compiling)
     rest = max(0.0, wall - engine)
-    rate = f", {steps / computing:,.0f} {unit}s/s" if steps and computing > 0 else ""
+    rate = (f", {steps / computing:,.0f} {unit}s/s" + (f" at N = {n}" if n else "")
+            if steps and computing > 0 else "")
     compiled = f"; compiling the kernels {compiling:.1f} s (once)" if compiling >= 0.05 else ""
     return (f"Wrote {out} ({n_frames} frames, {steps} {unit}s) in {wall:.2f} s: computing "
             f"{computing:.2f} s{rate}; writing and set-up {rest:.2f} s "
@@ -513,7 +515,8 @@ class _Run:
             self._interrupted(stop.signum)
         self.log(run_summary(self.out, len(self.marks), self.settings.steps - first_step,
                              self.model.step_unit, time.perf_counter() - started,
-                             self.engine_seconds, compile_seconds()))
+                             self.engine_seconds, compile_seconds(),
+                             getattr(self.params, "n", None)))
 
     def _compiling(self) -> None:
         self.log(f"{self.model_name}: compiling the engine's kernels for this CPU (once after "

@@ -504,19 +504,20 @@ def test_a_stop_signal_within_a_long_interval_checkpoints_its_start(tmp_path, mo
 def test_run_summary_splits_the_wall_time():
     from simcore.driver import run_summary
 
-    line = run_summary(Path("r.nc"), 11, 100, "step", wall=2.0, engine=1.5, compiling=0.5)
+    line = run_summary(Path("r.nc"), 11, 100, "step", wall=2.0, engine=1.5, compiling=0.5,
+                       n=40)
     # computing excludes the compilation; the rest's share is of the run without it
     assert line == ("Wrote r.nc (11 frames, 100 steps) in 2.00 s: computing 1.00 s, 100 "
-                    "steps/s; writing and set-up 0.50 s (33%); compiling the kernels 0.5 s "
-                    "(once).")
+                    "steps/s at N = 40; writing and set-up 0.50 s (33%); compiling the "
+                    "kernels 0.5 s (once).")
     assert "steps/s" not in run_summary(Path("r.nc"), 1, 0, "step", 0.1, 0.0, 0.0)
 
 
 def _summary_seconds(err: str) -> tuple[float, float, float]:
     import re
 
-    m = re.search(r"in ([\d.]+) s: computing ([\d.]+) s, [\d,]+ steps/s; writing and set-up "
-                  r"([\d.]+) s \(\d+%\)", err)
+    m = re.search(r"in ([\d.]+) s: computing ([\d.]+) s, [\d,]+ steps/s at N = 30; writing "
+                  r"and set-up ([\d.]+) s \(\d+%\)", err)
     assert m, err
     return tuple(float(x) for x in m.groups())
 
