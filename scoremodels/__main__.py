@@ -1,5 +1,3 @@
-import sys
+from scoremodels.cli import command
 
-from scoremodels.cli import main
-
-sys.exit(main())
+command()
