@@ -264,7 +264,7 @@ class _Run:
         self.assembler = None  # writes OUT.tmp from the log while the run goes on
         self.fed = 0  # frames handed to the assembler
         self.feeding = False  # whether it gets them during the run (see _start_assembler)
-        # wall seconds inside the engine's advance/frame calls (the summary's "computing")
+        # wall seconds inside the engine's calls (_engine_call: the summary's "computing")
         self.engine_seconds = 0.0
         self.state = None
         self.provenance = None
@@ -280,10 +280,9 @@ class _Run:
             self.paths[name].unlink(missing_ok=True)
         from simcore.restart import initial_state
 
-        started = time.perf_counter()  # the engine's work (hard discs: equilibrating)
-        self.state = initial_state(self.model_name, self.model, self.params,
-                                   self.settings.seed, self.settings.init_from)
-        self.engine_seconds += time.perf_counter() - started
+        # the engine's work (hard discs: equilibrating)
+        self.state = self._engine_call(initial_state, self.model_name, self.model, self.params,
+                                       self.settings.seed, self.settings.init_from)
         self.provenance = provenance(self.argv)
         self._create_log()
         self._append(0)
@@ -439,10 +438,9 @@ class _Run:
     def _append(self, f: int, states: dict | None = None, count: int = 1) -> None:
         """Log frame ``f`` of the run's state, or frames ``f .. f + count - 1`` of
         ``states`` (the states after ``count`` chunks, stacked: ``advance_frames``)."""
-        started = time.perf_counter()
-        variables = dict(self.model.frame(self.state if states is None else states,
-                                          self.params))
-        self.engine_seconds += time.perf_counter() - started
+        variables = dict(self._engine_call(self.model.frame,
+                                           self.state if states is None else states,
+                                           self.params))
         variables["time"] = np.array(self.marks[f:f + count], dtype=np.float64) * self.dt
         try:
             self.frames.append_frames(variables, count)
@@ -550,11 +548,9 @@ class _Run:
                     count = 1
                     self._append(f)
                 else:
-                    count = self._chunks_per_call(f, chunk_seconds)
-                    called = time.perf_counter()
-                    states = model.advance_frames(self.state, params, key, step0, n, count,
-                                                  **self.kernel_args)
-                    self.engine_seconds += time.perf_counter() - called
+                    states = self._engine_call(model.advance_frames, self.state, params, key,
+                                               step0, n, self._chunks_per_call(f, chunk_seconds),
+                                               **self.kernel_args)
                     count = _chunks_in(states)
                     self._append(f, states, count)
             except UnstableRunError as err:
@@ -587,9 +583,8 @@ class _Run:
         interval's start (the last frame's; ``--resume`` redoes the interval, to the same
         bits)."""
         if not _long_interval(chunk_seconds):
-            started = time.perf_counter()
-            self.model.advance(self.state, self.params, key, step0, n, **self.kernel_args)
-            self.engine_seconds += time.perf_counter() - started
+            self._engine_call(self.model.advance, self.state, self.params, key, step0, n,
+                              **self.kernel_args)
             return 0
         size = 1 if chunk_seconds is None else max(1, int(n * _PIECE_SECONDS / chunk_seconds))
         at_frame = ({name: np.copy(value) for name, value in self._final_state().items()}
@@ -597,11 +592,10 @@ class _Run:
         done = 0
         while True:
             take = min(size, n - done)
-            started = time.perf_counter()
-            self.model.advance(self.state, self.params, key, step0 + done, take,
-                               **self.kernel_args)
-            seconds = time.perf_counter() - started
-            self.engine_seconds += seconds
+            before = self.engine_seconds
+            self._engine_call(self.model.advance, self.state, self.params, key, step0 + done,
+                              take, **self.kernel_args)
+            seconds = self.engine_seconds - before
             done += take
             if done == n:
                 return done - take
@@ -613,6 +607,14 @@ class _Run:
                 self._follow(follower)
             size = max(1, min(2 * take if chunk_seconds is None else n,
                               int(take * _PIECE_SECONDS / max(seconds, 1e-9))))
+
+    def _engine_call(self, function, *args, **kwargs):
+        """``function(*args, **kwargs)``, its wall time added to :attr:`engine_seconds`."""
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.engine_seconds += time.perf_counter() - started
 
     def _follow(self, follower: LoadFollower) -> None:
         """Change the thread count if other processes' load on our cores changed."""
