@@ -201,15 +201,21 @@ def test_damaged_checkpoint_or_header_is_exit_2(tmp_path, damage):
     _one_paragraph(run_cli(*_cli_args(out, "--resume")), *needles)
 
 
-def test_full_disk_while_assembling_keeps_every_frame(tmp_path, monkeypatch):
+@pytest.mark.parametrize("made_by", ["netCDF-C", "template"])
+def test_full_disk_while_assembling_keeps_every_frame(tmp_path, monkeypatch, made_by):
     """ENOSPC during the final assembly: exit-2 error that says all frames are safe, no
-    final file, and --resume finishes it to the right bits."""
+    final file, and --resume finishes it to the right bits. The file is created either
+    by netCDF-C (a layout's first file in a process) or as a copy of the layout's
+    template (simcore.io.ncfile): the disk fills up in either."""
+    import builtins
+
     import netCDF4
 
     import simcore.io.trajectory as trajectory
+    from simcore.io import ncfile
 
     out = tmp_path / "a.nc"
-    real = netCDF4.Dataset
+    real, real_open = netCDF4.Dataset, builtins.open
 
     class FullDisk:
         def __init__(self, path, mode="r", **kw):
@@ -220,13 +226,23 @@ def test_full_disk_while_assembling_keeps_every_frame(tmp_path, monkeypatch):
         def __getattr__(self, name):
             return getattr(self._ds, name)
 
-    monkeypatch.setattr(trajectory.netCDF4, "Dataset", FullDisk)
+    def full_disk_open(path, mode="r", *args, **kw):
+        if "w" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kw)
+
+    if made_by == "netCDF-C":
+        ncfile.forget_templates()
+        monkeypatch.setattr(trajectory.netCDF4, "Dataset", FullDisk)
+    else:
+        simcore.run("couzin", out=tmp_path / "first.nc", **KW)  # makes the template
+        monkeypatch.setattr(ncfile, "open", full_disk_open, raising=False)
     with pytest.raises(simcore.UserInputError) as err:
         simcore.run("couzin", out=out, **KW)
     text = str(err.value)
     assert "disk is full" in text and "All 41 frames are safe" in text and "--resume" in text
     assert not out.exists() and not out.with_name("a.nc.tmp").exists()
-    monkeypatch.setattr(trajectory.netCDF4, "Dataset", real)
+    monkeypatch.undo()
     simcore.run("couzin", out=out, resume=True, **KW)
     assert_same_file(simcore.run("couzin", out=tmp_path / "ref.nc", **KW), out)
 

@@ -344,23 +344,28 @@ class Assembler:
                                 **{k: _json_attr(v)
                                    for k, v in {**self.attrs, **(attrs or {})}.items()}}
         self.dtype = reader.dtype
-        self._ds = netCDF4.Dataset(self.out, "w", format=_formats()[self.fmt])
-        _define(self._ds, self.schema, self.fmt, cell=self.cell, state=self.state_layout)
         if self.fmt == "netcdf4":
-            # the frames go in with h5py, whole chunks compressed here (simcore.io.h5chunks)
-            import h5py
-
+            # netCDF-C's file, made from this process's template of its layout
+            # (simcore.io.ncfile); the frames go in with h5py, whole chunks compressed here
+            # (simcore.io.h5chunks)
             from simcore.io.h5chunks import FrameAppender
+            from simcore.io.ncfile import create
 
-            self._ds.close()
-            self._ds = h5py.File(self.out, "r+")
+            self._ds, memo = create(self.out, self.schema, self.fmt, self.cell,
+                                    self.state_layout)
             if self.state_layout is not None:  # looked up now, not after the last step
                 from simcore.io.trajectory import STATE_PREFIX
 
                 self._state_variables = {name: self._ds[STATE_PREFIX + name]
                                          for name in self.state_layout}
-            self._frames = FrameAppender(
-                self._ds, self.names + ["frame"] + (["cell_angles"] if self.cell else []))
+            names = self.names + ["frame"] + (["cell_angles"] if self.cell else [])
+            known = memo.get(("appender", *names))  # the layout's chunking and filters
+            self._frames = FrameAppender(self._ds, names, known)
+            if known is None:
+                memo[("appender", *names)] = self._frames.facts()
+        else:
+            self._ds = netCDF4.Dataset(self.out, "w", format=_formats()[self.fmt])
+            _define(self._ds, self.schema, self.fmt, cell=self.cell, state=self.state_layout)
 
     def _write(self, n_frames: int, crcs: np.ndarray, final: bool, attrs=None) -> None:
         from simcore.io.trajectory import _frames_per_chunk

@@ -63,10 +63,12 @@ def encode_chunk(values: np.ndarray, shuffle: bool, deflate: bool) -> bytes:
 class _Variable:
     """One frame-axis variable: its dataset, codec, and the frames not yet written."""
 
-    def __init__(self, dset):
-        self.dset, self.codec = dset, chunk_codec(dset)
-        self.per_chunk = dset.chunks[0] if dset.chunks else 0
-        self.fill = dset.fillvalue  # read now: h5py asks HDF5 each time (~35 us)
+    def __init__(self, dset, known: tuple | None = None):
+        if known is None:
+            known = (chunk_codec(dset), dset.chunks[0] if dset.chunks else 0,
+                     dset.fillvalue)  # read now: h5py asks HDF5 each time (~35 us)
+        self.dset = dset
+        self.codec, self.per_chunk, self.fill = known
         self.written = 0  # frames in the file (or in chunks handed out to be written)
         self.pending: list[np.ndarray] = []  # frames after those, less than a chunk
 
@@ -166,9 +168,17 @@ class FrameAppender:
     ISA-L's deflate and NumPy's copies release the GIL (1.5x on 2 threads, measured),
     for a caller that has idle cores; HDF5 gets the chunks in order, on this thread."""
 
-    def __init__(self, h5file, names):
-        self._variables = [_Variable(h5file[name]) for name in names]
+    def __init__(self, h5file, names, known: dict | None = None):
+        known = known or {}
+        self._variables = [_Variable(h5file[name], known.get(name)) for name in names]
         self.names = list(names)
+
+    def facts(self) -> dict:
+        """Each variable's (codec, frames per chunk, fill value), read from the file: a
+        file of the same layout (:mod:`simcore.io.ncfile`'s templates) has the same, and
+        passes them as ``known`` instead of reading them again (~0.2 ms a variable)."""
+        return {name: (variable.codec, variable.per_chunk, variable.fill)
+                for name, variable in zip(self.names, self._variables)}
 
     def append(self, columns, threads: int = 1) -> None:
         """``columns[name]``: the next frames of each variable (arrays, frame axis first)."""
