@@ -669,6 +669,35 @@ def test_frame_log_checksums_survive_growth_and_reopening(tmp_path):
     log.close()
 
 
+@pytest.mark.parametrize("where", ["payload", "record's checksum", "counted checksum"])
+def test_first_bad_frame_checks_both_checksums_of_every_frame(tmp_path, monkeypatch, where):
+    """A frame is bad if its bytes fail the checksum counted by the checkpoint or the one
+    stored in its own record, whichever changed; the frames before it and a log with
+    only intact frames pass (frames across several read blocks)."""
+    from simcore.io import framelog
+    from simcore.io.framelog import FrameLogReader
+
+    n, bad = 900, 613
+    log = _small_log(tmp_path / "x.part", n)
+    crcs = log.crcs.copy()
+    log.close()
+    reader = FrameLogReader(tmp_path / "x.part")
+    monkeypatch.setattr(framelog, "BUFFER_BYTES", 100 * reader.dtype.itemsize)  # 9 blocks
+    assert reader.first_bad_frame(crcs) is None
+    if where == "counted checksum":
+        crcs[bad] ^= 1
+    else:
+        offset = reader.header_size + bad * reader.dtype.itemsize + (
+            5 if where == "payload" else reader.dtype.fields["crc32"][1])
+        with open(tmp_path / "x.part", "r+b") as fh:
+            fh.seek(offset)
+            byte = fh.read(1)
+            fh.seek(offset)
+            fh.write(bytes([byte[0] ^ 0x04]))
+    assert FrameLogReader(tmp_path / "x.part").first_bad_frame(crcs) == bad
+    assert FrameLogReader(tmp_path / "x.part").first_bad_frame(crcs[:bad]) is None
+
+
 def test_background_assembler_refuses_a_frame_that_fails_its_checksum(tmp_path):
     from simcore.io.assembler import Assembler
     from simcore.io.framelog import DamagedLogError

@@ -280,9 +280,13 @@ class FrameLogReader:
         for b0 in range(start, len(records), block):
             chunk = np.ascontiguousarray(records[b0:b0 + block])
             raw = chunk.view(np.uint8).reshape(len(chunk), -1)
+            # both checksums as Python ints, read once per block (a field view and a NumPy
+            # scalar per frame cost more than the CRC of a small frame)
+            counted = crcs[b0:b0 + len(chunk)].tolist()
+            own = chunk["crc32"].tolist()
             for i in range(len(chunk)):
                 crc = crc32(raw[i, :payload])
-                if crc != crcs[b0 + i] or crc != chunk["crc32"][i]:
+                if crc != counted[i] or crc != own[i]:
                     return b0 + i
         return missing
 
