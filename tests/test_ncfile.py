@@ -158,3 +158,25 @@ def test_templates_are_kept_per_layout_and_bounded(run_layouts, tmp_path, monkey
         with netCDF4.Dataset(tmp_path / f"n{n}.nc") as ds:
             assert ds.dimensions["atom"].size == n
     assert len(ncfile._templates) == 2
+
+
+def test_netcdf_c_extends_a_copy(run_layouts, tmp_path):
+    """A copy reopened by netCDF-C (the assembler's path for attributes that changed at the
+    end, or a final state whose layout was not known at the start) takes new variables
+    and attributes, and readers see everything: the copy is an ordinary netCDF-4 file."""
+    from simcore.io.trajectory import read_state, write_state
+
+    _, (schema, fmt, cell, _) = run_layouts["couzin"]
+    for name in ("first.nc", "copy.nc"):  # the template's first file, then a copy
+        made, _ = ncfile.create(tmp_path / name, schema, fmt, cell, None)
+        made.close()
+        state = {"positions": np.arange(36.0).reshape(12, 3), "step": np.array([7])}
+        with netCDF4.Dataset(tmp_path / name, "a") as ds:
+            write_state(ds, state)
+            ds.setncattr("simcore_incomplete", "stopped")
+        restored = read_state(tmp_path / name)
+        for key, value in state.items():
+            np.testing.assert_array_equal(restored[key], value)
+        with netCDF4.Dataset(tmp_path / name) as ds:
+            assert ds.ncattrs() == [*schema["attrs"], "simcore_incomplete"]
+            assert ds.getncattr("run_parameters") == schema["attrs"]["run_parameters"]
