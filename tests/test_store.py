@@ -734,6 +734,86 @@ def test_worker_checks_every_frame_it_was_told_of_in_pieces(tmp_path):
     log.close()
 
 
+def _ready_assembler(part, out):
+    """A background Assembler whose worker is ready (a short run would not wait for it)."""
+    from simcore.io.assembler import Assembler
+
+    asm = Assembler(part, out, "netcdf4", background=True)
+    for _ in range(3000):
+        asm._poll_worker()
+        if asm._ready:
+            break
+        time.sleep(0.01)
+    assert asm._ready
+    return asm
+
+
+def test_worker_writes_the_chunks_its_caller_encoded(tmp_path, monkeypatch):
+    """A file the worker has not begun (nothing fed: a run whose kernel fills the cores)
+    whose frames fit one block: the caller encodes the chunks while the worker creates
+    the file, and the worker writes them; the file is the one written in-process."""
+    from simcore.io.assembler import Assembler
+
+    log = _small_log(tmp_path / "x.part", 1000)
+    encoded_here = []
+    encode = Assembler._encode
+    monkeypatch.setattr(Assembler, "_encode",
+                        lambda self, *a: encoded_here.append(1) or encode(self, *a))
+    asm = _ready_assembler(tmp_path / "x.part", tmp_path / "bg.nc")
+    asm.finish(1000, log.crcs, attrs={"provenance": "{}"})
+    assert asm.by_worker and encoded_here == [1]
+    Assembler(tmp_path / "x.part", tmp_path / "here.nc", "netcdf4").finish(
+        1000, log.crcs, attrs={"provenance": "{}"})
+    assert_same_file(tmp_path / "bg.nc", tmp_path / "here.nc", ignore_attrs=())
+    fed = _ready_assembler(tmp_path / "x.part", tmp_path / "fed.nc")  # fed: not encoded here
+    fed.feed(1000, log.crcs)
+    fed.finish(1000, log.crcs, attrs={"provenance": "{}"})
+    assert fed.by_worker and encoded_here == [1]
+    assert_same_file(tmp_path / "fed.nc", tmp_path / "here.nc", ignore_attrs=())
+    log.close()
+
+
+def test_caller_that_finds_a_damaged_frame_stops_the_waiting_worker(tmp_path):
+    """The caller checks every frame before encoding: a frame changed after it was counted
+    is refused, the worker (waiting for the chunks) is told to stop and exits, no file."""
+    from simcore.io.framelog import DamagedLogError
+
+    log = _small_log(tmp_path / "x.part", 600)
+    crcs = log.crcs.copy()
+    crcs[300] ^= 1
+    asm = _ready_assembler(tmp_path / "x.part", tmp_path / "x.tmp")
+    proc = asm._worker.proc
+    with pytest.raises(DamagedLogError, match="frame 300 of the 600"):
+        asm.finish(600, crcs)
+    assert proc.wait(timeout=60) == 0 and asm._worker is None
+    assert not (tmp_path / "x.tmp").exists()
+    log.close()
+
+
+def test_worker_lost_before_the_callers_chunks_arrive(tmp_path, monkeypatch, capsys):
+    """The worker dies while the caller encodes: the caller writes the whole file itself
+    and says so; the file is the one written in-process."""
+    from simcore.io.assembler import Assembler
+
+    log = _small_log(tmp_path / "x.part", 700)
+    encode = Assembler._encode
+
+    def encode_then_lose_the_worker(self, *args):
+        self._worker.proc.kill()
+        self._worker.proc.wait()
+        return encode(self, *args)
+
+    monkeypatch.setattr(Assembler, "_encode", encode_then_lose_the_worker)
+    asm = _ready_assembler(tmp_path / "x.part", tmp_path / "bg.nc")
+    asm.finish(700, log.crcs)
+    assert not asm.by_worker
+    assert "the file is written after the last step instead" in capsys.readouterr().err
+    monkeypatch.undo()
+    Assembler(tmp_path / "x.part", tmp_path / "here.nc", "netcdf4").finish(700, log.crcs)
+    assert_same_file(tmp_path / "bg.nc", tmp_path / "here.nc", ignore_attrs=())
+    log.close()
+
+
 def test_worker_creates_the_file_with_the_first_frame(tmp_path):
     """The worker creates the file as soon as the log holds a frame, not with the first
     whole chunk (in a short run that chunk completes just before the end, where the caller

@@ -117,6 +117,9 @@ class Assembler:
         #: the worker's: whether its next job is already waiting (then a block's early
         #: fdatasync is skipped: that job's own, or the final fsync, covers it)
         self.job_waiting: Callable[[], bool] = lambda: False
+        #: the worker's: the chunks the caller encoded (a finish that says so; see
+        #: _encodes_here), read from the caller when the file exists
+        self.callers_chunks: Callable[[], dict] = lambda: {}
         self._error: BaseException | None = None
         self._worker: _Worker | None = _take_worker() if self.background else None
         self.background = self._worker is not None  # None: no process to start, one core
@@ -153,7 +156,16 @@ class Assembler:
             # still starting (a short run): writing here is quicker than waiting for it
             self._release_worker()
         if self._worker is not None:
-            self._send(("finish", n_frames, self._new_crcs(n_frames, crcs), attrs, final_state))
+            reader = self._encodes_here(n_frames)
+            self._send(("finish", n_frames, self._new_crcs(n_frames, crcs), attrs, final_state,
+                        reader is not None))
+            if reader is not None:
+                try:
+                    encoded = self._encode(reader, n_frames, crcs)
+                except BaseException:
+                    self.abort()  # the worker waits for the chunks: it is told to stop
+                    raise
+                self._send(("encoded", encoded))
         if while_writing is not None:
             while_writing()  # if it raises, the caller's abort() stops the worker
         while self._worker is not None:
@@ -184,6 +196,35 @@ class Assembler:
         with NETCDF_LOCK:
             self._close(failed=True)
         self.out.unlink(missing_ok=True)
+
+    def _encodes_here(self, n_frames: int) -> FrameLogReader | None:
+        """The log's reader if this process encodes the file's chunks for the worker: a
+        netcdf4 file the worker has not begun (nothing fed) whose frames fit one block.
+        The worker creates the file meanwhile: in one process the creation (HDF5 calls
+        holding the GIL) slowed the encoding beside it 2-3x."""
+        from simcore.io.trajectory import _frames_per_chunk
+
+        if self.fmt != "netcdf4" or self._sent or n_frames < 1:
+            return None
+        reader = FrameLogReader(self.part)
+        return reader if n_frames <= _block_frames(reader, _frames_per_chunk(reader.schema)) \
+            else None
+
+    def _encode(self, reader: FrameLogReader, n_frames: int, crcs: np.ndarray) -> dict:
+        """Every frame's chunks as :func:`~simcore.io.h5chunks.encode_frames` makes them for
+        the file's layout, each frame checked against its checksums first."""
+        from simcore.io.h5chunks import encode_frames
+        from simcore.io.trajectory import frame_chunk_layouts
+
+        bad = reader.first_bad_frame(crcs[:n_frames])
+        if bad is not None:
+            raise DamagedLogError(reader.damage_message(bad, n_frames))
+        records = reader.records(n_frames)
+        self._choose_variables(reader, records)
+        columns = self._columns(records, 0, n_frames)
+        layouts = frame_chunk_layouts(reader.schema)
+        # one thread: the worker creates the file on the other core
+        return encode_frames({name: columns[name] for name in layouts}, layouts, 1)
 
     # ------------------------------------------------------------------ talking to the worker
     def _begin(self) -> None:
@@ -272,10 +313,11 @@ class Assembler:
             if job[0] == "frames":
                 self._write(job[1], job[2], final=False)
             else:
-                _, n_frames, crcs, attrs, final_state = job
+                _, n_frames, crcs, attrs, final_state, *encoded_by_caller = job
                 self._n_final = n_frames
                 opened_before = self._ds is not None
-                self._write(n_frames, crcs, final=True, attrs=attrs)
+                self._write(n_frames, crcs, final=True, attrs=attrs,
+                            encoded_by_caller=bool(encoded_by_caller and encoded_by_caller[0]))
                 late_attrs = {k: v for k, v in (attrs or {}).items() if opened_before
                               and (k not in self.attrs or self.attrs[k] != v)}
                 if self.state_layout is not None:
@@ -367,12 +409,17 @@ class Assembler:
             self._ds = netCDF4.Dataset(self.out, "w", format=_formats()[self.fmt])
             _define(self._ds, self.schema, self.fmt, cell=self.cell, state=self.state_layout)
 
-    def _write(self, n_frames: int, crcs: np.ndarray, final: bool, attrs=None) -> None:
+    def _write(self, n_frames: int, crcs: np.ndarray, final: bool, attrs=None,
+               encoded_by_caller: bool = False) -> None:
         from simcore.io.trajectory import _frames_per_chunk
 
         reader = FrameLogReader(self.part)
         per_chunk = _frames_per_chunk(reader.schema)
         end = n_frames if final else n_frames // per_chunk * per_chunk
+        if encoded_by_caller:  # the worker: the caller encodes every chunk meanwhile
+            self._write_callers_chunks(reader, crcs, end, attrs)
+            self._frames.finish(1)
+            return
         if self._ds is None and n_frames > 0 and not final:
             # create the file (~7 ms: netCDF-C's definitions, then h5py) as soon as the
             # first frame is in, not with the first whole chunk: in a short run that chunk
@@ -384,7 +431,7 @@ class Assembler:
         if bad is not None:
             raise DamagedLogError(reader.damage_message(bad, n_frames))
         records = reader.records(end)
-        block = per_chunk * max(1, _BLOCK_BYTES // max(1, per_chunk * reader.dtype.itemsize))
+        block = _block_frames(reader, per_chunk)
         # after the last step the run's cores are free: chunks encoded on all of them
         threads = len(usable_cores()) if final else 1
         if self._ds is None and self.fmt == "netcdf4" and threads > 1 and end <= block:
@@ -415,6 +462,22 @@ class Assembler:
             # when the next job (often the finish) waits already: it would wait on the disk
             for path in (self.out, self.part):
                 fsync_file(path, data_only=True)
+
+    def _write_callers_chunks(self, reader: FrameLogReader, crcs: np.ndarray, end: int,
+                              attrs) -> None:
+        """Create the file while the caller encodes the chunks of frames 0..end-1 (see
+        :meth:`_encodes_here`), then write them (frames checked here too)."""
+        if self._ds is not None or self.written:
+            raise AssemblerFailure("the caller encoded a file the worker had begun")
+        bad = reader.first_bad_frame(crcs[:end])
+        if bad is not None:
+            raise DamagedLogError(reader.damage_message(bad, end))
+        records = reader.records(end)
+        self._open(reader, records, attrs)
+        encoded = self.callers_chunks()
+        # a variable whose layout differs from the file's (never seen) is encoded here
+        self._frames.write_encoded(encoded, _Columns(self, records, end), 1)
+        self.written = end
 
     def _columns(self, records, k0: int, k1: int) -> dict[str, np.ndarray]:
         """Frames k0..k1-1 of every variable written per frame, each a contiguous array."""
@@ -518,6 +581,24 @@ class Assembler:
                 "{fix}", f"free at least {size}")) from None
         raise UserInputError(f"Writing {self.out} failed ({getattr(exc, 'strerror', None) or exc}"
                              f"). " + kept.replace("{fix}", "fix the problem")) from None
+
+
+def _block_frames(reader: FrameLogReader, per_chunk: int) -> int:
+    """Frames per write call: whole chunks, about :data:`_BLOCK_BYTES`."""
+    return per_chunk * max(1, _BLOCK_BYTES // max(1, per_chunk * reader.dtype.itemsize))
+
+
+class _Columns:
+    """``Assembler._columns`` of frames 0..end-1, made only if a variable is asked for."""
+
+    def __init__(self, assembler: Assembler, records, end: int):
+        self._make = lambda: assembler._columns(records, 0, end)
+        self._columns = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if self._columns is None:
+            self._columns = self._make()
+        return self._columns[name]
 
 
 # ---------------------------------------------------------------------- the worker process
@@ -698,6 +779,18 @@ def _serve(job_fd: int, reply_fd: int) -> None:
         except OSError:  # the caller stopped listening (it failed or died): it cleans up
             os._exit(0)
 
+    def callers_chunks() -> dict:
+        """The chunks the caller encoded for this run's finish; an abort (or the caller
+        gone) instead ends the worker, as between jobs."""
+        try:
+            job = jobs.recv()
+        except (EOFError, OSError):
+            job = ("abort",)
+        if job[0] != "encoded":
+            asm._close(failed=True)
+            os._exit(0)  # the caller removes the file
+        return job[1]
+
     import h5py  # noqa: F401 (imported before "ready": the first run's open needs it)
 
     import simcore.io.h5chunks  # noqa: F401
@@ -715,7 +808,10 @@ def _serve(job_fd: int, reply_fd: int) -> None:
             part, out, fmt, attrs, layout = job[1:]
             asm = Assembler(part, out, fmt, attrs=attrs, state_layout=layout)
             asm.job_waiting = lambda: jobs.poll(0)
+            asm.callers_chunks = callers_chunks
             failed, known = False, 0
+            continue
+        if job[0] == "encoded":  # after a failed finish (a good one reads it itself)
             continue
         if job[0] == "abort" or asm is None:
             if not failed and asm is not None:
