@@ -9,7 +9,9 @@ run. At the end only the last partial chunk, the final state and the attributes 
 The caller decides whether to feed it during the run: the driver does only while the
 kernel leaves a core idle (``driver._writer_beside_run``); a worker competing with a
 threaded kernel on every core stalls its threads, so such a run hands the worker
-everything at :meth:`Assembler.finish`.
+everything at :meth:`Assembler.finish` (if the frames fit one write block, the caller
+encodes their chunks meanwhile, while the worker creates the file: see
+:meth:`Assembler._encodes_here`).
 
 A process, not a thread: netCDF-C and its HDF5 are not thread-safe, even across files,
 and netCDF4-python releases the GIL in its calls, so a writer thread would race with any
