@@ -752,6 +752,7 @@ def test_worker_writes_the_chunks_its_caller_encoded(tmp_path, monkeypatch):
     """A file the worker has not begun (nothing fed: a run whose kernel fills the cores)
     whose frames fit one block: the caller encodes the chunks while the worker creates
     the file, and the worker writes them; the file is the one written in-process."""
+    from simcore.io import assembler
     from simcore.io.assembler import Assembler
 
     log = _small_log(tmp_path / "x.part", 1000)
@@ -770,6 +771,15 @@ def test_worker_writes_the_chunks_its_caller_encoded(tmp_path, monkeypatch):
     fed.finish(1000, log.crcs, attrs={"provenance": "{}"})
     assert fed.by_worker and encoded_here == [1]
     assert_same_file(tmp_path / "fed.nc", tmp_path / "here.nc", ignore_attrs=())
+    # a file over the limit: encoded by the worker (here: in-process, on every core)
+    monkeypatch.setattr(assembler, "_CALLER_ENCODES_BYTES", 999 * log.dtype.itemsize)
+    large = _ready_assembler(tmp_path / "x.part", tmp_path / "large.nc")
+    large.finish(1000, log.crcs, attrs={"provenance": "{}"})
+    assert large.by_worker and encoded_here == [1]
+    Assembler(tmp_path / "x.part", tmp_path / "large_here.nc", "netcdf4").finish(
+        1000, log.crcs, attrs={"provenance": "{}"})
+    for name in ("large.nc", "large_here.nc"):
+        assert_same_file(tmp_path / name, tmp_path / "here.nc", ignore_attrs=())
     log.close()
 
 

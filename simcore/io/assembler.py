@@ -77,6 +77,11 @@ BACKGROUND = True
 #: milliseconds of compression: not worth a worker's start)
 BACKGROUND_MIN_BYTES = 2**18
 _PIPE_BYTES = 2**20  # the pipe to the worker (Linux's default pipe-max-size)
+#: a file the caller encodes while the worker creates it (see Assembler._encodes_here):
+#: up to about as long to encode on one core (~3 ms a MB) as the creation; a larger one's
+#: chunks are encoded by the worker on every core beside the creation (the pipe's copies
+#: and one core would cost more: 9.6 MB of frames, 56-57 -> 61-66 ms)
+_CALLER_ENCODES_BYTES = 2 * 2**20
 _STOP_SECONDS = 60.0  # an aborted worker gets this long to exit before it is killed
 _NEVER_READY_SECONDS = 30.0  # an idle worker not through its imports by then is replaced
 
@@ -201,16 +206,17 @@ class Assembler:
 
     def _encodes_here(self, n_frames: int) -> FrameLogReader | None:
         """The log's reader if this process encodes the file's chunks for the worker: a
-        netcdf4 file the worker has not begun (nothing fed) whose frames fit one block.
-        The worker creates the file meanwhile: in one process the creation (HDF5 calls
-        holding the GIL) slowed the encoding beside it 2-3x."""
+        netcdf4 file the worker has not begun (nothing fed) of at most
+        :data:`_CALLER_ENCODES_BYTES` of frames in one block. The worker creates the file
+        meanwhile: in one process the creation (HDF5 calls holding the GIL) slowed the
+        encoding beside it 2-3x."""
         from simcore.io.trajectory import _frames_per_chunk
 
         if self.fmt != "netcdf4" or self._sent or n_frames < 1:
             return None
         reader = FrameLogReader(self.part)
-        return reader if n_frames <= _block_frames(reader, _frames_per_chunk(reader.schema)) \
-            else None
+        return reader if n_frames * reader.dtype.itemsize <= _CALLER_ENCODES_BYTES and \
+            n_frames <= _block_frames(reader, _frames_per_chunk(reader.schema)) else None
 
     def _encode(self, reader: FrameLogReader, n_frames: int, crcs: np.ndarray) -> dict:
         """Every frame's chunks as :func:`~simcore.io.h5chunks.encode_frames` makes them for
@@ -492,9 +498,10 @@ class Assembler:
 
     def _open_while_encoding(self, reader: FrameLogReader, records, attrs, end: int,
                              threads: int) -> None:
-        """Create the file (netCDF-C: ~7 ms of one core) while the chunks of all ``end``
-        frames are encoded on the others, then write them (a file made after the last step:
-        its frames fit one block). netCDF-C and HDF5 run in the creating thread only; the
+        """Create the file (netCDF-C: 5-9 ms of one core; a template's copy 2-4 ms) while
+        the chunks of all ``end`` frames are encoded on the others (on all cores for a file
+        over :data:`_CALLER_ENCODES_BYTES`), then write them (a file made after the last
+        step: its frames fit one block). netCDF-C and HDF5 run in the creating thread only; the
         encoding needs NumPy and ISA-L, which release the GIL. Chunks encoded for a layout
         the file turns out not to have are encoded again for the file's (never seen: the
         layouts are those of trajectory._define)."""
@@ -517,8 +524,11 @@ class Assembler:
         creating.start()
         try:
             layouts = frame_chunk_layouts(reader.schema)
+            # a file whose encoding outlasts the creation gets every core (2 threads beside
+            # the creation: 69-74 -> 49-54 ms for 9.6 MB of frames), a small one one less
+            large = end * reader.dtype.itemsize > _CALLER_ENCODES_BYTES
             encoded = encode_frames({name: columns[name] for name in layouts}, layouts,
-                                    threads - 1)
+                                    threads if large else threads - 1)
         finally:
             creating.join()
         if failed:
