@@ -52,10 +52,10 @@ def create(path: str | Path, schema: dict, fmt: str, cell: bool,
     if fmt != "netcdf4":
         raise ValueError(f"a template is a NetCDF-4 file (got format {fmt!r})")
     attrs = {name: _hdf5_attribute(value) for name, value in schema["attrs"].items()}
-    if any(spec is None for spec in attrs.values()):
-        _define_with_netcdf_c(path, schema, fmt, cell, state)  # a value only netCDF-C writes
-        return h5py.File(path, "r+"), {}
     key = _layout_key(schema, cell, state)
+    if key is None or any(spec is None for spec in attrs.values()):
+        _define_with_netcdf_c(path, schema, fmt, cell, state)  # only netCDF-C writes it
+        return h5py.File(path, "r+"), {}
     with _templates_lock:
         entry = _templates.get(key)
         if entry is not None:
@@ -102,12 +102,16 @@ def _define_with_netcdf_c(path, schema, fmt, cell, state) -> None:
     ds.close()
 
 
-def _layout_key(schema: dict, cell: bool, state) -> str:
-    """What a file's bytes before its global attributes depend on (with the libraries)."""
+def _layout_key(schema: dict, cell: bool, state) -> str | None:
+    """What a file's bytes before its global attributes depend on (with the libraries), or
+    None for a schema that is not plain JSON (a frame log's always is): no template."""
     layout = {k: v for k, v in schema.items() if k != "attrs"}
-    return json.dumps([layout, cell, None if state is None else
-                       {name: [dtype, list(shape)] for name, (dtype, shape) in state.items()}],
-                      sort_keys=True, default=str)
+    try:
+        return json.dumps([layout, bool(cell), None if state is None else
+                           {name: [dtype, list(shape)] for name, (dtype, shape)
+                            in state.items()}], sort_keys=True)
+    except (TypeError, ValueError):
+        return None
 
 
 def _hdf5_attribute(value):
