@@ -482,9 +482,10 @@ class Assembler:
             raise DamagedLogError(reader.damage_message(bad, end))
         records = reader.records(end)
         self._open(reader, records, attrs)
-        encoded = self.callers_chunks()
-        # a variable whose layout differs from the file's (never seen) is encoded here
-        self._frames.write_encoded(encoded, _Columns(self, records, end), 1)
+        # made while the caller still encodes: a variable whose layout differs from the
+        # file's (never seen) is encoded here from them
+        columns = self._columns(records, 0, end)
+        self._frames.write_encoded(self.callers_chunks(), columns, 1)
         self.written = end
 
     def _columns(self, records, k0: int, k1: int) -> dict[str, np.ndarray]:
@@ -598,19 +599,6 @@ class Assembler:
 def _block_frames(reader: FrameLogReader, per_chunk: int) -> int:
     """Frames per write call: whole chunks, about :data:`_BLOCK_BYTES`."""
     return per_chunk * max(1, _BLOCK_BYTES // max(1, per_chunk * reader.dtype.itemsize))
-
-
-class _Columns:
-    """``Assembler._columns`` of frames 0..end-1, made only if a variable is asked for."""
-
-    def __init__(self, assembler: Assembler, records, end: int):
-        self._make = lambda: assembler._columns(records, 0, end)
-        self._columns = None
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if self._columns is None:
-            self._columns = self._make()
-        return self._columns[name]
 
 
 # ---------------------------------------------------------------------- the worker process
