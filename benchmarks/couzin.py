@@ -20,7 +20,8 @@ C. **Linear scaling at fixed density.** Couzin 2002 ``highly_parallel`` paramete
 D. **Cohesive school.** N = 2000 agents, open space, all within r_a of one another
    (a cube of diagonal 0.95·r_a, r_a = 14, r_o = 6, no noise), one step repeated from
    the same state: the neighbour search cannot prune anything, so cell lists should
-   cost about what the all-pairs kernel costs per pair (3-5 ns).
+   cost about what the all-pairs kernel costs per pair (3-5 ns in float64; float32 plans
+   this school as all pairs, one cell per axis).
 
 E. **Whole runs against whole runs**, what a user times: ``simcore.run("couzin",
    preset="dewi_highly_parallel", overrides={"n": N}, steps=S, write_every=10)`` (state,
@@ -418,8 +419,15 @@ def bench_cohesive(n: int, settings: Settings) -> str:
     headers = ["search", "kernel"] + [f"ns/cand. pair {t} thr" for t in settings.threads] + \
         ["others"]
     one = settings.threads[0]
+    plans = []
+    for precision in KERNEL_PRECISIONS:
+        params = cohesive_params(n).model_copy(update={"kernel_precision": precision})
+        _, side, ncell, reach = couzin.cell_plan(params, couzin.init_state(params, SEED)["positions"])
+        plans.append(f"{precision} " + ("one cell per axis (all pairs)" if ncell[0] == 1 else
+                                        f"cells of side {side[0]:.3g}, reach {reach[0]}"))
     lines = [f"N = {n}, open space, cube side {cohesive_params(n).init_size:.2f} (diagonal "
-             "0.95 r_a), r_r = 1, r_o = 6, r_a = 14, noise 0, one step from the same state:",
+             "0.95 r_a), r_r = 1, r_o = 6, r_a = 14, noise 0, one step from the same state; "
+             f"the engine's plan (cell lists): {'; '.join(plans)}:",
              table(headers, rows), ""]
     for precision in KERNEL_PRECISIONS:
         cells = pair_ns["cell lists", precision, one]

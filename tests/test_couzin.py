@@ -179,15 +179,20 @@ def _random_school(rule, boundary, box, n=500, seed=5, **extra):
     return kw, pos, head
 
 
-@pytest.mark.parametrize("rule,boundary,box", [
-    ("couzin2002", "open", 0.0), ("couzin2002", "periodic", 30.0),
-    ("couzin2002", "periodic", 12.0), ("dewi", "periodic", 30.0)])
-def test_float32_kernel_agrees_with_float64_to_single_precision(rule, boundary, box):
+@pytest.mark.parametrize("rule,boundary,box,n", [
+    ("couzin2002", "open", 0.0, 500), ("couzin2002", "open", 0.0, 3000),
+    ("couzin2002", "periodic", 30.0, 500), ("couzin2002", "periodic", 12.0, 500),
+    ("dewi", "periodic", 30.0, 500)])
+def test_float32_kernel_agrees_with_float64_to_single_precision(rule, boundary, box, n):
     # Zone sums of ~10-100 unit vectors in float32 carry ~1e-6 relative error; a pair can
     # change zone only if its distance lies within ~1e-6 of a zone radius, which a random
     # configuration makes rare (expected < 1 agent of 500). A wrong sign, a lost shift or
-    # a mis-packed cell key moves most headings by O(0.1-1).
-    kw, pos, head = _random_school(rule, boundary, box)
+    # a mis-packed cell key moves most headings by O(0.1-1). In open space the float32
+    # plan is all pairs for 500 agents, cells for 3000 (each against float64's cells).
+    kw, pos, head = _random_school(rule, boundary, box, n=n)
+    if boundary == "open":
+        plan = couzin.cell_plan(couzin.Params(**kw, kernel_precision="float32"), pos)
+        assert (plan[3][0] > 0) == (n > 500)
     _, h64 = step_once(couzin.Params(**kw), pos, head, step=3)
     _, h32 = step_once(couzin.Params(**kw, kernel_precision="float32"), pos, head, step=3)
     err = np.linalg.norm(h32 - h64, axis=1)
@@ -325,13 +330,17 @@ def test_a_chunk_of_steps_equals_its_steps_one_by_one(rule, box):
 
 
 # one cell per axis (one phase per step); 4 cells per axis (three phases); open space in
-# float32 (recentred copies, planned per chunk); open space in float64, the school bursting
-# out of a dense ball: its first chunk's plan has cells of r_a / 2, the later ones of r_a
+# float32 (recentred copies, planned per chunk: all pairs for this compact school); open
+# space in float64, the school bursting out of a dense ball: its first chunk's plan has
+# cells of r_a / 2, the later ones of r_a; the same burst in float32 with 1000 agents:
+# all pairs for two chunks, then cells of r_a
 _TEAM_CASES = [dict(rule="dewi", boundary="periodic", box=35.0, r_a=20.0,
                     kernel_precision="float32"),
                dict(rule="couzin2002", boundary="periodic", box=30.0, r_a=7.0),
                dict(rule="couzin2002", boundary="open", r_a=7.0, kernel_precision="float32"),
-               dict(rule="couzin2002", boundary="open", n=300, r_a=4.0, speed=10.0, burst=True)]
+               dict(rule="couzin2002", boundary="open", n=300, r_a=4.0, speed=10.0, burst=True),
+               dict(rule="couzin2002", boundary="open", n=1000, r_a=4.0, speed=10.0, burst=True,
+                    kernel_precision="float32")]
 
 
 def _team_state(case):
@@ -381,7 +390,7 @@ def test_the_threaded_team_gives_the_serial_bits_and_never_waits_forever():
     threads; 2 on one thread, run one after the other; 3 on 2), it must finish, with the
     serial kernel's bits in the final state and in every chunk's frame (3 chunks of 4
     steps): one cell per axis, 4 cells per axis, and open space (a plan per chunk) in
-    float32 (recentred copies) and float64."""
+    float32 (recentred copies; all pairs, then cells) and float64."""
     import subprocess
 
     want = []

@@ -140,6 +140,62 @@ def test_auto_plan_is_the_documented_cost_minimum(box):
                 and got[3].tolist() == reach, (density, ndim)
 
 
+def test_window_fraction_is_the_expected_overlap_of_a_centred_window():
+    """window_fraction(span, extent): for a member placed uniformly in a group of side
+    ``extent``, the mean fraction of the group inside the window of width ``span``
+    centred on it, against a Monte Carlo average (4 standard errors)."""
+    rng = np.random.default_rng(7)
+    for extent in (0.5, 3.0, 10.0):
+        for span in (0.1, 0.5, 1.0, 1.7, 2.0, 2.5):
+            span = span * extent
+            x = rng.random(200_000) * extent
+            overlap = (np.minimum(x + span / 2, extent) - np.maximum(x - span / 2, 0.0)) / extent
+            err = overlap.std() / np.sqrt(x.size)
+            got = neighbors.window_fraction(span, extent)
+            assert abs(got - overlap.mean()) <= 4 * err + 1e-12, (span, extent)
+    assert neighbors.window_fraction(1.0, 0.0) == 1.0  # a flat group: all of it
+
+
+def _reference_extent_plan(cutoff, n, extent, ndim=3, max_reach=4, cell_cost=25.0):
+    """extent_plan_into's documented choice in plain Python: work = n x the product of the
+    centred windows' overlaps + cell_cost x visited cells; one cell per axis (n + cell_cost)
+    unless a reach is 3 % better, the smallest stencil first."""
+    def overlap(span, side):
+        return 1.0 if span >= 2 * side else span / side - (span / side) ** 2 / 4
+    best, best_work = ([1.0] * 3, [1] * 3, [0] * 3), n + cell_cost
+    for reach in range(1, max_reach + 1):
+        span = (2 * reach + 1) * (cutoff / reach)
+        found = float(n)
+        for k in range(ndim):
+            found *= overlap(span, extent[k])
+        work = found + cell_cost * (2 * reach + 1) ** ndim
+        if work < best_work * 0.97:
+            best_work = work
+            best = ([cutoff / reach if k < ndim else 1.0 for k in range(3)],
+                    [0 if k < ndim else 1 for k in range(3)],
+                    [reach if k < ndim else 0 for k in range(3)])
+    return best
+
+
+def test_extent_plan_is_the_documented_cost_minimum():
+    """The compiled extent_plan_into picks, from a compact school to a sparse swarm and a
+    flat one, exactly the plan of its cost model written out in Python; a group narrower
+    than half its smallest stencil is planned as all pairs whatever its size."""
+    picked = set()
+    for ndim in (2, 3):
+        for n in (50, 300, 1000, 5000, 100_000):
+            for side in np.geomspace(0.05, 500.0, 120):
+                for extent in ([side] * 3, [side, 2 * side, 0.0]):
+                    got = neighbors.empty_plan(np.zeros(3))[1:]
+                    neighbors.extent_plan_into(2.5, n, *extent, ndim, 4, 25.0, *got)
+                    want = _reference_extent_plan(2.5, n, extent, ndim)
+                    assert [a.tolist() for a in got] == [list(w) for w in want], (n, extent)
+                    picked.add(int(got[2][0]))
+                    if max(extent) <= 2.5 * 2.25 / 2:  # inside reach 4's window (2.25 cutoffs)
+                        assert got[1].tolist() == [1, 1, 1]
+    assert {0, 1, 2} <= picked  # all pairs, reach 1 and reach 2 all occur
+
+
 def test_couzin_plan_uses_the_bounding_box_density():
     """In open space the Couzin plan is auto_plan at N / volume of the agents' bounding box,
     each side at least r_a (a flat or clustered school is not planned as a point)."""
@@ -156,3 +212,29 @@ def test_couzin_plan_uses_the_bounding_box_density():
         got = couzin.cell_plan(params, pos)
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
+
+
+def test_couzin_float32_plan_uses_the_bounding_box_extent():
+    """The float32 kernel's open-space plan is extent_plan_into over the agents' bounding
+    box: all pairs for a compact school (the cohesive school of benchmarks/couzin.py's
+    section D), cells once a large school has spread, reflecting walls alike."""
+    from simcore.models import couzin
+
+    rng = np.random.default_rng(4)
+    reaches = []
+    for n, spread, flat in ((300, 3.0, False), (2000, 2.0, False), (2000, 40.0, False),
+                            (3000, 400.0, True), (300, 0.1, False)):
+        for walls in ({}, dict(boundary="reflecting", box=1e4)):
+            params = couzin.Params(n=n, r_a=14.0, kernel_precision="float32", **walls)
+            pos = rng.normal(0.0, spread, (n, 3)) + [1e5, -2e3, 7.0]
+            if flat:
+                pos[:, 2] = 7.0
+            extent = pos.max(axis=0) - pos.min(axis=0)
+            want = neighbors.empty_plan(np.zeros(3))
+            neighbors.extent_plan_into(params.r_a, n, *extent, 3, neighbors.AUTO_MAX_REACH,
+                                       neighbors.AUTO_CELL_COST, *want[1:])
+            got = couzin.cell_plan(params, pos)
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)
+            reaches.append(int(got[3][0]))
+    assert reaches[0] == reaches[2] == 0 and reaches[4] >= 1  # compact: all pairs; spread: cells

@@ -126,7 +126,8 @@ def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False) ->
     """Cell geometry for ``params`` (``all_pairs=True`` gives the all-pairs reference).
 
     The stencil reach is chosen from the number density: the box's, or in open space
-    and reflecting boxes that of the agents' bounding box.
+    and reflecting boxes from the agents' bounding box (:func:`rules.bounding_box_plan`:
+    in float32 from the box's extent, all pairs for a compact school).
     """
     box = np.full(3, params.box) if params.boundary == "periodic" else np.zeros(3)
     if all_pairs:
@@ -134,7 +135,7 @@ def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False) ->
     if params.boundary == "periodic":  # fixed for the run: computed once, not per chunk
         return tuple(a.copy() for a in _periodic_plan(params.box, params.r_a, params.n))
     plan = neighbors.empty_plan(box)
-    bounding_box_plan(positions, params.r_a, *plan)
+    bounding_box_plan(positions, params.r_a, *plan, params.kernel_precision == "float32")
     return plan
 
 
