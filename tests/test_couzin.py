@@ -181,8 +181,8 @@ def _random_school(rule, boundary, box, n=500, seed=5, **extra):
 
 @pytest.mark.parametrize("rule,boundary,box,n", [
     ("couzin2002", "open", 0.0, 500), ("couzin2002", "open", 0.0, 3000),
-    ("couzin2002", "reflecting", 30.0, 500), ("couzin2002", "periodic", 30.0, 500), ("couzin2002", "periodic", 12.0, 500),
-    ("dewi", "periodic", 30.0, 500)])
+    ("couzin2002", "reflecting", 30.0, 500), ("couzin2002", "periodic", 30.0, 500),
+    ("couzin2002", "periodic", 12.0, 500), ("dewi", "periodic", 30.0, 500)])
 def test_float32_kernel_agrees_with_float64_to_single_precision(rule, boundary, box, n):
     # Zone sums of ~10-100 unit vectors in float32 carry ~1e-6 relative error; a pair can
     # change zone only if its distance lies within ~1e-6 of a zone radius, which a random
