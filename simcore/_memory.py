@@ -22,6 +22,7 @@ size (within a factor 2).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from simcore._errors import UserInputError
@@ -136,18 +137,21 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def check_memory(needed_bytes: float, what: str, advice: str) -> None:
+def check_memory(needed_bytes: float, what: str, advice: str | Callable[[int], str]) -> None:
     """Raise :class:`UserInputError` when ``needed_bytes`` exceed :func:`available_bytes`.
 
     ``what`` names the job ("The run", "Analysing run.nc"), ``advice`` says how to need
-    less. Skipped when the environment variable ``SIMCORE_SKIP_MEMORY_CHECK`` is ``1``
-    (or when the available memory cannot be read).
+    less (or makes that text from the available bytes, only when it is needed).
+    Skipped when the environment variable ``SIMCORE_SKIP_MEMORY_CHECK`` is ``1`` (or
+    when the available memory cannot be read).
     """
     if os.environ.get(SKIP_ENV, "").strip().lower() in ("1", "true", "yes"):
         return
-    avail = available_bytes()
+    avail = available_bytes()  # ~0.5 ms (/proc and cgroup files): read once a check
     if avail is None or needed_bytes <= avail:
         return
+    if callable(advice):
+        advice = advice(avail)
     raise UserInputError(
         f"{what} needs about {format_bytes(needed_bytes)} of memory (estimated), but only "
         f"{format_bytes(avail)} is available on this machine now (free memory, or the "
@@ -188,11 +192,13 @@ def check_run_memory(model_name: str, params, settings) -> None:
     exit 2, before any file is created). For the driver, before it creates the output."""
     need = run_bytes(model_name, params, settings)
     per = max(1.0, (need - FIXED_BYTES) / max(1, params.n))
-    fit = int(max(0, (available_bytes() or 0) - FIXED_BYTES) / per)
-    check_memory(
-        need, f"The {model_name} run with n = {params.n}",
-        f"Use fewer particles (about n <= {fit:,} fit now), or run on a node with more "
-        "memory (e.g. a larger --memory request of the batch job).")
+
+    def advice(avail: int) -> str:
+        fit = int(max(0, avail - FIXED_BYTES) / per)
+        return (f"Use fewer particles (about n <= {fit:,} fit now), or run on a node with "
+                "more memory (e.g. a larger --memory request of the batch job).")
+
+    check_memory(need, f"The {model_name} run with n = {params.n}", advice)
 
 
 # ----------------------------------------------------------------------------- analyses
