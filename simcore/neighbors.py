@@ -151,6 +151,39 @@ def extent_plan_into(cutoff, n, extent_x, extent_y, extent_z, ndim, max_reach, c
             side[k], ncell[k], reach_axis[k] = cutoff / best_reach, 0, best_reach
 
 
+#: Costs of visiting a cell, in candidate pairs, in a uniform periodic system (fitted on
+#: Couzin's float32 pair loop, whose every non-empty cell runs whole 16-lane vectors:
+#: benchmarks/RESULTS.md, session 28)
+OCCUPIED_CELL_COST = 50.0
+EMPTY_CELL_COST = 5.0
+
+
+def periodic_work(n: int, box, side, ncell, reach, ndim: int = 3,
+                  occupied_cost: float = OCCUPIED_CELL_COST,
+                  empty_cost: float = EMPTY_CELL_COST) -> float:
+    """Expected work per particle of a periodic plan (``box``, ``side``, ``ncell``,
+    ``reach`` as :func:`plan` returns them) for ``n`` particles spread uniformly: the
+    candidates (the number density × the stencil's volume, at most the box's), plus
+    ``occupied_cost`` per visited cell holding a particle and ``empty_cost`` per empty one
+    (Poisson occupancy at the cells' mean count). One cell per axis costs ``n`` +
+    ``occupied_cost``: all pairs."""
+    box = np.asarray(box, dtype=float)
+    volume = float(np.prod(box[:ndim]))
+    density = n / volume
+    spanned, cell_volume, cells = 1.0, 1.0, 1
+    for k in range(ndim):
+        if ncell[k] == 1:
+            spanned *= box[k]
+            cell_volume *= box[k]
+        else:
+            width = 2 * int(reach[k]) + 1
+            spanned *= min(width * side[k], box[k])
+            cell_volume *= side[k]
+            cells *= width
+    occupied = -math.expm1(-density * cell_volume)
+    return density * spanned + cells * (occupied_cost * occupied + empty_cost * (1.0 - occupied))
+
+
 def all_pairs_plan(box, ndim: int = 3):
     """A plan with every axis as one cell: the search degenerates to all pairs."""
     box = np.asarray(box, dtype=np.float64).reshape(3)

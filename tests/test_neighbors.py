@@ -214,6 +214,42 @@ def test_couzin_plan_uses_the_bounding_box_density():
             np.testing.assert_array_equal(a, b)
 
 
+def test_periodic_work_counts_candidates_and_cell_visits():
+    """periodic_work: all pairs cost n + one occupied cell; a plan's candidates are the
+    density times its stencil's volume; cells are priced by their Poisson occupancy
+    (a crowded grid: every visited cell occupied; a near-empty one: every cell empty)."""
+    box = np.full(3, 60.0)
+    assert neighbors.periodic_work(500, *neighbors.all_pairs_plan(box)) == pytest.approx(550.0)
+    cells = neighbors.plan(box, 15.0, reach=1)  # 4 cells of 15 a side, a 3³ stencil
+    crowded = neighbors.periodic_work(10**6, *cells)
+    assert crowded == pytest.approx(10**6 * 27 / 64 + 27 * 50.0)
+    sparse = neighbors.periodic_work(1, *neighbors.plan(np.full(3, 6000.0), 15.0, reach=1))
+    assert sparse == pytest.approx(27 * 5.0, rel=1e-6)  # 400³ cells, one particle
+
+
+def test_couzin_float32_periodic_plan_takes_all_pairs_where_cells_cost_more():
+    """In a periodic box the float32 plan is all pairs where periodic_work expects them at
+    most half the density plan's work, else the density plan (benchmarks/RESULTS.md,
+    session 28); float64 keeps the density plan."""
+    from simcore.models import couzin
+
+    cases = [(100, 60.0, 15.0, True), (300, 60.0, 15.0, True), (1000, 100.0, 15.0, False),
+             (2000, 150.0, 15.0, False), (2000, 25.0, 7.0, False), (10000, 60.0, 7.0, False)]
+    for n, box, r_a, all_pairs in cases:
+        kw = dict(n=n, boundary="periodic", box=box, r_a=r_a, r_o=3.0)
+        density = neighbors.auto_plan(np.full(3, box), r_a, density=n / box ** 3)
+        got64 = couzin.cell_plan(couzin.Params(**kw), np.zeros((n, 3)))
+        got32 = couzin.cell_plan(couzin.Params(**kw, kernel_precision="float32"),
+                                 np.zeros((n, 3)))
+        for a, b in zip(got64, density):
+            np.testing.assert_array_equal(a, b)
+        every = neighbors.all_pairs_plan(np.full(3, box))
+        ratio = neighbors.periodic_work(n, *density) / neighbors.periodic_work(n, *every)
+        assert (ratio >= 2.0) == all_pairs, ratio
+        for a, b in zip(got32, every if all_pairs else density):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_couzin_float32_plan_uses_the_bounding_box_extent():
     """The float32 kernel's open-space plan is extent_plan_into over the agents' bounding
     box: all pairs for a compact school (the cohesive school of benchmarks/couzin.py's
