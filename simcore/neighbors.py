@@ -6,6 +6,10 @@ visits the (2·reach+1)^d surrounding cells. Cells are stored in a hash table of
 and memory stays O(N) however far agents drift. Each visited bucket is filtered by the
 exact cell coordinates, so hash collisions cost time but never double counts.
 
+Choosing a plan: :func:`auto_plan` (a uniform number density, the default everywhere),
+:func:`extent_plan_into` (a group in open space, from its bounding box) and
+:func:`periodic_work` (a periodic plan's expected work, to weigh it against all pairs).
+
 Axes are described by three per-axis arrays (see :func:`plan`):
 
 ``box[k]``    periodic side length, 0 if the axis does not wrap;

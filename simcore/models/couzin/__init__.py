@@ -125,9 +125,11 @@ def _init_dewi(params: Params, seed: int):
 def cell_plan(params: Params, positions: np.ndarray, all_pairs: bool = False) -> tuple:
     """Cell geometry for ``params`` (``all_pairs=True`` gives the all-pairs reference).
 
-    The stencil reach is chosen from the number density: the box's, or in open space
-    and reflecting boxes from the agents' bounding box (:func:`rules.bounding_box_plan`:
-    in float32 from the box's extent, all pairs for a compact school).
+    Periodic boxes: the box's number density, fixed for the run (:func:`_periodic_plan`:
+    in float32 all pairs where cells would clearly cost more). Open space and reflecting
+    boxes: the agents' bounding box, planned again every chunk
+    (:func:`rules.bounding_box_plan`: in float32 from its extent, all pairs for a
+    compact school).
     """
     box = np.full(3, params.box) if params.boundary == "periodic" else np.zeros(3)
     if all_pairs:
