@@ -439,6 +439,7 @@ print(sorted(name for name, done in compiled.items() if done))
 """
 
 
+@pytest.mark.slow  # 22 s: a cold cache's compilation, which the check is about
 def test_a_serial_aoup_run_compiles_only_its_own_kernels(tmp_path):
     """The step loop is compiled per (threads, propulsion): a serial AOUP run on a cold
     cache compiles the serial AOUP integrator and the serial force sum, none of the

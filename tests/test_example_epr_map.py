@@ -43,6 +43,7 @@ def test_epr_map_quick(quick):
     assert s["inference"]["peak_rss_mib"] > 0
 
 
+@pytest.mark.slow  # 30 s: its own training, calibration and inference
 def test_epr_map_long_mode_on_given_trajectories(quick, tmp_path):
     """--long with --train-traj / --infer-traj: no simulation, training steps calibrated to
     the budget (the wall-clock cap stops it, checkpointed), the exact local reference in

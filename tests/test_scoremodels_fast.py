@@ -40,6 +40,12 @@ def _ctx(smp):
     return {k: jnp.asarray(v) for k, v in smp.items() if k in ("nb_rel", "nb_p", "nb_mask", "pos")}
 
 
+def _compiled(model):
+    """``model``'s forward pass compiled whole: called op by op, JAX compiles each of the
+    network's primitives separately (several times slower for these tests)."""
+    return jax.jit(lambda y, ctx, ls: model(y, ctx, ls))
+
+
 # ---------------------------------------------------------------------------- data
 @pytest.mark.parametrize("cutoff", [None, 3.0])
 def test_cell_list_neighbourhoods_equal_all_pairs(cutoff):
@@ -125,7 +131,7 @@ def tiny_batch(abp_file):
 
 def test_transformer_is_permutation_invariant_over_neighbours(tiny_batch):
     _, _, cfg, smp = tiny_batch
-    model = build(cfg)
+    model = _compiled(build(cfg))
     y = jnp.asarray(smp["y"])
     ls = jnp.zeros(len(y))
     base = np.asarray(model(y, _ctx(smp), ls))
@@ -140,7 +146,7 @@ def test_transformer_is_permutation_invariant_over_neighbours(tiny_batch):
 
 def test_transformer_is_translation_invariant(tiny_batch):
     raw, adapter, cfg, smp = tiny_batch
-    model = build(cfg)
+    model = _compiled(build(cfg))
     shifted = dict(raw, pos=(raw["pos"] + np.float32([7.3, -2.9])) % np.float32(adapter.box))
     smp2 = sdata.frame_samples(shifted, adapter, cfg.neighbours, cfg.cutoff)
     ls = jnp.zeros(len(smp["y"]))
@@ -152,7 +158,7 @@ def test_transformer_is_translation_invariant(tiny_batch):
 def test_envelope_makes_the_cutoff_smooth(tiny_batch):
     """A neighbour moved just across the cutoff changes the score by O(distance moved)."""
     _, _, cfg, smp = tiny_batch
-    model = build(cfg)
+    model = _compiled(build(cfg))
     one = {k: v[:1].copy() for k, v in smp.items()}
     one["nb_rel"][0, 0] = [cfg.cutoff - 1e-3, 0.0]
     inside = np.asarray(model(jnp.asarray(one["y"]), _ctx(one), jnp.zeros(1)))
@@ -169,21 +175,22 @@ def test_jvp_divergence_equals_finite_differences(tiny_batch, kind):
     y = jnp.asarray(smp["y"][:16], jnp.float32)
     ctx = {k: v[:16] for k, v in _ctx(smp).items()}
     ls = jnp.zeros(16)
-    s, J = score_and_jacobian(model, y, ctx, ls, cfg.score_dims)
+    s, J = jax.jit(lambda yy: score_and_jacobian(model, yy, ctx, ls, cfg.score_dims))(y)
+    forward = _compiled(model)
 
     def central(h):
         fd = np.zeros(J.shape)
         for k in range(3):
             e = jnp.zeros_like(y).at[:, k].set(h)
-            fd[:, :, k] = (np.asarray(model(y + e, ctx, ls), np.float64)
-                           - np.asarray(model(y - e, ctx, ls), np.float64)) / (2 * h)
+            fd[:, :, k] = (np.asarray(forward(y + e, ctx, ls), np.float64)
+                           - np.asarray(forward(y - e, ctx, ls), np.float64)) / (2 * h)
         return fd
 
     fd = (4 * central(1e-2) - central(2e-2)) / 3  # Richardson: error O(h^4)
     scale = np.abs(fd).max()
     assert scale > 1e-3
     np.testing.assert_allclose(np.asarray(J), fd, atol=2e-3 * scale)
-    _, div = divergence(model, y, ctx, ls, cfg.score_dims)
+    _, div = jax.jit(lambda yy: divergence(model, yy, ctx, ls, cfg.score_dims))(y)
     np.testing.assert_allclose(np.asarray(div), np.trace(fd, axis1=1, axis2=2), atol=6e-3 * scale)
     # Hutchinson is unbiased: its mean over probes approaches the exact trace
     hutch = jax.jit(jax.vmap(lambda k: divergence(model, y, ctx, ls, cfg.score_dims,
@@ -295,6 +302,7 @@ def test_clear_errors(abp_file, tmp_path, capsys):
     assert not (tmp_path / "e.nc").exists() and not (tmp_path / "e.nc.part").exists()
 
 
+@pytest.mark.slow  # 45 s: two trainings compiled for their own device counts
 def test_two_device_data_parallel_training(abp_file, tmp_path):
     """The sharded path on 2 forced host devices matches 1 device to float tolerance."""
     script = (

@@ -576,7 +576,7 @@ def test_one_worker_serves_a_process_s_runs_and_not_its_forked_children(tmp_path
     import warnings
 
     assembler = fresh_workers
-    kw = dict(preset="swarm", steps=600, seed=4, write_every=2, overrides={"n": 1000})
+    kw = dict(preset="swarm", steps=400, seed=4, write_every=2, overrides={"n": 200})
     monkeypatch.setattr(assembler, "BACKGROUND_MIN_BYTES", 0)
     finish, served = assembler.Assembler.finish, []
 
