@@ -103,6 +103,18 @@ def test_couzin_non_finite_headings_are_caught(monkeypatch):
         couzin.advance(state, p, 1, 7, 10)
 
 
+@pytest.mark.parametrize("field", ["positions", "headings"])
+def test_couzin_state_edited_to_nan_is_refused_before_the_kernel(field):
+    p = couzin.Params(n=20)
+    state = couzin.init_state(p, 0)
+    state[field][4, 1] = np.nan
+    with pytest.raises(UserInputError, match="non-finite positions or headings"):
+        couzin.advance(state, p, 1, 0, 10)
+    state[field][4, 1] = 0.5  # a finite state advances
+    couzin.advance(state, p, 1, 0, 10)
+    assert np.isfinite(state["positions"]).all()
+
+
 def test_couzin_advice_depends_on_the_step_length():
     big = couzin.stability_advice(couzin.Params(dt=5.0, speed=2.0, r_r=1.0))
     assert "dt <= 0.5" in big and "10" in big

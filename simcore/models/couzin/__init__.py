@@ -196,6 +196,14 @@ def advance_frames(state, params: Params, key, step: int, n_steps: int, n_chunks
     are cut (fewer returned) where the agents could pass :data:`MAX_COORDINATE`."""
     n = params.n
     positions = state["positions"]
+    if not (np.isfinite(positions).all() and np.isfinite(state["headings"]).all()):
+        # only a state edited in memory gets here: runs stop at a non-finite chunk and
+        # init_from refuses one; the cell plan would fail on it with NumPy's own message
+        raise UserInputError(
+            "The Couzin state to advance holds non-finite positions or headings (NaN or "
+            "infinity), so no step can be taken from it. Start from a state made by "
+            "init() or init_from(), or from the good_states of the UnstableRunError that "
+            "stopped the run.")
     real = np.dtype(params.kernel_precision)
     work = state.get("_work")
     if work is None or work["order"].shape[0] != n or work["copies"].dtype != real:
