@@ -143,8 +143,8 @@ def run_model(
         raise UserInputError(f"The output must be a file path such as 'run.nc' (got {out!r}).")
     model = get_engine(model_name)
     out = Path(out)
+    check_folder(out)  # before side_paths: "." has no name to put a suffix on
     paths = side_paths(out)
-    check_folder(out)
     if settings.format == "netcdf4":
         from simcore.io.assembler import prestart
 

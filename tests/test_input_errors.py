@@ -268,6 +268,23 @@ def test_sweep_file_with_a_non_string_out_exits_2(tmp_path):
     assert_one_paragraph(proc, "out must be a string (got 5)")
 
 
+@pytest.mark.parametrize("name", [".", "..", "/"])
+def test_run_output_without_a_file_name_is_refused(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserInputError, match="is not a file name; give one such as run.nc"):
+        simcore.run("couzin", out=name, steps=10, overrides={"n": 5})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lock_error_reads_as_one_sentence(tmp_path):
+    from simcore.io.lock import OutputLock
+
+    with pytest.raises(UserInputError) as info:
+        with OutputLock(tmp_path / "missing" / "run.nc.lock", f"The output {tmp_path}/run.nc"):
+            pass
+    assert f"for the output {tmp_path}/run.nc (No such file" in str(info.value)
+
+
 def test_analyze_output_is_a_folder(files, tmp_path):
     proc = run_cli("analyze", files["couzin"], "-o", tmp_path, "--overwrite")
     assert_one_paragraph(proc, "is a folder")

@@ -38,9 +38,14 @@ class OutputLock:
 
     def __init__(self, path: str | Path, what: str, log: Callable[[str], None] = print):
         self.path = Path(path)
-        self.what = what
+        self.what = what  # a sentence's subject, e.g. "The output run.nc"
         self.log = log
         self._fd = -1
+
+    @property
+    def _object(self) -> str:
+        """``what`` inside a sentence: "the output run.nc"."""
+        return self.what[:1].lower() + self.what[1:]
 
     def __enter__(self) -> "OutputLock":
         self.acquire()
@@ -56,7 +61,7 @@ class OutputLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise UserInputError(
-                    f"Cannot create the lock file {self.path} for {self.what} "
+                    f"Cannot create the lock file {self.path} for {self._object} "
                     f"({exc.strerror or exc}): the folder {self.path.parent} must exist and be "
                     "writable by you on a writable file system.") from None
             try:
@@ -71,7 +76,7 @@ class OutputLock:
                         "to finish, stop it, or write elsewhere.") from None
                 # a file system without flock: go on unlocked rather than refuse every run
                 self.log(f"warning: {self.path.parent} does not support file locks "
-                         f"({exc.strerror}); two runs writing {self.what} would not be stopped.")
+                         f"({exc.strerror}); two runs writing {self._object} would not be stopped.")
                 self._fd = -1
                 return
             try:
@@ -99,7 +104,7 @@ class OutputLock:
                                      f"{exc.strerror or exc}.") from None
             self._fd = fd
             return
-        raise UserInputError(f"Could not take the lock {self.path} for {self.what}: other "
+        raise UserInputError(f"Could not take the lock {self.path} for {self._object}: other "
                              "processes keep replacing it; try again.")
 
     def release(self) -> None:
