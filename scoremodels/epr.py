@@ -112,12 +112,12 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
                       batch_particles=batch_particles, memory_budget_mb=memory_budget_mb,
                       grid=grid)
     out = Path(out)
+    if out.is_dir():  # first: --overwrite would not help
+        raise UserInputError(f"The output {out} is a folder; give a file name such as epr.nc.")
     if out.exists() and not overwrite:
         raise UserInputError(f"The output {out} already exists. Pass --overwrite to replace it.")
     if not out.parent.exists():
         raise UserInputError(f"The output folder {out.parent} does not exist.")
-    if out.is_dir():
-        raise UserInputError(f"The output {out} is a folder; give a file name such as epr.nc.")
     from simcore.io.results import probe_output
 
     probe_output(out)  # permissions, read-only or virtual file systems: before the work

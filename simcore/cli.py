@@ -250,12 +250,12 @@ def _open_checked(path):
 
 
 def _check_new_output(path: Path, overwrite: bool) -> None:
+    if path.is_dir():  # first: --overwrite would not help
+        raise UserInputError(f"The output {path} is a folder; give a file name.")
     if path.exists() and not overwrite:
         raise UserInputError(f"The output {path} already exists. Pass --overwrite to replace it.")
     if not path.parent.exists():
         raise UserInputError(f"The output folder {path.parent} does not exist.")
-    if path.is_dir():
-        raise UserInputError(f"The output {path} is a folder; give a file name.")
     from simcore.io.results import probe_output
 
     probe_output(path)  # permissions, read-only or virtual file systems: before the work

@@ -285,8 +285,10 @@ def test_lock_error_reads_as_one_sentence(tmp_path):
     assert f"for the output {tmp_path}/run.nc (No such file" in str(info.value)
 
 
-def test_analyze_output_is_a_folder(files, tmp_path):
-    proc = run_cli("analyze", files["couzin"], "-o", tmp_path, "--overwrite")
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_analyze_output_is_a_folder(files, tmp_path, overwrite):
+    # said with or without --overwrite: "already exists, pass --overwrite" would mislead
+    proc = run_cli("analyze", files["couzin"], "-o", tmp_path, *overwrite)
     assert_one_paragraph(proc, "is a folder")
 
 

@@ -212,9 +212,10 @@ def test_epr_output_that_cannot_be_written(trained, tmp_path, capsys):
     err = _err(capsys)
     assert "Cannot write /proc/e.nc" in err and "full" not in err
     (tmp_path / "d").mkdir()
-    assert main(["epr", str(run), str(traj), "-o", str(tmp_path / "d"), "--quiet",
-                 "--overwrite"]) == 2
-    assert "is a folder" in _err(capsys)
+    for overwrite in ([], ["--overwrite"]):  # "pass --overwrite" would mislead
+        assert main(["epr", str(run), str(traj), "-o", str(tmp_path / "d"), "--quiet",
+                     *overwrite]) == 2
+        assert "is a folder" in _err(capsys)
 
 
 def test_epr_output_on_a_full_disk(trained, tiny_fs):
