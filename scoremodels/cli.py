@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="scoremodels",
         description="Train score networks (JAX/Flax) on simcore trajectories and estimate "
         "entropy production rates from them (docs/scoremodels.md).")
+    from simcore import __version__
+
+    p.add_argument("--version", action="version",
+                   version=f"scoremodels (simcore {__version__})")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     config_only = sorted(set(train_defaults) - {

@@ -254,3 +254,10 @@ def test_every_option_is_described_with_its_default():
                 assert "default" in action.help, (name, label, action.help)
         text = parser.format_help()
         assert "%(default)" not in text and "(default: None)" not in text
+
+
+def test_version_names_the_package(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"scoremodels (simcore {simcore.__version__})"
