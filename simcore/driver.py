@@ -156,6 +156,9 @@ def run_model(
         if extend and overwrite:
             raise UserInputError("--extend continues an existing output; it cannot be "
                                  "combined with --overwrite.")
+        if resume and overwrite:  # overwrite would win and discard the checkpointed frames
+            raise UserInputError("--resume continues an interrupted run and --overwrite starts "
+                                 "over, discarding its checkpointed frames; pass one of them.")
         action = (check_extend(out, model, run_json) if extend
                   else check_output(out, overwrite, resume, run_json))
         if action == "done":

@@ -16,6 +16,7 @@ import pytest
 
 import simcore
 from simcore.config import resolve
+from simcore._errors import UserInputError
 from simcore.driver import run_model
 from simcore.io.outputs import partial_paths
 from simcore.io.checkpoint import read_checkpoint_meta
@@ -164,6 +165,20 @@ def test_damaged_checkpointed_frame_is_refused_with_what_was_lost(tmp_path):
     _one_paragraph(proc, "damaged", "frame 7 of the 13 frames", "frames 0..6 are intact",
                    "--overwrite")
     run_cli(*_cli_args(out, "--overwrite"), check_rc=0)
+
+
+def test_resume_with_overwrite_is_refused_and_keeps_the_checkpoint(tmp_path):
+    """Both flags: --overwrite would win and discard the interrupted run's frames."""
+    out = tmp_path / "both.nc"
+    part, ckpt = _interrupted(out)
+    before = part.read_bytes(), ckpt.read_bytes()
+    params, settings, preset = resolve("couzin", **KW)
+    with pytest.raises(UserInputError, match="pass one of them"):
+        run_model("couzin", params, settings, out, preset=preset, quiet=True, resume=True,
+                  overwrite=True)
+    assert (part.read_bytes(), ckpt.read_bytes()) == before and not out.exists()
+    run_model("couzin", params, settings, out, preset=preset, quiet=True, resume=True)
+    assert out.exists()
 
 
 def test_torn_tail_after_the_checkpoint_is_cut_and_resumed(tmp_path):
