@@ -40,7 +40,14 @@ if TYPE_CHECKING:
 
 
 def schooling_indices(*args, **kwargs) -> "xr.Dataset":
-    """Schooling order parameters and entropies; see :func:`simcore.analysis.schooling.schooling_indices`."""
+    """Schooling order parameters and entropies of arrays ``(positions, velocities, ...)``
+    (:func:`simcore.analysis.schooling.schooling_indices`), or of a whole trajectory
+    given as its Dataset (``simcore.schooling_indices(simcore.open_trajectory(path))``,
+    read frame by frame: :func:`simcore.analysis.schooling.schooling_indices_from_dataset`)."""
+    if len(args) == 1 and "velocities" not in kwargs and hasattr(args[0], "data_vars"):
+        from simcore.analysis.schooling import schooling_indices_from_dataset
+
+        return schooling_indices_from_dataset(args[0], **kwargs)
     from simcore.analysis.schooling import schooling_indices as _impl
 
     return _impl(*args, **kwargs)

@@ -316,6 +316,15 @@ def test_dataset_form_equals_array_form(frame_dim, box, convention):
     subset = schooling_indices_from_dataset(ds, convention=convention, frames=[2, 0])
     np.testing.assert_array_equal(subset["time"].values, times[[2, 0]])
     np.testing.assert_array_equal(_values(subset.isel(time=0)), _values(out.isel(time=2)))
+    # the public function takes the Dataset too
+    import simcore
+
+    public = simcore.schooling_indices(ds, convention=convention, frames=[2, 0])
+    for t in range(2):
+        np.testing.assert_array_equal(_values(public.isel(time=t)), _values(subset.isel(time=t)))
+    arrays = simcore.schooling_indices(coords[0], vels[0], box=box, convention=convention,
+                                       group_distance=4.0)
+    np.testing.assert_array_equal(_values(arrays), _values(out.isel(time=0)))
 
 
 def test_dataset_form_dewi_needs_a_box():
