@@ -196,6 +196,8 @@ def test_trapped_abp_moments_and_exact_epr(tmp_path):
     assert abs(x2 - (v0 ** 2 / (kappa * (kappa + D_r)) + 2 * D_t / kappa)) < 4 * x2_err + 5e-3
     want = v0 ** 2 / D_t * D_r / (kappa + D_r)
     assert abs(float(diag["epr_exact"]) - want) < 4 * float(diag["epr_exact_err"]) + 2e-3 * want
+    # the file says the value is sampled (as scoremodels' epr_exact_total does)
+    assert diag["epr_exact"].attrs["method"] == "sampled"
 
 
 def test_aoup_trap_covariance_and_hypoelliptic_epr(tmp_path):

@@ -256,8 +256,11 @@ def active_diagnostics(ds: xr.Dataset, burn_in: float = 0.5, density_cell: float
             "largest_cluster_fraction": ((), float(np.mean(largest)) if largest else 0.0,
                                          {"long_name": "fraction of particles in the largest "
                                           "contact cluster (distance < 1.1 diameters)"}),
-            "epr_exact": ((), epr, {"units": "1/time", "long_name": "exact entropy production "
-                                    "rate per particle (k_B = 1)"}),
+            "epr_exact": ((), epr, {"units": "1/time", "method": "sampled",
+                                    "long_name": "entropy production rate per particle (k_B = "
+                                    "1) by its exact score-free formula, averaged over the "
+                                    "frames used: exact in expectation, with sampling error "
+                                    "(epr_exact_err)"}),
             "epr_exact_err": ((), epr_err, {"units": "1/time", "long_name": "block-average "
                                             "standard error of epr_exact"}),
             "epr_exact_series": ("frame_used", epr_series,
