@@ -96,6 +96,7 @@ def test_saved_trajectory_has_the_stationary_covariance_and_epr(bead_run):
     np.testing.assert_allclose(drift, -x @ B.T, rtol=1e-12, atol=1e-12)
     assert abs(float(diag["epr"]) - want) < 5 * float(diag["epr_err"])
     assert abs(float(diag["epr_exact"]) - want) < 1e-12
+    assert diag["epr_exact"].attrs["method"] == "closed form"
     assert float(diag["covariance_max_z"]) < 5
     np.testing.assert_allclose(diag["covariance_exact"].values, C)
 
