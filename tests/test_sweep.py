@@ -389,3 +389,26 @@ def test_a_serial_sweep_s_runs_choose_and_follow_their_thread_count(tmp_path, mo
                                                      "seeds_per_point = 1")),
                   backend="serial", threads_per_worker=threads_per_worker)
     assert seen == [threads_per_worker] * 4
+
+
+def test_a_refused_or_unknown_dask_scheduler_is_said_at_once(tmp_path):
+    """dask's client retries a refused address until its 20 s timeout; simcore says so
+    at once, and leaves an address that accepts connections to dask."""
+    import socket
+
+    from simcore.sweep.cluster import _refuse_unreachable
+
+    with socket.socket() as listening:  # a port that answers (no dask behind it)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        _refuse_unreachable(f"tcp://127.0.0.1:{port}")
+    # the same port closed: refused (the kernel does not reuse it this soon)
+    path = tmp_path / "s.toml"
+    path.write_text('out = "out"\n' + SMALL)
+    started = time.monotonic()
+    with pytest.raises(UserInputError, match=f"port {port} of 127.0.0.1 \\(connection refused"):
+        simcore.sweep(path, backend="dask", scheduler=f"tcp://127.0.0.1:{port}")
+    assert time.monotonic() - started < 10
+    with pytest.raises(UserInputError, match="unknown host 'no-such-host.invalid'"):
+        _refuse_unreachable("tcp://no-such-host.invalid:8786")

@@ -94,6 +94,34 @@ def _jobqueue_kwargs(options: ClusterOptions, threads_per_worker: int) -> dict:
     return kwargs
 
 
+def _refuse_unreachable(address: str) -> None:
+    """Raise at once for a ``tcp://HOST:PORT`` that refuses connections or names an
+    unknown host (dask's client would retry until its 20 s timeout); an address that
+    answers, is slow, or uses another protocol is left to dask."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number: dask says what is wrong
+        return
+    if parts.scheme != "tcp" or not host or port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=2.0).close()
+    except ConnectionRefusedError:
+        raise UserInputError(
+            f"Cannot reach the dask scheduler at {address}: nothing accepts connections "
+            f"on port {port} of {host} (connection refused). Start the scheduler "
+            "(`dask scheduler`) or check the address it printed.") from None
+    except socket.gaierror as exc:
+        raise UserInputError(f"Cannot reach the dask scheduler at {address}: unknown host "
+                             f"{host!r} ({exc.strerror or exc}).") from None
+    except OSError:  # slow or filtered: dask's own timeout and message
+        return
+
+
 def _start_dask(scheduler: str | None, workers: int, threads: int,
                 options: ClusterOptions | None, folder: Path, log):
     """A ``(client, cluster)`` pair; ``cluster`` is None for an external scheduler."""
@@ -128,6 +156,7 @@ def _start_dask(scheduler: str | None, workers: int, threads: int,
         raise UserInputError(
             f"--scheduler must be 'local', 'slurm', 'pbs' or a scheduler address such as "
             f"tcp://HOST:8786 (got {scheduler!r}).")
+    _refuse_unreachable(scheduler)
     try:
         client = Client(scheduler, timeout="20s")
     except (OSError, TimeoutError) as exc:
