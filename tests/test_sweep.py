@@ -412,3 +412,20 @@ def test_a_refused_or_unknown_dask_scheduler_is_said_at_once(tmp_path):
     assert time.monotonic() - started < 10
     with pytest.raises(UserInputError, match="unknown host 'no-such-host.invalid'"):
         _refuse_unreachable("tcp://no-such-host.invalid:8786")
+
+
+def test_sweep_on_an_external_dask_scheduler_by_address(tmp_path, serial_sweep):
+    """--scheduler tcp://HOST:PORT (a cluster's scheduler, here a local one on TCP): the
+    address passes the reachability check and the files equal the serial backend's."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, protocol="tcp",
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        folder = simcore.sweep(write_sweep(tmp_path), backend="dask",
+                               scheduler=cluster.scheduler_address)
+    assert states(folder) == ["done"] * 8
+    for name in sorted(mtimes(serial_sweep)):
+        assert_same_file(serial_sweep / name, folder / name)
