@@ -31,6 +31,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,12 +79,60 @@ _PIECE_SECONDS = 0.25
 _STOP_WITHIN_SECONDS = 2.0
 
 
-def frame_steps(steps: int, write_every: int) -> list[int]:
+class FrameSteps(Sequence):
+    """The steps at which a run writes its frames, 0, k, 2k, ... and ``steps`` itself,
+    computed on demand: a list of them took ~36 bytes a frame, so a run asking for 10⁹
+    frames was killed for memory before its first step. Indexing (negative indices
+    too) and slices (lists) as for the list; ``==`` with a list compares the steps."""
+
+    __slots__ = ("steps", "write_every", "_regular")
+
+    def __init__(self, steps: int, write_every: int):
+        self.steps, self.write_every = int(steps), int(write_every)
+        self._regular = self.steps // self.write_every + 1  # 0, k, ..., the last multiple
+
+    def __len__(self) -> int:
+        return self._regular + (self.steps % self.write_every != 0)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            k, regular, last = self.write_every, self._regular, self.steps
+            return [i * k if i < regular else last for i in range(*index.indices(len(self)))]
+        n = len(self)
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError(f"frame {index} of a run of {n} frames")
+        return i * self.write_every if i < self._regular else self.steps
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, FrameSteps):
+            # 0, k, ..., and a last step: the length, k (or the one step after 0) and the
+            # last step fix the sequence
+            return len(self) == len(other) and (len(self) < 2 or (
+                self[1] == other[1] and self[-1] == other[-1]))
+        if isinstance(other, (list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # mutable-free but compared by value with lists: not a dict key
+
+    def starts(self, other: "FrameSteps") -> bool:
+        """True if ``other``'s steps are this run's first frames (an extension's check)."""
+        n = len(other)
+        if n > len(self):
+            return False
+        if other.write_every != self.write_every:  # not an extension's case: compare all
+            return all(self[i] == other[i] for i in range(n))
+        # the same k: other's frames before its last are multiples of k, as this run's are
+        return self[n - 1] == other[n - 1]
+
+    def __repr__(self) -> str:
+        return f"FrameSteps(steps={self.steps}, write_every={self.write_every})"
+
+
+def frame_steps(steps: int, write_every: int) -> FrameSteps:
     """Steps at which frames are written: 0, k, 2k, ... and ``steps`` itself."""
-    marks = list(range(0, steps + 1, write_every))
-    if marks[-1] != steps:
-        marks.append(steps)
-    return marks
+    return FrameSteps(steps, write_every)
 
 
 def chunks_per_call(marks: list[int], f: int, chunk_seconds: float | None) -> int:
@@ -306,7 +355,7 @@ class _Run:
                                                                   self.settings.seed))
         old_steps = json.loads(str(old_attrs["run_parameters"]))["steps"]
         old_marks = frame_steps(old_steps, self.settings.write_every)
-        if old_marks != self.marks[:len(old_marks)]:
+        if not self.marks.starts(old_marks):
             raise UserInputError(
                 f"{self.out} ends at step {old_steps}, which is not a multiple of write_every "
                 f"= {self.settings.write_every}: its last frame is not a frame of the longer "

@@ -22,6 +22,43 @@ def test_frame_schedule():
     assert frame_steps(0, 5) == [0]
 
 
+def _listed(steps, every):
+    """The schedule as the list it used to be."""
+    marks = list(range(0, steps + 1, every))
+    return marks if marks[-1] == steps else marks + [steps]
+
+
+def test_frame_schedule_behaves_as_its_list():
+    """Indexing, slices, comparison and the extension's prefix check, against the list,
+    for every (steps, write_every) pair up to 25 x 8."""
+    pairs = [(s, k) for s in range(26) for k in range(1, 9)]
+    for s, k in pairs:
+        marks, listed = frame_steps(s, k), _listed(s, k)
+        assert len(marks) == len(listed) and list(marks) == listed and marks == listed
+        assert all(marks[i] == listed[i] for i in range(-len(listed), len(listed)))
+        for a in range(-2, len(listed) + 2):
+            assert marks[a:a + 3] == listed[a:a + 3] and marks[:a] == listed[:a]
+        with pytest.raises(IndexError):
+            marks[len(listed)]
+    for (s, k), (s2, k2) in zip(pairs, pairs[::-1] + pairs[5:] + pairs[:5]):
+        a, b = frame_steps(s, k), frame_steps(s2, k2)
+        assert (a == b) == (_listed(s, k) == _listed(s2, k2))
+        assert a.starts(b) == (_listed(s2, k2) == _listed(s, k)[:len(_listed(s2, k2))])
+
+
+def test_a_billion_frames_are_scheduled_without_a_list():
+    """A list of 10^9 steps (~36 GB) got a run killed for memory before its first step."""
+    import tracemalloc
+
+    tracemalloc.start()
+    marks = frame_steps(10**9 + 7, 1)
+    assert len(marks) == 10**9 + 8 and marks[-1] == 10**9 + 7 and marks[-2] == 10**9 + 6
+    assert marks[123456789] == 123456789 and marks[10**9 - 3:10**9 - 1] == [10**9 - 3, 10**9 - 2]
+    assert frame_steps(2 * 10**9, 2).starts(frame_steps(10**9, 2))
+    assert tracemalloc.get_traced_memory()[1] < 10**6
+    tracemalloc.stop()
+
+
 @pytest.mark.parametrize("fmt", ["netcdf4", "amber"])
 def test_resume_after_interruption_is_bit_identical(tmp_path, fmt):
     kw = dict(preset="swarm", steps=120, seed=11, write_every=5, format=fmt,
