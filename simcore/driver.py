@@ -114,7 +114,7 @@ class FrameSteps(Sequence):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
-    __hash__ = None  # mutable-free but compared by value with lists: not a dict key
+    __hash__ = None  # equal to lists of the same steps, which have no hash either
 
     def starts(self, other: "FrameSteps") -> bool:
         """True if ``other``'s steps are this run's first frames (an extension's check)."""
@@ -135,7 +135,7 @@ def frame_steps(steps: int, write_every: int) -> FrameSteps:
     return FrameSteps(steps, write_every)
 
 
-def chunks_per_call(marks: list[int], f: int, chunk_seconds: float | None) -> int:
+def chunks_per_call(marks: Sequence[int], f: int, chunk_seconds: float | None) -> int:
     """Frame intervals that one ``advance_frames`` call makes from frame ``f`` of a run
     with frames at steps ``marks``: about :data:`_CALL_SECONDS` of them at ``chunk_seconds``
     each (one until a chunk is timed), all of the same length."""
