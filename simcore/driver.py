@@ -46,7 +46,8 @@ from simcore.io.checkpoint import (check_state_like, load_checkpoint, save_check
 from simcore.io.atomic import close_later, fsync_dir, replace, unlink
 from simcore.io.framelog import FrameLogWriter, record_dtype
 from simcore.io.lock import OutputLock
-from simcore.io.outputs import (check_extend, check_folder, check_output, side_paths, write_error)
+from simcore.io.outputs import (check_extend, check_folder, check_output, check_space, side_paths,
+                                write_error)
 from simcore.io.provenance import provenance
 from simcore.io.trajectory import (_frames_per_chunk, assemble, frame_schema, read_attrs,
                                    state_layout)
@@ -194,10 +195,11 @@ def run_model(
     out = Path(out)
     check_folder(out)  # before side_paths: "." has no name to put a suffix on
     paths = side_paths(out)
+    frames_bytes = _frames_bytes(model, params, settings)
     if settings.format == "netcdf4":
         from simcore.io.assembler import prestart
 
-        prestart(_frames_bytes(model, params, settings))  # its imports overlap our set-up
+        prestart(frames_bytes)  # its imports overlap our set-up
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     run_json = run_parameters_json(model_name, params, settings, preset)
     with OutputLock(paths["lock"], f"The output {out}",
@@ -219,6 +221,8 @@ def run_model(
             from simcore._memory import check_run_memory
 
             check_run_memory(model_name, params, settings)
+        logged = paths["part"].stat().st_size if action == "resume" else 0
+        check_space(out, max(0, frames_bytes - logged), frames_bytes)
         for message in model.warnings(params):
             warnings.warn(message, stacklevel=2)
         if threads is not None:

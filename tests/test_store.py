@@ -367,16 +367,73 @@ def test_run_on_a_read_only_file_system(read_only_fs):
 
 
 def test_run_on_a_really_full_disk_then_resume(tiny_fs):
-    """ENOSPC from a real (tmpfs) file system: exit 2 called a full disk; after space is
-    freed the advised command finishes the run."""
+    """ENOSPC from a real (tmpfs) file system during the run (the up-front space check
+    skipped, as for a file system that misreports its free space): exit 2 called a full
+    disk; after space is freed the advised command finishes the run."""
     out = tiny_fs / "f.nc"
     args = ["run", "couzin", "--preset", "swarm", "--set", "n=20", "--steps", "100",
             "--format", "amber", "--quiet", "-o", out]  # log + file fit in 64 KiB
-    text = _one_paragraph(run_cli(*args), "disk is full or a file-size limit was reached")
+    skip = {"SIMCORE_SKIP_DISK_CHECK": "1"}
+    text = _one_paragraph(run_cli(*args, env=skip), "disk is full or a file-size limit was reached")
     (tiny_fs / "fill").unlink()
     advised = "--resume" if "--resume" in text else "--overwrite"
-    run_cli(*args, advised, check_rc=0)
+    run_cli(*args, advised, check_rc=0, env=skip)
     assert out.exists() and not out.with_name("f.nc.lock").exists()
+
+
+def test_a_run_whose_frames_cannot_fit_is_refused_before_it_starts(tiny_fs):
+    """The frame log alone needs more than the 4 KiB left: exit 2 at once, naming the
+    sizes, with nothing written; once space is freed the same command runs."""
+    out = tiny_fs / "f.nc"
+    args = ["run", "couzin", "--preset", "swarm", "--set", "n=20", "--steps", "100",
+            "--format", "amber", "--quiet", "-o", out]
+    _one_paragraph(run_cli(*args), "of frames to f.nc.part", "has only", "Nothing was written",
+                   "SIMCORE_SKIP_DISK_CHECK=1")
+    assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
+    (tiny_fs / "fill").unlink()
+    run_cli(*args, check_rc=0)
+    assert sorted(p.name for p in tiny_fs.iterdir()) == ["f.nc"]
+
+
+def test_the_space_check_counts_the_log_and_the_file(tmp_path, monkeypatch):
+    """With the free space reported as B: a fresh run whose frames need more than B is
+    refused, one whose log fits but not log and file together is warned about and runs,
+    and a resumed run needs only the frames its log still lacks (the log's size on disk
+    says how many it holds)."""
+    import warnings
+
+    import simcore.io.outputs as outputs
+    from simcore.driver import _frames_bytes
+    from simcore.models import get_engine
+
+    params, settings, preset = resolve("couzin", **KW)
+    frames = _frames_bytes(get_engine("couzin"), params, settings)
+    free = {"bytes": frames - 1}
+    monkeypatch.setattr(outputs, "free_bytes", lambda path: free["bytes"])
+
+    def run(out, **kw):
+        return run_model("couzin", params, settings, out, preset=preset, quiet=True, **kw)
+
+    with pytest.raises(UserInputError, match="has only"):
+        run(tmp_path / "a.nc")
+    assert list(tmp_path.iterdir()) == []
+    free["bytes"] = frames  # the log fits, the file beside it perhaps not
+    with pytest.warns(UserWarning, match="perhaps not for b.nc"):
+        run(tmp_path / "b.nc")
+    free["bytes"] = 2 * frames  # both fit: silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(tmp_path / "c.nc")
+    part, _ = _interrupted(tmp_path / "d.nc")
+    lacking = frames - part.stat().st_size
+    assert 0 < lacking < frames
+    free["bytes"] = lacking - 1
+    with pytest.raises(UserInputError, match="has only"):
+        run(tmp_path / "d.nc", resume=True)
+    free["bytes"] = lacking  # what the log lacks, far less than the whole run's frames
+    with pytest.warns(UserWarning, match="perhaps not for d.nc"):
+        run(tmp_path / "d.nc", resume=True)
+    assert_same_file(tmp_path / "d.nc", tmp_path / "c.nc")
 
 
 @pytest.mark.parametrize("bad", [None, 3, ""])

@@ -3,7 +3,8 @@
 ``OUT.part`` (frame log), ``OUT.ckpt`` (checkpoint), ``OUT.lock``, ``OUT.tmp`` (the
 assembly) and ``OUT.unstable.nc``; :func:`check_output` decides between a fresh run, a
 resume and a finished run (or refuses, with the flag that would proceed),
-:func:`check_extend` the same for ``--extend``; :func:`write_error` words a failed write.
+:func:`check_extend` the same for ``--extend``; :func:`check_space` refuses a run whose
+frames cannot fit on the disk before it starts; :func:`write_error` words a failed write.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pathlib import Path
 from simcore._errors import UserInputError
 from simcore.io.checkpoint import read_checkpoint_meta
 from simcore.io.trajectory import read_attrs
-from simcore.io.write_errors import disk_full_error, is_space_error
+from simcore.io.write_errors import disk_full_error, free_bytes, is_space_error
+
+#: set to 1 to skip :func:`check_space` (a file system that reports no free space wrongly)
+SKIP_SPACE_ENV = "SIMCORE_SKIP_DISK_CHECK"
 
 
 def partial_paths(out: Path) -> tuple[Path, Path]:
@@ -117,6 +121,42 @@ def check_extend(out: Path, model, run_json: str) -> str:
         raise UserInputError(
             f"--extend needs more steps than {out} has ({old['steps']}); got {new['steps']}.")
     return "extend"
+
+
+def check_space(out: Path, log_bytes: int, file_bytes: int) -> None:
+    """Refuse a run whose frame log cannot fit in the free space of ``out``'s file system.
+
+    ``log_bytes``: what the run still appends to ``OUT.part`` (its frames uncompressed);
+    ``file_bytes``: the frames the NetCDF file gets, an upper bound on its size (it is
+    assembled beside the log after the last step, compressed). A log that cannot fit fails
+    for certain, so the run is refused now (exit 2 on the command line) rather than when
+    the disk fills, possibly hours in; a file that might not fit beside it gets a warning
+    (compression usually saves 20-50 %; if it does not fit, the frames stay in the log and
+    ``--resume`` finishes the file once space is freed). Skipped when the free space cannot
+    be read or the environment variable ``SIMCORE_SKIP_DISK_CHECK`` is ``1``."""
+    import warnings
+
+    from simcore._memory import format_bytes
+
+    if os.environ.get(SKIP_SPACE_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return
+    free = free_bytes(out)
+    if free is None or free >= log_bytes + file_bytes:
+        return
+    if free < log_bytes:
+        raise UserInputError(
+            f"The run writes about {format_bytes(log_bytes)} of frames to {out.name}.part "
+            f"(then its file {out.name}, up to about as much again, less when compressed), "
+            f"but {out.parent} has only {format_bytes(free)} free. Free some space, choose "
+            "another folder with -o, or write fewer frames (a larger --write-every or fewer "
+            f"steps). Nothing was written. If the free space is misreported, set "
+            f"{SKIP_SPACE_ENV}=1 to run anyway.")
+    warnings.warn(
+        f"{out.parent} has {format_bytes(free)} free: enough for this run's frame log "
+        f"({format_bytes(log_bytes)}) but perhaps not for {out.name} beside it (up to "
+        f"{format_bytes(file_bytes)}, less when compressed). If the disk fills at the end, "
+        "every frame is kept in the log: free some space and rerun with --resume to finish "
+        "the file.", stacklevel=3)
 
 
 def write_error(path: Path, exc: OSError, checkpointed: int = 1) -> UserInputError:
