@@ -222,7 +222,7 @@ def run_model(
 
             check_run_memory(model_name, params, settings)
         logged = paths["part"].stat().st_size if action == "resume" else 0
-        check_space(out, max(0, frames_bytes - logged), frames_bytes)
+        check_space(out, max(0, _log_bytes(frames_bytes, settings) - logged), frames_bytes)
         for message in model.warnings(params):
             warnings.warn(message, stacklevel=2)
         if threads is not None:
@@ -240,6 +240,17 @@ def _frames_bytes(model, params, settings) -> int:
                           velocities=model.has_velocities)
     n_frames = len(frame_steps(settings.steps, settings.write_every))
     return n_frames * record_dtype([tuple(f) for f in schema["fields"]]).itemsize
+
+
+def _log_bytes(frames_bytes: int, settings) -> int:
+    """The most a run's frame log and checkpoint occupy on disk beside its output, for
+    ``frames_bytes`` of frames (:func:`_frames_bytes`): the frames, the log's header (the
+    schema and attributes: 4 KiB for the defaults) and the checkpoint (the state, 0.7-2x a
+    frame's bytes for the defaults and large runs of every model, 4 bytes of checksum a
+    frame and ~5 KiB), twice while a new checkpoint replaces the old."""
+    n_frames = len(frame_steps(settings.steps, settings.write_every))
+    checkpoint = 2 * (frames_bytes // n_frames) + 4 * n_frames + 8 * 2**10
+    return frames_bytes + 16 * 2**10 + 2 * checkpoint
 
 
 def _kernel_threads(model, params, settings, most: int) -> int:

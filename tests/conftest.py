@@ -89,13 +89,13 @@ def _is_root():
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _tmpfs(tmp_path, name: str, options: str):
-    """Mount a 64 KiB tmpfs at tmp_path/name (root only; skipped elsewhere), unmount after."""
+def _tmpfs(tmp_path, name: str, options: str, size: str = "64k"):
+    """Mount a tmpfs of ``size`` at tmp_path/name (root only; skipped elsewhere), unmount after."""
     if not _is_root():
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / name
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options}size=64k", "tmpfs", str(mnt)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options}size={size}", "tmpfs", str(mnt)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:
@@ -110,6 +110,12 @@ def tiny_fs(tmp_path):
     for mnt in _tmpfs(tmp_path, "tiny", ""):
         (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
         yield mnt
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """An empty 1 MiB tmpfs (root only)."""
+    yield from _tmpfs(tmp_path, "small", "", "1m")
 
 
 @pytest.fixture

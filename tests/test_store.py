@@ -387,7 +387,7 @@ def test_a_run_whose_frames_cannot_fit_is_refused_before_it_starts(tiny_fs):
     out = tiny_fs / "f.nc"
     args = ["run", "couzin", "--preset", "swarm", "--set", "n=20", "--steps", "100",
             "--format", "amber", "--quiet", "-o", out]
-    _one_paragraph(run_cli(*args), "of frames to f.nc.part", "has only", "Nothing was written",
+    _one_paragraph(run_cli(*args), "for its frame log f.nc.part", "has only", "Nothing was written",
                    "SIMCORE_SKIP_DISK_CHECK=1")
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
     (tiny_fs / "fill").unlink()
@@ -396,19 +396,21 @@ def test_a_run_whose_frames_cannot_fit_is_refused_before_it_starts(tiny_fs):
 
 
 def test_the_space_check_counts_the_log_and_the_file(tmp_path, monkeypatch):
-    """With the free space reported as B: a fresh run whose frames need more than B is
-    refused, one whose log fits but not log and file together is warned about and runs,
+    """With the free space reported as B: a fresh run whose frame log (and checkpoint)
+    needs more than B is refused, one whose log fits but not log and file together is warned about and runs,
     and a resumed run needs only the frames its log still lacks (the log's size on disk
     says how many it holds)."""
     import warnings
 
     import simcore.io.outputs as outputs
-    from simcore.driver import _frames_bytes
+    from simcore.driver import _frames_bytes, _log_bytes
     from simcore.models import get_engine
 
     params, settings, preset = resolve("couzin", **KW)
     frames = _frames_bytes(get_engine("couzin"), params, settings)
-    free = {"bytes": frames - 1}
+    log = _log_bytes(frames, settings)
+    assert log > frames
+    free = {"bytes": log - 1}
     monkeypatch.setattr(outputs, "free_bytes", lambda path: free["bytes"])
 
     def run(out, **kw):
@@ -417,23 +419,53 @@ def test_the_space_check_counts_the_log_and_the_file(tmp_path, monkeypatch):
     with pytest.raises(UserInputError, match="has only"):
         run(tmp_path / "a.nc")
     assert list(tmp_path.iterdir()) == []
-    free["bytes"] = frames  # the log fits, the file beside it perhaps not
+    free["bytes"] = log  # the log fits, the file beside it perhaps not
     with pytest.warns(UserWarning, match="perhaps not for b.nc"):
         run(tmp_path / "b.nc")
-    free["bytes"] = 2 * frames  # both fit: silent
+    free["bytes"] = log + frames  # both fit: silent
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run(tmp_path / "c.nc")
     part, _ = _interrupted(tmp_path / "d.nc")
-    lacking = frames - part.stat().st_size
-    assert 0 < lacking < frames
+    lacking = log - part.stat().st_size
+    assert 0 < lacking < log
     free["bytes"] = lacking - 1
     with pytest.raises(UserInputError, match="has only"):
         run(tmp_path / "d.nc", resume=True)
-    free["bytes"] = lacking  # what the log lacks, far less than the whole run's frames
+    free["bytes"] = lacking  # what the log lacks, less than the whole log
     with pytest.warns(UserWarning, match="perhaps not for d.nc"):
         run(tmp_path / "d.nc", resume=True)
     assert_same_file(tmp_path / "d.nc", tmp_path / "c.nc")
+
+
+def test_a_run_the_space_check_lets_start_keeps_every_frame(small_fs):
+    """On a real file system with just the free space the check asks for the frame log:
+    the run starts (with the warning that its file may not fit), logs every frame, and
+    fails only when it assembles the file (uncompressed AMBER: as large as the frames),
+    keeping all of them; after space is freed --resume finishes the file. So the log's
+    estimate (frames, header, checkpoints) is not short."""
+    import shutil
+
+    from simcore.driver import _frames_bytes, _log_bytes
+    from simcore.models import get_engine
+
+    out = small_fs / "f.nc"
+    args = ["run", "couzin", "--preset", "swarm", "--set", "n=50", "--steps", "200",
+            "--write-every", "1", "--set", "checkpoint_every=20", "--format", "amber",
+            "--quiet", "-o", out]
+    params, settings, _ = resolve("couzin", preset="swarm", steps=200, write_every=1,
+                                  format="amber", overrides={"n": 50, "checkpoint_every": 20})
+    need = _log_bytes(_frames_bytes(get_engine("couzin"), params, settings), settings)
+    page = 4096  # tmpfs allocates whole pages; the run's lock file takes one before the check
+    spare = shutil.disk_usage(small_fs).free - (-(-need // page) + 1) * page
+    (small_fs / "fill").write_bytes(b"\0" * spare)
+    assert need + page <= shutil.disk_usage(small_fs).free < need + 2 * page
+    text = _one_paragraph(run_cli(*args), "perhaps not for f.nc", "All 201 frames are safe",
+                          "--resume")
+    assert "has only" not in text
+    (small_fs / "fill").unlink()
+    run_cli(*args, "--resume", check_rc=0)
+    assert sorted(p.name for p in small_fs.iterdir()) == ["f.nc"]
 
 
 @pytest.mark.parametrize("bad", [None, 3, ""])

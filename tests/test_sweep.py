@@ -429,3 +429,15 @@ def test_sweep_on_an_external_dask_scheduler_by_address(tmp_path, serial_sweep):
     assert states(folder) == ["done"] * 8
     for name in sorted(mtimes(serial_sweep)):
         assert_same_file(serial_sweep / name, folder / name)
+
+
+def test_the_failure_report_joins_the_errors_into_sentences(tmp_path):
+    """Each run's error loses its full stop inside the list, and a sweep none of whose
+    runs finished does not claim that the others did."""
+    failures = {"run-a.nc": "Traceback ...\nWriting a failed. Free some space.",
+                "run-b.nc": "The disk is full."}
+    every = str(SweepFailed(tmp_path, failures, n_runs=2))
+    assert "run-a.nc: Free some space; run-b.nc: The disk is full. None of its runs " \
+           "finished." in every and ".." not in every
+    some = str(SweepFailed(tmp_path, failures, n_runs=5))
+    assert "The disk is full. The other runs finished." in some

@@ -126,7 +126,8 @@ def check_extend(out: Path, model, run_json: str) -> str:
 def check_space(out: Path, log_bytes: int, file_bytes: int) -> None:
     """Refuse a run whose frame log cannot fit in the free space of ``out``'s file system.
 
-    ``log_bytes``: what the run still appends to ``OUT.part`` (its frames uncompressed);
+    ``log_bytes``: what the run still adds to ``OUT.part`` (its frames uncompressed) and
+    its checkpoint;
     ``file_bytes``: the frames the NetCDF file gets, an upper bound on its size (it is
     assembled beside the log after the last step, compressed). A log that cannot fit fails
     for certain, so the run is refused now (exit 2 on the command line) rather than when
@@ -145,9 +146,10 @@ def check_space(out: Path, log_bytes: int, file_bytes: int) -> None:
         return
     if free < log_bytes:
         raise UserInputError(
-            f"The run writes about {format_bytes(log_bytes)} of frames to {out.name}.part "
-            f"(then its file {out.name}, up to about as much again, less when compressed), "
-            f"but {out.parent} has only {format_bytes(free)} free. Free some space, choose "
+            f"The run needs about {format_bytes(log_bytes)} for its frame log {out.name}.part "
+            f"(every frame uncompressed, and its checkpoint), then room for {out.name} (up to "
+            f"{format_bytes(file_bytes)}, less when compressed), but {out.parent} has only "
+            f"{format_bytes(free)} free. Free some space, choose "
             "another folder with -o, or write fewer frames (a larger --write-every or fewer "
             f"steps). Nothing was written. If the free space is misreported, set "
             f"{SKIP_SPACE_ENV}=1 to run anyway.")

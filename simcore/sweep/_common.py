@@ -18,14 +18,18 @@ CLUSTER_HINT = "pip install 'simcore[cluster]'"
 class SweepFailed(RuntimeError):
     """Some runs of a sweep failed (the others finished); ``failures`` maps file to error."""
 
-    def __init__(self, folder: Path, failures: dict[str, str]):
+    def __init__(self, folder: Path, failures: dict[str, str], n_runs: int | None = None):
         self.folder = Path(folder)
         self.failures = dict(failures)
-        listed = "; ".join(f"{name}: {err.strip().splitlines()[-1] if err.strip() else '?'}"
-                           for name, err in list(self.failures.items())[:5])
+        # each error's last line, without its full stop: they are joined into one sentence
+        listed = "; ".join(
+            f"{name}: {err.strip().splitlines()[-1].rstrip('.') if err.strip() else '?'}"
+            for name, err in list(self.failures.items())[:5])
         more = f" (and {len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
+        others = ("None of its runs finished." if n_runs == len(self.failures)
+                  else "The other runs finished.")
         super().__init__(
             f"{len(self.failures)} run(s) of the sweep in {self.folder} failed: {listed}{more}. "
-            f"The other runs finished. Errors are in {self.folder / MANIFEST}; fix the cause and "
+            f"{others} Errors are in {self.folder / MANIFEST}; fix the cause and "
             "run the same sweep again to retry only these runs."
         )

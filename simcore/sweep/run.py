@@ -199,7 +199,7 @@ def _run_locked(plan, backend, scheduler, workers, threads_per_worker, cluster, 
                              "same command again to resume.")
     failures = {e["file"]: e["error"] or "" for e in manifest.entries if e["state"] == "failed"}
     if failures:
-        raise SweepFailed(folder, failures)
+        raise SweepFailed(folder, failures, len(plan.runs))
     return folder
 
 
