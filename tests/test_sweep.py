@@ -437,7 +437,7 @@ def test_the_failure_report_joins_the_errors_into_sentences(tmp_path):
     failures = {"run-a.nc": "Traceback ...\nWriting a failed. Free some space.",
                 "run-b.nc": "The disk is full."}
     every = str(SweepFailed(tmp_path, failures, n_runs=2))
-    assert "run-a.nc: Free some space; run-b.nc: The disk is full. None of its runs " \
-           "finished." in every and ".." not in every
+    assert "run-a.nc: Writing a failed. Free some space; run-b.nc: The disk is full. " \
+           "None of its runs finished." in every and ".." not in every
     some = str(SweepFailed(tmp_path, failures, n_runs=5))
     assert "The disk is full. The other runs finished." in some
