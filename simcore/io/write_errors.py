@@ -30,8 +30,10 @@ def output_error(path: str | Path, exc: BaseException, needed: int | None = None
     space than ``needed`` bytes plus 1 MiB).
     """
     path = Path(path)
+    from simcore._memory import format_bytes
+
     free = free_bytes(path)
-    free_txt = "free space unknown" if free is None else f"{free / 2**20:.1f} MiB free"
+    free_txt = "free space unknown" if free is None else f"{format_bytes(free)} free"
     code = getattr(exc, "errno", None)
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     if code in SPACE_ERRNOS or (code is None and free is not None
@@ -58,12 +60,10 @@ def disk_full_error(path, exc: Exception, kept: str | None = None) -> UserInputE
     """A clear error for a write that failed for lack of space (ENOSPC, EDQUOT, EFBIG).
 
     ``kept`` says what survived and how to continue (default: the run's checkpoint)."""
-    import shutil
+    from simcore._memory import format_bytes
 
-    try:
-        free = f"{shutil.disk_usage(Path(path).parent).free / 2**20:.0f} MiB free"
-    except OSError:
-        free = "free space unknown"
+    free = free_bytes(Path(path))
+    free = "free space unknown" if free is None else f"{format_bytes(free)} free"
     reason = getattr(exc, "strerror", None) or str(exc)
     return UserInputError(
         f"Writing {path} failed ({reason}; {free}): the disk is full or a file-size limit was "
