@@ -111,6 +111,22 @@ def test_check_run_memory_refuses_huge_runs(monkeypatch, model, overrides):
     _memory.check_run_memory(model, small, settings)  # fits
 
 
+def test_a_run_of_very_many_frames_is_refused_with_the_frame_count(monkeypatch):
+    """Every frame's checksum stays in memory: 10^9 frames of 2 agents need gigabytes,
+    and the advice is to write fewer frames (not fewer agents) with how many fit."""
+    monkeypatch.delenv(_memory.SKIP_ENV, raising=False)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 4 * 2 ** 30)
+    params, settings, _ = resolve("couzin", overrides={"n": 2}, steps=10**9, write_every=1)
+    few, few_settings, _ = resolve("couzin", overrides={"n": 2}, steps=10**6, write_every=1)
+    grown = _memory.run_bytes("couzin", params, settings) - \
+        _memory.run_bytes("couzin", few, few_settings)
+    assert grown == pytest.approx(_memory.CHECKSUM_BYTES_PER_FRAME * (10**9 - 10**6), rel=1e-3)
+    with pytest.raises(UserInputError, match=r"Write fewer frames .*about [\d,]+ frames fit "
+                       r"now against 1,000,000,001"):
+        _memory.check_run_memory("couzin", params, settings)
+    _memory.check_run_memory("couzin", few, few_settings)  # fits
+
+
 def test_run_estimate_grows_with_n_and_precision():
     # two frames: the writer's buffers (capped at tens of MiB for long runs) stay linear in n
     few = dict(steps=200, write_every=200)
