@@ -96,6 +96,20 @@ def test_backends_give_identical_files(tmp_path, serial_sweep, backend):
     assert wall < 60
 
 
+@pytest.mark.parametrize("backend", ["processes", "dask"])
+def test_parallel_backends_compile_the_kernels_in_their_workers(tmp_path, backend):
+    """A fresh install (an empty Numba cache): every worker compiles the kernels itself,
+    after its run has launched Numba's threads. The worker's NUMBA_NUM_THREADS, set after
+    Numba was imported, made each of those compilations fail ("Cannot set
+    NUMBA_NUM_THREADS to a different value once the threads have been launched"), so
+    every run of the README's sweep failed until the cache was warm."""
+    path = write_sweep(tmp_path, 'model = "linear"\nsteps = 100\n[grid]\nn = [100, 200]\n')
+    proc = run_cli("sweep", path, "--backend", backend, "--workers", "2", "--quiet",
+                   env={"NUMBA_CACHE_DIR": str(tmp_path / "empty_cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert states(tmp_path / "out") == ["done"] * 2
+
+
 def test_open_sweep_has_the_parameters_as_dimensions(serial_sweep):
     ds = simcore.open_sweep(serial_sweep)
     assert ds.coordinates.dims == ("r_o", "noise", "replica", "time", "atom", "spatial")

@@ -45,6 +45,7 @@ def _run_task(task: dict) -> dict:
         return {"index": task["index"], "state": "interrupted", "error": "interrupted",
                 "wall_s": 0.0}
     try:
+        _numba_reads_its_threads()
         model, params, settings, preset = split_run_parameters(task["run_parameters"])
         run_model(model, params, settings, task["out"], preset=preset, resume=True,
                   threads=task["threads"], quiet=True, argv=task["argv"])
@@ -62,8 +63,30 @@ def _run_task(task: dict) -> dict:
 
 
 def _init_worker(threads: int | None) -> None:  # pragma: no cover - runs in the workers
+    """Size a pool worker's Numba thread pool to ``threads``."""
     if threads is not None:
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
+        _numba_reads_its_threads()
+
+
+def _numba_reads_its_threads() -> None:
+    """Make Numba's thread count agree with ``NUMBA_NUM_THREADS`` in this worker's
+    environment. A worker sets the variable (or dask does) after Numba was imported
+    (unpickling a task imports simcore), and Numba reads it again only when it next
+    compiles. Had a run launched the threads with the old count meanwhile, the first kernel
+    compiled (a fresh install's cold cache) would fail with "Cannot set NUMBA_NUM_THREADS
+    to a different value once the threads have been launched". So it is read now; if the
+    threads run already, the variable is set back to their count (a run then uses fewer
+    with ``numba.set_num_threads``)."""
+    if "NUMBA_NUM_THREADS" not in os.environ or "numba" not in sys.modules:
+        return
+    from numba.core import config
+
+    try:
+        config.reload_config()
+    except RuntimeError:  # the threads were launched with another count
+        os.environ["NUMBA_NUM_THREADS"] = str(config.NUMBA_NUM_THREADS)
+        config.reload_config()
 
 
 def run_sweep(
