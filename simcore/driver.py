@@ -44,7 +44,7 @@ from simcore._progress import progress, watch_compiles
 from simcore.config import RunSettings, run_parameters_json
 from simcore.io.checkpoint import (check_state_like, load_checkpoint, save_checkpoint)
 from simcore.io.atomic import close_later, fsync_dir, replace, unlink
-from simcore.io.framelog import FrameLogWriter, record_dtype
+from simcore.io.framelog import MAX_RECORD_BYTES, FrameLogWriter, record_size
 from simcore.io.lock import OutputLock
 from simcore.io.outputs import (check_extend, check_folder, check_output, check_space, side_paths,
                                 write_error)
@@ -235,11 +235,22 @@ def run_model(
 
 
 def _frames_bytes(model, params, settings) -> int:
-    """The bytes of a run's frames in its frame log (what its NetCDF file holds, uncompressed)."""
-    schema = frame_schema(params.n, {}, model.extra_variables(params), settings.precision,
-                          velocities=model.has_velocities)
-    n_frames = len(frame_steps(settings.steps, settings.write_every))
-    return n_frames * record_dtype([tuple(f) for f in schema["fields"]]).itemsize
+    """The bytes of a run's frames in its frame log (what its NetCDF file holds,
+    uncompressed). Raises :class:`UserInputError` for frames too large for the log."""
+    def record(n: int) -> int:
+        schema = frame_schema(n, {}, model.extra_variables(params), settings.precision,
+                              velocities=model.has_velocities)
+        return record_size([tuple(f) for f in schema["fields"]])
+
+    size = record(params.n)
+    if size > MAX_RECORD_BYTES:
+        per_particle = (size - record(1)) / max(1, params.n - 1)
+        most = int((MAX_RECORD_BYTES - record(1)) / per_particle)
+        raise UserInputError(
+            f"One frame of this run holds {size / 2**30:.1f} GiB (n = {params.n:,}); "
+            f"simcore's frame log stores frames of at most 2 GiB, so n <= {most:,} for this "
+            "model and its settings. Use fewer particles.")
+    return len(frame_steps(settings.steps, settings.write_every)) * size
 
 
 def _log_bytes(frames_bytes: int, settings) -> int:

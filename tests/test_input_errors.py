@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 
 import netCDF4
@@ -312,3 +313,25 @@ def test_analysis_input_errors_are_exit_2_and_defects_are_not(small_couzin_run, 
         with pytest.raises(ValueError, match="broadcast") as info:
             analyze_dataset(ds)
         assert not isinstance(info.value, UserInputError)
+
+
+def test_a_frame_over_the_logs_2_gib_is_refused_with_the_largest_n(tmp_path):
+    """NumPy cannot describe a record over 2 GiB, so 10^8 ABP particles (3.7 GiB a frame)
+    ended in an internal error ("integer won't fit into a C int"); now exit 2 with the
+    largest n, which itself makes a valid record."""
+    from simcore.config import resolve
+    from simcore.io.framelog import MAX_RECORD_BYTES, record_dtype, record_size
+    from simcore.io.trajectory import frame_schema
+    from simcore.models import get_engine
+
+    with pytest.raises(UserInputError, match=r"at most 2 GiB, so n <= ([\d,]+)") as info:
+        simcore.run("abp", out=tmp_path / "big.nc", steps=1, overrides={"n": 10**8})
+    most = int(re.search(r"n <= ([\d,]+)", str(info.value)).group(1).replace(",", ""))
+    engine = get_engine("abp")
+    params, settings, _ = resolve("abp", overrides={"n": most})
+    fields = [tuple(f) for f in frame_schema(most, {}, engine.extra_variables(params),
+                                             settings.precision,
+                                             velocities=engine.has_velocities)["fields"]]
+    assert MAX_RECORD_BYTES - 64 < record_size(fields) <= MAX_RECORD_BYTES
+    assert record_dtype(fields).itemsize == record_size(fields)
+    assert list(tmp_path.iterdir()) == []

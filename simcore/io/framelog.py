@@ -54,6 +54,18 @@ class DamagedLogError(UserInputError):
     """The partial file cannot be used as it is (torn header, wrong schema, bad checksum)."""
 
 
+#: the largest record NumPy can describe (a structured dtype's size is a C int)
+MAX_RECORD_BYTES = 2**31 - 1
+
+
+def record_size(fields: list[tuple[str, str, tuple[int, ...]]]) -> int:
+    """Bytes of :func:`record_dtype`'s record, computed without making it (frames larger
+    than :data:`MAX_RECORD_BYTES` cannot be made)."""
+    payload = sum(np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
+                  for _, dtype, shape in fields)
+    return (payload + 4 + 7) // 8 * 8
+
+
 def record_dtype(fields: list[tuple[str, str, tuple[int, ...]]]) -> np.dtype:
     """The packed record of one frame: the fields in order, a u32 CRC, padding to 8 bytes."""
     names, formats, offsets, at = [], [], [], 0
