@@ -119,7 +119,8 @@ def _python(block: Block, folder: Path, skipped: list) -> None:
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        exec(compile(code, block.where, "exec"), {"__name__": "__docs__"})
+        # as a script's main module: a block's `if __name__ == "__main__":` part runs too
+        exec(compile(code, block.where, "exec"), {"__name__": "__main__"})
     finally:
         os.chdir(cwd)
         plt.close("all")

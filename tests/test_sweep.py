@@ -110,6 +110,31 @@ def test_parallel_backends_compile_the_kernels_in_their_workers(tmp_path, backen
     assert states(tmp_path / "out") == ["done"] * 2
 
 
+@pytest.mark.parametrize("backend", ["processes", "dask"])
+def test_a_script_runs_its_sweep_under_the_main_guard(tmp_path, backend):
+    """The parallel backends' workers import the calling script again: under
+    `if __name__ == "__main__":` (docs/sweeps.md) the sweep runs; unguarded, each worker
+    that re-runs the script is refused with the advice, and the sweep's error names it."""
+    write_sweep(tmp_path, 'model = "linear"\nsteps = 100\n[grid]\nn = [100, 200]\n')
+    call = f'folder = simcore.sweep("sweep.toml", backend="{backend}", workers=2)\n'
+    (tmp_path / "guarded.py").write_text(
+        "import simcore\n\nif __name__ == '__main__':\n    " + call)
+    (tmp_path / "unguarded.py").write_text("import simcore\n" + call)
+
+    def script(name):
+        return subprocess.run([sys.executable, name], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+
+    bad = script("unguarded.py")
+    text = " ".join(bad.stderr.split())
+    assert bad.returncode == 1 and "simcore.sweep() was called again while a worker " \
+        "process re-ran the top level of your script" in text
+    assert 'must call simcore.sweep under `if __name__ == "__main__":`' in text
+    good = script("guarded.py")
+    assert good.returncode == 0, good.stderr
+    assert states(tmp_path / "out") == ["done"] * 2
+
+
 def test_open_sweep_has_the_parameters_as_dimensions(serial_sweep):
     ds = simcore.open_sweep(serial_sweep)
     assert ds.coordinates.dims == ("r_o", "noise", "replica", "time", "atom", "spatial")

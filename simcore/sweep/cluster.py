@@ -131,10 +131,16 @@ def _start_dask(scheduler: str | None, workers: int, threads: int,
     from distributed import Client, LocalCluster
 
     if scheduler in (None, "local"):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR,
-                               env={"NUMBA_NUM_THREADS": str(threads),
-                                    "OMP_NUM_THREADS": str(threads)})
+        try:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR,
+                                   env={"NUMBA_NUM_THREADS": str(threads),
+                                        "OMP_NUM_THREADS": str(threads)})
+        except RuntimeError as exc:  # dask's "Nanny failed to start."
+            raise UserInputError(
+                f"The dask LocalCluster's worker processes could not start ({exc}). A script "
+                "must call simcore.sweep under `if __name__ == \"__main__\":` (its workers "
+                "import the script again); their own messages are above.") from None
         log(f"dask LocalCluster with {workers} worker process(es)")
         return Client(cluster), cluster
     if scheduler in JOB_SCHEDULERS:

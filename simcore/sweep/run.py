@@ -62,6 +62,18 @@ def _run_task(task: dict) -> dict:
             "wall_s": round(time.perf_counter() - t0, 4)}
 
 
+def _in_a_workers_rerun_of_the_script() -> bool:
+    """True inside a multiprocessing worker's run of the main script's top level (it is
+    imported as ``__mp_main__``, to find the functions it defines): a call there is a
+    script's unguarded sweep, which would start a sweep in every worker."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _init_worker(threads: int | None) -> None:  # pragma: no cover - runs in the workers
     """Size a pool worker's Numba thread pool to ``threads``."""
     if threads is not None:
@@ -117,6 +129,12 @@ def run_sweep(
     """
     if backend not in BACKENDS:
         raise UserInputError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    if _in_a_workers_rerun_of_the_script():
+        raise UserInputError(
+            "simcore.sweep() was called again while a worker process re-ran the top level of "
+            "your script (Python starts the processes and dask backends' workers that way on "
+            "Linux, macOS and Windows). Call it under `if __name__ == \"__main__\":` (see "
+            "docs/sweeps.md).")
     if scheduler is not None and backend != "dask":
         raise UserInputError("--scheduler only applies to --backend dask.")
     if workers is not None and workers < 1:
@@ -270,8 +288,13 @@ def _processes(tasks, manifest, report, workers, threads) -> bool:
             try:
                 result = fut.result()
             except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
+                error = f"the worker process died: {exc!r}"
+                if isinstance(exc, cf.process.BrokenProcessPool):
+                    error += (" (it was killed, e.g. by the out-of-memory killer, or it could not "
+                              "start: a script must call simcore.sweep under `if __name__ == "
+                              "\"__main__\":`; see the workers' own messages above)")
                 result = {"index": futures[fut], "state": "failed", "wall_s": 0.0,
-                          "error": f"the worker process died: {exc!r}"}
+                          "error": error}
                 if stopped:  # a worker that SIGTERM reached before its run began
                     result.update(state="interrupted", signum=signal.SIGTERM)
             interrupted |= result["state"] == "interrupted"
