@@ -710,6 +710,18 @@ def test_one_worker_serves_a_process_s_runs_and_not_its_forked_children(tmp_path
     assert_same_file(third, first)
 
 
+def test_a_script_s_idle_worker_is_reaped_at_exit(tmp_path):
+    """The worker kept for a process's next run exits with the process and is waited
+    for: no "ResourceWarning: subprocess ... is still running" when warnings are shown."""
+    code = ("import simcore\n"
+            "simcore.run('harddisc', preset='collisionless', out='free.nc', quiet=True)\n")
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "ResourceWarning" not in proc.stderr, proc.stderr
+    assert (tmp_path / "free.nc").exists()
+
+
 def test_a_process_on_one_core_starts_no_worker(tmp_path, monkeypatch, fresh_workers):
     """With one usable core a worker would only take it from the run: none is started."""
     assembler = fresh_workers

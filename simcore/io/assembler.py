@@ -728,6 +728,10 @@ def _discard(worker: _Worker) -> None:
     worker.close()
     if not worker.ready:  # stuck in its start (it reads no EOF before it is ready)
         worker.proc.kill()
+    try:  # reaped: a process still running when its Popen is collected is a ResourceWarning
+        worker.proc.wait(timeout=_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        worker.proc.kill()
         worker.proc.wait()
 
 
