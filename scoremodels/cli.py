@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("trajectories", nargs="+", metavar="TRAJ.nc",
                    help="simcore trajectories (abp or linear model) to learn from")
     s.add_argument("--out", required=True, metavar="RUN_DIR",
-                   help="run directory (network, checkpoints, history.csv)")
+                   help="run directory (network, checkpoints, metrics.csv)")
     s.add_argument("--config", metavar="FILE.toml",
                    help="training settings in a TOML file ([train] table, the names of "
                    "scoremodels.train.TrainConfig)")

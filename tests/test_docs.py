@@ -116,14 +116,21 @@ def _python(block: Block, folder: Path, skipped: list) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import warnings
+
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        # as a script's main module: a block's `if __name__ == "__main__":` part runs too
-        exec(compile(code, block.where, "exec"), {"__name__": "__main__"})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            # as a script's main module: a block's `if __name__ == "__main__":` part runs too
+            exec(compile(code, block.where, "exec"), {"__name__": "__main__"})
     finally:
         os.chdir(cwd)
         plt.close("all")
+    # a page shows nothing its own checks warn about (a biased estimate, a bad setting)
+    ours = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert not ours, (block.where, ours)
 
 
 def run_page(page: Path, folder: Path) -> list[str]:
