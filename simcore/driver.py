@@ -47,7 +47,7 @@ from simcore.io.atomic import close_later, fsync_dir, replace, unlink
 from simcore.io.framelog import MAX_RECORD_BYTES, FrameLogWriter, record_size
 from simcore.io.lock import OutputLock
 from simcore.io.outputs import (check_extend, check_folder, check_output, check_space, side_paths,
-                                write_error)
+                                unused_name, write_error)
 from simcore.io.provenance import provenance
 from simcore.io.trajectory import (_frames_per_chunk, assemble, frame_schema, read_attrs,
                                    state_layout)
@@ -768,11 +768,10 @@ class _Run:
 
         n_good = self.frames.n_frames
         t_last = self.marks[n_good - 1] * self.dt
-        where = self.paths["unstable"]
+        where = unused_name(self.paths["unstable"])  # an earlier one is kept, never replaced
         try:
             self.frames.sync()
             self.frames.close()
-            where.unlink(missing_ok=True)
             assemble(self.paths["part"], where, self.settings.format, n_good, self.frames.crcs,
                      attrs={"provenance": self.provenance,
                             "simcore_incomplete": f"stopped: unstable after step "

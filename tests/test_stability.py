@@ -207,6 +207,20 @@ def test_linear_overflowing_transition_is_an_unstable_run(tmp_path):
                     out=tmp_path / "l.nc")
 
 
+def test_an_unstable_run_never_replaces_an_existing_unstable_file(tmp_path):
+    """OUT.unstable.nc from before (or any file of that name) is kept: the frames of a
+    second unstable run go to OUT.unstable.2.nc, and the message names that file."""
+    kept = tmp_path / "l.unstable.nc"
+    kept.write_bytes(b"the user's data")
+    for expected in ("l.unstable.2.nc", "l.unstable.3.nc"):
+        with pytest.raises(UnstableRunError, match=re.escape(expected)):
+            simcore.run("linear", steps=20, write_every=10,
+                        overrides={"dt": 1000.0, "n": 10}, out=tmp_path / "l.nc")
+        with simcore.open_trajectory(tmp_path / expected) as ds:
+            assert ds.sizes["time"] == 1
+    assert kept.read_bytes() == b"the user's data"
+
+
 def test_linear_runaway_state_is_caught():
     p = linear.Params(n=4, init="zero")
     state = linear.init_state(p, 0)

@@ -34,6 +34,17 @@ def side_paths(out: Path) -> dict[str, Path]:
             "unstable": out.with_name(out.stem + ".unstable" + out.suffix)}
 
 
+def unused_name(path: Path) -> Path:
+    """``path`` if nothing is there, else the first free ``STEM.2.SUFFIX``, ``STEM.3...``
+    (for files simcore makes on its own, which must not replace a user's)."""
+    k = 1
+    candidate = path
+    while os.path.lexists(candidate):
+        k += 1
+        candidate = path.with_name(f"{path.stem}.{k}{path.suffix}")
+    return candidate
+
+
 def check_folder(out: Path) -> None:
     if out.name in ("", ".", ".."):
         raise UserInputError(f"The output {out} is not a file name; give one such as run.nc.")
