@@ -111,16 +111,11 @@ def estimate(run_dir, paths, out, sector: str = "auto", burn_in: float = 0.2,
     check_epr_options(burn_in=burn_in, stride=stride, max_frames=max_frames,
                       batch_particles=batch_particles, memory_budget_mb=memory_budget_mb,
                       grid=grid)
-    out = Path(out)
-    if out.is_dir():  # first: --overwrite would not help
-        raise UserInputError(f"The output {out} is a folder; give a file name such as epr.nc.")
-    if out.exists() and not overwrite:
-        raise UserInputError(f"The output {out} already exists. Pass --overwrite to replace it.")
-    if not out.parent.exists():
-        raise UserInputError(f"The output folder {out.parent} does not exist.")
-    from simcore.io.results import probe_output
+    from simcore.io.outputs import check_new_output
 
-    probe_output(out)  # permissions, read-only or virtual file systems: before the work
+    out = Path(out)
+    check_new_output(out, overwrite, inputs=[*([paths] if isinstance(paths, (str, Path))
+                                                 else paths), run_dir], example="epr.nc")
     model, record = load_run(run_dir, use_ema=use_ema)
     run_adapter = Adapter.from_json(json.dumps(record["adapter"]))
     tset = sdata.TrajectorySet(paths)

@@ -173,10 +173,7 @@ def _cmd_export(args) -> None:
     if len(outs) == 2 and outs[0].resolve() == outs[1].resolve():
         raise UserInputError(f"-o and --topology name the same file {outs[0]}; give two names.")
     for out in outs:
-        if out.exists() and Path(args.input).exists() and out.samefile(args.input):
-            raise UserInputError(f"The output {out} is the input trajectory; choose another "
-                                 "name (the input is never replaced by an export).")
-        _check_new_output(out, args.overwrite)
+        _check_new_output(out, args.overwrite, inputs=[args.input])
     if args.to is not None:
         out = export_trajectory(args.input, args.out, args.to, quiet=args.quiet)
         print(f"wrote {out} ({args.to})")
@@ -249,16 +246,10 @@ def _open_checked(path):
     return open_trajectory(path)
 
 
-def _check_new_output(path: Path, overwrite: bool) -> None:
-    if path.is_dir():  # first: --overwrite would not help
-        raise UserInputError(f"The output {path} is a folder; give a file name.")
-    if path.exists() and not overwrite:
-        raise UserInputError(f"The output {path} already exists. Pass --overwrite to replace it.")
-    if not path.parent.exists():
-        raise UserInputError(f"The output folder {path.parent} does not exist.")
-    from simcore.io.results import probe_output
+def _check_new_output(path: Path, overwrite: bool, inputs=()) -> None:
+    from simcore.io.outputs import check_new_output
 
-    probe_output(path)  # permissions, read-only or virtual file systems: before the work
+    check_new_output(path, overwrite, inputs)
 
 
 def _cmd_sweep(args) -> None:
@@ -296,7 +287,7 @@ def _cmd_analyze(args) -> None:
         raise UserInputError(f"{args.input} is a folder but not a sweep folder (it has no "
                              "manifest.json); give a trajectory file or a sweep's output folder.")
     if args.out:
-        _check_new_output(Path(args.out), args.overwrite)
+        _check_new_output(Path(args.out), args.overwrite, inputs=[args.input])
     with _open_checked(args.input) as ds:
         from simcore._memory import check_analysis_memory
 
@@ -339,7 +330,7 @@ def _cmd_plot(args) -> None:
         _plot_sweep_folder(args, src)
         return
     out = Path(args.out) if args.out else src.with_suffix(".gif" if args.animate else ".png")
-    _check_new_output(out, args.overwrite)
+    _check_new_output(out, args.overwrite, inputs=[src])
     _open_checked(src).close()
     plot_file(src, out, animate=args.animate)
     print(f"Wrote {out}")

@@ -335,3 +335,38 @@ def test_a_frame_over_the_logs_2_gib_is_refused_with_the_largest_n(tmp_path):
     assert MAX_RECORD_BYTES - 64 < record_size(fields) <= MAX_RECORD_BYTES
     assert record_dtype(fields).itemsize == record_size(fields)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["analyze", "plot", "export"])
+def test_an_output_that_is_the_input_is_refused_even_with_overwrite(files, tmp_path, command):
+    """`analyze in.nc -o in.nc --overwrite` replaced the trajectory with its diagnostics;
+    no command replaces its input (here also through a symlink to it)."""
+    src = tmp_path / "in.nc"
+    shutil.copy(files["couzin"], src)
+    (tmp_path / "link.nc").symlink_to(src)
+    before = src.read_bytes()
+    for out in (src, tmp_path / "link.nc"):
+        extra = ["--to", "gsd"] if command == "export" else []
+        proc = run_cli(command, src, "-o", out, "--overwrite", *extra)
+        assert_one_paragraph(proc, f"The output {out} is the input", "never replaced")
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("command", ["run", "analyze"])
+def test_an_output_that_is_a_device_or_a_pipe_is_refused(files, tmp_path, command, kind):
+    """`-o /dev/null --overwrite` (as root) renamed a regular file over the device node."""
+    out = tmp_path / "special"
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a device node needs root")
+        import stat
+
+        os.mknod(out, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+    args = (["run", "couzin", "--steps", "10", "--set", "n=5"] if command == "run"
+            else ["analyze", files["couzin"]])
+    proc = run_cli(*args, "-o", out, "--overwrite")
+    assert_one_paragraph(proc, "is not a regular file")
+    assert not out.is_file() and out.exists()

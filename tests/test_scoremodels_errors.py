@@ -218,6 +218,16 @@ def test_epr_output_that_cannot_be_written(trained, tmp_path, capsys):
         assert "is a folder" in _err(capsys)
 
 
+def test_epr_output_that_is_its_input_is_refused(trained, tmp_path, capsys):
+    """-o naming the trajectory, with --overwrite, replaced it with the EPR file."""
+    traj, run = trained
+    copy = tmp_path / "abp.nc"
+    copy.write_bytes(traj.read_bytes())
+    assert main(["epr", str(run), str(copy), "-o", str(copy), "--overwrite", "--quiet"]) == 2
+    assert "is the input" in _err(capsys)
+    assert copy.read_bytes() == traj.read_bytes()
+
+
 def test_epr_output_on_a_full_disk(trained, tiny_fs):
     import subprocess
     import sys

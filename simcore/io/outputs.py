@@ -45,6 +45,36 @@ def unused_name(path: Path) -> Path:
     return candidate
 
 
+def check_new_output(path: Path, overwrite: bool, inputs=(), example: str = "") -> None:
+    """Refuse an output file that cannot or must not be written: a folder, an existing
+    file without ``overwrite``, one of ``inputs`` (never replaced), something that is not
+    a regular file (a device, a pipe or a socket: the output is renamed into place, which
+    would replace it), a missing folder, or a place that cannot be written
+    (:func:`simcore.io.results.probe_output`). ``example``: a file name to suggest."""
+    path = Path(path)
+    hint = f" such as {example}" if example else ""
+    if path.is_dir():  # first: --overwrite would not help
+        raise UserInputError(f"The output {path} is a folder; give a file name{hint}.")
+    if os.path.lexists(path):
+        for given in inputs:
+            if Path(given).exists() and path.exists() and path.samefile(given):
+                raise UserInputError(f"The output {path} is the input {given}; choose another "
+                                     "name (an input is never replaced).")
+        if path.exists() and not path.is_file():
+            raise UserInputError(
+                f"The output {path} is not a regular file (a device, a pipe or a socket): "
+                f"simcore writes a new file and renames it into place, which would replace "
+                f"it. Give a file name{hint}.")
+        if not overwrite:
+            raise UserInputError(f"The output {path} already exists. Pass --overwrite to "
+                                 "replace it.")
+    if not path.parent.exists():
+        raise UserInputError(f"The output folder {path.parent} does not exist.")
+    from simcore.io.results import probe_output
+
+    probe_output(path)  # permissions, read-only or virtual file systems: before the work
+
+
 def check_folder(out: Path) -> None:
     if out.name in ("", ".", ".."):
         raise UserInputError(f"The output {out} is not a file name; give one such as run.nc.")
@@ -52,6 +82,11 @@ def check_folder(out: Path) -> None:
         raise UserInputError(f"The output folder {out.parent} does not exist; create it first.")
     if out.is_dir():
         raise UserInputError(f"The output {out} is a folder; give a file name such as run.nc.")
+    if out.exists() and not out.is_file():
+        raise UserInputError(
+            f"The output {out} is not a regular file (a device, a pipe or a socket): the run "
+            "writes a new file and renames it into place, which would replace it. Give a file "
+            "name such as run.nc.")
     if not os.access(out.parent, os.W_OK):
         raise UserInputError(f"The output folder {out.parent} is not writable.")
 
