@@ -19,7 +19,7 @@ import xarray as xr
 
 import simcore
 from simcore._errors import UserInputError
-from simcore.sweep import (ClusterOptions, SweepFailed, derive_seeds, job_script,
+from simcore.sweep import (ClusterOptions, SweepFailed, analyze_sweep, derive_seeds, job_script,
                            plan_sweep, read_manifest)
 
 from conftest import run_cli
@@ -133,6 +133,28 @@ def test_a_script_runs_its_sweep_under_the_main_guard(tmp_path, backend):
     good = script("guarded.py")
     assert good.returncode == 0, good.stderr
     assert states(tmp_path / "out") == ["done"] * 2
+
+
+def test_a_swapped_or_foreign_run_file_is_never_combined(tmp_path, serial_sweep):
+    """Run files swapped by hand, or a manifest edited to name another file, used to be
+    combined under the wrong parameters; a file must hold the run its name hashes."""
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(serial_sweep, folder)
+    a, b = sorted(folder.glob("run-*.nc"))[:2]
+    a.rename(folder / "t"), b.rename(a), (folder / "t").rename(b)
+    for combine in (simcore.open_sweep, analyze_sweep):
+        with pytest.raises(UserInputError, match=f"{a.name} does not hold the run"):
+            combine(folder)
+    b.rename(folder / "t"), a.rename(b), (folder / "t").rename(a)  # back: it combines
+    assert simcore.open_sweep(folder).sizes["replica"] >= 1
+    manifest = json.loads((folder / "manifest.json").read_text())
+    shutil.copy(a, tmp_path / "elsewhere.nc")
+    manifest["runs"][0]["file"] = "../elsewhere.nc"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserInputError, match="elsewhere.nc does not hold the run"):
+        simcore.open_sweep(folder)
 
 
 def test_open_sweep_has_the_parameters_as_dimensions(serial_sweep):

@@ -50,7 +50,25 @@ def _done_files(folder: Path, record: dict) -> list[Path]:
         raise UserInputError(
             f"{len(missing)} of the {len(runs)} runs of the sweep in {folder} are not finished "
             f"({states}); run the sweep again (it resumes) before combining it.")
-    return [folder / e["file"] for e in runs]
+    files = [folder / e["file"] for e in runs]
+    for path in files:
+        _check_run_file(path)
+    return files
+
+
+def _check_run_file(path: Path) -> None:
+    """A run file is named after the SHA-256 of the parameters it was run with (its
+    ``run_parameters``): a file renamed, swapped, copied in or named by an edited manifest
+    would otherwise be combined under another run's parameters."""
+    from simcore.io.trajectory import read_attrs
+    from simcore.sweep.plan import run_file_name
+
+    run_json = read_attrs(path).get("run_parameters")
+    if path.name != (run_file_name(str(run_json)) if run_json is not None else None):
+        raise UserInputError(
+            f"{path} does not hold the run its sweep's manifest names: the file's parameters "
+            f"(its run_parameters attribute) do not hash to its name, so it was renamed, "
+            f"replaced or edited. Move it away and run the sweep again (it reruns that run).")
 
 
 def _seed_coords(record: dict, dims, shape) -> dict:
