@@ -502,3 +502,18 @@ def test_the_failure_report_joins_the_errors_into_sentences(tmp_path):
            "None of its runs finished." in every and ".." not in every
     some = str(SweepFailed(tmp_path, failures, n_runs=5))
     assert "The disk is full. The other runs finished." in some
+
+
+def test_a_sweep_of_too_many_runs_is_refused_before_it_is_listed(tmp_path):
+    """seeds_per_point = 10^8 used all the memory listing the runs (even with --dry-run)."""
+    path = write_sweep(tmp_path, 'model = "linear"\nsteps = 100\nseeds_per_point = 100000000\n'
+                                 '[grid]\nn = [100, 200]\n')
+    with pytest.raises(UserInputError, match=r"has 200,000,000 runs \(2 points x 100,000,000 "
+                                             r"seeds_per_point\); a sweep holds at most"):
+        plan_sweep(path)
+    from simcore.sweep.plan import MAX_RUNS
+
+    just = write_sweep(tmp_path, f'model = "linear"\nsteps = 100\nseeds_per_point = '
+                                 f'{MAX_RUNS // 2 + 1}\n[grid]\nn = [100, 200]\n', name="j.toml")
+    with pytest.raises(UserInputError, match="a sweep holds at most"):
+        plan_sweep(just)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,11 @@ def derive_seeds(root: int, n: int) -> list[int]:
     return [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in children]
 
 
+#: the most runs a sweep may have: its plan validates and lists every run up front (~1 ms
+#: and a few kB each), and each run is a file in the sweep's folder
+MAX_RUNS = 100_000
+
+
 def run_file_name(run_json: str) -> str:
     """``run-<16 hex digits of SHA-256(run_parameters)>.nc``."""
     return f"run-{hashlib.sha256(run_json.encode()).hexdigest()[:16]}.nc"
@@ -240,6 +246,14 @@ def plan_sweep(spec: Mapping[str, Any] | str | Path, *, out: str | Path | None =
             out = base_dir / out
     folder = Path(out).resolve()
 
+    n_runs = math.prod(len(a.values) for a in axes) * replicas
+    if n_runs > MAX_RUNS:
+        raise UserInputError(
+            f"{_where(source)}, the sweep has {n_runs:,} runs "
+            f"({' x '.join(str(len(a.values)) for a in axes)} points x {replicas:,} "
+            f"seeds_per_point); a sweep holds at most {MAX_RUNS:,} (each "
+            "is validated and listed up front, and is a file in one folder). Split it into "
+            "several sweeps.")
     plan = Plan(spec={k: v for k, v in spec.items()}, model=model, folder=folder, axes=axes,
                 replicas=replicas, source=source)
     plan.spec["config"] = str(config) if config is not None else None
