@@ -232,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("scoremodels: interrupted", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - internal errors are reported distinctly from bad input
+    except Exception as exc:  # noqa: BLE001 - internal errors are reported distinctly from bad input
+        from simcore._errors import path_error
+
+        if path_error(exc) is not None:
+            print(textwrap.fill(f"scoremodels {args.command}: error: {path_error(exc)}",
+                                width=100), file=sys.stderr)
+            return 2
         traceback.print_exc()
         print("scoremodels: internal error (exit 1); please report it with the traceback "
               "above.", file=sys.stderr)

@@ -9,6 +9,23 @@ class UserInputError(Exception):
     prints it without a traceback and exits with status 2."""
 
 
+def path_error(exc: BaseException) -> UserInputError | None:
+    """The :class:`UserInputError` for an ``OSError`` that only a bad path given by the
+    user causes (a name too long for the file system, a loop of symbolic links), raised by
+    any ``open``, ``stat`` or ``exists`` on the way; None for any other exception."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENAMETOOLONG, errno.ELOOP):
+        return None
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENAMETOOLONG:
+        return UserInputError(f"A path is too long for the file system{where}: a file or "
+                              "folder name may have at most 255 bytes (and simcore adds a "
+                              "suffix such as .part to an output's name). Use a shorter name.")
+    return UserInputError(f"A path leads into a loop of symbolic links{where}; give another "
+                          "path.")
+
+
 class InvalidValueError(UserInputError, ValueError):
     """A bad value given to a public function (an analysis option, an array of the wrong
     shape): a ``ValueError`` for Python callers and, on the command line, a one-paragraph

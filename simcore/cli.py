@@ -448,7 +448,13 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except BrokenPipeError:
         return 0
-    except Exception:  # noqa: BLE001 - report internal errors distinctly from bad input
+    except Exception as exc:  # noqa: BLE001 - report internal errors distinctly from bad input
+        from simcore._errors import path_error
+
+        if path_error(exc) is not None:
+            print(_paragraph(f"simcore {args.command}: error: {path_error(exc)}"),
+                  file=sys.stderr)
+            return 2
         traceback.print_exc()
         print("simcore: internal error (exit 1); please report it with the traceback above.",
               file=sys.stderr)

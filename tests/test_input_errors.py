@@ -370,3 +370,21 @@ def test_an_output_that_is_a_device_or_a_pipe_is_refused(files, tmp_path, comman
     proc = run_cli(*args, "-o", out, "--overwrite")
     assert_one_paragraph(proc, "is not a regular file")
     assert not out.is_file() and out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "couzin", "--steps", "5", "-o", "{long}.nc"],
+    ["run", "couzin", "--steps", "5", "-o", "{near}.nc"],  # fits; its .part does not
+    ["info", "{long}.nc"],
+    ["analyze", "{couzin}", "-o", "{long}.nc"],
+    ["plot", "{couzin}", "-o", "{long}.png"],
+    ["export", "{couzin}", "--to", "gsd", "-o", "{long}.gsd"],
+    ["sweep", "{long}.toml"],
+])
+def test_a_name_too_long_for_the_file_system_is_exit_2(files, tmp_path, args):
+    """pathlib's exists() raised ENAMETOOLONG as an internal error (exit 1)."""
+    names = {"long": str(tmp_path / ("x" * 300)), "near": str(tmp_path / ("y" * 250)),
+             "couzin": str(files["couzin"])}
+    proc = run_cli(*[a.format(**names) for a in args])
+    assert_one_paragraph(proc, "too long for the file system", "at most 255 bytes")
+    assert not list(tmp_path.iterdir())

@@ -60,6 +60,10 @@ class OutputLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
+                from simcore._errors import path_error
+
+                if path_error(exc) is not None:
+                    raise path_error(exc) from None
                 raise UserInputError(
                     f"Cannot create the lock file {self.path} for {self._object} "
                     f"({exc.strerror or exc}): the folder {self.path.parent} must exist and be "
