@@ -749,7 +749,11 @@ class _Run:
         self.assembler.finish(
             self.frames.n_frames, self.frames.crcs, attrs={"provenance": self.provenance},
             final_state=self._final_state(), while_writing=checkpoint)
-        replace(tmp, self.out)
+        try:
+            replace(tmp, self.out)
+        except OSError as exc:  # e.g. an immutable file given with --overwrite
+            tmp.unlink(missing_ok=True)
+            raise write_error(self.out, exc, self.checkpointed) from None
         fsync_dir(self.out)
         frames, self.frames = self.frames, None  # closed by _drop_log only (no second close)
         _drop_log(frames, self.paths["part"])

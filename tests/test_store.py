@@ -1149,3 +1149,26 @@ def test_the_worker_loads_numpy_with_one_blas_thread(monkeypatch, fresh_workers)
         environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
     assert environ[b"OPENBLAS_NUM_THREADS"] == b"1"
     assert os.environ["OPENBLAS_NUM_THREADS"] == "2"
+
+
+def test_an_output_that_cannot_be_replaced_is_reported_and_kept(tmp_path, monkeypatch):
+    """--overwrite onto a file the file system will not replace (an immutable file:
+    EPERM from rename) raised PermissionError after the run (exit 1, OUT.tmp left);
+    now a UserInputError naming the output, the old file intact and OUT.tmp removed."""
+    import errno
+
+    import simcore.driver as driver
+
+    out = tmp_path / "r.nc"
+    simcore.run("couzin", out=out, **KW)
+    before = out.read_bytes()
+
+    def refuse(src, dst):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(dst))
+
+    monkeypatch.setattr(driver, "replace", refuse)
+    with pytest.raises(UserInputError, match=r"Writing .*r\.nc failed \(Operation not "
+                                             r"permitted\)"):
+        simcore.run("couzin", out=out, overwrite=True, **dict(KW, seed=5))
+    assert out.read_bytes() == before
+    assert not out.with_name("r.nc.tmp").exists()
