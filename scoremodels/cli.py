@@ -159,7 +159,8 @@ def _cmd_train(args):
         raise UserInputError(f"Bad training settings: {exc}.") from None
     out = train(args.trajectories, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
                 quiet=args.quiet, stop_after=args.stop_after,
-                max_time_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
+                max_time_s=None if args.max_minutes is None else 60.0 * args.max_minutes,
+                given=set(values))
     print(f"Wrote {out}")
 
 

@@ -250,14 +250,41 @@ def _length_scale(sample, net) -> float:
 
 
 # ---------------------------------------------------------------------------- training
+#: settings a resumed run may change: they do not change the trained network
+RESUMABLE_CHANGES = ("steps", "memory_budget_mb", "checkpoint_every")
+
+
+def _check_resumed_settings(out: Path, record: dict, cfg, given, paths) -> None:
+    """Refuse a resume given other trajectories or settings than the run it continues
+    (they were silently replaced by the saved ones)."""
+    changed = []
+    if cfg is not None:
+        mine = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        saved = record.get("train", {})
+        names = set(mine) if given is None else set(given) & set(mine)
+        changed = [f"{k} ({mine[k]!r}; the run has {saved.get(k)!r})"
+                   for k in sorted(names - set(RESUMABLE_CHANGES)) if mine[k] != saved.get(k)]
+    if paths and [str(Path(p).resolve()) for p in paths] != record.get("trajectories"):
+        changed.append(f"the trajectories (the run was trained on "
+                       f"{', '.join(record.get('trajectories', []))})")
+    if changed:
+        raise UserInputError(
+            f"--resume continues the training in {out} with its own settings and "
+            f"trajectories, but these differ: {'; '.join(changed)}. Repeat the original "
+            "command (only --steps, --memory-budget and the checkpoint interval may "
+            "change), or start a new run with --overwrite or another --out.")
+
+
 def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
           overwrite: bool = False, quiet: bool = True, stop_after: int | None = None,
-          max_time_s: float | None = None) -> Path:
+          max_time_s: float | None = None, given=None) -> Path:
     """Train a score network on the trajectories ``paths``; write the run to ``out``.
 
     ``stop_after``: leave after this many steps of this call (checkpointed), as if
     interrupted; ``resume`` continues a run from its latest checkpoint with its saved
-    configuration (``cfg.steps`` may extend it). ``max_time_s``: a wall-clock budget
+    configuration and trajectories: ``cfg.steps`` may extend it, and a setting of ``cfg``
+    named in ``given`` (default: all of them) or a trajectory that differs from the saved
+    run's is refused, except the :data:`RESUMABLE_CHANGES`. ``max_time_s``: a wall-clock budget
     (seconds) for this call's training loop; when it is spent the run stops as with
     ``stop_after`` (checkpointed, resumable), e.g. inside a batch job's time limit.
     """
@@ -284,6 +311,7 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
         except (UserInputError, TypeError) as exc:
             raise _damaged_record(record_path, exc, "holds unknown training settings",
                                   "start over") from None
+        _check_resumed_settings(out, record, cfg, given, paths)
         if cfg is not None and cfg.steps > saved.steps:
             saved.steps = cfg.steps
         cfg = saved

@@ -151,6 +151,26 @@ def test_damaged_run_directory_exits_2(trained, tmp_path, capsys, damage, comman
     assert not (tmp_path / "e.nc").exists()
 
 
+def test_resume_with_other_settings_or_data_is_refused(trained, tmp_path, capsys):
+    """--resume used the saved settings and trajectories whatever was given, silently;
+    other values are now refused (the run directory untouched), while more --steps and
+    another --memory-budget continue it."""
+    traj, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    other = tmp_path / "other.nc"
+    shutil.copy(traj, other)
+    base = ["train", "--out", str(copy), "--resume", "--quiet", "--size", "tiny"]
+    before = sorted(p.name for p in copy.rglob("*"))
+    assert main([*base[:1], str(traj), *base[1:], "--batch-size", "64", "--lr", "0.05"]) == 2
+    err = _err(capsys)
+    assert "these differ: batch_size (64; the run has 16); lr (0.05; the run has 0.001)" in err
+    assert main([*base[:1], str(other), *base[1:]]) == 2
+    assert "the trajectories (the run was trained on" in _err(capsys)
+    assert sorted(p.name for p in copy.rglob("*")) == before
+    assert main([*base[:1], str(traj), *base[1:], "--steps", "6", "--memory-budget", "0.1"]) == 0
+
+
 def test_damaged_checkpoint_on_the_command_line_prints_one_paragraph(trained, tmp_path):
     """The real command: no orbax/tensorstore reports after the paragraph either."""
     import subprocess
