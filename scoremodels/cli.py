@@ -235,10 +235,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - internal errors are reported distinctly from bad input
         from simcore._errors import path_error
+        from simcore.io.write_errors import disk_full_error, is_space_error
 
-        if path_error(exc) is not None:
-            print(textwrap.fill(f"scoremodels {args.command}: error: {path_error(exc)}",
-                                width=100), file=sys.stderr)
+        known = path_error(exc)
+        if known is None and is_space_error(exc):  # metrics, records, figures of a run
+            known = disk_full_error(exc.filename or args.out, exc, kept=(
+                "Free some space and run the command again (a training continues from its "
+                "last checkpoint with --resume)."))
+        if known is not None:
+            print(textwrap.fill(f"scoremodels {args.command}: error: {known}", width=100),
+                  file=sys.stderr)
             return 2
         traceback.print_exc()
         print("scoremodels: internal error (exit 1); please report it with the traceback "

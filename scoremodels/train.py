@@ -254,6 +254,23 @@ def _length_scale(sample, net) -> float:
 RESUMABLE_CHANGES = ("steps", "memory_budget_mb", "checkpoint_every")
 
 
+def _checkpointed(out: Path, save, *args, **kwargs) -> None:
+    """``save(*args, **kwargs)`` (orbax's checkpoint save or wait); a full disk, which orbax
+    reports as an OSError or tensorstore's ValueError "RESOURCE_EXHAUSTED", is a
+    UserInputError."""
+    try:
+        save(*args, **kwargs)
+    except (OSError, ValueError) as exc:
+        from simcore.io.write_errors import disk_full_error, is_space_error
+
+        if is_space_error(exc) or "RESOURCE_EXHAUSTED" in str(exc) or \
+                "No space left" in str(exc):
+            raise disk_full_error(out / "checkpoints", exc, kept=(
+                "The checkpoints before it are kept: free some space and rerun the same "
+                "command with --resume to continue.")) from None
+        raise
+
+
 def _check_resumed_settings(out: Path, record: dict, cfg, given, paths) -> None:
     """Refuse a resume given other trajectories or settings than the run it continues
     (they were silently replaced by the saved ones)."""
@@ -329,6 +346,15 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
             shutil.rmtree(out)
         if not out.parent.exists():
             raise UserInputError(f"The folder {out.parent} does not exist.")
+        try:  # now: a path through a file, a read-only or full file system, before the work
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from simcore.io.write_errors import disk_full_error, is_space_error
+
+            if is_space_error(exc):
+                raise disk_full_error(out, exc, kept="Nothing was written.") from None
+            raise UserInputError(f"Cannot create the run directory {out} "
+                                 f"({exc.strerror or exc}): give another --out.") from None
     if cfg.batch_size < 1 or cfg.steps < 1:
         raise UserInputError("batch_size and steps must be positive.")
 
@@ -473,15 +499,15 @@ def train(paths, out, cfg: TrainConfig | None = None, resume: bool = False,
             if done % cfg.checkpoint_every == 0 or done == end:
                 tree = {"params": params, "ema": ema, "opt": opt_state,
                         "step": jnp.asarray(done)}
-                mgr.save(done, args=ocp.args.StandardSave(tree), force=True)
+                _checkpointed(out, mgr.save, done, args=ocp.args.StandardSave(tree), force=True)
             if out_of_time:
                 break
         bar.close()
-        mgr.wait_until_finished()
+        _checkpointed(out, mgr.wait_until_finished)
         if end > start and mgr.latest_step() != end:
             tree = {"params": params, "ema": ema, "opt": opt_state, "step": jnp.asarray(end)}
-            mgr.save(end, args=ocp.args.StandardSave(tree), force=True)
-            mgr.wait_until_finished()
+            _checkpointed(out, mgr.save, end, args=ocp.args.StandardSave(tree), force=True)
+            _checkpointed(out, mgr.wait_until_finished)
         _write_metrics(metrics_path, rows)
         if rows:
             _loss_figure(rows, out / "loss.png")
