@@ -21,13 +21,54 @@ def first_after_burn_in(n_frames: int, burn_in: float) -> int:
     return max(0, min(int(burn_in * n_frames), n_frames - 1))
 
 
+#: fewer independent samples than this in a series (its length over the integrated
+#: autocorrelation time) make its error bar itself uncertain by more than ~30 %
+MIN_INDEPENDENT_SAMPLES = 10
+
+
+def integrated_time(values, window: float = 5.0) -> float:
+    """The integrated autocorrelation time τ = 1 + 2 Σ ρ(k) of a series, in samples, with
+    Sokal's automatic window (the first lag M ≥ ``window`` · τ(M)); the variance of the
+    series' mean is var · τ / N. 1 for an uncorrelated series, and for a constant one (its
+    mean is exact: no fluctuation to correlate)."""
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    x = x - x.mean()
+    if n < 2 or not np.any(x):
+        return 1.0
+    size = 1 << (2 * n - 1).bit_length()
+    f = np.fft.rfft(x, size)
+    acf = np.fft.irfft(f * np.conj(f), size)[:n]
+    acf /= acf[0]
+    taus = 2.0 * np.cumsum(acf) - 1.0
+    ok = np.arange(n) >= window * taus
+    return float(max(1.0, taus[np.argmax(ok)] if ok.any() else taus[-1]))
+
+
 def block_mean(values, n_blocks: int = 10) -> tuple[float, float]:
-    """Mean of a time series and its standard error from ``n_blocks`` contiguous block
-    means (at least 2 blocks; valid when a block is longer than the correlation time)."""
+    """Mean of a time series and its standard error: the larger of the error from
+    ``n_blocks`` contiguous block means (at least 2 blocks) and σ·√(τ/N) from the series'
+    integrated autocorrelation time τ (:func:`integrated_time`), so that blocks shorter
+    than the correlation time do not shrink it. Warns when the series holds fewer than
+    :data:`MIN_INDEPENDENT_SAMPLES` independent samples (N/τ): the error bar is then
+    itself unreliable (a run too short for its correlation time)."""
+    import warnings
+
     values = np.asarray(values, dtype=float)
-    n_blocks = max(2, min(n_blocks, len(values)))
-    blocks = np.array([b.mean() for b in np.array_split(values, n_blocks)])
-    return float(values.mean()), float(blocks.std(ddof=1) / math.sqrt(n_blocks))
+    n = len(values)
+    n_blocks = max(2, min(n_blocks, n))
+    blocks = np.array([b.mean() for b in np.array_split(values, n_blocks) if len(b)])
+    err = float(blocks.std(ddof=1) / math.sqrt(len(blocks))) if len(blocks) > 1 else math.nan
+    tau = integrated_time(values)
+    if math.isfinite(tau) and n > 1:
+        err = max(err, float(values.std(ddof=1) * math.sqrt(tau / n)))
+    if not n / tau >= MIN_INDEPENDENT_SAMPLES:
+        warnings.warn(
+            f"The error bar of a mean over {n} frames is unreliable: they hold about "
+            f"{n / tau:.1f} independent samples (autocorrelation time {tau:.3g} frames), "
+            f"fewer than {MIN_INDEPENDENT_SAMPLES}. Run longer or write frames less often.",
+            stacklevel=3)
+    return float(values.mean()), err
 
 
 def frame_variables(ds: xr.Dataset, k: int, names=None) -> dict[str, np.ndarray]:

@@ -17,7 +17,9 @@ entropy production rate per copy (k_B = 1, all coordinates even, model time unit
 
 Error bars: the copies are independent, so with ≥ 20 copies the standard error is the
 spread of the per-copy time averages over √n (exact whatever the time correlations);
-with fewer copies, block averages over frames.
+with fewer copies, block averages over frames, never below σ·√(τ/N) from the integrated
+autocorrelation time τ (:func:`simcore.analysis._frames.block_mean`, which warns when
+the frames hold fewer than 10 independent samples).
 """
 
 from __future__ import annotations
