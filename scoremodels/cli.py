@@ -148,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_train(args):
     from scoremodels.train import TrainConfig, train
 
+    if args.max_minutes is not None and not args.max_minutes >= 0:  # NaN too
+        raise UserInputError(f"--max-minutes must be a number of minutes >= 0 (got "
+                             f"{args.max_minutes}); 0 stops after the first step.")
     values = TrainConfig.from_toml(args.config) if args.config else {}
     for f in dataclasses.fields(TrainConfig):
         v = getattr(args, f.name, None)

@@ -208,6 +208,9 @@ def resolve(
     if overrides:
         items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
         for key, value in items:
+            if not isinstance(key, str):
+                raise UserInputError(f"Parameter names in overrides must be strings (got "
+                                     f"{key!r}: {value!r}).")
             if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
                 value = value.item()  # numpy scalars: np.int64 -> int, np.bool_ -> bool
             if key in META_KEYS:

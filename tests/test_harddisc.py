@@ -311,6 +311,9 @@ def test_steps_follow_t_end():
         resolve("harddisc", preset="hydro", steps=5)
     with pytest.raises(simcore.UserInputError, match="whole number"):
         resolve("harddisc", overrides={"t_end": 10.5})
+    # steps = 0 stored t_end = 0, a file no reader accepted (like --set t_end=0, refused)
+    with pytest.raises(simcore.UserInputError, match="steps must be at least 1"):
+        resolve("harddisc", steps=0)
 
 
 @pytest.mark.parametrize("overrides,fragment", [

@@ -388,3 +388,8 @@ def test_a_name_too_long_for_the_file_system_is_exit_2(files, tmp_path, args):
     proc = run_cli(*[a.format(**names) for a in args])
     assert_one_paragraph(proc, "too long for the file system", "at most 255 bytes")
     assert not list(tmp_path.iterdir())
+
+
+def test_override_names_must_be_strings(tmp_path):
+    with pytest.raises(UserInputError, match="names in overrides must be strings"):
+        simcore.run("couzin", out=tmp_path / "x.nc", overrides={1: 5})

@@ -312,3 +312,13 @@ def test_train_run_directory_that_cannot_be_made_or_filled(trained, tmp_path, ti
         text = " ".join(proc.stderr.split())
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert fragment in text, text
+
+
+@pytest.mark.parametrize("minutes", ["-1", "nan"])
+def test_train_max_minutes_must_be_a_duration(trained, tmp_path, capsys, minutes):
+    """A negative or NaN budget trained 0 steps and wrote an untrained network (exit 0)."""
+    traj, _ = trained
+    assert main(["train", str(traj), "--out", str(tmp_path / "r"), "--max-minutes", minutes,
+                 "--quiet"]) == 2
+    assert "--max-minutes must be a number of minutes >= 0" in _err(capsys)
+    assert not (tmp_path / "r").exists()

@@ -517,3 +517,19 @@ def test_a_sweep_of_too_many_runs_is_refused_before_it_is_listed(tmp_path):
                                  f'{MAX_RUNS // 2 + 1}\n[grid]\nn = [100, 200]\n', name="j.toml")
     with pytest.raises(UserInputError, match="a sweep holds at most"):
         plan_sweep(just)
+
+
+def test_the_api_refuses_what_is_not_a_sweep_and_an_empty_out(tmp_path):
+    """simcore.sweep(None) / (5) and open_sweep(None) raised TypeErrors; out = "" wrote the
+    runs and the manifest into the sweep file's own folder."""
+    for bad in (None, 5):
+        with pytest.raises(UserInputError, match="path of its TOML file or a dict"):
+            simcore.sweep(bad)
+    for combine in (simcore.open_sweep, analyze_sweep):
+        with pytest.raises(UserInputError, match="A sweep folder must be a path"):
+            combine(None)
+    path = tmp_path / "e.toml"
+    path.write_text('out = ""\nmodel = "linear"\nsteps = 100\n[grid]\nn = [100, 200]\n')
+    with pytest.raises(UserInputError, match="out is empty"):
+        plan_sweep(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.toml"]

@@ -92,8 +92,8 @@ def open_sweep(folder: str | Path, **kwargs) -> "xr.Dataset":
     import netCDF4
     import xarray as xr
 
+    record = read_manifest(folder)  # first: it refuses what is not a path
     folder = Path(folder)
-    record = read_manifest(folder)
     dims, shape, coords = _manifest_layout(record)
     files = _done_files(folder, record)
     times, sizes = [], []
@@ -159,8 +159,8 @@ def analyze_sweep(folder: str | Path, *, quiet: bool = True, **kwargs) -> "xr.Da
     from simcore.analysis import analyze_dataset
     from simcore.io.trajectory import open_trajectory
 
+    record = read_manifest(folder)  # first: it refuses what is not a path
     folder = Path(folder)
-    record = read_manifest(folder)
     dims, shape, coords = _manifest_layout(record)
     files = _done_files(folder, record)
     from simcore._progress import progress

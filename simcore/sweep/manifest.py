@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,8 @@ class Manifest:
 
 def read_manifest(folder: str | Path) -> dict:
     """The manifest of a sweep folder as a dict (``UserInputError`` if there is none)."""
+    if not isinstance(folder, (str, os.PathLike)):
+        raise UserInputError(f"A sweep folder must be a path (got {folder!r}).")
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():

@@ -171,10 +171,13 @@ def plan_sweep(spec: Mapping[str, Any] | str | Path, *, out: str | Path | None =
 
     source = None
     base_dir = Path.cwd()
-    if isinstance(spec, (str, Path)):
+    if isinstance(spec, (str, os.PathLike)):
         source = str(spec)
         base_dir = Path(spec).resolve().parent
         spec = load_spec(spec)
+    if not isinstance(spec, Mapping):
+        raise UserInputError(f"A sweep is the path of its TOML file or a dict of the same keys "
+                             f"(got {spec!r}).")
     spec = dict(spec)
     unknown = sorted(set(spec) - _TOP_KEYS - RUN_KEYS)
     if unknown:
@@ -228,6 +231,10 @@ def plan_sweep(spec: Mapping[str, Any] | str | Path, *, out: str | Path | None =
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise UserInputError(f"{_where(source)}, {key} must be a string (got "
                                  f"{spec[key]!r}).")
+        if spec.get(key) is not None and not spec[key].strip():  # "" is the sweep file's folder
+            raise UserInputError(f"{_where(source)}, {key} is empty; give a name or omit the "
+                                 "key" + (" (the default folder is named after the sweep "
+                                          "file)." if key == "out" else "."))
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise UserInputError(f"The sweep's output folder must be a path (got {out!r}).")
     config = spec.get("config")

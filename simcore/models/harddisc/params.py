@@ -228,6 +228,10 @@ def resolve_run(params: Params, settings, given: set[str]) -> tuple:
     """
     k = params.t_end / params.frame_dt
     if "steps" in given and "t_end" not in given:
+        if settings.steps < 1:  # t_end = 0 would be stored, which no reader accepts
+            raise UserInputError(
+                f"steps must be at least 1 for the hard discs (got {settings.steps}): one step "
+                f"is one frame interval frame_dt = {params.frame_dt:g}.")
         return params.model_copy(update={"t_end": settings.steps * params.frame_dt}), settings
     steps = int(round(k))
     if steps < 1 or abs(steps - k) > 1e-9 * max(1.0, k):
