@@ -16,7 +16,6 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from simcore._errors import UserInputError
 from simcore.io.trajectory import read_attrs
 
 #: the topology's particles: hydrogen (mass 1.008, the mass ASE also gives them), one
@@ -72,10 +71,13 @@ def write_topology(path: str | Path, out: str | Path) -> Path:
             f"{x[i, 0]:8.3f}{x[i, 1]:8.3f}{x[i, 2]:8.3f}{1.0:6.2f}{0.0:6.2f}          "
             f"{ELEMENT:>2s}")
     lines.append("END")
-    try:
-        out.write_text("\n".join(lines) + "\n")
+    from simcore.io.atomic import write_text
+    from simcore.io.write_errors import output_error
+
+    try:  # atomically: a full disk leaves no truncated PDB behind
+        write_text(out, "\n".join(lines) + "\n")
     except OSError as exc:
-        raise UserInputError(f"Cannot write {out} ({exc.strerror or exc}).") from None
+        raise output_error(out, exc) from None
     return out
 
 

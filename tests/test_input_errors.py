@@ -188,6 +188,16 @@ def test_export_on_a_full_disk_exits_2_and_leaves_nothing(files, tiny_fs, to):
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
 
 
+def test_topology_on_a_full_disk_leaves_no_partial_pdb(tiny_fs):
+    """The PDB was written in place: a full disk left a truncated file (then 'already
+    exists' on the rerun)."""
+    big = simcore.run("couzin", steps=1, overrides={"n": 2000}, out=tiny_fs.parent / "b.nc")
+    out = tiny_fs / "t.pdb"
+    proc = run_cli("export", big, "--topology", out)
+    assert_one_paragraph(proc, f"Writing {out} failed", "the disk is full")
+    assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
+
+
 def test_output_on_a_read_only_file_system(files, read_only_fs):
     out = read_only_fs / "d.nc"
     proc = run_cli("analyze", files["couzin"], "-o", out)

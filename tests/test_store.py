@@ -722,6 +722,29 @@ def test_a_script_s_idle_worker_is_reaped_at_exit(tmp_path):
     assert (tmp_path / "free.nc").exists()
 
 
+def test_a_ctrl_c_while_the_idle_worker_exits_at_exit_kills_it_quietly(monkeypatch):
+    """A Ctrl-C just after a finished run, while the exit handler waits for the idle
+    worker, printed a KeyboardInterrupt traceback from the atexit callback."""
+    import simcore.io.assembler as assembler
+
+    killed = []
+
+    class Proc:
+        def kill(self):
+            killed.append(True)
+
+    class Worker:
+        proc = Proc()
+
+    def interrupted(worker):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(assembler, "_idle", [Worker()])
+    monkeypatch.setattr(assembler, "_discard", interrupted)
+    assembler._release_at_exit()  # no KeyboardInterrupt escapes
+    assert killed == [True] and assembler._idle == []
+
+
 def test_a_process_on_one_core_starts_no_worker(tmp_path, monkeypatch, fresh_workers):
     """With one usable core a worker would only take it from the run: none is started."""
     assembler = fresh_workers

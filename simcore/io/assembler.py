@@ -749,12 +749,16 @@ def prestart(expected_bytes: int) -> None:
         _give_back(worker)
 
 
-def release_idle_workers() -> None:
-    """Let this process's idle worker exit (at exit; benchmarks measuring a first run)."""
+def _take_idle_workers() -> list[_Worker]:
     with _pool_lock:
         workers = list(_idle)
         _idle.clear()
-    for worker in workers:
+    return workers
+
+
+def release_idle_workers() -> None:
+    """Let this process's idle worker exit (at exit; benchmarks measuring a first run)."""
+    for worker in _take_idle_workers():
         _discard(worker)
 
 
@@ -766,7 +770,19 @@ def _forget_parents_workers() -> None:
     _idle.clear()
 
 
-atexit.register(release_idle_workers)
+def _release_at_exit() -> None:
+    """:func:`release_idle_workers` at exit; a Ctrl-C meanwhile (waiting for the worker to
+    exit) kills it instead of printing a traceback after the run has finished."""
+    workers = _take_idle_workers()
+    try:
+        for worker in workers:
+            _discard(worker)
+    except KeyboardInterrupt:
+        for worker in workers:
+            worker.proc.kill()
+
+
+atexit.register(_release_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_parents_workers)
 
