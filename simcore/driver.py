@@ -333,6 +333,8 @@ class _Run:
         self.kernel_args = ({} if model.kernel_threads is None
                             else {"parallel": self.most_kernel_threads > 1})
         self.follow_load = follow_load and self.most_kernel_threads > 1
+        # whether a frame interval may be advanced in pieces (the same bits as one call)
+        self.cuts_anywhere = model.cuts_anywhere is None or model.cuts_anywhere(params)
         self.out, self.paths, self.run_json, self.preset = out, paths, run_json, preset
         self.log, self.quiet, self.argv = log, quiet, argv
         self.stop_after_frames = stop_after_frames
@@ -618,7 +620,8 @@ class _Run:
             started = time.perf_counter()
             try:
                 shown = 0  # steps of this call the bar has shown
-                if model.advance_frames is None or _long_interval(chunk_seconds):
+                if model.advance_frames is None or (_long_interval(chunk_seconds)
+                                                    and self.cuts_anywhere):
                     shown = self._advance_in_pieces(key, step0, n, chunk_seconds, bar, follower,
                                                     stop)
                     if shown is None:  # stopped between pieces, checkpointed at frame f - 1
@@ -660,7 +663,7 @@ class _Run:
         than :data:`_STOP_WITHIN_SECONDS`: then the checkpoint holds the state at the
         interval's start (the last frame's; ``--resume`` redoes the interval, to the same
         bits)."""
-        if not _long_interval(chunk_seconds):
+        if not _long_interval(chunk_seconds) or not self.cuts_anywhere:
             self._engine_call(self.model.advance, self.state, self.params, key, step0, n,
                               **self.kernel_args)
             return 0

@@ -105,6 +105,12 @@ class Engine:
     step_unit: str = "step"
     #: False for serial kernels: the driver then skips choosing a thread count
     threaded: bool = True
+    #: ``cuts_anywhere(params) -> bool``: whether a frame interval advanced in several
+    #: ``advance`` calls gives the bits of one call (None: always). Where not, the driver
+    #: advances every interval in one call (no progress, load following or stop within
+    #: it): e.g. Couzin in open space plans its cells anew at each call, and the cell
+    #: order is the order of each agent's neighbour sums
+    cuts_anywhere: Callable[..., bool] | None = None
     #: ``kernel_threads(params, n_steps, threads=None) -> int``: the threads ``advance``
     #: computes on, ``n_steps`` steps at a time, with ``threads`` available (default:
     #: Numba's current thread count); None: one. The driver writes the NetCDF file beside

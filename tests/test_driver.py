@@ -92,7 +92,9 @@ def _engine(monkeypatch, model, **changes):
 
 
 @pytest.mark.parametrize("model, overrides, call_bytes", [
-    ("couzin", {"preset": "swarm", "overrides": {"n": 70}}, 2**15),  # ~19 frames a call
+    # periodic: in open space an interval is never cut (Engine.cuts_anywhere)
+    ("couzin", {"preset": "swarm", "overrides": {"n": 70, "boundary": "periodic", "box": 32.0}},
+     2**15),  # ~19 frames a call
     # threaded where Numba has 2+ threads (n·d²·steps = 3200 a chunk); ~23 frames a call
     ("linear", {"overrides": {"n": 200}}, 2**17),
 ])
@@ -442,7 +444,8 @@ def test_a_run_follows_load_that_appears_and_leaves_mid_run(tmp_path, monkeypatc
 @pytest.mark.parametrize("model, kw", [
     ("abp", dict(preset="homogeneous", steps=30, write_every=10, overrides={"n": 200})),
     ("harddisc", dict(write_every=3, overrides={"n": 60, "t_end": 9.0, "frame_dt": 1.0})),
-    ("couzin", dict(preset="swarm", steps=30, write_every=10, overrides={"n": 70})),
+    ("couzin", dict(preset="swarm", steps=30, write_every=10,
+                    overrides={"n": 70, "boundary": "periodic", "box": 32.0})),
 ])
 def test_long_frame_intervals_are_advanced_in_pieces_to_the_same_bits(tmp_path, monkeypatch,
                                                                      model, kw):
@@ -503,7 +506,8 @@ def test_long_frame_intervals_are_advanced_in_pieces_to_the_same_bits(tmp_path, 
 
 @pytest.mark.parametrize("model, kw", [
     ("abp", dict(preset="homogeneous", steps=30, write_every=10, overrides={"n": 200})),
-    ("couzin", dict(preset="swarm", steps=30, write_every=10, overrides={"n": 70})),
+    ("couzin", dict(preset="swarm", steps=30, write_every=10,
+                    overrides={"n": 70, "boundary": "periodic", "box": 32.0})),
 ])
 def test_a_stop_signal_within_a_long_interval_checkpoints_its_start(tmp_path, monkeypatch,
                                                                     model, kw):
@@ -603,3 +607,32 @@ def test_run_summary_attributes_engine_and_writing_time(tmp_path, monkeypatch, c
     wall, computing, rest = _summary_seconds(capsys.readouterr().err)
     assert rest >= 0.05 * 2 and rest > computing  # at least frame 0 and one more call
     assert abs(wall - computing - rest) <= 0.015
+
+
+def test_couzin_in_open_space_advances_every_interval_whole(tmp_path, monkeypatch):
+    """Away from a periodic box Couzin plans its cells at each call, and the cells order
+    the neighbour sums: an interval cut in pieces (the driver's first, untimed interval,
+    and any long one) changed the bits. How the first interval was cut depended on how long
+    its first step took, so a seeded run differed between a process's first run (kernels
+    being loaded) and its later ones. Now such intervals are advanced whole: repeated runs
+    are identical, and equal to one advance call per frame, even when every interval is
+    'long'."""
+    import simcore.driver as driver
+    from simcore.config import resolve
+    from simcore.rng import kernel_key
+
+    kw = dict(steps=300, write_every=10, seed=2, overrides={"n": 300})
+    params, settings, _ = resolve("couzin", **kw)
+    engine = driver.get_engine("couzin")
+    assert not engine.cuts_anywhere(params)
+    state = engine.init_state(params, settings.seed)
+    expected = [state["positions"].astype(np.float32)]
+    for f in range(30):
+        engine.advance(state, params, kernel_key(settings.seed), 10 * f, 10)
+        expected.append(state["positions"].astype(np.float32))
+    runs = [simcore.run("couzin", out=tmp_path / f"r{k}.nc", **kw) for k in range(2)]
+    monkeypatch.setattr(driver, "_PIECE_SECONDS", 1e-12)  # every interval 'long'
+    runs.append(simcore.run("couzin", out=tmp_path / "long.nc", **kw))
+    for out in runs:
+        with simcore.open_trajectory(out) as ds:
+            np.testing.assert_array_equal(ds["coordinates"].values, np.array(expected))

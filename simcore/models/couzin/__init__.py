@@ -366,6 +366,9 @@ ENGINE = Engine(
     extra_variables=extra_variables, time_per_step=time_per_step, warnings=warnings,
     geometry=geometry, run_bytes=run_bytes, analysis_bytes=analysis_bytes,
     kernel_threads=kernel_threads,
+    # away from a periodic box each call plans its cells from the school's extent, and the
+    # cells order each agent's neighbour sums: a cut within an interval changes the bits
+    cuts_anywhere=lambda params: params.boundary == "periodic",
     analysis="simcore.analysis.schooling:schooling_indices_from_dataset",
     analysis_options=(Option("convention", "schooling entropies: corrected (default) or the "
                              "dewi-kadita definitions", choices=("corrected", "dewi"),
