@@ -620,8 +620,7 @@ class _Run:
             started = time.perf_counter()
             try:
                 shown = 0  # steps of this call the bar has shown
-                if model.advance_frames is None or (_long_interval(chunk_seconds)
-                                                    and self.cuts_anywhere):
+                if model.advance_frames is None or self._in_pieces(chunk_seconds):
                     shown = self._advance_in_pieces(key, step0, n, chunk_seconds, bar, follower,
                                                     stop)
                     if shown is None:  # stopped between pieces, checkpointed at frame f - 1
@@ -663,7 +662,7 @@ class _Run:
         than :data:`_STOP_WITHIN_SECONDS`: then the checkpoint holds the state at the
         interval's start (the last frame's; ``--resume`` redoes the interval, to the same
         bits)."""
-        if not _long_interval(chunk_seconds) or not self.cuts_anywhere:
+        if not self._in_pieces(chunk_seconds):
             self._engine_call(self.model.advance, self.state, self.params, key, step0, n,
                               **self.kernel_args)
             return 0
@@ -688,6 +687,11 @@ class _Run:
                 self._follow(follower)
             size = max(1, min(2 * take if chunk_seconds is None else n,
                               int(take * _PIECE_SECONDS / max(seconds, 1e-9))))
+
+    def _in_pieces(self, chunk_seconds: float | None) -> bool:
+        """Whether the next frame interval is advanced in pieces: a long (or untimed) one,
+        of an engine whose bits do not depend on where a run is cut."""
+        return self.cuts_anywhere and _long_interval(chunk_seconds)
 
     def _engine_call(self, function, *args, **kwargs):
         """``function(*args, **kwargs)``, its wall time added to :attr:`engine_seconds`."""

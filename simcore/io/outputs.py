@@ -45,6 +45,16 @@ def unused_name(path: Path) -> Path:
     return candidate
 
 
+def _refuse_special(path: Path, hint: str) -> None:
+    """Refuse an existing output that is not a regular file (a device, a pipe, a socket):
+    outputs are written to a new file renamed into place, which would replace it."""
+    if path.exists() and not path.is_file():
+        raise UserInputError(
+            f"The output {path} is not a regular file (a device, a pipe or a socket): "
+            "simcore writes a new file and renames it into place, which would replace it. "
+            f"Give a file name{hint}.")
+
+
 def check_new_output(path: Path, overwrite: bool, inputs=(), example: str = "") -> None:
     """Refuse an output file that cannot or must not be written: a folder, an existing
     file without ``overwrite``, one of ``inputs`` (never replaced), something that is not
@@ -60,11 +70,7 @@ def check_new_output(path: Path, overwrite: bool, inputs=(), example: str = "") 
             if Path(given).exists() and path.exists() and path.samefile(given):
                 raise UserInputError(f"The output {path} is the input {given}; choose another "
                                      "name (an input is never replaced).")
-        if path.exists() and not path.is_file():
-            raise UserInputError(
-                f"The output {path} is not a regular file (a device, a pipe or a socket): "
-                f"simcore writes a new file and renames it into place, which would replace "
-                f"it. Give a file name{hint}.")
+        _refuse_special(path, hint)
         if not overwrite:
             raise UserInputError(f"The output {path} already exists. Pass --overwrite to "
                                  "replace it.")
@@ -82,11 +88,7 @@ def check_folder(out: Path) -> None:
         raise UserInputError(f"The output folder {out.parent} does not exist; create it first.")
     if out.is_dir():
         raise UserInputError(f"The output {out} is a folder; give a file name such as run.nc.")
-    if out.exists() and not out.is_file():
-        raise UserInputError(
-            f"The output {out} is not a regular file (a device, a pipe or a socket): the run "
-            "writes a new file and renames it into place, which would replace it. Give a file "
-            "name such as run.nc.")
+    _refuse_special(out, " such as run.nc")
     if not os.access(out.parent, os.W_OK):
         raise UserInputError(f"The output folder {out.parent} is not writable.")
 
