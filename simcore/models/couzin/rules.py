@@ -493,6 +493,18 @@ def bounding_box_plan(pos, r_a, box, side, ncell, reach, own_extent):
                              neighbors.AUTO_CELL_COST, side, ncell, reach)
 
 
+@njit(cache=True)
+def _keep(c, pos, head, kept_pos, kept_head):
+    """The state after chunk ``c`` into ``kept_pos[c]``/``kept_head[c]`` (the driver's
+    frame). Element loops, not ``kept_pos[c, :, :] = pos``: a slice assignment compiles
+    its shape check's error message (Numba's string formatting), which added ~6 s, a
+    quarter, to the Couzin kernels' first compilation (benchmarks/RESULTS.md)."""
+    for a in range(pos.shape[0]):
+        for x in range(pos.shape[1]):
+            kept_pos[c, a, x] = pos[a, x]
+            kept_head[c, a, x] = head[a, x]
+
+
 @njit(cache=True, inline="always")
 def _chunk_shape(ncell, recentre, blocks):
     """(one cell per axis, one phase per step, units per step) of a chunk's plan for the
@@ -547,8 +559,7 @@ def _team_member(counters, blocks, pos, head, sums, box, side, ncell, reach, cel
             if u == end - 1:  # the epilogue
                 _team.wait_done(counters, u)
                 if c < kept_pos.shape[0]:
-                    kept_pos[c, :, :] = pos
-                    kept_head[c, :, :] = head
+                    _keep(c, pos, head, kept_pos, kept_head)
                 break
             one_cell, fused, per_step = _chunk_shape(ncell, recentre, blocks)
             v = u - base - 1
@@ -663,7 +674,6 @@ def run_steps_for(parallel: bool):
                               speed, key, step + s)
                 _move(pos, head, speed, dt, rule, boundary, L)
             if c < kept_pos.shape[0]:  # the state after this chunk, for its frame
-                kept_pos[c, :, :] = pos
-                kept_head[c, :, :] = head
+                _keep(c, pos, head, kept_pos, kept_head)
 
     return _run_steps
