@@ -429,9 +429,10 @@ import numpy as np
 from simcore.models import active
 forces = importlib.import_module("simcore.models.active.forces")  # (active.forces: a function)
 integrate = importlib.import_module("simcore.models.active.integrate")
-p = active.Params(n=64, propulsion="aoup", potential="none", phi=0.1)
+p = active.Params(n=600, propulsion="aoup", potential="none", phi=0.1)
 state = active.init_state(p, 1)
-active.advance(state, p, np.uint64(1), 0, 5, parallel=False)
+active.advance(state, p, np.uint64(1), 0, 5)  # serial: fewer than 8192 free particles
+active.frame(state, p)  # its forces on the loop's threads (threaded from 512 before)
 compiled = {name: bool(getattr(module, name).signatures) for module, name in (
     (integrate, "_integrate_serial"), (integrate, "_integrate_parallel"),
     (integrate, "_integrate_abp_serial"), (integrate, "_integrate_abp_parallel"),
@@ -444,8 +445,9 @@ print(sorted(name for name, done in compiled.items() if done))
 @pytest.mark.slow  # 22 s: a cold cache's compilation, which the check is about
 def test_a_serial_aoup_run_compiles_only_its_own_kernels(tmp_path):
     """The step loop is compiled per (threads, propulsion): a serial AOUP run on a cold
-    cache compiles the serial AOUP integrator and the serial force sum, none of the
-    threaded or ABP kernels (a loop typed with every path compiled them all: 78 s)."""
+    cache, its steps and a frame, compiles the serial AOUP integrator and the serial force
+    sum, none of the threaded or ABP kernels (a loop typed with every path compiled them
+    all: 78 s; a frame's forces, threaded from 512 particles, compiled the threaded sum)."""
     import os
     import subprocess
     import sys

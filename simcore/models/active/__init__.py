@@ -311,8 +311,13 @@ def state_from_frame(variables: dict[str, np.ndarray], params: Params) -> dict[s
 
 def frame(state, params: Params) -> dict[str, np.ndarray]:
     """Per-frame variables in particle-identity order; ``drift`` is the deterministic
-    drift b = v0 p + μ F (no ``velocities``: see :func:`extra_variables`)."""
-    force, _ = forces(state, params)
+    drift b = v0 p + μ F (no ``velocities``: see :func:`extra_variables`).
+
+    The forces are summed on the threads the step loop uses (:func:`kernel_threads`; the
+    same bits either way): a serial run then compiles no threaded kernel (~5 s of a cold
+    cache's first run at N = 512-2047, the defaults included), and leaves the other core
+    to the writer's worker."""
+    force, _ = forces(state, params, parallel=kernel_threads(params, 0) > 1)
     n, abp = params.n, params.propulsion == "abp"
     if abp:  # n̂ = (cos θ, sin θ) by NumPy, as the files always had it
         p = _orientation(state["theta"])
