@@ -25,6 +25,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from simcore._env import env_flag
 from simcore._errors import UserInputError
 
 SKIP_ENV = "SIMCORE_SKIP_MEMORY_CHECK"
@@ -142,10 +143,10 @@ def check_memory(needed_bytes: float, what: str, advice: str | Callable[[int], s
 
     ``what`` names the job ("The run", "Analysing run.nc"), ``advice`` says how to need
     less (or makes that text from the available bytes, only when it is needed).
-    Skipped when the environment variable ``SIMCORE_SKIP_MEMORY_CHECK`` is ``1`` (or
-    when the available memory cannot be read).
+    Skipped when the environment variable ``SIMCORE_SKIP_MEMORY_CHECK`` is on (``1``,
+    ``true`` or ``yes``: :func:`simcore._env.env_flag`) or the available memory cannot be read.
     """
-    if os.environ.get(SKIP_ENV, "").strip().lower() in ("1", "true", "yes"):
+    if env_flag(SKIP_ENV):
         return
     avail = available_bytes()  # ~0.5 ms (/proc and cgroup files): read once a check
     if avail is None or needed_bytes <= avail:

@@ -236,3 +236,25 @@ def test_analysis_estimate_counts_the_frames_the_analysis_holds():
     # couzin is read one frame at a time
     assert _memory.analysis_bytes("couzin", 1000, 10 ** 4) < 2 * _memory.analysis_bytes(
         "couzin", 1000, 10)
+
+
+@pytest.mark.parametrize("value,on", [("1", True), ("true", True), (" YES ", True), ("True", True),
+                                      ("", False), ("0", False), ("no", False), ("2", False)])
+def test_the_skip_switches_share_one_reading(value, on, little_memory, monkeypatch, tmp_path):
+    """SIMCORE_SKIP_MEMORY_CHECK and SIMCORE_SKIP_DISK_CHECK read 1/true/yes the same way
+    (one helper, simcore._env.env_flag): each check is skipped exactly when it is on."""
+    from simcore._env import env_flag
+    from simcore.io import outputs
+
+    monkeypatch.setattr(outputs, "free_bytes", lambda path: 0)
+    monkeypatch.setenv(_memory.SKIP_ENV, value)
+    monkeypatch.setenv(outputs.SKIP_SPACE_ENV, value)
+    assert env_flag(_memory.SKIP_ENV) is on and env_flag(outputs.SKIP_SPACE_ENV) is on
+    checks = [lambda: _memory.check_memory(3 * 2 ** 30, "The job", "Do less."),
+              lambda: outputs.check_space(tmp_path / "run.nc", 2 ** 20, 2 ** 20)]
+    for check in checks:
+        if on:
+            check()
+        else:
+            with pytest.raises(UserInputError):
+                check()

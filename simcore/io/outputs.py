@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from simcore._env import env_flag
 from simcore._errors import UserInputError
 from simcore.io.checkpoint import read_checkpoint_meta
 from simcore.io.trajectory import read_attrs
@@ -182,12 +183,13 @@ def check_space(out: Path, log_bytes: int, file_bytes: int) -> None:
     the disk fills, possibly hours in; a file that might not fit beside it gets a warning
     (compression usually saves 20-50 %; if it does not fit, the frames stay in the log and
     ``--resume`` finishes the file once space is freed). Skipped when the free space cannot
-    be read or the environment variable ``SIMCORE_SKIP_DISK_CHECK`` is ``1``."""
+    be read or the environment variable ``SIMCORE_SKIP_DISK_CHECK`` is on (``1``, ``true``
+    or ``yes``: :func:`simcore._env.env_flag`)."""
     import warnings
 
     from simcore._memory import format_bytes
 
-    if os.environ.get(SKIP_SPACE_ENV, "").strip().lower() in ("1", "true", "yes"):
+    if env_flag(SKIP_SPACE_ENV):
         return
     free = free_bytes(out)
     if free is None or free >= log_bytes + file_bytes:
