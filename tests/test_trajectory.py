@@ -4,6 +4,7 @@ round trip."""
 from __future__ import annotations
 
 import json
+import sys
 
 import netCDF4
 import numpy as np
@@ -112,3 +113,26 @@ def test_reader_rejects_foreign_and_missing_files(tmp_path):
         open_trajectory(junk)
     with pytest.raises(simcore.UserInputError, match="does not exist"):
         open_trajectory(tmp_path / "missing.nc")
+
+
+@pytest.mark.parametrize("fmt,other", [("netcdf4", "h5netcdf"), ("amber", "scipy")])
+def test_an_engine_that_cannot_read_the_file_is_a_clear_error(tmp_path, monkeypatch, fmt, other):
+    """xarray's scipy engine reads only NetCDF3 and its error advised installing netcdf4
+    (a TypeError); each format names the engines that read it, and those work."""
+    path = tmp_path / f"{fmt}.nc"
+    simcore.run("couzin", preset="swarm", steps=20, write_every=10, overrides={"n": 10},
+                format=fmt, out=path)
+    wrong = {"netcdf4": ["scipy", "zarr", "no-such-engine"], "amber": ["h5netcdf", "zarr"]}[fmt]
+    for engine in wrong:
+        with pytest.raises(simcore.UserInputError, match=f"engine={engine!r}") as info:
+            open_trajectory(path, engine=engine)
+        assert "engine='netcdf4' (the default) or engine=" + repr(other) in str(info.value)
+    with open_trajectory(path, engine="netcdf4") as ds:
+        assert ds.sizes["time"] == 3
+    if fmt == "amber":
+        with open_trajectory(path, engine="scipy") as ds:
+            assert ds.sizes["time"] == 3
+    else:  # the right engine, not installed
+        monkeypatch.setitem(sys.modules, "h5netcdf", None)
+        with pytest.raises(simcore.UserInputError, match="needs the h5netcdf package"):
+            open_trajectory(path, engine="h5netcdf")

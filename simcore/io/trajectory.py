@@ -356,6 +356,11 @@ def open_trajectory(path: str | Path, **kwargs) -> "xr.Dataset":
     ``model_units`` ("model length unit" ...) and ``file_units`` beside them. Extra keyword arguments go to
     :func:`xarray.open_dataset` (e.g. ``chunks={}`` for dask).
 
+    ``engine`` (an xarray backend named by a str) must read the file's format: ``netcdf4``
+    (the default) reads every simcore file, ``scipy`` only ``format="amber"`` (NetCDF3)
+    files and ``h5netcdf`` only netcdf4-format (HDF5) files; any other name is a
+    :class:`UserInputError` listing those that work.
+
     ``path`` may also be the partial file of a running or interrupted run
     (``OUT.nc.part``): the Dataset then holds every frame its latest checkpoint covers,
     read from disk on access (``chunks`` is honoured; other keywords are ignored).
@@ -371,9 +376,43 @@ def open_trajectory(path: str | Path, **kwargs) -> "xr.Dataset":
         if kwargs.get("chunks") is not None:
             ds = ds.chunk(kwargs["chunks"])
     else:
+        _check_engine(Path(path), kwargs.get("engine"))
         ds = xr.open_dataset(path, **kwargs)
         ds = ds.drop_vars([k for k in ds.variables if str(k).startswith(STATE_PREFIX)])
     return _normalize(ds).swap_dims(frame="time")
+
+
+# the xarray engines that read each on-disk format of a simcore file, and the module each
+# needs (xarray's scipy backend reads only NetCDF3, h5netcdf only HDF5)
+_ENGINES = {"netcdf4": ("netcdf4", "h5netcdf"), "amber": ("netcdf4", "scipy")}
+_ENGINE_MODULES = {"netcdf4": "netCDF4", "scipy": "scipy", "h5netcdf": "h5netcdf"}
+
+
+def _check_engine(path: Path, engine: object) -> None:
+    """Raise :class:`UserInputError` unless ``engine`` (None, a backend object, or a name)
+    can read the simcore file ``path``; xarray's own errors for a wrong one advise
+    installing netcdf4 (which is installed) or list engines that cannot read the file."""
+    if not isinstance(engine, str):
+        return
+    with open(path, "rb") as f:
+        fmt = "amber" if f.read(3) == b"CDF" else "netcdf4"
+    working = _ENGINES[fmt]
+    if engine not in working:
+        raise UserInputError(
+            f"open_trajectory cannot read {path} with engine={engine!r}: the file is "
+            f"{'NetCDF3' if fmt == 'amber' else 'NetCDF4/HDF5'} (simcore's {fmt} format), "
+            f"which xarray reads with engine={working[0]!r} (the default) or engine="
+            f"{working[1]!r}. Leave engine out or pass one of those.")
+    import importlib
+
+    module = _ENGINE_MODULES[engine]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise UserInputError(
+            f"engine={engine!r} needs the {module} package, which is not installed: pip "
+            f"install {module}, or leave engine out (netcdf4 reads every simcore file)."
+        ) from None
 
 
 def _normalize(ds):
