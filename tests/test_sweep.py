@@ -475,6 +475,35 @@ def test_a_refused_or_unknown_dask_scheduler_is_said_at_once(tmp_path):
         _refuse_unreachable("tcp://no-such-host.invalid:8786")
 
 
+def test_the_local_dask_cluster_leaves_port_8787_alone(tmp_path):
+    """dashboard_address=None still started the scheduler's HTTP server on 8787, warning
+    "Port 8787 is already in use" when another cluster held it: it takes a free port."""
+    import socket
+    import warnings
+
+    from simcore.sweep.cluster import _start_dask
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    except OSError:
+        pass  # another process holds it already: the same situation
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client, cluster = _start_dask(None, 1, 1, None, tmp_path, log=lambda _: None)
+            try:
+                http = cluster.scheduler.http_server
+                assert (http.address, http.port != 8787) == ("127.0.0.1", True)
+            finally:
+                client.close()
+                cluster.close()
+    finally:
+        holder.close()
+    assert not [w for w in caught if "already in use" in str(w.message)]
+
+
 def test_sweep_on_an_external_dask_scheduler_by_address(tmp_path, serial_sweep):
     """--scheduler tcp://HOST:PORT (a cluster's scheduler, here a local one on TCP): the
     address passes the reachability check and the files equal the serial backend's."""
@@ -482,8 +511,11 @@ def test_sweep_on_an_external_dask_scheduler_by_address(tmp_path, serial_sweep):
 
     from distributed import LocalCluster
 
+    from simcore.sweep.cluster import LOCAL_SCHEDULER_OPTIONS
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, protocol="tcp",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+                      dashboard_address=None, silence_logs=logging.ERROR,
+                      scheduler_kwargs=dict(LOCAL_SCHEDULER_OPTIONS)) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
         folder = simcore.sweep(write_sweep(tmp_path), backend="dask",
                                scheduler=cluster.scheduler_address)

@@ -11,6 +11,12 @@ from typing import Any
 from simcore._errors import UserInputError
 from simcore.sweep._common import CLUSTER_HINT, JOB_SCHEDULERS
 
+#: LocalCluster's scheduler starts its HTTP server (health and metrics routes) even with
+#: dashboard_address=None, then on port 8787, and warns "Port 8787 is already in use"
+#: when another cluster holds it: a free port of this host instead
+LOCAL_SCHEDULER_OPTIONS = {"dashboard_address": "127.0.0.1:0"}
+
+
 def _mp_context():
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -134,6 +140,7 @@ def _start_dask(scheduler: str | None, workers: int, threads: int,
         try:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR,
+                                   scheduler_kwargs=dict(LOCAL_SCHEDULER_OPTIONS),
                                    env={"NUMBA_NUM_THREADS": str(threads),
                                         "OMP_NUM_THREADS": str(threads)})
         except RuntimeError as exc:  # dask's "Nanny failed to start."
