@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class UserInputError(Exception):
     """Bad input: a wrong parameter, an unreadable or foreign file, an existing output,
@@ -15,6 +18,10 @@ def path_error(exc: BaseException) -> UserInputError | None:
     any ``open``, ``stat`` or ``exists`` on the way; None for any other exception."""
     import errno
 
+    if isinstance(exc, RuntimeError) and str(exc).startswith(_RESOLVE_LOOP):
+        # Path.resolve() of Python < 3.13 raises this instead of ELOOP
+        where = str(exc)[len(_RESOLVE_LOOP):].strip("'")
+        exc = OSError(errno.ELOOP, "Too many levels of symbolic links", where)
     if not isinstance(exc, OSError) or exc.errno not in (errno.ENAMETOOLONG, errno.ELOOP):
         return None
     where = f" ({exc.filename})" if exc.filename else ""
@@ -24,6 +31,24 @@ def path_error(exc: BaseException) -> UserInputError | None:
                               "suffix such as .part to an output's name). Use a shorter name.")
     return UserInputError(f"A path leads into a loop of symbolic links{where}; give another "
                           "path.")
+
+
+_RESOLVE_LOOP = "Symlink loop from "
+
+
+@contextmanager
+def bad_paths_are_user_errors() -> Iterator[None]:
+    """Context manager, also a decorator (``@bad_paths_are_user_errors()``): an error that
+    only a bad path causes leaves as the :class:`UserInputError` of :func:`path_error`;
+    any other exception passes unchanged. The command line runs every command in it, and
+    the public functions that take a path are decorated with it for Python callers."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        error = path_error(exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 class InvalidValueError(UserInputError, ValueError):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from simcore._errors import UserInputError
+from simcore._errors import UserInputError, bad_paths_are_user_errors
 from simcore.config import resolve
 from simcore.driver import run_model
 
 
+@bad_paths_are_user_errors()
 def run(
     model: str,
     *,

@@ -15,7 +15,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from simcore._errors import UserInputError
+from simcore._errors import UserInputError, bad_paths_are_user_errors
 from simcore._interrupt import RunInterrupted
 from simcore.sweep import SweepFailed
 
@@ -433,7 +433,8 @@ def _main(argv: list[str] | None) -> int:
                 "plot": _cmd_plot, "info": _cmd_info, "sweep": _cmd_sweep,
                 "export": _cmd_export}
     try:
-        handlers[args.command](args)
+        with bad_paths_are_user_errors():
+            handlers[args.command](args)
     except UserInputError as err:
         print(_paragraph(f"simcore {args.command}: error: {err}"), file=sys.stderr)
         return 2
@@ -448,13 +449,7 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - report internal errors distinctly from bad input
-        from simcore._errors import path_error
-
-        if path_error(exc) is not None:
-            print(_paragraph(f"simcore {args.command}: error: {path_error(exc)}"),
-                  file=sys.stderr)
-            return 2
+    except Exception:  # noqa: BLE001 - report internal errors distinctly from bad input
         traceback.print_exc()
         print("simcore: internal error (exit 1); please report it with the traceback above.",
               file=sys.stderr)

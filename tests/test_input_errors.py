@@ -400,6 +400,54 @@ def test_a_name_too_long_for_the_file_system_is_exit_2(files, tmp_path, args):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_sweep_file_in_a_loop_of_symbolic_links_is_exit_2(tmp_path):
+    """Path.resolve() raises RuntimeError for a loop (Python < 3.13): it was exit 1."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    assert_one_paragraph(run_cli("sweep", loop / "s.toml"), "loop of symbolic links", str(loop))
+
+
+def _calls_with_a_path(path, good):
+    """Each public function that takes a path, called with ``path`` in that place (``good``:
+    a readable trajectory for the other argument)."""
+    import matplotlib.figure
+    import xarray as xr
+
+    from simcore.io.export import export_trajectory
+    from simcore.io.results import write_dataset
+    from simcore.plotting import plot_file, save_figure
+    from simcore.sweep import analyze_sweep
+
+    return {
+        "run": lambda: simcore.run("couzin", steps=5, out=path),
+        "open_trajectory": lambda: simcore.open_trajectory(path),
+        "sweep": lambda: simcore.sweep(path),
+        "open_sweep": lambda: simcore.open_sweep(path),
+        "analyze_sweep": lambda: analyze_sweep(path),
+        "export to": lambda: export_trajectory(good, path, "extxyz"),
+        "export from": lambda: export_trajectory(path, str(good) + ".xyz", "extxyz"),
+        "plot_file to": lambda: plot_file(good, str(path) + ".png"),
+        "plot_file from": lambda: plot_file(path, str(good) + ".png"),
+        "save_figure": lambda: save_figure(matplotlib.figure.Figure(), str(path) + ".png"),
+        "write_dataset": lambda: write_dataset(xr.Dataset(), path),
+    }
+
+
+@pytest.mark.parametrize("call", list(_calls_with_a_path("x", "y")))
+def test_a_bad_path_is_a_user_input_error_in_python_too(files, tmp_path, call):
+    """The CLI's exit 2 for a name too long and a loop of symbolic links: the Python API
+    raised the raw OSError (RuntimeError for a loop under Path.resolve)."""
+    long_name = tmp_path / ("x" * 300)
+    with pytest.raises(UserInputError, match="too long for the file system") as info:
+        _calls_with_a_path(long_name, files["couzin"])[call]()
+    assert "at most 255 bytes" in str(info.value)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(UserInputError, match="loop of symbolic links|does not exist"):
+        _calls_with_a_path(loop / "x.nc", files["couzin"])[call]()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop"]
+
+
 def test_override_names_must_be_strings(tmp_path):
     with pytest.raises(UserInputError, match="names in overrides must be strings"):
         simcore.run("couzin", out=tmp_path / "x.nc", overrides={1: 5})

@@ -106,6 +106,7 @@ def atomic_output(path: str | Path, *, tmp: str | Path | None = None, durable: b
     path = Path(path)
     tmp = Path(tmp) if tmp is not None else temporary_name(path)
     try:
+        _refuse_a_bad_name(tmp)
         yield tmp
         if durable:
             fsync_file(tmp)
@@ -113,15 +114,36 @@ def atomic_output(path: str | Path, *, tmp: str | Path | None = None, durable: b
         if durable:
             fsync_dir(path)
     except (OSError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
+        _remove_partial(tmp)
         if not translate:
             raise
         from simcore.io.write_errors import output_error
 
         raise output_error(path, exc, needed=needed) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_partial(tmp)
         raise
+
+
+def _refuse_a_bad_name(tmp: Path) -> None:
+    """Raise the OSError of a name too long or a symbolic-link loop before anything is
+    written: netCDF-C reports a name too long as "Permission denied"."""
+    from simcore._errors import path_error
+
+    try:
+        os.lstat(tmp)
+    except OSError as exc:
+        if path_error(exc) is not None:
+            raise
+
+
+def _remove_partial(tmp: Path) -> None:
+    """Remove the temporary file of a failed output, keeping the failure's own error: the
+    removal fails too when the name was the problem (too long, a symbolic-link loop)."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def write_text(path: str | Path, text: str, *, durable: bool = False) -> Path:

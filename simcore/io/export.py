@@ -36,13 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from simcore._errors import UserInputError
+from simcore._errors import UserInputError, bad_paths_are_user_errors
 
 TARGETS = ("gsd", "extxyz", "lammpstrj")
 #: bytes of coordinates read per block of frames
 _BLOCK_BYTES = 8 * 2**20
 
 
+@bad_paths_are_user_errors()
 def export_trajectory(path: str | Path, out: str | Path, to: str, *,
                       quiet: bool = True) -> Path:
     """Write the trajectory ``path`` (any simcore file, also a running run's ``.part``)

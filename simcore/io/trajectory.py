@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Mapping
 import netCDF4
 import numpy as np
 
-from simcore._errors import UserInputError
+from simcore._errors import UserInputError, bad_paths_are_user_errors
 from simcore.io.nclock import NETCDF_LOCK
 
 if TYPE_CHECKING:
@@ -346,6 +346,7 @@ def read_attrs(path: str | Path) -> dict[str, object]:
     return attrs
 
 
+@bad_paths_are_user_errors()
 def open_trajectory(path: str | Path, **kwargs) -> "xr.Dataset":
     """Open a simcore trajectory lazily as an :class:`xarray.Dataset`.
 

@@ -9,7 +9,7 @@ import errno
 import shutil
 from pathlib import Path
 
-from simcore._errors import UserInputError
+from simcore._errors import UserInputError, path_error
 
 SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -29,6 +29,8 @@ def output_error(path: str | Path, exc: BaseException, needed: int | None = None
     such as "NetCDF: HDF error", called a full disk only when the file system has less free
     space than ``needed`` bytes plus 1 MiB).
     """
+    if path_error(exc) is not None:  # the name itself is wrong, not the disk or the folder
+        return path_error(exc)
     path = Path(path)
     from simcore._memory import format_bytes
 

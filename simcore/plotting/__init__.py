@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simcore._errors import UserInputError
+from simcore._errors import UserInputError, bad_paths_are_user_errors
 from simcore.plotting._common import save_figure
 from simcore.plotting.sweep import plot_phase_diagram, plot_sweep
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 
 
+@bad_paths_are_user_errors()
 def plot_file(src: str | Path, out: str | Path, animate: bool = False, *,
               progress: bool = True, **options) -> Path:
     """Draw trajectory ``src`` into ``out``: the engine's figure (.png/.pdf/.svg/.jpg;

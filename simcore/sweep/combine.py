@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simcore._errors import UserInputError
+from simcore._errors import UserInputError, bad_paths_are_user_errors
 from simcore.sweep._common import MANIFEST, STATES
 from simcore.sweep.manifest import read_manifest
 
@@ -77,6 +77,7 @@ def _seed_coords(record: dict, dims, shape) -> dict:
     return {"seed": (dims, seeds.astype(np.int64)), "run_file": (dims, files)}
 
 
+@bad_paths_are_user_errors()
 def open_sweep(folder: str | Path, **kwargs) -> "xr.Dataset":
     """Open a finished sweep lazily as one :class:`xarray.Dataset`.
 
@@ -146,6 +147,7 @@ def is_sweep_folder(path: str | Path) -> bool:
     return path.is_dir() and (path / MANIFEST).exists()
 
 
+@bad_paths_are_user_errors()
 def analyze_sweep(folder: str | Path, *, quiet: bool = True, **kwargs) -> "xr.Dataset":
     """The model's diagnostics of every run of a finished sweep, combined in one Dataset.
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 
 from simcore._cpu import usable_cores
-from simcore._errors import UserInputError
+from simcore._errors import UserInputError, bad_paths_are_user_errors
 from simcore._interrupt import RunInterrupted
 from simcore.io.lock import OutputLock
 from simcore.sweep._common import BACKENDS, JOB_SCHEDULERS, MANIFEST, SweepFailed
@@ -101,6 +101,7 @@ def _numba_reads_its_threads() -> None:
         config.reload_config()
 
 
+@bad_paths_are_user_errors()
 def run_sweep(
     spec: Mapping[str, Any] | str | Path,
     *,
