@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
 
+import simcore
 import simcore.analysis.schooling as schooling
 from simcore.analysis.schooling import schooling_indices, schooling_indices_from_dataset
 
@@ -275,6 +277,71 @@ def test_output_layout_and_errors():
         schooling_indices(pos, vel[:-1], box=box)
 
 
+def _with_at(array, flat_index, value):
+    out = array.copy()
+    out.flat[flat_index] = value
+    return out
+
+
+@pytest.mark.parametrize("name", ["positions", "velocities"])
+@pytest.mark.parametrize("bad, message", [
+    (lambda a: _with_at(a, 7, np.nan), "1 NaN or infinite value(s), the first at frame 0, fish 2, axis 1"),
+    (lambda a: _with_at(a, 40, -np.inf), "the first at frame 1, fish 0, axis 1"),
+    (lambda a: np.full(a.shape, "a"), "got text such as 'a'"),
+    (lambda a: a.astype(str), "got text such as"),  # numbers as text are refused too
+    (lambda a: np.where(a > 0, a, None), "object array holding None"),
+    (lambda a: a + 0j, "array of complex128"),
+], ids=["nan", "inf", "text", "numbers-as-text", "none", "complex"])
+def test_input_that_is_not_finite_numbers_is_named(name, bad, message):
+    """NaN and inf went through into NaN indices (or a KD-tree's ValueError), text and
+    objects raised NumPy's own errors: each is an InvalidValueError naming the array."""
+    rng = np.random.default_rng(4)
+    arrays = {"positions": rng.normal(size=(2, 13, 3)), "velocities": rng.normal(size=(2, 13, 3))}
+    arrays[name] = bad(arrays[name])
+    with pytest.raises(simcore.UserInputError, match=name) as info:
+        schooling_indices(arrays["positions"], arrays["velocities"])
+    assert isinstance(info.value, ValueError) and message in str(info.value)
+
+
+def test_box_and_group_distance_must_be_numbers():
+    pos = vel = np.ones((5, 3))
+    with pytest.raises(simcore.UserInputError, match="box must be a number, got 'abc'"):
+        schooling_indices(pos, vel, box="abc")
+    with pytest.raises(simcore.UserInputError, match="group_distance must be a number"):
+        schooling_indices(pos, vel, group_distance=[1, 2])
+
+
+def test_frames_where_no_fish_moves_have_no_heading_order():
+    """All speeds 0 gave P = M = 0 (perfect disorder) silently: headings are undefined.
+    "corrected": NaN for P, M, the heading entropies and the OSI of those frames, with a
+    warning; the positional indices stay. "dewi" keeps the anchor's numbers, warned."""
+    rng = np.random.default_rng(5)
+    pos = np.stack([_ball(rng, 40, 3.0, [12.0, 12.0, 12.0]) for _ in range(3)])
+    vel = rng.normal(size=(3, 40, 3))
+    vel[1] = 0.0
+    heading = ["polarization", "milling", "polarization_entropy", "angular_momentum_entropy",
+               "velocity_correlation_entropy", "osi"]
+    with pytest.warns(RuntimeWarning, match=r"No fish moves .* in 1 of 3 frames \(time 0\.5\)"):
+        ds = schooling_indices(pos, vel, box=25.0, time=[0.0, 0.5, 1.0])
+    for name in NAMES:
+        values = ds[name].values
+        assert np.isnan(values[1]) == (name in heading), name
+        assert np.isfinite(values[[0, 2]]).all(), name
+    for t in (0, 2):  # the other frames are untouched
+        np.testing.assert_array_equal(_values(ds.isel(time=t)),
+                                      _values(schooling_indices(pos[t], vel[t], box=25.0)))
+    with pytest.warns(RuntimeWarning, match=r"No fish moves \(every speed < 1e-10\): "):
+        one = schooling_indices(pos[1], vel[1])
+    assert math.isnan(float(one["polarization"])) and math.isnan(float(one["milling"]))
+    with pytest.warns(RuntimeWarning, match="'dewi' keeps the anchor's values"):
+        dewi = schooling_indices(pos, vel, box=25.0, convention="dewi")
+    assert float(dewi["polarization"][1]) == 0.0 and float(dewi["milling"][1]) == 0.0
+    vel[1, 39] = [0.0, 0.0, 1.0]  # one fish moving: defined, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(schooling_indices(pos, vel, box=25.0)["polarization"].values).all()
+
+
 # ---------------------------------------------------------------- Dataset form
 
 
@@ -355,3 +422,17 @@ def test_freud_style_wrapper_matches_function():
     for name in want.data_vars:
         np.testing.assert_array_equal(si.results[name].values, want[name].values)
     assert si.plot() is not None
+
+
+def test_dataset_form_names_the_frame_of_bad_values_and_of_no_motion():
+    ds, coords, vels, times = _trajectory("frame", 25.0)
+    nan = ds.copy(deep=True)
+    nan["coordinates"].values[2, 5, 0] = np.nan
+    with pytest.raises(simcore.UserInputError, match="coordinates of frame 2 holds 1 NaN"):
+        schooling_indices_from_dataset(nan)
+    assert np.isfinite(schooling_indices_from_dataset(nan, frames=[0, 1])["osi"]).all()
+    still = ds.copy(deep=True)
+    still["velocities"].values[1] = 0.0
+    with pytest.warns(RuntimeWarning, match=r"in 1 of 3 frames \(frame 1\)"):
+        out = schooling_indices_from_dataset(still)
+    assert np.isnan(out["polarization"].values).tolist() == [False, True, False]

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import warnings
 
 import numpy as np
 import xarray as xr
 
 from simcore._errors import InvalidValueError
-from simcore.analysis.schooling._constants import (_DEFAULT_GROUP_FACTOR, _NAMES, CONVENTIONS, OSI_WEIGHTS,
-                                                   VARIABLES)
+from simcore.analysis.schooling._constants import (_DEFAULT_GROUP_FACTOR, _NAMES, _TINY, CONVENTIONS,
+                                                   OSI_WEIGHTS, VARIABLES)
 from simcore.analysis.schooling._geometry import _tree, _wrap
 from simcore.analysis.schooling.dewi import _frame_dewi
 from simcore.analysis.schooling.corrected import _frame_corrected
@@ -72,6 +74,73 @@ def _frame(positions, velocities, box, convention, group_distance):
     return _frame_corrected(positions, velocities, box, group_distance)
 
 
+def _numeric_array(name, values, where=""):
+    """``values`` as a float64 array, or an :class:`InvalidValueError` naming ``name`` (and
+    ``where``, e.g. " of frame 3") for text, objects that are not numbers, NaN or inf:
+    NumPy would raise its own errors, or let NaN through into every index."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as err:  # e.g. ragged nested lists
+        raise InvalidValueError(
+            f"{name}{where} must be an array of numbers of shape (N, 3) or (T, N, 3); no "
+            f"array can be made of it ({err}).") from None
+    what = None
+    if array.dtype.kind == "O":
+        what = next((f"an object array holding {value!r}" for value in array.flat
+                     if not isinstance(value, numbers.Real)), None)
+    elif array.dtype.kind in "US":
+        what = "text" + (f" such as {str(array.flat[0])!r}" if array.size else "")
+    elif array.dtype.kind not in "iuf":
+        what = f"an array of {array.dtype}"
+    if what is not None:
+        raise InvalidValueError(
+            f"{name}{where} must hold numbers (int or float), got {what}; convert it (or "
+            "the file it was read from) to numbers first.")
+    array = array.astype(np.float64, copy=False)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        axes = {2: ("fish", "axis"), 3: ("frame", "fish", "axis")}.get(array.ndim)
+        at = (", ".join(f"{axis} {i}" for axis, i in zip(axes, first)) if axes
+              else f"index {tuple(first)}")
+        raise InvalidValueError(
+            f"{name}{where} holds {int(bad.sum())} NaN or infinite value(s), the first at "
+            f"{at}: the indices are undefined there. Leave out those frames (or fish) first, "
+            "e.g. the last frames of a run that became unstable.")
+    return array
+
+
+def _number(name, value):
+    """``float(value)``, or an :class:`InvalidValueError` naming ``name``."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidValueError(f"{name} must be a number, got {value!r}") from None
+
+
+def _without_motion(velocities):
+    """Per frame (or for the one frame): True where no fish moves (every speed < 1e-10)."""
+    return ~np.any(np.linalg.norm(velocities, axis=-1) >= _TINY, axis=-1)
+
+
+def _frames_text(labels, n_frames):
+    """" in 2 of 10 frames (time 0.5, time 0.6)": where no fish moves, for the warning."""
+    shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+    return f" in {len(labels)} of {n_frames} frames ({shown})"
+
+
+def _warn_without_motion(where, convention):
+    """One warning for the frames (``where``) in which no fish moves."""
+    if convention == "dewi":
+        values = ("convention 'dewi' keeps the anchor's values there (P = M = 0 and the "
+                  "heading entropies of zero vectors), which describe no order")
+    else:
+        values = ("polarization, milling, the heading entropies (polarization, angular "
+                  "momentum, velocity correlation) and the OSI are NaN there")
+    warnings.warn(f"No fish moves (every speed < 1e-10){where}: headings are undefined, so "
+                  f"{values}.", RuntimeWarning, stacklevel=3)
+
+
 def _default_group_distance(positions, box):
     if len(positions) < 2:
         return 1.0
@@ -93,7 +162,9 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
         Fish positions [model length units]. In a periodic box any image may be given.
     velocities : array of the same shape
         Velocities [length/time]; headings are velocities / |velocities| (a velocity
-        with norm < 1e-10 gives a zero heading, as in the anchor).
+        with norm < 1e-10 gives a zero heading, as in the anchor). Both must be finite
+        numbers: text, other objects, NaN or inf raise :class:`InvalidValueError`
+        (a :class:`simcore.UserInputError`) naming the array and the first bad entry.
     box : float or None
         Side L of the periodic cube [length], or None for open space.
     convention : {"corrected", "dewi"}
@@ -119,6 +190,11 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
     Common definitions: P = |<u_i>|, M = |<r_hat_ic x u_i>| with r_ic = c_i - centroid
     (fish at the centroid contribute 0); OSI = .18 H_coh + .28 H_pol + .08 H_dep
     + .08 H_ang + .10 H_nn + .18 H_vel + .10 H_sh (anchor weights, both conventions).
+
+    A frame in which no fish moves (every speed < 1e-10) has no headings: "corrected"
+    gives NaN for P, M, H_pol, H_ang, H_vel and the OSI there (the positional indices
+    stay defined); "dewi" keeps the anchor's values (P = M = 0 ...). Either way one
+    ``RuntimeWarning`` names those frames.
 
     "dewi" (anchor, on positions wrapped into [0, L)): naive mean centroid; H_coh: NND
     in 25 bins on [0, L/2]; H_pol: 12 theta x 24 phi bins with counts multiplied by
@@ -156,7 +232,8 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
       gives exactly 0, dewi's 1e-10 clamp gives a small positive value).
     - all histograms clip values into their end bins (dewi silently drops e.g. u.u
       or |l_i| rounded above 1); single-bin entropies are +0.0, never -0.0; undefined
-      values (too few fish: H_coh, H_vel, H_sh need 2, H_nn 6) are NaN, not 0.5.
+      values (too few fish: H_coh, H_vel, H_sh need 2, H_nn 6; no fish moving: P, M,
+      H_pol, H_ang, H_vel) are NaN, not 0.5 (or 0 for P and M).
     - OSI: same weights and +H_vel as the anchor's code (not the README's
       w_6 (1 - H_vel)): every term then grows with disorder, so OSI ~ 0 means order
       and OSI ~ 1 disorder, as documented; (1 - H_vel) would add 0.18 to a perfectly
@@ -166,8 +243,8 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
     "dewi" (its H_vel uses all pairs).
     """
     _check_convention(convention)
-    pos = np.asarray(positions, dtype=np.float64)
-    vel = np.asarray(velocities, dtype=np.float64)
+    pos = _numeric_array("positions", positions)
+    vel = _numeric_array("velocities", velocities)
     if pos.shape != vel.shape or pos.ndim not in (2, 3) or pos.shape[-1] != 3:
         raise InvalidValueError(
             "positions and velocities must have the same shape (N, 3) or (T, N, 3); got "
@@ -175,7 +252,7 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
     if pos.shape[-2] < 1:
         raise InvalidValueError("at least one fish is needed")
     if box is not None:
-        box = float(box)
+        box = _number("box", box)
         if not box > 0 or not math.isfinite(box):
             raise InvalidValueError(f"box must be a positive side length or None, got {box}")
     elif convention == "dewi":
@@ -183,17 +260,25 @@ def schooling_indices(positions, velocities, box=None, convention="corrected",
             "convention 'dewi' needs a periodic box (box=L): the anchor's metrics are "
             "only defined in its periodic cube (bins on [0, L], periodic KD-tree)")
     if group_distance is not None:
-        group_distance = float(group_distance)
+        group_distance = _number("group_distance", group_distance)
         if not group_distance > 0:
             raise InvalidValueError(f"group_distance must be positive, got {group_distance}")
 
     if pos.ndim == 2:
+        if _without_motion(vel):
+            _warn_without_motion("", convention)
         row = _frame(pos, vel, box, convention, group_distance)
         return _to_dataset([row], convention, None, box, group_distance)
     n_frames = pos.shape[0]
     times = np.arange(n_frames) if time is None else np.asarray(time)
     if times.shape != (n_frames,):
         raise InvalidValueError(f"time must have shape ({n_frames},), got {times.shape}")
+    still = np.flatnonzero(_without_motion(vel))
+    if len(still):
+        numeric = np.issubdtype(times.dtype, np.number)
+        labels = [f"frame {t}" if time is None else f"time {times[t]:g}" if numeric
+                  else f"time {times[t]}" for t in still]
+        _warn_without_motion(_frames_text(labels, n_frames), convention)
     rows = [_frame(pos[t], vel[t], box, convention, group_distance)
             for t in range(n_frames)]
     return _to_dataset(rows, convention, times, box, group_distance)
@@ -244,7 +329,7 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None,
         indices = np.arange(n_frames)[np.asarray(frames, dtype=np.int64)]
 
     has_time = "time" in ds.variables and ds["time"].dims == (frame_dim,)
-    rows, times, boxes = [], [], set()
+    rows, times, boxes, still = [], [], set(), []
     from simcore._progress import progress as progress_bar
 
     bar = progress_bar(len(indices), desc="schooling indices", unit="frames",
@@ -253,8 +338,10 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None,
         bar.update(1)
         index = int(index)
         frame = {frame_dim: index}
-        pos = _frame_array(ds["coordinates"].isel(frame))
-        vel = _frame_array(ds["velocities"].isel(frame))
+        pos = _numeric_array("coordinates", _frame_array(ds["coordinates"].isel(frame)),
+                             f" of frame {index}")
+        vel = _numeric_array("velocities", _frame_array(ds["velocities"].isel(frame)),
+                             f" of frame {index}")
         # an amber file without a periodic axis has no cell variables (open space)
         cell = (np.asarray(ds["cell_lengths"].isel(frame).values, dtype=np.float64)
                 if "cell_lengths" in ds.variables else np.zeros(3))
@@ -274,7 +361,11 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None,
             times.append(ds["time"].isel({frame_dim: index}).values[()])
         else:
             times.append(index)
+        if _without_motion(vel):
+            still.append(f"frame {index}")
     bar.close()
+    if still:
+        _warn_without_motion(_frames_text(still, len(indices)), convention)
     box_attr = boxes.pop() if len(boxes) == 1 else None
     out = _to_dataset(rows, convention, np.asarray(times), box_attr, r_a)
     if has_time:
@@ -285,7 +376,7 @@ def schooling_indices_from_dataset(ds, convention="corrected", frames=None,
 def _frame_array(da):
     if "atom" in da.dims and "spatial" in da.dims:
         da = da.transpose("atom", "spatial")
-    return np.asarray(da.values, dtype=np.float64)
+    return da.values
 
 
 class SchoolingIndices:

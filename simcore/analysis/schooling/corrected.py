@@ -101,6 +101,8 @@ def _frame_corrected(positions, velocities, box, group_distance):
 
     out["polarization"] = float(np.linalg.norm(headings.mean(axis=0)))
     out["milling"], cross = _milling(r_ic, headings)
+    if not moving.any():  # no headings: not "no order" (see schooling_indices)
+        out["polarization"] = out["milling"] = math.nan
 
     tree = _tree(pos, box) if n >= 2 else None
     if n >= 2:
