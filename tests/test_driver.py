@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import netCDF4
@@ -368,6 +369,21 @@ def test_no_silent_overwrite(tmp_path):
     simcore.run("couzin", out=out, overwrite=True, **dict(kw, seed=5))
     # --resume on a complete file with the same parameters is a no-op
     simcore.run("couzin", out=out, resume=True, **dict(kw, seed=5))
+
+
+@pytest.mark.parametrize("target", ["missing.nc", "loop.nc"])
+def test_a_dangling_symbolic_link_is_not_replaced_silently(tmp_path, target):
+    """A link whose target is missing (or a loop of links) 'does not exist' to
+    Path.exists(): the run's rename would have replaced the link without --overwrite."""
+    link = tmp_path / "loop.nc"
+    link.symlink_to(tmp_path / target)
+    kw = dict(preset="swarm", steps=10, overrides={"n": 10})
+    for resume in (False, True):
+        with pytest.raises(simcore.UserInputError, match="symbolic link to a missing file"):
+            simcore.run("couzin", out=link, resume=resume, **kw)
+        assert link.is_symlink() and os.readlink(link) == str(tmp_path / target)
+    simcore.run("couzin", out=link, overwrite=True, **kw)
+    assert not link.is_symlink() and link.stat().st_size > 0
 
 
 def test_cli_threads_and_seed_reproducible(tmp_path):

@@ -99,6 +99,11 @@ def check_output(out: Path, overwrite: bool, resume: bool, run_json: str) -> str
     part, ckpt = partial_paths(out)
     if overwrite:
         return "fresh"
+    if os.path.islink(out) and not out.exists():  # exists() is False for these
+        raise UserInputError(
+            f"The output {out} is a symbolic link to a missing file (or a loop of links); "
+            "the run's file would replace the link. Remove it or choose another name, or "
+            "pass --overwrite to replace it.")
     if resume:
         if ckpt.exists() and part.exists():  # an interrupted run (or extension) of these
             meta = read_checkpoint_meta(ckpt)
