@@ -217,6 +217,9 @@ def run_model(
                 paths[name].unlink(missing_ok=True)
             log(f"{out} is already complete; nothing to resume.")
             return out
+        if resume and action == "fresh" and paths["part"].exists():
+            log(f"{paths['part'].name} has no checkpoint (the run stopped before its first "
+                "one), so no frame of it can be trusted: starting over.")
         if action != "resume":  # a resumed run passed the check when it started
             from simcore._memory import check_run_memory
 

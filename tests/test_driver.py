@@ -386,6 +386,19 @@ def test_a_dangling_symbolic_link_is_not_replaced_silently(tmp_path, target):
     assert not link.is_symlink() and link.stat().st_size > 0
 
 
+def test_resume_without_a_checkpoint_says_it_starts_over(tmp_path, capsys):
+    """A frame log left before its first checkpoint holds no trusted frame: --resume starts
+    over (as the refusal without it says), and now says so; the file equals a fresh run's."""
+    out, fresh = tmp_path / "r.nc", tmp_path / "fresh.nc"
+    kw = dict(preset="swarm", steps=20, write_every=5, seed=3, overrides={"n": 10})
+    partial_paths(out)[0].write_bytes(b"torn frame log")
+    simcore.run("couzin", out=out, resume=True, quiet=False, **kw)
+    assert "has no checkpoint" in capsys.readouterr().err
+    simcore.run("couzin", out=fresh, quiet=True, **kw)
+    assert_same_file(out, fresh)
+    assert not partial_paths(out)[0].exists()
+
+
 def test_cli_threads_and_seed_reproducible(tmp_path):
     a, b, c = tmp_path / "a.nc", tmp_path / "b.nc", tmp_path / "c.nc"
     common = ["run", "couzin", "--preset", "swarm", "--steps", "50", "--seed", "7", "--quiet",
