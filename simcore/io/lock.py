@@ -62,8 +62,8 @@ class OutputLock:
             except OSError as exc:
                 from simcore._errors import path_error
 
-                if path_error(exc) is not None:
-                    raise path_error(exc) from None
+                if (error := path_error(exc)) is not None:
+                    raise error from None
                 raise UserInputError(
                     f"Cannot create the lock file {self.path} for {self._object} "
                     f"({exc.strerror or exc}): the folder {self.path.parent} must exist and be "

@@ -29,8 +29,8 @@ def output_error(path: str | Path, exc: BaseException, needed: int | None = None
     such as "NetCDF: HDF error", called a full disk only when the file system has less free
     space than ``needed`` bytes plus 1 MiB).
     """
-    if path_error(exc) is not None:  # the name itself is wrong, not the disk or the folder
-        return path_error(exc)
+    if (error := path_error(exc)) is not None:  # the name itself is wrong, not the disk
+        return error
     path = Path(path)
     from simcore._memory import format_bytes
 
