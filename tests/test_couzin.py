@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -183,7 +184,8 @@ def _random_school(rule, boundary, box, n=500, seed=5, **extra):
     ("couzin2002", "open", 0.0, 500), ("couzin2002", "open", 0.0, 3000),
     ("couzin2002", "reflecting", 30.0, 500), ("couzin2002", "periodic", 30.0, 500),
     ("couzin2002", "periodic", 40.0, 3000), ("couzin2002", "periodic", 12.0, 500),
-    ("dewi", "periodic", 30.0, 500)])
+    ("dewi", "periodic", 30.0, 500), ("dewi", "periodic", 12.0, 500),
+    ("dewi", "periodic", 360.0, 500)])
 def test_float32_kernel_agrees_with_float64_to_single_precision(rule, boundary, box, n):
     # Zone sums of ~10-100 unit vectors in float32 carry ~1e-6 relative error; a pair can
     # change zone only if its distance lies within ~1e-6 of a zone radius, which a random
@@ -191,7 +193,9 @@ def test_float32_kernel_agrees_with_float64_to_single_precision(rule, boundary, 
     # a mis-packed cell key moves most headings by O(0.1-1). The float32 plan is all pairs
     # for 500 agents, cells for 3000 (in open space and in a periodic box of side 40;
     # each against float64's cells, or its one cell in the box of side 12).
-    kw, pos, head = _random_school(rule, boundary, box, n=n)
+    # box 360: read as 30 with no blind zone (a field of view of 360 degrees)
+    extra = {"field_of_view": 360.0} if box == 360.0 else {}
+    kw, pos, head = _random_school(rule, boundary, 30.0 if box == 360.0 else box, n=n, **extra)
     if box != 12.0:
         plan = couzin.cell_plan(couzin.Params(**kw, kernel_precision="float32"), pos)
         assert (plan[3][0] > 0) == (n > 500)
@@ -201,6 +205,25 @@ def test_float32_kernel_agrees_with_float64_to_single_precision(rule, boundary, 
     assert np.median(err) < 1e-5, np.median(err)
     assert np.mean(err > 1e-4) <= 0.01, np.sort(err)[-10:]
     assert not np.array_equal(h32, h64)  # the float32 loop did run
+
+
+@pytest.mark.slow
+def test_float32_kernel_agrees_with_float64_with_the_other_hosts_zone_tests(tmp_path):
+    # The float32 pair loop combines its zone tests as floats on CPUs without AVX-512 and as
+    # booleans on those with it (rules._float_masks): this host's tests cover one; the
+    # same tests in a fresh process (its own Numba cache) cover the other.
+    import subprocess
+
+    from simcore.models.couzin import rules
+
+    other = "bool" if rules._FLOAT_MASKS else "float"
+    env = dict(os.environ, SIMCORE_TEST_COUZIN_MASKS=other, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+         "float32_kernel_agrees_with_float64_to_single or float32_threaded_and_serial"],
+        env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert " passed" in out.stdout and "skipped" not in out.stdout, out.stdout[-500:]
 
 
 def test_float32_kernel_is_translation_invariant_far_from_the_origin():

@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from simcore import _team, neighbors, rng
+
+
+def _compiled_features() -> str:
+    """The instruction-set features Numba compiles for ("+avx2,-avx512f,..."): the host's,
+    unless NUMBA_CPU_NAME or NUMBA_CPU_FEATURES say otherwise (as Numba's codegen reads them)."""
+    from numba.core import config
+    from numba.core.codegen import get_host_cpu_features
+
+    if config.CPU_FEATURES is not None:
+        return config.CPU_FEATURES
+    return get_host_cpu_features()
 
 
 @njit(cache=True, inline="always")
@@ -50,6 +62,24 @@ def _turn_couzin(ux, uy, uz, dx, dy, dz, turn):
     return vx / v, vy / v, vz / v
 
 
+
+
+def _float_masks() -> bool:
+    """Whether the float32 pair loop combines its zone tests as 0/1 floats (products and
+    differences, exact) rather than as booleans: where the CPU lacks AVX-512. There LLVM's
+    256-bit code packs boolean vectors to 16 bits and back around every combination and
+    merges them through the stack (1.8-2.0 -> 1.2-1.4 ns per pair in the cohesive school
+    on a Zen 3 core, benchmarks/RESULTS.md); AVX-512's mask registers need no such trick.
+    Fixed per CPU, as Numba's cache is. ``SIMCORE_TEST_COUZIN_MASKS`` = float | bool
+    forces one for the tests (only with a NUMBA_CACHE_DIR of its own: the cache does not
+    know this switch)."""
+    forced = os.environ.get("SIMCORE_TEST_COUZIN_MASKS")
+    if forced in ("float", "bool"):
+        return forced == "float"
+    return "+avx512f" not in _compiled_features().split(",")
+
+
+_FLOAT_MASKS = _float_masks()
 _M21 = (1 << 21) - 1
 _M10 = (1 << 10) - 1
 _LANES = 16  # the float32 loop runs whole multiples of this (>= the SIMD width)
@@ -151,7 +181,7 @@ def _zone_sums(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, x
     # precision "float32": twice the SIMD lanes, 512-bit vectors); the turn stays in float64
     real = xs.dtype.type
     narrow = keys.itemsize == 4  # the float32 loop
-    one, zero, half, tiny2 = real(1.0), real(0.0), real(0.5), real(1e-20)
+    zero = real(0.0)
     ux, uy, uz = head[i, 0], head[i, 1], head[i, 2]
     px, py, pz = real(pos[i, 0] - origin[0]), real(pos[i, 1] - origin[1]), \
         real(pos[i, 2] - origin[2])
@@ -175,6 +205,11 @@ def _zone_sums(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, x
     nr = no = na = zero
     vx, vy, vz, _, inv_vn = _velocity(ux, uy, uz, rule, speed)
     fvx, fvy, fvz, finv_vn = real(vx), real(vy), real(vz), real(inv_vn)
+    p = (px, py, pz)
+    copies = (xs, ys, zs, hxs, hys, hzs, keys)
+    wrap = (rbx, rby, rbz, ribx, riby, ribz)
+    zones = (rr2_, ro2_, ra2_, cos_fov_, cos_blind_, blind_all)
+    view = (fux, fuy, fuz, fvx, fvy, fvz, finv_vn)
     for ox in range(-reach[0], reach[0] + 1):
         cx, sx = neighbors.neighbor_cell(cell_of[i, 0], ox, ncell[0], box[0])
         fsx = real(sx)
@@ -192,48 +227,107 @@ def _zone_sums(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, x
                     # whole vectors only (no scalar tail): the entries read past the
                     # bucket belong to other cells or to the padding, whose keys differ
                     count = (count + _LANES - 1) & -_LANES
-                for u in range(count):
-                    t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
-                    # loads stay contiguous and the loop vectorises without gathers
-                    rx = xs[t] + fsx - px
-                    ry = ys[t] + fsy - py
-                    rz = zs[t] + fsz - pz
-                    if rounding:  # loop-invariant: LLVM unswitches it
-                        rx -= rbx * np.floor(rx * ribx + half)
-                        ry -= rby * np.floor(ry * riby + half)
-                        rz -= rbz * np.floor(rz * ribz + half)
-                    d2 = rx * rx + ry * ry + rz * rz
-                    # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
-                    ok = (keys[t] == tkey) & (d2 < ra2_) & (d2 >= tiny2)
-                    inv = one / math.sqrt(d2 if ok else one)
-                    ex, ey, ez = rx * inv, ry * inv, rz * inv
-                    near = d2 < rr2_
+                at = (lo, count, tkey, fsx, fsy, fsz)
+                sums = (drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na)
+                if narrow and _FLOAT_MASKS:
+                    # one loop per rule and boundary kind: LLVM does not unswitch a loop
+                    # this large, and the branch left inside costs 256-bit code more than a
+                    # pair's arithmetic
                     if rule == 1:
-                        cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
-                        seen = ok & (blind_all | (cos_view > cos_blind_))
-                        in_r = one if seen & near else zero
-                        in_o = one if seen & (d2 >= rr2_) & (d2 < ro2_) else zero
-                        in_a = one if seen & (d2 >= ro2_) else zero
+                        if rounding:
+                            sums = _pair_sums(at, p, copies, wrap, zones, view, True, 1, sums)
+                        else:
+                            sums = _pair_sums(at, p, copies, wrap, zones, view, False, 1, sums)
+                    elif rounding:
+                        sums = _pair_sums(at, p, copies, wrap, zones, view, True, 0, sums)
                     else:
-                        seen = ok & (d2 >= rr2_) & (fux * ex + fuy * ey + fuz * ez >= cos_fov_)
-                        in_r = one if ok & near else zero
-                        in_o = one if seen & (d2 < ro2_) else zero
-                        in_a = one if seen & (d2 >= ro2_) else zero
-                    drx -= in_r * ex
-                    dry -= in_r * ey
-                    drz -= in_r * ez
-                    dox += in_o * hxs[t]
-                    doy += in_o * hys[t]
-                    doz += in_o * hzs[t]
-                    dax += in_a * ex
-                    day += in_a * ey
-                    daz += in_a * ez
-                    nr += in_r
-                    no += in_o
-                    na += in_a
+                        sums = _pair_sums(at, p, copies, wrap, zones, view, False, 0, sums)
+                else:
+                    sums = _pair_sums(at, p, copies, wrap, zones, view, rounding, rule, sums)
+                drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na = sums
     return (np.float64(drx), np.float64(dry), np.float64(drz), np.float64(dox),
             np.float64(doy), np.float64(doz), np.float64(dax), np.float64(day),
             np.float64(daz), np.float64(nr), np.float64(no), np.float64(na))
+
+
+@njit(cache=True, inline="always")
+def _pair_sums(at, p, copies, wrap, zones, view, rounding, rule, sums):
+    """:func:`_zone_sums`' loop over the ``count`` sorted entries from ``lo`` of one
+    neighbour cell (key ``tkey``, image shift ``fs*``): ``sums`` (the twelve zone sums)
+    plus theirs, in the dtype of the sorted copies."""
+    lo, count, tkey, fsx, fsy, fsz = at
+    px, py, pz = p
+    xs, ys, zs, hxs, hys, hzs, keys = copies
+    rbx, rby, rbz, ribx, riby, ribz = wrap
+    rr2_, ro2_, ra2_, cos_fov_, cos_blind_, blind_all = zones
+    fux, fuy, fuz, fvx, fvy, fvz, finv_vn = view
+    drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na = sums
+    real = xs.dtype.type
+    one, zero, half, tiny2 = real(1.0), real(0.0), real(0.5), real(1e-20)
+    for u in range(count):
+        t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
+        # loads stay contiguous and the loop vectorises without gathers
+        rx = xs[t] + fsx - px
+        ry = ys[t] + fsy - py
+        rz = zs[t] + fsz - pz
+        if rounding:  # loop-invariant (a constant in the float32 loops)
+            rx -= rbx * np.floor(rx * ribx + half)
+            ry -= rby * np.floor(ry * riby + half)
+            rz -= rbz * np.floor(rz * ribz + half)
+        d2 = rx * rx + ry * ry + rz * rz
+        if _FLOAT_MASKS and keys.itemsize == 4:
+            # the zone tests as 0/1 floats, combined by products and differences (exact;
+            # see _float_masks)
+            okf = ((one if keys[t] == tkey else zero) * (one if d2 < ra2_ else zero)
+                   * (one if d2 >= tiny2 else zero))
+            inv = one / math.sqrt(max(d2, tiny2))  # finite where okf is 0 (the agent itself)
+            ex, ey, ez = rx * inv, ry * inv, rz * inv
+            nearf = one if d2 < rr2_ else zero
+            within_o = one if d2 < ro2_ else zero
+            if rule == 1:
+                cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
+                # no blind zone: cos_blind_ < -2, so the test holds for every pair
+                seenf = okf * (one if cos_view > cos_blind_ else zero)
+                in_r = seenf * nearf
+                seen_o = seenf * within_o
+                in_o = seen_o - seen_o * nearf
+                in_a = seenf - seen_o
+            else:
+                in_r = okf * nearf
+                seenf = (okf - in_r) * (one if fux * ex + fuy * ey + fuz * ez >= cos_fov_
+                                        else zero)
+                in_o = seenf * within_o
+                in_a = seenf - in_o
+        else:
+            # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
+            ok = (keys[t] == tkey) & (d2 < ra2_) & (d2 >= tiny2)
+            inv = one / math.sqrt(d2 if ok else one)
+            ex, ey, ez = rx * inv, ry * inv, rz * inv
+            near = d2 < rr2_
+            if rule == 1:
+                cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
+                seen = ok & (blind_all | (cos_view > cos_blind_))
+                in_r = one if seen & near else zero
+                in_o = one if seen & (d2 >= rr2_) & (d2 < ro2_) else zero
+                in_a = one if seen & (d2 >= ro2_) else zero
+            else:
+                seen = ok & (d2 >= rr2_) & (fux * ex + fuy * ey + fuz * ez >= cos_fov_)
+                in_r = one if ok & near else zero
+                in_o = one if seen & (d2 < ro2_) else zero
+                in_a = one if seen & (d2 >= ro2_) else zero
+        drx -= in_r * ex
+        dry -= in_r * ey
+        drz -= in_r * ez
+        dox += in_o * hxs[t]
+        doy += in_o * hys[t]
+        doz += in_o * hzs[t]
+        dax += in_a * ex
+        day += in_a * ey
+        daz += in_a * ez
+        nr += in_r
+        no += in_o
+        na += in_a
+    return drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na
 
 
 @njit(cache=True, inline="always")
