@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from simcore import _team, neighbors, rng
 
@@ -229,105 +229,155 @@ def _zone_sums(i, pos, head, box, ncell, reach, cell_of, bucket_start, origin, x
                     count = (count + _LANES - 1) & -_LANES
                 at = (lo, count, tkey, fsx, fsy, fsz)
                 sums = (drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na)
-                if narrow and _FLOAT_MASKS:
-                    # one loop per rule and boundary kind: LLVM does not unswitch a loop
-                    # this large, and the branch left inside costs 256-bit code more than a
-                    # pair's arithmetic
-                    if rule == 1:
-                        if rounding:
-                            sums = _pair_sums(at, p, copies, wrap, zones, view, True, 1, sums)
-                        else:
-                            sums = _pair_sums(at, p, copies, wrap, zones, view, False, 1, sums)
-                    elif rounding:
-                        sums = _pair_sums(at, p, copies, wrap, zones, view, True, 0, sums)
-                    else:
-                        sums = _pair_sums(at, p, copies, wrap, zones, view, False, 0, sums)
-                else:
-                    sums = _pair_sums(at, p, copies, wrap, zones, view, rounding, rule, sums)
+                sums = _cell_pairs(at, p, copies, wrap, zones, view, rounding, rule, sums)
                 drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na = sums
     return (np.float64(drx), np.float64(dry), np.float64(drz), np.float64(dox),
             np.float64(doy), np.float64(doz), np.float64(dax), np.float64(day),
             np.float64(daz), np.float64(nr), np.float64(no), np.float64(na))
 
 
+def _cell_pairs(at, p, copies, wrap, zones, view, rounding, rule, sums):
+    """:func:`_zone_sums`' pairs with the ``count`` sorted entries from ``lo`` of one
+    neighbour cell (``at`` = (lo, count, its key, its image shift x, y, z)): ``sums`` (the
+    twelve zone sums) plus theirs, in the dtype of the sorted copies. Compiled code only
+    (:func:`_cell_pairs_for` picks the loop by the copies' dtype while typing, so a kernel
+    compiles only its own)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_cell_pairs, inline="always")
+def _cell_pairs_for(at, p, copies, wrap, zones, view, rounding, rule, sums):
+    if _FLOAT_MASKS and copies.types[6].dtype == types.int32:
+        # float32 without AVX-512: one loop per rule and boundary kind (LLVM does not
+        # unswitch a loop this large, and a branch left inside costs 256-bit code more than
+        # a pair's arithmetic), zone tests as 0/1 floats (_float_masks)
+        def per_kind(at, p, copies, wrap, zones, view, rounding, rule, sums):
+            if rule == 1:
+                if rounding:
+                    return _pair_sums_float(at, p, copies, wrap, zones, view, True, 1, sums)
+                return _pair_sums_float(at, p, copies, wrap, zones, view, False, 1, sums)
+            if rounding:
+                return _pair_sums_float(at, p, copies, wrap, zones, view, True, 0, sums)
+            return _pair_sums_float(at, p, copies, wrap, zones, view, False, 0, sums)
+
+        return per_kind
+
+    def one_loop(at, p, copies, wrap, zones, view, rounding, rule, sums):
+        return _pair_sums_bool(at, p, copies, wrap, zones, view, rounding, rule, sums)
+
+    return one_loop
+
+
 @njit(cache=True, inline="always")
-def _pair_sums(at, p, copies, wrap, zones, view, rounding, rule, sums):
-    """:func:`_zone_sums`' loop over the ``count`` sorted entries from ``lo`` of one
-    neighbour cell (key ``tkey``, image shift ``fs*``): ``sums`` (the twelve zone sums)
-    plus theirs, in the dtype of the sorted copies."""
-    lo, count, tkey, fsx, fsy, fsz = at
+def _separation(t, at, p, copies, wrap, rounding):
+    """The separation from the agent at ``p`` to sorted entry ``t`` (its cell's image shift
+    in ``at``; the minimum image per pair if ``rounding``) and its square."""
+    xs, ys, zs = copies[0], copies[1], copies[2]
+    fsx, fsy, fsz = at[3], at[4], at[5]
     px, py, pz = p
-    xs, ys, zs, hxs, hys, hzs, keys = copies
     rbx, rby, rbz, ribx, riby, ribz = wrap
+    half = xs.dtype.type(0.5)
+    rx = xs[t] + fsx - px
+    ry = ys[t] + fsy - py
+    rz = zs[t] + fsz - pz
+    if rounding:  # loop-invariant (a constant in the float32 loops without AVX-512)
+        rx -= rbx * np.floor(rx * ribx + half)
+        ry -= rby * np.floor(ry * riby + half)
+        rz -= rbz * np.floor(rz * ribz + half)
+    return rx, ry, rz, rx * rx + ry * ry + rz * rz
+
+
+@njit(cache=True, inline="always")
+def _add_pair(sums, t, copies, in_r, in_o, in_a, ex, ey, ez):
+    """The twelve zone sums with entry ``t``'s pair added (zone weights 0 or 1, unit
+    vector e toward it)."""
+    drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na = sums
+    drx -= in_r * ex
+    dry -= in_r * ey
+    drz -= in_r * ez
+    dox += in_o * copies[3][t]
+    doy += in_o * copies[4][t]
+    doz += in_o * copies[5][t]
+    dax += in_a * ex
+    day += in_a * ey
+    daz += in_a * ez
+    nr += in_r
+    no += in_o
+    na += in_a
+    return drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na
+
+
+@njit(cache=True, inline="always")
+def _pair_sums_bool(at, p, copies, wrap, zones, view, rounding, rule, sums):
+    """:func:`_cell_pairs` with the zone tests combined as booleans."""
+    lo, count, tkey = at[0], at[1], at[2]
+    keys = copies[6]
     rr2_, ro2_, ra2_, cos_fov_, cos_blind_, blind_all = zones
     fux, fuy, fuz, fvx, fvy, fvz, finv_vn = view
-    drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na = sums
-    real = xs.dtype.type
-    one, zero, half, tiny2 = real(1.0), real(0.0), real(0.5), real(1e-20)
+    real = copies[0].dtype.type
+    one, zero, tiny2 = real(1.0), real(0.0), real(1e-20)
     for u in range(count):
         t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
         # loads stay contiguous and the loop vectorises without gathers
-        rx = xs[t] + fsx - px
-        ry = ys[t] + fsy - py
-        rz = zs[t] + fsz - pz
-        if rounding:  # loop-invariant (a constant in the float32 loops)
-            rx -= rbx * np.floor(rx * ribx + half)
-            ry -= rby * np.floor(ry * riby + half)
-            rz -= rbz * np.floor(rz * ribz + half)
-        d2 = rx * rx + ry * ry + rz * rz
-        if _FLOAT_MASKS and keys.itemsize == 4:
-            # the zone tests as 0/1 floats, combined by products and differences (exact;
-            # see _float_masks)
-            okf = ((one if keys[t] == tkey else zero) * (one if d2 < ra2_ else zero)
-                   * (one if d2 >= tiny2 else zero))
-            inv = one / math.sqrt(max(d2, tiny2))  # finite where okf is 0 (the agent itself)
-            ex, ey, ez = rx * inv, ry * inv, rz * inv
-            nearf = one if d2 < rr2_ else zero
-            within_o = one if d2 < ro2_ else zero
-            if rule == 1:
-                cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
-                # no blind zone: cos_blind_ < -2, so the test holds for every pair
-                seenf = okf * (one if cos_view > cos_blind_ else zero)
-                in_r = seenf * nearf
-                seen_o = seenf * within_o
-                in_o = seen_o - seen_o * nearf
-                in_a = seenf - seen_o
-            else:
-                in_r = okf * nearf
-                seenf = (okf - in_r) * (one if fux * ex + fuy * ey + fuz * ez >= cos_fov_
-                                        else zero)
-                in_o = seenf * within_o
-                in_a = seenf - in_o
+        rx, ry, rz, d2 = _separation(t, at, p, copies, wrap, rounding)
+        # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
+        ok = (keys[t] == tkey) & (d2 < ra2_) & (d2 >= tiny2)
+        inv = one / math.sqrt(d2 if ok else one)
+        ex, ey, ez = rx * inv, ry * inv, rz * inv
+        near = d2 < rr2_
+        if rule == 1:
+            cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
+            seen = ok & (blind_all | (cos_view > cos_blind_))
+            in_r = one if seen & near else zero
+            in_o = one if seen & (d2 >= rr2_) & (d2 < ro2_) else zero
+            in_a = one if seen & (d2 >= ro2_) else zero
         else:
-            # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
-            ok = (keys[t] == tkey) & (d2 < ra2_) & (d2 >= tiny2)
-            inv = one / math.sqrt(d2 if ok else one)
-            ex, ey, ez = rx * inv, ry * inv, rz * inv
-            near = d2 < rr2_
-            if rule == 1:
-                cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
-                seen = ok & (blind_all | (cos_view > cos_blind_))
-                in_r = one if seen & near else zero
-                in_o = one if seen & (d2 >= rr2_) & (d2 < ro2_) else zero
-                in_a = one if seen & (d2 >= ro2_) else zero
-            else:
-                seen = ok & (d2 >= rr2_) & (fux * ex + fuy * ey + fuz * ez >= cos_fov_)
-                in_r = one if ok & near else zero
-                in_o = one if seen & (d2 < ro2_) else zero
-                in_a = one if seen & (d2 >= ro2_) else zero
-        drx -= in_r * ex
-        dry -= in_r * ey
-        drz -= in_r * ez
-        dox += in_o * hxs[t]
-        doy += in_o * hys[t]
-        doz += in_o * hzs[t]
-        dax += in_a * ex
-        day += in_a * ey
-        daz += in_a * ez
-        nr += in_r
-        no += in_o
-        na += in_a
-    return drx, dry, drz, dox, doy, doz, dax, day, daz, nr, no, na
+            seen = ok & (d2 >= rr2_) & (fux * ex + fuy * ey + fuz * ez >= cos_fov_)
+            in_r = one if ok & near else zero
+            in_o = one if seen & (d2 < ro2_) else zero
+            in_a = one if seen & (d2 >= ro2_) else zero
+        sums = _add_pair(sums, t, copies, in_r, in_o, in_a, ex, ey, ez)
+    return sums
+
+
+@njit(cache=True, inline="always")
+def _pair_sums_float(at, p, copies, wrap, zones, view, rounding, rule, sums):
+    """:func:`_cell_pairs` with the zone tests combined as 0/1 floats (exact; see
+    :func:`_float_masks`)."""
+    lo, count, tkey = at[0], at[1], at[2]
+    keys = copies[6]
+    rr2_, ro2_, ra2_, cos_fov_, cos_blind_, blind_all = zones
+    fux, fuy, fuz, fvx, fvy, fvz, finv_vn = view
+    real = copies[0].dtype.type
+    one, zero, tiny2 = real(1.0), real(0.0), real(1e-20)
+    for u in range(count):
+        t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
+        # loads stay contiguous and the loop vectorises without gathers
+        rx, ry, rz, d2 = _separation(t, at, p, copies, wrap, rounding)
+        # the zone tests as 0/1 floats, combined by products and differences (exact;
+        # see _float_masks)
+        okf = ((one if keys[t] == tkey else zero) * (one if d2 < ra2_ else zero)
+               * (one if d2 >= tiny2 else zero))
+        inv = one / math.sqrt(max(d2, tiny2))  # finite where okf is 0 (the agent itself)
+        ex, ey, ez = rx * inv, ry * inv, rz * inv
+        nearf = one if d2 < rr2_ else zero
+        within_o = one if d2 < ro2_ else zero
+        if rule == 1:
+            cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
+            # no blind zone: cos_blind_ < -2, so the test holds for every pair
+            seenf = okf * (one if cos_view > cos_blind_ else zero)
+            in_r = seenf * nearf
+            seen_o = seenf * within_o
+            in_o = seen_o - seen_o * nearf
+            in_a = seenf - seen_o
+        else:
+            in_r = okf * nearf
+            seenf = (okf - in_r) * (one if fux * ex + fuy * ey + fuz * ez >= cos_fov_
+                                    else zero)
+            in_o = seenf * within_o
+            in_a = seenf - in_o
+        sums = _add_pair(sums, t, copies, in_r, in_o, in_a, ex, ey, ez)
+    return sums
 
 
 @njit(cache=True, inline="always")
