@@ -254,16 +254,16 @@ def _cell_pairs_for(at, p, copies, wrap, zones, view, rounding, rule, sums):
         def per_kind(at, p, copies, wrap, zones, view, rounding, rule, sums):
             if rule == 1:
                 if rounding:
-                    return _pair_sums_float(at, p, copies, wrap, zones, view, True, 1, sums)
-                return _pair_sums_float(at, p, copies, wrap, zones, view, False, 1, sums)
+                    return _pair_sums(at, p, copies, wrap, zones, view, True, 1, True, sums)
+                return _pair_sums(at, p, copies, wrap, zones, view, False, 1, True, sums)
             if rounding:
-                return _pair_sums_float(at, p, copies, wrap, zones, view, True, 0, sums)
-            return _pair_sums_float(at, p, copies, wrap, zones, view, False, 0, sums)
+                return _pair_sums(at, p, copies, wrap, zones, view, True, 0, True, sums)
+            return _pair_sums(at, p, copies, wrap, zones, view, False, 0, True, sums)
 
         return per_kind
 
     def one_loop(at, p, copies, wrap, zones, view, rounding, rule, sums):
-        return _pair_sums_bool(at, p, copies, wrap, zones, view, rounding, rule, sums)
+        return _pair_sums(at, p, copies, wrap, zones, view, rounding, rule, False, sums)
 
     return one_loop
 
@@ -308,76 +308,76 @@ def _add_pair(sums, t, copies, in_r, in_o, in_a, ex, ey, ez):
 
 
 @njit(cache=True, inline="always")
-def _pair_sums_bool(at, p, copies, wrap, zones, view, rounding, rule, sums):
-    """:func:`_cell_pairs` with the zone tests combined as booleans."""
-    lo, count, tkey = at[0], at[1], at[2]
-    keys = copies[6]
-    rr2_, ro2_, ra2_, cos_fov_, cos_blind_, blind_all = zones
-    fux, fuy, fuz, fvx, fvy, fvz, finv_vn = view
-    real = copies[0].dtype.type
-    one, zero, tiny2 = real(1.0), real(0.0), real(1e-20)
+def _pair_sums(at, p, copies, wrap, zones, view, rounding, rule, float_tests, sums):
+    """:func:`_cell_pairs`' loop, its zone tests combined as 0/1 floats if ``float_tests``
+    (see :func:`_float_masks`), as booleans otherwise."""
+    lo, count = at[0], at[1]
     for u in range(count):
         t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
         # loads stay contiguous and the loop vectorises without gathers
         rx, ry, rz, d2 = _separation(t, at, p, copies, wrap, rounding)
-        # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
-        ok = (keys[t] == tkey) & (d2 < ra2_) & (d2 >= tiny2)
-        inv = one / math.sqrt(d2 if ok else one)
-        ex, ey, ez = rx * inv, ry * inv, rz * inv
-        near = d2 < rr2_
-        if rule == 1:
-            cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
-            seen = ok & (blind_all | (cos_view > cos_blind_))
-            in_r = one if seen & near else zero
-            in_o = one if seen & (d2 >= rr2_) & (d2 < ro2_) else zero
-            in_a = one if seen & (d2 >= ro2_) else zero
+        if float_tests:  # a constant: one of the two is compiled into the loop
+            in_r, in_o, in_a, ex, ey, ez = _zones_float(t, rx, ry, rz, d2, at, copies, zones,
+                                                        view, rule)
         else:
-            seen = ok & (d2 >= rr2_) & (fux * ex + fuy * ey + fuz * ez >= cos_fov_)
-            in_r = one if ok & near else zero
-            in_o = one if seen & (d2 < ro2_) else zero
-            in_a = one if seen & (d2 >= ro2_) else zero
+            in_r, in_o, in_a, ex, ey, ez = _zones_bool(t, rx, ry, rz, d2, at, copies, zones,
+                                                       view, rule)
         sums = _add_pair(sums, t, copies, in_r, in_o, in_a, ex, ey, ez)
     return sums
 
 
 @njit(cache=True, inline="always")
-def _pair_sums_float(at, p, copies, wrap, zones, view, rounding, rule, sums):
-    """:func:`_cell_pairs` with the zone tests combined as 0/1 floats (exact; see
-    :func:`_float_masks`)."""
-    lo, count, tkey = at[0], at[1], at[2]
-    keys = copies[6]
+def _zones_bool(t, rx, ry, rz, d2, at, copies, zones, view, rule):
+    """Sorted entry ``t``'s zone weights (repulsion, orientation, attraction: 0 or 1) and
+    the unit vector toward it, the tests combined as booleans."""
     rr2_, ro2_, ra2_, cos_fov_, cos_blind_, blind_all = zones
     fux, fuy, fuz, fvx, fvy, fvz, finv_vn = view
     real = copies[0].dtype.type
     one, zero, tiny2 = real(1.0), real(0.0), real(1e-20)
-    for u in range(count):
-        t = lo + np.uint64(u)  # unsigned: no negative-index wraparound, so the
-        # loads stay contiguous and the loop vectorises without gathers
-        rx, ry, rz, d2 = _separation(t, at, p, copies, wrap, rounding)
-        # the zone tests as 0/1 floats, combined by products and differences (exact;
-        # see _float_masks)
-        okf = ((one if keys[t] == tkey else zero) * (one if d2 < ra2_ else zero)
-               * (one if d2 >= tiny2 else zero))
-        inv = one / math.sqrt(max(d2, tiny2))  # finite where okf is 0 (the agent itself)
-        ex, ey, ez = rx * inv, ry * inv, rz * inv
-        nearf = one if d2 < rr2_ else zero
-        within_o = one if d2 < ro2_ else zero
-        if rule == 1:
-            cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
-            # no blind zone: cos_blind_ < -2, so the test holds for every pair
-            seenf = okf * (one if cos_view > cos_blind_ else zero)
-            in_r = seenf * nearf
-            seen_o = seenf * within_o
-            in_o = seen_o - seen_o * nearf
-            in_a = seenf - seen_o
-        else:
-            in_r = okf * nearf
-            seenf = (okf - in_r) * (one if fux * ex + fuy * ey + fuz * ez >= cos_fov_
-                                    else zero)
-            in_o = seenf * within_o
-            in_a = seenf - in_o
-        sums = _add_pair(sums, t, copies, in_r, in_o, in_a, ex, ey, ez)
-    return sums
+    # anchor: skip pairs closer than 1e-10 (this also skips the agent itself)
+    ok = (copies[6][t] == at[2]) & (d2 < ra2_) & (d2 >= tiny2)
+    inv = one / math.sqrt(d2 if ok else one)
+    ex, ey, ez = rx * inv, ry * inv, rz * inv
+    near = d2 < rr2_
+    if rule == 1:
+        cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
+        seen = ok & (blind_all | (cos_view > cos_blind_))
+        in_r = one if seen & near else zero
+        in_o = one if seen & (d2 >= rr2_) & (d2 < ro2_) else zero
+        in_a = one if seen & (d2 >= ro2_) else zero
+    else:
+        seen = ok & (d2 >= rr2_) & (fux * ex + fuy * ey + fuz * ez >= cos_fov_)
+        in_r = one if ok & near else zero
+        in_o = one if seen & (d2 < ro2_) else zero
+        in_a = one if seen & (d2 >= ro2_) else zero
+    return in_r, in_o, in_a, ex, ey, ez
+
+
+@njit(cache=True, inline="always")
+def _zones_float(t, rx, ry, rz, d2, at, copies, zones, view, rule):
+    """:func:`_zones_bool` with the tests as 0/1 floats combined by products and
+    differences: the same weights exactly (see :func:`_float_masks`)."""
+    rr2_, ro2_, ra2_, cos_fov_, cos_blind_, _ = zones
+    fux, fuy, fuz, fvx, fvy, fvz, finv_vn = view
+    real = copies[0].dtype.type
+    one, zero, tiny2 = real(1.0), real(0.0), real(1e-20)
+    okf = ((one if copies[6][t] == at[2] else zero) * (one if d2 < ra2_ else zero)
+           * (one if d2 >= tiny2 else zero))
+    inv = one / math.sqrt(max(d2, tiny2))  # finite where okf is 0 (the agent itself)
+    ex, ey, ez = rx * inv, ry * inv, rz * inv
+    nearf = one if d2 < rr2_ else zero
+    within_o = one if d2 < ro2_ else zero
+    if rule == 1:
+        cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
+        # no blind zone: cos_blind_ < -2, so the test holds for every pair
+        seenf = okf * (one if cos_view > cos_blind_ else zero)
+        in_r = seenf * nearf
+        seen_o = seenf * within_o
+        return in_r, seen_o - seen_o * nearf, seenf - seen_o, ex, ey, ez
+    in_r = okf * nearf
+    seenf = (okf - in_r) * (one if fux * ex + fuy * ey + fuz * ez >= cos_fov_ else zero)
+    in_o = seenf * within_o
+    return in_r, in_o, seenf - in_o, ex, ey, ez
 
 
 @njit(cache=True, inline="always")
