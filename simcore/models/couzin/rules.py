@@ -62,8 +62,6 @@ def _turn_couzin(ux, uy, uz, dx, dy, dz, turn):
     return vx / v, vy / v, vz / v
 
 
-
-
 def _float_masks() -> bool:
     """Whether the float32 pair loop combines its zone tests as 0/1 floats (products and
     differences, exact) rather than as booleans: where the CPU lacks AVX-512. There LLVM's
