@@ -167,17 +167,28 @@ def hot_loop_paths(asm: str) -> list[tuple[int, int]]:
     return sorted(set(paths))
 
 
-def compiled_loop_asm() -> str:
-    """Assembly of the serial decision loop compiled for float32 copies."""
+def compiled_loop_asm() -> dict[str, str]:
+    """Assembly of the float32 pair loop by case: ``"open"`` (rule couzin2002, cell image
+    shifts: the cohesive school) and ``"rounding"`` (rule dewi, per-pair rounding: the dewi
+    box). With AVX-512 one loop inside the serial decision kernel serves both (its paths
+    differ); without, each rule and boundary kind is a function of its own
+    (``rules._pair_sums_*``)."""
     p = couzin.Params(n=64, rule="dewi", boundary="periodic", box=35.0, r_o=12.0, r_a=20.0,
                       kernel_precision="float32")
     state = couzin.init_state(p, 1)
     couzin.advance(state, p, kernel_key(1), 0, 1, parallel=False)
-    asm = rules._decide_range.inspect_asm()
-    if not asm:
-        raise RuntimeError("no assembly: the kernel came from Numba's cache; run with a fresh "
-                           "NUMBA_CACHE_DIR")
-    return next(text for sig, text in asm.items() if "float32" in str(sig))
+    if rules._FLOAT_MASKS:
+        funcs = {"open": rules._pair_sums_couzin_shifts, "rounding": rules._pair_sums_dewi_rounding}
+    else:
+        funcs = {"open": rules._decide_range, "rounding": rules._decide_range}
+    out = {}
+    for case, func in funcs.items():
+        asm = func.inspect_asm()
+        if not asm:
+            raise RuntimeError("no assembly: the kernel came from Numba's cache; run with a "
+                               "fresh NUMBA_CACHE_DIR")
+        out[case] = next(text for sig, text in asm.items() if "float32" in str(sig))
+    return out
 
 
 def ns_per_pair(params: couzin.Params, steps: int) -> float:
@@ -201,26 +212,28 @@ def main(argv=None) -> None:
     print(machine_header("simcore Couzin roofline (benchmarks/roofline.py)"))
     ghz = clock_ghz()
     print(f"core clock from a dependent multiply-xor chain: {ghz:.2f} GHz")
-    asm = compiled_loop_asm()
+    asms = compiled_loop_asm()
+    asm = asms["open"]
     lanes = 16 if "zmm" in asm and re.search(r"vrsqrt14ps\s+%zmm", asm) else 8
-    paths = hot_loop_paths(asm)
-    print(f"vectorised pair loop: {lanes} pairs per iteration; vector instructions per "
-          f"iteration on each path (ALU + loads): "
-          + ", ".join(f"{a} + {ld}" for a, ld in paths))
-    # (params, steps, the path the case takes: paths are sorted, the open couzin2002 rule
-    # the shortest, the dewi rule with per-pair rounding in a one-cell box the longest)
+    paths = {case: hot_loop_paths(text) for case, text in asms.items()}
+    for case, found in paths.items():
+        print(f"vectorised pair loop ({case}): {lanes} pairs per vector; vector instructions "
+              f"per iteration on each path (ALU + loads): "
+              + ", ".join(f"{a} + {ld}" for a, ld in found))
+    # (params, steps, the loop and path the case takes: one loop's paths are sorted, the
+    # open couzin2002 rule the shortest, the dewi rule with per-pair rounding the longest)
     cases = {
         "cohesive school N = 2000 (rule couzin2002, open)": (couzin.Params(
             n=2000, r_r=1.0, r_o=6.0, r_a=14.0, noise=0.0,
-            init_size=0.95 * 14.0 / math.sqrt(3), kernel_precision="float32"), 5, 0),
+            init_size=0.95 * 14.0 / math.sqrt(3), kernel_precision="float32"), 5, ("open", 0)),
         "dewi case-4 box N = 1000 (rule dewi, periodic, rounding)": (couzin.Params(
             **{k: v for k, v in couzin.PRESETS["dewi_highly_parallel"].items()
                if k not in ("steps", "seed")} | {"n": 1000, "box": 35.0 * 4 ** (1 / 3),
-                                                 "kernel_precision": "float32"}), 20, -1),
+                                                 "kernel_precision": "float32"}), 20, ("rounding", -1)),
     }
     for label, (params, steps, path) in cases.items():
         ns = ns_per_pair(params, steps)
-        alu = paths[path][0]
+        alu = paths[path[0]][path[1]][0]
         cycles = ns * ghz
         issue = ISSUE_WIDTH[lanes]
         floor = alu / lanes / issue
