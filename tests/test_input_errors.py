@@ -64,7 +64,7 @@ def _set(**values):
 
 
 # ----------------------------------------------------------------- invalid run_parameters
-@pytest.mark.parametrize("edit,fragments", [
+BAD_RUN_PARAMETERS = [
     (_set(n=-5), ["holds values that this version of simcore does not accept",
                   "n: Input should be greater than or equal to 1 (got -5)"]),
     (_set(n=True, steps="x"), ["n: Input should be a valid integer (got True)",
@@ -75,8 +75,15 @@ def _set(**values):
     (lambda text: '{"n": 3}', ["is not simcore JSON"]),
     (_set(model="foo"), ["names the model 'foo', which this version of simcore does not know"]),
     (_set(model=5), ["names no valid model (got 5)"]),
-])
-@pytest.mark.parametrize("command", ["info", "analyze", "plot"])
+]
+
+
+# every damage through `info`; each of the three kinds (invalid values, not simcore JSON, an
+# unknown model) through `analyze` and `plot` too: one real command-line process per case
+@pytest.mark.parametrize("command,edit,fragments",
+                         [("info", *case) for case in BAD_RUN_PARAMETERS]
+                         + [(command, *BAD_RUN_PARAMETERS[k]) for command in ("analyze", "plot")
+                            for k in (0, 3, 6)])
 def test_invalid_run_parameters_exit_2(files, tmp_path, edit, fragments, command):
     bad = _with_run_parameters(files["couzin"], tmp_path / "bad.nc", edit)
     args = [command, bad] + (["-o", tmp_path / "p.png"] if command == "plot" else [])

@@ -249,24 +249,13 @@ def network_file(tmp_path_factory):
     return out, A
 
 
-def test_acceptance_B_harmonic_network_trained(network_file, tmp_path):
-    """(B): a heterogeneous harmonic network of 64 hypoelliptic AOUPs (γ = 1e-3), the
-    pinned network trained 300 Hyvärinen steps (lr 3e-3, which moves its corrections off
-    zero, checked): both totals within 3 % of tr A / N and every particle's mean local
-    EPR, both forms, within 10 % of tr A_ii (closed form from A above, not from the
-    network). The statistics resolve both: the totals' block-bootstrap errors are below
-    1 %, and every particle's standard error (over the 512 independent copies) is below
-    10 %/3.5, so that an exact score would fail the 10 % with probability < 64 × 5e-4."""
-    import jax.numpy as jnp
-
-    from scoremodels.data import TrajectorySet, frame_samples
-    from scoremodels.losses import _ctx
-    from scoremodels.rundir import load_run
-
-    path, A = network_file
-    run = train(path, tmp_path / "run", TrainConfig(size="pinned", steps=300, lr=3e-3,
-                                                    batch_size=256, burn_in=0.0,
-                                                    val_every=300, seed=0))
+def _assert_network_epr(run, path, A, tmp_path):
+    """Both totals within 3 % of tr A / N, the certificate below 0.03, and every
+    particle's mean local EPR, both forms, within 10 % of tr A_ii (closed form from A, not
+    from the network). The statistics resolve both: the totals' block-bootstrap errors are
+    below 1 %, and every particle's standard error (over the 512 independent copies) is
+    below 10 %/3.5, so that an exact score would fail the 10 % with probability
+    < 64 × 5e-4."""
     r = estimate(run, [path], tmp_path / "epr.nc", burn_in=0.0)
     n2 = len(A)
     N = n2 // 2
@@ -289,6 +278,34 @@ def test_acceptance_B_harmonic_network_trained(network_file, tmp_path):
               f"max se/A_ii = {(se / A_ii).max():.4f}")
     print({k: r[k] for k in ("epr_total", "epr_total_err", "epr_total_div", "epr_total_div_err",
                               "epr_exact_total", "epr_certificate", "epr_certificate_err")})
+
+
+def test_network_epr_per_particle_after_a_short_training(network_file, augmented_run,
+                                                          tmp_path):
+    """(B)'s estimate and per-particle check on the run of 3 augmented steps (its
+    parameters moved off the linear-response start: the test below): the default tier's
+    twin of the 300-step acceptance, which is slow."""
+    path, A = network_file
+    _assert_network_epr(augmented_run, path, A, tmp_path)
+
+
+@pytest.mark.slow  # 40-70 s on 2 cores: 300 training steps; the twin above is the fast tier's
+def test_acceptance_B_harmonic_network_trained(network_file, tmp_path):
+    """(B): a heterogeneous harmonic network of 64 hypoelliptic AOUPs (γ = 1e-3), the
+    pinned network trained 300 Hyvärinen steps (lr 3e-3, which moves its corrections off
+    zero, checked): the totals, certificate and per-particle local EPRs of
+    :func:`_assert_network_epr`."""
+    import jax.numpy as jnp
+
+    from scoremodels.data import TrajectorySet, frame_samples
+    from scoremodels.losses import _ctx
+    from scoremodels.rundir import load_run
+
+    path, A = network_file
+    run = train(path, tmp_path / "run", TrainConfig(size="pinned", steps=300, lr=3e-3,
+                                                    batch_size=256, burn_in=0.0,
+                                                    val_every=300, seed=0))
+    _assert_network_epr(run, path, A, tmp_path)
 
     # training moved the network: its score differs from the linear-response start
     model, rec = load_run(run)
@@ -368,22 +385,32 @@ def test_network_view_refusals(network_file, tmp_path):
         train(path, tmp_path / "r3", TrainConfig(size="pinned", sector="full", steps=1))
 
 
-def test_square_augmentation_trains_bit_reproducibly(network_file, tmp_path):
-    """`augment = "square"` through the (sharded) training step: two seeded runs end with
-    identical parameters that differ from the linear-response start."""
+def _augmented_run(path, out):
+    """The pinned network trained 3 steps with ``augment = "square"`` (lr 3e-3, seed 0)."""
+    return train(path, out, TrainConfig(size="pinned", steps=3, lr=3e-3, batch_size=256,
+                                        burn_in=0.0, val_every=3, augment="square", seed=0))
+
+
+@pytest.fixture(scope="module")
+def augmented_run(network_file, tmp_path_factory):
+    return _augmented_run(network_file[0], tmp_path_factory.mktemp("net") / "run")
+
+
+def _parameters(run):
     import jax
     from flax import nnx
 
     from scoremodels.rundir import load_run
 
-    path, _ = network_file
-    runs = []
-    for tag in ("a", "b"):
-        run = train(path, tmp_path / tag, TrainConfig(size="pinned", steps=3, lr=3e-3,
-                                                      batch_size=256, burn_in=0.0,
-                                                      val_every=3, augment="square", seed=0))
-        model, _ = load_run(run, use_ema=False)
-        runs.append([np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))])
-    assert all(np.array_equal(x, y) for x, y in zip(*runs))
-    zero_heads = [x for x in runs[0] if x.ndim == 2 and x.shape[1] in (1, 2, 3)]
+    model, _ = load_run(run, use_ema=False)
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def test_square_augmentation_trains_bit_reproducibly(network_file, augmented_run, tmp_path):
+    """`augment = "square"` through the (sharded) training step: two seeded runs end with
+    identical parameters that differ from the linear-response start."""
+    first = _parameters(augmented_run)
+    second = _parameters(_augmented_run(network_file[0], tmp_path / "b"))
+    assert all(np.array_equal(x, y) for x, y in zip(first, second))
+    zero_heads = [x for x in first if x.ndim == 2 and x.shape[1] in (1, 2, 3)]
     assert any(np.abs(x).max() > 0 for x in zero_heads)  # the zero-initialised heads moved

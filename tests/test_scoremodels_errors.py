@@ -294,24 +294,27 @@ def test_version_names_the_package(capsys):
 
 
 def test_train_run_directory_that_cannot_be_made_or_filled(trained, tmp_path, tiny_fs,
-                                                           read_only_fs):
+                                                           read_only_fs, capsys):
     """A path through a file, a read-only file system (tracebacks before) and a full disk
     (a traceback from the metrics file, or orbax's RESOURCE_EXHAUSTED): exit 2, one
-    paragraph each."""
+    paragraph each. The full disk runs as the real command in its own process (orbax's
+    background writers fail there, not in the caller); the two paths refused before
+    training starts run in this one."""
     import subprocess
     import sys
 
     traj, _ = trained
     common = ["--size", "tiny", "--steps", "4", "--batch-size", "16", "--quiet"]
     for out, fragment in ((traj / "sub", "Not a directory"),
-                          (read_only_fs / "run", "Read-only file system"),
-                          (tiny_fs / "run", "the disk is full")):
-        proc = subprocess.run([sys.executable, "-m", "scoremodels", "train", str(traj),
-                               "--out", str(out), *common],
-                              capture_output=True, text=True, timeout=300)
-        text = " ".join(proc.stderr.split())
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-        assert fragment in text, text
+                          (read_only_fs / "run", "Read-only file system")):
+        assert main(["train", str(traj), "--out", str(out), *common]) == 2
+        assert fragment in " ".join(_err(capsys).split())
+    proc = subprocess.run([sys.executable, "-m", "scoremodels", "train", str(traj),
+                           "--out", str(tiny_fs / "run"), *common],
+                          capture_output=True, text=True, timeout=300)
+    text = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the disk is full" in text, text
 
 
 @pytest.mark.parametrize("minutes", ["-1", "nan"])

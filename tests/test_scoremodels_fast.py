@@ -210,11 +210,16 @@ def _params(run, ema):
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]
 
 
+# the resume tests' settings, shared so that XLA compiles their programs once (the tests'
+# persistent compilation cache): the Python API's TrainConfig and the CLI's --config file
+RESUME = dict(size="tiny", steps=6, batch_size=16, val_every=3, checkpoint_every=100,
+              warmup=2, ema=0.9, memory_budget_mb=0.05, val_samples=64)
+
+
 def test_checkpoint_resume_gives_identical_parameters(abp_file, tmp_path):
     from scoremodels.train import TrainConfig, train
 
-    cfg = TrainConfig(size="tiny", steps=6, batch_size=16, val_every=3, checkpoint_every=100,
-                      warmup=2, ema=0.9, memory_budget_mb=0.05, val_samples=64)
+    cfg = TrainConfig(**RESUME)
     train(abp_file, tmp_path / "full", cfg)
     train(abp_file, tmp_path / "part", cfg, stop_after=3)
     part3 = _params(tmp_path / "part", ema=False)
@@ -231,9 +236,12 @@ def test_checkpoint_resume_gives_identical_parameters(abp_file, tmp_path):
 def test_time_budget_stops_checkpointed_and_resumes(abp_file, tmp_path):
     """--max-minutes: a spent budget stops after the current step, with a checkpoint at
     that step, and --resume completes the run to the same parameters."""
-    args = ["train", str(abp_file), "--size", "tiny", "--steps", "5", "--batch-size", "16",
-            "--memory-budget", "0.05", "--quiet"]
+    toml = tmp_path / "train.toml"
+    toml.write_text("[train]\n" + "".join(
+        f"{k} = {json.dumps(v)}\n" for k, v in RESUME.items()))
+    args = ["train", str(abp_file), "--config", str(toml), "--quiet"]
     assert main(args + ["--out", str(tmp_path / "full")]) == 0
+    assert json.loads((tmp_path / "full" / "run.json").read_text())["train"]["ema"] == 0.9
     assert main(args + ["--out", str(tmp_path / "part"), "--max-minutes", "0"]) == 0
     steps = sorted(int(p.name) for p in (tmp_path / "part" / "checkpoints").iterdir()
                    if p.name.isdigit())
