@@ -13,16 +13,18 @@ vector instructions a pair needs and how many the core issues per cycle. This sc
    to the load ports and are counted apart,
 3. times the loop (all pairs, N = 2000 cohesive school, and the dewi case-4 box at
    N = 1000, one thread) and prints the vector instructions it retires per cycle,
-   against the issue limit: 3 per cycle for 256-bit vector ALU operations (ports 0, 1
-   and 5), 2 for 512-bit ones (ports 0 and 5; port 1's vector unit is fused into port
-   0's; uops.info), and the floor in ns per pair that this limit implies.
+   against the issue limit: on Intel cores 3 per cycle for 256-bit vector ALU
+   operations (ports 0, 1 and 5), 2 for 512-bit ones (ports 0 and 5; port 1's vector
+   unit is fused into port 0's; uops.info); on AMD Zen 2-4 cores 4 for 256-bit ones (four
+   FP pipes) and 2 for 512-bit ones (Zen 4 splits them in two), and the floor in ns per
+   pair that this limit implies.
 
     python benchmarks/roofline.py
 
-Numbers go into benchmarks/RESULTS.md with the whole-run ceiling they imply. The issue
-model is the Intel core's (session 8's VM); where the loop runs faster than its floor (AMD
-Zen 1: four FP pipes, and an unrolled loop's instructions cover more pairs) the script
-says that no ceiling follows and records no headline.
+Numbers go into benchmarks/RESULTS.md with the whole-run ceiling they imply. Where the
+loop runs faster than its floor (AMD Zen 1's 128-bit pipes, or an unrolled loop whose
+instructions cover more pairs) the script says that no ceiling follows and records no
+headline.
 """
 
 from __future__ import annotations
@@ -47,7 +49,18 @@ from simcore.models import couzin  # noqa: E402
 from simcore.models.couzin import rules  # noqa: E402
 from simcore.rng import kernel_key  # noqa: E402
 
-ISSUE_WIDTH = {8: 3, 16: 2}  # vector ALU ports by float32 lanes: 256-bit 0, 1, 5; 512-bit 0, 5
+# vector ALU instructions a cycle by float32 lanes: Intel 256-bit ports 0, 1, 5, 512-bit 0, 5;
+# AMD Zen 2-4 four 256-bit FP pipes, 512-bit (Zen 4) as two halves
+ISSUE_WIDTH = {"intel": {8: 3, 16: 2}, "amd": {8: 4, 16: 2}}
+
+
+def cpu_vendor() -> str:
+    """``"amd"`` for an AuthenticAMD CPU (/proc/cpuinfo), ``"intel"`` otherwise."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "amd" if "AuthenticAMD" in f.read(4096) else "intel"
+    except OSError:
+        return "intel"
 CHAIN_LATENCY = 4  # cycles of imul r64 (3) + xor (1); float add latency varies (2-4)
 
 
@@ -235,7 +248,7 @@ def main(argv=None) -> None:
         ns = ns_per_pair(params, steps)
         alu = paths[path[0]][path[1]][0]
         cycles = ns * ghz
-        issue = ISSUE_WIDTH[lanes]
+        issue = ISSUE_WIDTH[cpu_vendor()][lanes]
         floor = alu / lanes / issue
         print(f"{label}: {ns:.3f} ns per pair = {cycles:.2f} cycles; its path's {alu} ALU "
               f"instructions per {lanes} pairs retire at {alu / lanes / cycles:.2f} per cycle "
@@ -243,8 +256,8 @@ def main(argv=None) -> None:
               f"{floor / ghz:.3f} ns per pair, {floor / cycles:.0%} of the time measured)")
         if floor > cycles:  # the measured loop beats the model's floor: the model is wrong
             print(f"  -> the model does not describe this core: the loop retires more than "
-                  f"{issue} vector instructions per cycle (the limit is the Intel core's "
-                  "vector ALU ports; AMD Zen 1 has four 128-bit FP pipes, and LLVM may unroll "
+                  f"{issue} vector instructions per cycle (the limit assumed for this "
+                  "vendor's cores; AMD Zen 1 has four 128-bit FP pipes, and LLVM may unroll "
                   "the loop so that the instructions counted cover more pairs); no floor or "
                   "ceiling follows from it here")
             continue
