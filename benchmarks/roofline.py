@@ -43,7 +43,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numba  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import headline, machine_header  # noqa: E402
+from _common import cpu_model, headline, machine_header  # noqa: E402
 
 from simcore.models import couzin  # noqa: E402
 from simcore.models.couzin import rules  # noqa: E402
@@ -52,15 +52,6 @@ from simcore.rng import kernel_key  # noqa: E402
 # vector ALU instructions a cycle by float32 lanes: Intel 256-bit ports 0, 1, 5, 512-bit 0, 5;
 # AMD Zen 2-4 four 256-bit FP pipes, 512-bit (Zen 4) as two halves
 ISSUE_WIDTH = {"intel": {8: 3, 16: 2}, "amd": {8: 4, 16: 2}}
-
-
-def cpu_vendor() -> str:
-    """``"amd"`` for an AuthenticAMD CPU (/proc/cpuinfo), ``"intel"`` otherwise."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "amd" if "AuthenticAMD" in f.read(4096) else "intel"
-    except OSError:
-        return "intel"
 CHAIN_LATENCY = 4  # cycles of imul r64 (3) + xor (1); float add latency varies (2-4)
 
 
@@ -194,14 +185,14 @@ def compiled_loop_asm() -> dict[str, str]:
         funcs = {"open": rules._pair_sums_couzin_shifts, "rounding": rules._pair_sums_dewi_rounding}
     else:
         funcs = {"open": rules._decide_range, "rounding": rules._decide_range}
-    out = {}
-    for case, func in funcs.items():
+    texts = {}
+    for func in set(funcs.values()):
         asm = func.inspect_asm()
         if not asm:
             raise RuntimeError("no assembly: the kernel came from Numba's cache; run with a "
                                "fresh NUMBA_CACHE_DIR")
-        out[case] = next(text for sig, text in asm.items() if "float32" in str(sig))
-    return out
+        texts[func] = next(text for sig, text in asm.items() if "float32" in str(sig))
+    return {case: texts[func] for case, func in funcs.items()}
 
 
 def ns_per_pair(params: couzin.Params, steps: int) -> float:
@@ -244,11 +235,11 @@ def main(argv=None) -> None:
                if k not in ("steps", "seed")} | {"n": 1000, "box": 35.0 * 4 ** (1 / 3),
                                                  "kernel_precision": "float32"}), 20, ("rounding", -1)),
     }
-    for label, (params, steps, path) in cases.items():
+    issue = ISSUE_WIDTH["amd" if "AMD" in cpu_model() else "intel"][lanes]
+    for label, (params, steps, (loop, path)) in cases.items():
         ns = ns_per_pair(params, steps)
-        alu = paths[path[0]][path[1]][0]
+        alu = paths[loop][path][0]
         cycles = ns * ghz
-        issue = ISSUE_WIDTH[cpu_vendor()][lanes]
         floor = alu / lanes / issue
         print(f"{label}: {ns:.3f} ns per pair = {cycles:.2f} cycles; its path's {alu} ALU "
               f"instructions per {lanes} pairs retire at {alu / lanes / cycles:.2f} per cycle "

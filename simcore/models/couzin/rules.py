@@ -251,7 +251,9 @@ _FAST = dict(fastmath={"reassoc", "contract", "arcp", "nsz"}, error_model="numpy
 # The float-test loops per rule and boundary kind are functions of their own, called once
 # per neighbour cell, not inlined into the kernel: LLVM then optimises each once, in a
 # small module (a first float32 run compiled for 50 s with the four inlined, 32 s so; the
-# pair loop's speed is unchanged). They carry the kernel's flags (_FAST).
+# pair loop's speed is unchanged). They carry the kernel's flags (_FAST). Four named
+# functions, not closures from a factory: Numba's on-disk cache indexes a function by its
+# qualified name and line, which a factory's closures would share.
 @njit(cache=True, **_FAST)
 def _pair_sums_dewi_rounding(at, p, copies, wrap, zones, view, sums):
     return _pair_sums(at, p, copies, wrap, zones, view, True, 1, True, sums)
