@@ -17,7 +17,14 @@ vector instructions a pair needs and how many the core issues per cycle. This sc
    operations (ports 0, 1 and 5), 2 for 512-bit ones (ports 0 and 5; port 1's vector
    unit is fused into port 0's; uops.info); on AMD Zen 2-4 cores 4 for 256-bit ones (four
    FP pipes) and 2 for 512-bit ones (Zen 4 splits them in two), and the floor in ns per
-   pair that this limit implies.
+   pair that this limit implies,
+4. where ``llvm-mca`` is on PATH (Debian/Ubuntu: the ``llvm`` package) and the loop is one
+   straight path (the per-kind loops without AVX-512), runs it on the loop's instructions
+   with Numba's CPU (``-mcpu``): LLVM's scheduling model of that core (each instruction's
+   measured latency and execution units) gives the cycles per pair with the loop's
+   dependencies, and with its execution units alone ("Block RThroughput"). The second
+   is the floor of this instruction mix, finer than step 3's count (it knows which
+   pipes take which instruction); the first should match the time measured.
 
     python benchmarks/roofline.py
 
@@ -128,9 +135,10 @@ def _vector_ops(ins: list[str]) -> tuple[int, int]:
     return alu, loads
 
 
-def hot_loop_paths(asm: str) -> list[tuple[int, int]]:
-    """(vector ALU, vector load) instructions of every path once around the vectorised
-    pair loop (the loop holding the packed reciprocal square root)."""
+def _hot_loop(asm: str):
+    """(labels in order, instructions per label, successors per label, the loop's first
+    label, the loop's labels) of the vectorised pair loop: the loop holding the packed
+    reciprocal square root."""
     order, body, succ = _blocks(asm)
     pred = {label: [] for label in order}
     for a, outs in succ.items():
@@ -156,6 +164,13 @@ def hot_loop_paths(asm: str) -> list[tuple[int, int]]:
     inner_succ = {a: [b for b in outs if b in vector] for a, outs in succ.items() if a in vector}
     inner_pred = {a: [b for b in outs if b in vector] for a, outs in pred.items() if a in vector}
     loop = reach(start, inner_succ) & reach(start, inner_pred)
+    return order, body, succ, start, loop
+
+
+def hot_loop_paths(asm: str) -> list[tuple[int, int]]:
+    """(vector ALU, vector load) instructions of every path once around the vectorised
+    pair loop."""
+    order, body, succ, start, loop = _hot_loop(asm)
     paths = []
 
     def walk(label, seen, alu, loads):
@@ -169,6 +184,40 @@ def hot_loop_paths(asm: str) -> list[tuple[int, int]]:
 
     walk(start, {start}, 0, 0)
     return sorted(set(paths))
+
+
+def hot_loop_body(asm: str) -> str | None:
+    """The vectorised pair loop's instructions once around, as assembly text, where the
+    loop is one straight path (its blocks run in order, every one every iteration: the
+    per-kind loops without AVX-512); None where it branches inside."""
+    order, body, succ, start, loop = _hot_loop(asm)
+    blocks = [label for label in order if label in loop]
+    if blocks[0] != start or any(
+            [nxt for nxt in succ[a] if nxt in loop] != [b] for a, b in zip(blocks, blocks[1:])):
+        return None
+    return "\n".join(text for label in blocks for text in body[label]) + "\n"
+
+
+def llvm_mca(loop: str, cpu: str, iterations: int = 500) -> tuple[float, float] | None:
+    """(cycles per iteration with dependencies, cycles per iteration from the execution
+    units alone: "Block RThroughput") of ``loop`` on the LLVM CPU ``cpu``, as LLVM's
+    scheduling model for it (latencies and throughputs measured per instruction) predicts
+    them; None without ``llvm-mca`` on PATH (Debian/Ubuntu: the ``llvm`` package) or a
+    model of that CPU."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("llvm-mca")
+    if exe is None:
+        return None
+    done = subprocess.run([exe, f"-mcpu={cpu}", f"-iterations={iterations}"], input=loop,
+                          capture_output=True, text=True)
+    total = re.search(r"Total Cycles:\s+(\d+)", done.stdout)
+    block = re.search(r"Block RThroughput:\s+([\d.]+)", done.stdout)
+    if done.returncode != 0 or "not a recognized processor" in done.stderr or not total \
+            or not block:
+        return None
+    return int(total.group(1)) / iterations, float(block.group(1))
 
 
 def compiled_loop_asm() -> dict[str, str]:
@@ -209,6 +258,28 @@ def ns_per_pair(params: couzin.Params, steps: int) -> float:
     return best / steps / params.n ** 2 * 1e9
 
 
+def compiled_cpu() -> str:
+    """The LLVM CPU name Numba compiles for (``NUMBA_CPU_NAME``, else this host's)."""
+    from llvmlite import binding
+
+    return numba.config.CPU_NAME or binding.get_host_cpu_name()
+
+
+def _report_mca(asm: str, lanes: int, cycles: float, ghz: float) -> None:
+    """Print llvm-mca's cycles per pair for the loop in ``asm`` against ``cycles`` measured."""
+    body = hot_loop_body(asm)
+    mca = llvm_mca(body, compiled_cpu()) if body is not None else None
+    if mca is None:
+        print("  llvm-mca: not run (" + ("the loop branches inside" if body is None else
+              "no llvm-mca on PATH, or no model of this CPU") + ")")
+        return
+    simulated, units = (c / lanes for c in mca)
+    print(f"  llvm-mca (-mcpu={compiled_cpu()}): {simulated:.2f} cycles per pair with the "
+          f"loop's dependencies = {simulated / ghz:.3f} ns (measured: {cycles / simulated:.2f}x "
+          f"that); its execution units alone {units:.2f} cycles = {units / ghz:.3f} ns per "
+          "pair, the floor of this instruction mix")
+
+
 def main(argv=None) -> None:
     import argparse
 
@@ -245,6 +316,7 @@ def main(argv=None) -> None:
               f"instructions per {lanes} pairs retire at {alu / lanes / cycles:.2f} per cycle "
               f"(issue limit {issue}: floor {floor:.2f} cycles = "
               f"{floor / ghz:.3f} ns per pair, {floor / cycles:.0%} of the time measured)")
+        _report_mca(asms[loop], lanes, cycles, ghz)
         if floor > cycles:  # the measured loop beats the model's floor: the model is wrong
             print(f"  -> the model does not describe this core: the loop retires more than "
                   f"{issue} vector instructions per cycle (the limit assumed for this "
