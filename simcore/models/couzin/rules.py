@@ -63,8 +63,9 @@ def _turn_couzin(ux, uy, uz, dx, dy, dz, turn):
 
 
 def _float_masks() -> bool:
-    """Whether the float32 pair loop combines its zone tests as 0/1 floats (products and
-    differences, exact) rather than as booleans: where the CPU lacks AVX-512. There LLVM's
+    """Whether the float32 pair loop combines its zone tests as 0/1 floats (kept or zeroed
+    by compares, and differences: exact) rather than as booleans: where the CPU lacks
+    AVX-512. There LLVM's
     256-bit code packs boolean vectors to 16 bits and back around every combination and
     merges them through the stack (1.8-2.0 -> 1.2-1.4 ns per pair in the cohesive school
     on a Zen 3 core, benchmarks/RESULTS.md); AVX-512's mask registers need no such trick.
@@ -384,28 +385,36 @@ def _zones_bool(t, rx, ry, rz, d2, at, copies, zones, view, rule):
 
 @njit(cache=True, inline="always")
 def _zones_float(t, rx, ry, rz, d2, at, copies, zones, view, rule):
-    """:func:`_zones_bool` with the tests as 0/1 floats combined by products and
-    differences: the same weights exactly (see :func:`_float_masks`)."""
+    """:func:`_zones_bool` with the tests as 0/1 floats, each kept or zeroed by one compare
+    and combined by differences: the same weights exactly (see :func:`_float_masks`), but
+    for the couzin2002 field of view, tested as u·r >= cos·|r| (|r| = d2·inv) rather
+    than u·(r·inv) >= cos: the same test, rounded differently.
+
+    A float kept by a compare compiles to an AND, which any of Zen 3's four FP pipes
+    runs; a product of two 0/1 floats needed one of the two multiply pipes, which the
+    distances, the unit vectors and the sums already keep busy (llvm-mca). Both changes
+    together: the cohesive school 1.17-1.19 -> 1.03-1.07 ns per pair, the dewi box
+    1.82-1.85 -> 1.73-1.75 (Zen 3 VM, benchmarks/RESULTS.md, session 34)."""
     rr2_, ro2_, ra2_, cos_fov_, cos_blind_, _ = zones
     fux, fuy, fuz, fvx, fvy, fvz, finv_vn = view
     real = copies[0].dtype.type
     one, zero, tiny2 = real(1.0), real(0.0), real(1e-20)
-    okf = ((one if copies[6][t] == at[2] else zero) * (one if d2 < ra2_ else zero)
-           * (one if d2 >= tiny2 else zero))
+    okf = one if copies[6][t] == at[2] else zero
+    okf = okf if d2 < ra2_ else zero
+    okf = okf if d2 >= tiny2 else zero
     inv = one / math.sqrt(max(d2, tiny2))  # finite where okf is 0 (the agent itself)
     ex, ey, ez = rx * inv, ry * inv, rz * inv
-    nearf = one if d2 < rr2_ else zero
-    within_o = one if d2 < ro2_ else zero
     if rule == 1:
         cos_view = (fvx * ex + fvy * ey + fvz * ez) * finv_vn
         # no blind zone: cos_blind_ < -2, so the test holds for every pair
-        seenf = okf * (one if cos_view > cos_blind_ else zero)
-        in_r = seenf * nearf
-        seen_o = seenf * within_o
-        return in_r, seen_o - seen_o * nearf, seenf - seen_o, ex, ey, ez
-    in_r = okf * nearf
-    seenf = (okf - in_r) * (one if fux * ex + fuy * ey + fuz * ez >= cos_fov_ else zero)
-    in_o = seenf * within_o
+        seenf = okf if cos_view > cos_blind_ else zero
+        in_r = seenf if d2 < rr2_ else zero
+        seen_o = seenf if d2 < ro2_ else zero
+        return in_r, seen_o - (seen_o if d2 < rr2_ else zero), seenf - seen_o, ex, ey, ez
+    in_r = okf if d2 < rr2_ else zero
+    # u·r is ready with d2: the test need not wait for the unit vector (a shorter chain)
+    seenf = (okf - in_r) if fux * rx + fuy * ry + fuz * rz >= (cos_fov_ * d2) * inv else zero
+    in_o = seenf if d2 < ro2_ else zero
     return in_r, in_o, seenf - in_o, ex, ey, ez
 
 
