@@ -267,14 +267,14 @@ def compiled_cpu() -> str:
 
 def _report_mca(asm: str, lanes: int, cycles: float, ghz: float) -> None:
     """Print llvm-mca's cycles per pair for the loop in ``asm`` against ``cycles`` measured."""
-    body = hot_loop_body(asm)
-    mca = llvm_mca(body, compiled_cpu()) if body is not None else None
+    body, cpu = hot_loop_body(asm), compiled_cpu()
+    mca = llvm_mca(body, cpu) if body is not None else None
     if mca is None:
         print("  llvm-mca: not run (" + ("the loop branches inside" if body is None else
               "no llvm-mca on PATH, or no model of this CPU") + ")")
         return
     simulated, units = (c / lanes for c in mca)
-    print(f"  llvm-mca (-mcpu={compiled_cpu()}): {simulated:.2f} cycles per pair with the "
+    print(f"  llvm-mca (-mcpu={cpu}): {simulated:.2f} cycles per pair with the "
           f"loop's dependencies = {simulated / ghz:.3f} ns (measured: {cycles / simulated:.2f}x "
           f"that); its execution units alone {units:.2f} cycles = {units / ghz:.3f} ns per "
           "pair, the floor of this instruction mix")
