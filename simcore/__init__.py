@@ -21,19 +21,20 @@ from simcore._lazy_imports import one_blas_thread_for_the_command_line  # noqa: 
 one_blas_thread_for_the_command_line()  # before anything below loads NumPy
 start_probe()  # a first run's thread choice samples the others' load during the imports
 
-from simcore._numba_cache import install as _install_kernel_cache  # noqa: E402
+from simcore._lazy_imports import prepare_numba_when_it_loads  # noqa: E402
 
-_install_kernel_cache()  # before any kernel module loads: a callee's change recompiles its callers
+# before any kernel module runs its decorators (a callee's change recompiles its callers),
+# and without importing Numba (0.5 s) for what does not compile: info, analyses, plots
+prepare_numba_when_it_loads()
 
 from simcore.api import run  # noqa: E402
 from simcore.config import presets  # noqa: E402
 from simcore.io.trajectory import open_trajectory  # noqa: E402
 from simcore._errors import UnstableRunError, UserInputError  # noqa: E402
 from simcore.sweep import open_sweep, run_sweep as sweep  # noqa: E402
-from simcore._lazy_imports import preload_cython_blas, register_when_xarray_loads  # noqa: E402
+from simcore._lazy_imports import register_when_xarray_loads  # noqa: E402
 
 register_when_xarray_loads()  # ds.simcore, without importing xarray here (0.6 s)
-preload_cython_blas()  # Numba's BLAS probe, without all of scipy.linalg (0.4 s)
 
 if TYPE_CHECKING:
     import xarray as xr

@@ -1,5 +1,11 @@
 """Imports that ``import simcore`` and a run's first compiled call avoid or trim.
 
+* **Numba** (with LLVM, ~0.5 s) loads with the first kernel module, not with ``import
+  simcore``: reading files, analyses, plots and ``simcore info`` never compile.
+  :func:`prepare_numba_when_it_loads` does what simcore needs done before its first
+  kernel is decorated (the kernel cache's locator, :mod:`simcore._numba_cache`) right
+  after Numba's own import, wherever that import comes from.
+
 Two imports that a command-line run (``simcore run harddisc``: 2.4 s, 0.5 s of it
 simulating, on a 2017 server core) does not need:
 
@@ -45,6 +51,19 @@ def one_blas_thread_for_the_command_line() -> None:
                or any(a == "-m" and b == "simcore.cli" for a, b in zip(orig, orig[1:])))
     if command and "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def prepare_numba_when_it_loads() -> None:
+    """Once Numba is imported (now, if it is loaded): put simcore's kernel-cache locator
+    first in Numba's list, and preload ``scipy.linalg.cython_blas`` for Numba's BLAS
+    probe (:func:`preload_cython_blas`). Both must precede simcore's first kernel
+    decorator and first compiled call, which only follow an import of Numba."""
+    def prepare(_module) -> None:
+        import simcore._numba_cache  # noqa: F401  (installs its locator as it loads)
+
+        preload_cython_blas()
+
+    after_import("numba", prepare)
 
 
 def register_when_xarray_loads() -> None:

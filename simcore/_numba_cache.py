@@ -81,7 +81,14 @@ class KernelSourcesLocator(caching._CacheLocator):
 
 
 def install() -> None:
-    """Put :class:`KernelSourcesLocator` first in Numba's locator list (idempotent); call
-    before any simcore kernel is decorated, i.e. before the kernel modules load."""
+    """Put :class:`KernelSourcesLocator` first in Numba's locator list (idempotent). Runs
+    when this module loads, which ``import simcore`` arranges for right after Numba's own
+    import (:func:`simcore._lazy_imports.prepare_numba_when_it_loads`), before any simcore
+    kernel is decorated."""
     if KernelSourcesLocator not in _CacheImpl._locator_classes:
         _CacheImpl._locator_classes.insert(0, KernelSourcesLocator)
+
+
+# on import: this module's own import of Numba (above) may be the one that triggers
+# simcore._lazy_imports' hook, which then finds this module half-loaded
+install()

@@ -52,7 +52,6 @@ from simcore.io.provenance import provenance
 from simcore.io.trajectory import (_frames_per_chunk, assemble, frame_schema, read_attrs,
                                    state_layout)
 from simcore.models import get_engine
-from simcore.rng import kernel_key
 
 
 _COST_RATIO = 100  # frame-count checkpoints take at most ~1/100 of a run's wall time
@@ -608,6 +607,7 @@ class _Run:
         import numba
 
         from simcore._errors import UnstableRunError
+        from simcore.rng import kernel_key
 
         model, params, marks = self.model, self.params, self.marks
         key = kernel_key(self.settings.seed)

@@ -76,3 +76,24 @@ def test_one_blas_thread_for_python_m_simcore_cli(tmp_path):
                           text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "BLAS=1" in proc.stderr
+
+
+@pytest.mark.parametrize("numba_first", [False, True])
+def test_numba_loads_with_the_first_kernel_module_and_gets_the_kernel_cache(numba_first):
+    """``import simcore`` leaves Numba unloaded; the first kernel module's import loads
+    it, and simcore's kernel-cache locator is first in Numba's list before that module's
+    decorators run (its kernels' caches use it). Numba imported before simcore: the
+    locator is installed by ``import simcore`` itself."""
+    script = ("import sys\n"
+              + ("import numba\n" if numba_first else "")
+              + "import simcore\n"
+              + ("" if numba_first else "assert 'numba' not in sys.modules\n")
+              + "from simcore._numba_cache import KernelSourcesLocator, _CacheImpl\n"
+              "assert _CacheImpl._locator_classes[0] is KernelSourcesLocator\n"
+              "import simcore.rng\n"
+              "assert isinstance(simcore.rng.mix64._cache._impl.locator, KernelSourcesLocator)\n"
+              "print(sum(c is KernelSourcesLocator for c in _CacheImpl._locator_classes))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1"]
