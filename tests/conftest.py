@@ -32,13 +32,6 @@ for _name, _value in (("JAX_COMPILATION_CACHE_DIR", _JAX_CACHE),
                       ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")):
     os.environ.setdefault(_name, _value)
 
-# XLA's CPU backend splits every operation over all cores (Eigen's thread pool); on the
-# tests' small networks that costs more than it gives, and the two test workers then
-# contend for the cores: one thread each takes the scoremodels files from 209 s to 120 s
-# (and 253 to 165 s of CPU). The CLI subprocesses inherit it; a setting of the user's wins.
-os.environ.setdefault("XLA_FLAGS",
-                      "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-
 import simcore  # noqa: E402
 
 
