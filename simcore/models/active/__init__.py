@@ -44,7 +44,8 @@ from simcore.engine import Engine
 from simcore.models.active.forces import compute_forces
 from simcore.models.active.forces import PAIR_BLOCK
 from simcore.models.active.integrate import (N_STATUS, ST_LISTS_VALID, ST_NEEDED_CAPACITY,
-                                             ST_NEEDED_PAIRS, ST_PAIRS, run_steps_for)
+                                             ST_NEEDED_PAIRS, ST_PAIRS, force_path,
+                                             run_steps_for)
 from simcore.models.active.params import (
     _PARALLEL_MIN_N_FORCES, DEFAULT_PRESET, DEFAULT_STEPS, DEFAULT_WRITE_EVERY, HAS_VELOCITIES, NAME,
     NDIM, POTENTIALS, PRESET_DOCS, PRESETS, WCA_RANGE, Params, _max_jump, extra_variables,
@@ -242,7 +243,8 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
         chunk = min(n_steps - done, SORT_EVERY - now % SORT_EVERY)
         theta = state["theta"] if abp else np.zeros(0)
         g = state["n_hat"] if abp else state["g"]
-        done += run_steps_for(bool(parallel), abp)(
+        path = force_path(_force_args(params)[0], work["nb"].shape[0], params.n)
+        done += run_steps_for(bool(parallel), abp, path)(
             state["positions"], state["image"], theta, g, work["force"], work["div"], params.box,
             side, ncell, reach, work["cell_of"], work["bucket_of"], work["bucket_start"],
             work["order"], work["xs"], work["ys"], work["keys"], *_force_args(params),

@@ -13,6 +13,7 @@ from simcore import neighbors, rng
 from simcore.models.active.forces import (_compute_forces_parallel, _compute_forces_serial,
                                           _half_pairs, _verlet_forces_parallel,
                                           _verlet_forces_serial, _wca_pair_forces_serial)
+from simcore.models.active.params import POTENTIALS
 
 
 @njit(cache=True, inline="always")
@@ -413,15 +414,35 @@ ST_NEEDED_PAIRS = 3  # pairs the flat list needed when its arrays were too short
 N_STATUS = 4
 
 
-@functools.cache
-def run_steps_for(parallel: bool, abp: bool):
-    """The step loop for threaded (``parallel``) or serial runs of ABP (``abp``) or AOUP
-    particles, compiled on its first call (then loaded from Numba's cache).
+# how a step loop sums the forces (a constant of it, see run_steps_for)
+FORCES_WCA_PAIRS = 0  # WCA over the flat half pair list made from the Verlet lists
+FORCES_VERLET = 1  # another potential over the Verlet lists
+FORCES_GRID = 2  # no Verlet lists (no potential, or a box too small for them): the grid
 
-    One compiled loop per pair: the two are constants of it (closure cells, part of
-    Numba's cache key), so the branches on them are pruned before typing and a run
+
+def force_path(potential_code: int, nb_rows: int, n: int) -> int:
+    """The force path (``FORCES_*``) of a run whose potential has the code
+    ``potential_code`` (``params.POTENTIALS``) and whose Verlet-list array ``nb`` has
+    ``nb_rows`` rows for ``n`` particles (fewer: the lists are off)."""
+    if nb_rows != n or potential_code == POTENTIALS["none"]:
+        return FORCES_GRID
+    return FORCES_WCA_PAIRS if potential_code == POTENTIALS["wca"] else FORCES_VERLET
+
+
+@functools.cache
+def run_steps_for(parallel: bool, abp: bool, path: int):
+    """The step loop for threaded (``parallel``) or serial runs of ABP (``abp``) or AOUP
+    particles whose forces take the path ``path`` (:func:`force_path`), compiled on its
+    first call (then loaded from Numba's cache).
+
+    One compiled loop per combination: the three are constants of it (closure cells, part
+    of Numba's cache key), so the branches on them are pruned before typing and a run
     compiles only the kernels its path calls (ABP's defaults: ~20 s on a cold cache,
-    against ~70 s for a loop typed with every path)."""
+    against ~70 s for a loop typed with every path; a threaded ABP-WCA run's loop ~60 s
+    against ~100 s with the force paths left to run time)."""
+    verlet = path != FORCES_GRID
+    wca = path == FORCES_WCA_PAIRS
+    split = parallel and abp and wca  # forces on one thread, the noise on the other
 
     @njit(cache=True, nogil=True)  # nogil: other Python threads run meanwhile
     def _run_steps(pos, image, theta, g, force, div, L, side, ncell, reach, cell_of, bucket_of,
@@ -437,12 +458,11 @@ def run_steps_for(parallel: bool, abp: bool):
         WCA runs, serial or threaded, sum the forces over a flat half pair list made from
         the Verlet lists at each rebuild (:func:`_wca_pair_forces_serial`, same bits as the
         list kernels); threaded runs thread the list builds and the integration."""
-        use_verlet = nb.shape[0] == pos.shape[0] and pot != 0
+        use_verlet = nb.shape[0] == pos.shape[0] and pot != 0  # == verlet (force_path)
         half_skin2 = 0.25 * (r_list - math.sqrt(rc2)) ** 2
         moved2 = -1.0  # largest displacement since the lists were built (the integration's)
         for s in range(n_steps):
-            noise_drawn = False
-            if use_verlet:
+            if verlet:
                 if moved2 < 0.0:  # first step of this call
                     if parallel:
                         moved2 = neighbors.max_displacement2_parallel(pos, ref, L)
@@ -463,7 +483,7 @@ def run_steps_for(parallel: bool, abp: bool):
                         return s
                     status[ST_LISTS_VALID] = 1
                     status[ST_PAIRS] = -1
-                if pot == 1:  # threaded runs too: the flat kernel on one thread beats the
+                if wca:  # threaded runs too: the flat kernel on one thread beats the
                     # full-list kernel on two (benchmarks/RESULTS.md)
                     if status[ST_PAIRS] < 0:
                         m = _half_pairs(nb, nb_count, pi, pj)
@@ -471,11 +491,10 @@ def run_steps_for(parallel: bool, abp: bool):
                             status[ST_NEEDED_PAIRS] = -m
                             return s
                         status[ST_PAIRS] = m
-                    if parallel and abp:  # forces on one thread, the noise on the other
+                    if split:
                         _wca_forces_and_abp_noise(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24,
                                                   rc2, pair_buf, force, key, step0 + s, ids,
                                                   uniform_noise, noise)
-                        noise_drawn = True
                     else:
                         _wca_pair_forces_serial(pos, L, pi, pj, status[ST_PAIRS], sig2, eps24,
                                                 rc2, pair_buf, force)
@@ -503,7 +522,7 @@ def run_steps_for(parallel: bool, abp: bool):
                                            bucket_start, order, xs, ys, keys, pot, sig2, eps24,
                                            rc2, k, beta, contact, kappa, force, div,
                                            bool(False), grid_nc)
-            if noise_drawn:
+            if split:  # the noise was drawn with the forces
                 moved2 = _update_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
                                               max_jump, unstable, ref, use_verlet, noise)
             elif parallel and abp:
