@@ -17,14 +17,13 @@ $(STAMP): $(PY) pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py --out demo_output
 
-# the test files run in parallel on every core (pytest-xdist), in the order that
-# tests/conftest.py gives them: a fresh clone's Numba and XLA compilations then overlap
-# instead of repeating each other
+# the test files run in parallel on every core (pytest-xdist): a fresh clone's Numba and
+# XLA compilations, most of a first run's time, then overlap
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow -n auto --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -m slow -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -35,27 +35,6 @@ for _name, _value in (("JAX_COMPILATION_CACHE_DIR", _JAX_CACHE),
 import simcore  # noqa: E402
 
 
-# ``make test`` hands whole files to the two workers in this order (``--dist loadfile
-# --no-loadscope-reorder``), longest first, so that both finish together, and so that a
-# fresh clone compiles each kernel once: test_interop's fixture compiles every model's
-# default kernels (~80 s) while the other worker trains JAX networks, and test_active
-# compiles the threaded and AOUP ones, before the files that reuse them from Numba's
-# cache start. (xdist's own order, most tests first, started test_interop and
-# test_input_errors together: both workers compiled the same kernels.) Files not listed
-# follow in collection order.
-FIRST_FILES = ("test_interop.py", "test_scoremodels_certificate.py", "test_active.py",
-               "test_scoremodels_fast.py", "test_store.py", "test_driver.py",
-               "test_input_errors.py", "test_sweep.py", "test_scoremodels_errors.py",
-               "test_crash_torture.py", "test_couzin.py", "test_example_epr_map.py",
-               "test_cli.py", "test_contract.py", "test_scoremodels_flow.py",
-               "test_examples.py", "test_docs.py", "test_memory.py", "test_benchmarks.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(FIRST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST_FILES)))  # stable
-
-
 def run_cli(*args, check_rc=None, env=None, timeout=600):
     """Run the real ``simcore`` command in a subprocess; return the CompletedProcess."""
     full_env = dict(os.environ, **(env or {}))
