@@ -24,7 +24,7 @@ start_probe()  # a first run's thread choice samples the others' load during the
 from simcore._lazy_imports import prepare_numba_when_it_loads  # noqa: E402
 
 # before any kernel module runs its decorators (a callee's change recompiles its callers),
-# and without importing Numba (0.5 s) for what does not compile: info, analyses, plots
+# and without importing Numba (0.5 s) until one of them loads
 prepare_numba_when_it_loads()
 
 from simcore.api import run  # noqa: E402

@@ -1,8 +1,9 @@
 """Imports that ``import simcore`` and a run's first compiled call avoid or trim.
 
 * **Numba** (with LLVM, ~0.5 s) loads with the first kernel module, not with ``import
-  simcore``: reading files, analyses, plots and ``simcore info`` never compile.
-  :func:`prepare_numba_when_it_loads` does what simcore needs done before its first
+  simcore`` (``simcore --help``, a command-line error, a script's set-up). An engine's
+  record lives in its kernels' module, so whatever reads a file's parameters still loads
+  it. :func:`prepare_numba_when_it_loads` does what simcore needs done before its first
   kernel is decorated (the kernel cache's locator, :mod:`simcore._numba_cache`) right
   after Numba's own import, wherever that import comes from.
 
