@@ -7,6 +7,12 @@ import sys
 import pytest
 
 
+def _python(*args, env=None):
+    """Run ``python *args`` in a fresh interpreter; return the CompletedProcess."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
 @pytest.mark.parametrize("scipy_linalg_first", [False, True])
 def test_numba_blas_without_scipy_linalg(scipy_linalg_first):
     """Numba's BLAS probe finds ``scipy.linalg.cython_blas`` without the rest of
@@ -28,8 +34,7 @@ def test_numba_blas_without_scipy_linalg(scipy_linalg_first):
               "assert scipy.linalg.cython_blas is cython_blas is sys.modules[cython_blas.__name__]\n"
               "assert np.allclose(scipy.linalg.solve(np.diag([2.0, 4.0]), np.ones(2)), [0.5, 0.25])\n"
               "print(scipy.linalg.blas.ddot(np.arange(3.0), np.arange(3.0)))\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+    proc = _python("-c", script)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["5.0"]
 
@@ -55,8 +60,7 @@ def test_one_blas_thread_for_the_command_line(argv0, preset, expected):
               "else:\n"
               "    print(sorted({p['num_threads'] for p in threadpool_info()\n"
               "                  if p['internal_api'] == 'openblas'}))\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = _python("-c", script, env=env)
     assert proc.returncode == 0, proc.stderr
     value, pools = proc.stdout.split("\n")[:2]
     assert value == str(expected)
@@ -72,8 +76,7 @@ def test_one_blas_thread_for_python_m_simcore_cli(tmp_path):
     probe.write_text("import atexit, os, sys\natexit.register(lambda: sys.stderr.write("
                      "'BLAS=' + str(os.environ.get('OPENBLAS_NUM_THREADS')) + '\\n'))\n")
     env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    proc = subprocess.run([sys.executable, "-m", "simcore.cli", "--help"], capture_output=True,
-                          text=True, timeout=300, env=env)
+    proc = _python("-m", "simcore.cli", "--help", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "BLAS=1" in proc.stderr
 
@@ -93,7 +96,6 @@ def test_numba_loads_with_the_first_kernel_module_and_gets_the_kernel_cache(numb
               "import simcore.rng\n"
               "assert isinstance(simcore.rng.mix64._cache._impl.locator, KernelSourcesLocator)\n"
               "print(sum(c is KernelSourcesLocator for c in _CacheImpl._locator_classes))\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+    proc = _python("-c", script)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1"]

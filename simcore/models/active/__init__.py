@@ -243,7 +243,7 @@ def advance(state, params: Params, key, step: int, n_steps: int, parallel: bool 
         chunk = min(n_steps - done, SORT_EVERY - now % SORT_EVERY)
         theta = state["theta"] if abp else np.zeros(0)
         g = state["n_hat"] if abp else state["g"]
-        path = force_path(_force_args(params)[0], work["nb"].shape[0], params.n)
+        path = force_path(POTENTIALS[params.potential], work["nb"].shape[0], params.n)
         done += run_steps_for(bool(parallel), abp, path)(
             state["positions"], state["image"], theta, g, work["force"], work["div"], params.box,
             side, ncell, reach, work["cell_of"], work["bucket_of"], work["bucket_start"],
