@@ -191,12 +191,19 @@ def native_threads():
     return {int(tid) for tid in os.listdir("/proc/self/task")} - python
 
 def settle(expected):
-    # an ended worker leaves /proc/self/task a moment after the call returns
-    for _ in range(200):
-        if native_threads() == expected:
-            break
+    # simcore's own Python threads (freeing a replaced file's blocks) are joined first: a
+    # Python thread that has left threading's list but not yet the kernel's would count
+    # as native. An ended worker leaves /proc/self/task a moment after the call returns,
+    # so the reading is retried for up to 10 s; the last reading is the one returned.
+    for thread in threading.enumerate():
+        if thread.name.startswith("simcore-"):
+            thread.join(10.0)
+    deadline = time.monotonic() + 10.0
+    while True:
+        seen = native_threads()
+        if seen == expected or time.monotonic() > deadline:
+            return seen
         time.sleep(0.01)
-    return native_threads()
 
 @numba.njit(parallel=True)
 def add_one(a):
