@@ -204,7 +204,7 @@ def _zig_pass(Z, W, nb):
     return rejected
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _abp_update(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, max_jump, ref,
                 track, W0, W1, W2, buf):
     """The Euler–Maruyama update of particles ``i0 .. i0 + nb`` from their noise ``W0``,
@@ -291,7 +291,7 @@ def _abp_update(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, ma
     return nbad, moved2
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _abp_block(i0, nb, pos, image, theta, g, force, L, dt, v0, mu, s_t, s_r, uniform_noise,
                key, step, h, max_jump, ids, ref, track, zb, buf):
     """One block of :func:`_integrate_abp_serial`: particles ``i0 .. i0 + nb``, their noise
@@ -325,6 +325,21 @@ def _integrate_abp_serial(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, 
     return moved2
 
 
+@njit(cache=True)
+def _blocks_outcome(bad, moved, unstable):
+    """The threaded integrations' per-block results combined in a plain loop (array
+    reductions in a ``parallel=True`` function become parfors of their own, seconds of
+    compilation each): flags ``unstable`` if a block was, returns the largest ``moved``
+    (NaN if any is, as ``np.max``), 0 without blocks."""
+    largest = 0.0
+    for b in range(bad.shape[0]):
+        if bad[b]:
+            unstable[0] = 1
+        if b == 0 or moved[b] > largest or moved[b] != moved[b]:
+            largest = moved[b]
+    return largest
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r,
                             uniform_noise, key, step, max_jump, unstable, ids, ref, track):
@@ -334,8 +349,8 @@ def _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r
     h = rng.step_hash(key, step)
     n = pos.shape[0]
     n_blocks = (n + INTEGRATE_BLOCK - 1) // INTEGRATE_BLOCK
-    bad = np.zeros(n_blocks, dtype=np.int64)
-    moved = np.zeros(n_blocks)
+    bad = np.empty(n_blocks, dtype=np.int64)  # every block writes its own entry
+    moved = np.empty(n_blocks)
     for b in prange(n_blocks):
         zb = np.empty((3, INTEGRATE_BLOCK), dtype=np.uint64)
         buf = np.empty((11, INTEGRATE_BLOCK))
@@ -343,9 +358,7 @@ def _integrate_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r
         bad[b], moved[b] = _abp_block(i0, min(INTEGRATE_BLOCK, n - i0), pos, image, theta, g,
                                       force, L, dt, v0, mu, s_t, s_r, uniform_noise, key, step,
                                       h, max_jump, ids, ref, track, zb, buf)
-    if bad.sum():
-        unstable[0] = 1
-    return moved.max() if n_blocks else 0.0
+    return _blocks_outcome(bad, moved, unstable)
 
 
 # Listed WCA pairs that cost as much as one particle's noise (three Gaussians; two uniforms
@@ -355,7 +368,7 @@ PAIRS_PER_NOISE_GAUSSIAN = 1.9
 PAIRS_PER_NOISE_UNIFORM = 1.6
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy")
 def _noise_range(start, stop, key, step, ids, uniform_noise, noise):
     """:func:`_abp_noise` for particles ``start .. stop`` into ``noise`` (3, N), in blocks."""
     h = rng.step_hash(key, step)
@@ -379,9 +392,9 @@ def _wca_forces_and_abp_noise(pos, L, pi, pj, m, sig2, eps24, rc2, pair_buf, for
     for task in prange(2):  # a static schedule gives each thread one task
         if task == 0:
             _wca_pair_forces_serial(pos, L, pi, pj, m, sig2, eps24, rc2, pair_buf, force)
-            _noise_range(0, split, key, step, ids, uniform_noise, noise)
-        else:
-            _noise_range(split, n, key, step, ids, uniform_noise, noise)
+        # one call site: one compiled specialisation of the noise
+        _noise_range(split if task else 0, n if task else split, key, step, ids,
+                     uniform_noise, noise)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -393,17 +406,15 @@ def _update_abp_parallel(pos, image, theta, g, force, L, dt, v0, mu, D_t, D_r, m
     s_t, s_r = math.sqrt(2.0 * D_t * dt), math.sqrt(2.0 * D_r * dt)
     n = pos.shape[0]
     n_blocks = (n + INTEGRATE_BLOCK - 1) // INTEGRATE_BLOCK
-    bad = np.zeros(n_blocks, dtype=np.int64)
-    moved = np.zeros(n_blocks)
+    bad = np.empty(n_blocks, dtype=np.int64)  # every block writes its own entry
+    moved = np.empty(n_blocks)
     for b in prange(n_blocks):
         buf = np.empty((8, INTEGRATE_BLOCK))
         i0 = b * INTEGRATE_BLOCK
         bad[b], moved[b] = _abp_update(i0, min(INTEGRATE_BLOCK, n - i0), pos, image, theta, g,
                                        force, L, dt, v0, mu, s_t, s_r, max_jump, ref, track,
                                        noise[0, i0:], noise[1, i0:], noise[2, i0:], buf)
-    if bad.sum():
-        unstable[0] = 1
-    return moved.max() if n_blocks else 0.0
+    return _blocks_outcome(bad, moved, unstable)
 
 
 # fields of the Verlet-list status array work["status"] (compile-time constants in Numba)
