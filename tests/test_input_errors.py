@@ -32,17 +32,20 @@ def assert_one_paragraph(proc, *fragments):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A tiny run of every model."""
+    """A tiny run of every model. Hard discs and ABP first: pytest-xdist starts this file
+    beside test_interop, whose fixture runs Couzin first, so on a fresh clone the two
+    workers compile different kernels at once instead of the same ones twice (each then
+    loads the other's from Numba's cache)."""
     root = tmp_path_factory.mktemp("models")
     out = {
-        "couzin": simcore.run("couzin", steps=20, write_every=10, overrides={"n": 10},
-                              out=root / "c.nc"),
-        "abp": simcore.run("abp", steps=20, write_every=10, out=root / "a.nc",
-                           overrides={"n": 16, "potential": "none", "phi": 0.1}),
         "harddisc": simcore.run("harddisc", overrides={"n": 50, "t_end": 2.0},
                                 out=root / "h.nc"),
+        "abp": simcore.run("abp", steps=20, write_every=10, out=root / "a.nc",
+                           overrides={"n": 16, "potential": "none", "phi": 0.1}),
         "linear": simcore.run("linear", steps=20, write_every=10, overrides={"n": 10},
                               out=root / "l.nc"),
+        "couzin": simcore.run("couzin", steps=20, write_every=10, overrides={"n": 10},
+                              out=root / "c.nc"),
     }
     return out
 
