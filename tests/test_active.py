@@ -272,6 +272,24 @@ def test_serial_and_threaded_kernels_are_bit_identical(propulsion, potential, no
     assert results[0] == results[1]
 
 
+def test_threaded_blocks_combine_as_the_array_reductions_did():
+    """The threaded integrations' per-block results (a plain loop since the reductions
+    left the parallel functions): any unstable block flags the step, the largest
+    displacement is np.max's (NaN if any block's is), 0 without blocks."""
+    from simcore.models.active.integrate import _blocks_outcome
+
+    unstable = np.zeros(1, dtype=np.int64)
+    moved = np.array([0.3, 2.5, 1.0])
+    assert _blocks_outcome(np.array([0, 0, 0]), moved, unstable) == 2.5 and unstable[0] == 0
+    assert _blocks_outcome(np.array([0, 1, 0]), moved, unstable) == 2.5 and unstable[0] == 1
+    for nan_at in range(3):
+        with_nan = moved.copy()
+        with_nan[nan_at] = np.nan
+        assert math.isnan(_blocks_outcome(np.zeros(3, dtype=np.int64), with_nan, unstable))
+        assert math.isnan(np.max(with_nan))
+    assert _blocks_outcome(np.zeros(0, dtype=np.int64), np.zeros(0), unstable) == 0.0
+
+
 def test_optional_force_and_drift_variables(tmp_path):
     out = simcore.run("abp", preset="trapped_abp", steps=20, write_every=10,
                       overrides={"n": 50, "write_force": True, "write_drift": True},
