@@ -45,6 +45,28 @@ def run_cli(*args, check_rc=None, env=None, timeout=600):
     return proc
 
 
+def run_cli_here(capsys, *args, check_rc=None):
+    """The ``simcore`` command's parsing and error handling (:func:`simcore.cli._main`)
+    called in this process; returned as :func:`run_cli` returns the real command (exit
+    code, stdout, stderr), without starting an interpreter and importing simcore again
+    (~1.5 s of CPU each). The error paths only: a netCDF handle that failed (a full
+    disk) makes the real command end its process, so those cases use :func:`run_cli`."""
+    from simcore import cli
+    from simcore.io.trajectory import FAILED_HANDLES
+
+    capsys.readouterr()
+    argv = [str(a) for a in args]
+    try:
+        code = cli._main(argv)
+    except SystemExit as stop:  # argparse's usage errors
+        code = stop.code
+    out, err = capsys.readouterr()
+    assert not FAILED_HANDLES, f"{argv} left failed netCDF handles: test it with run_cli"
+    if check_rc is not None:
+        assert code == check_rc, (code, out, err)
+    return subprocess.CompletedProcess(["simcore", *argv], code, out, err)
+
+
 def open_descriptors() -> set[str]:
     """This process's open file descriptors (Linux); the listing's own descriptor is the
     lowest free one, so compare after :func:`join_freeing_threads`."""

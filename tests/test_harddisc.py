@@ -13,7 +13,7 @@ from scipy.spatial import cKDTree
 import simcore
 from simcore.models import harddisc as hd
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_here
 
 
 def periodic_box(n, phi, **kw):
@@ -331,12 +331,13 @@ def test_bad_parameters_are_user_errors(overrides, fragment):
         resolve("harddisc", overrides=overrides)
 
 
-def test_cli_run_and_bad_input(tmp_path):
+def test_cli_run_and_bad_input(tmp_path, capsys):
     out = tmp_path / "r.nc"
     run_cli("run", "harddisc", "--set", "n=200", "--set", "t_end=4", "--set", "frame_dt=2",
             "-o", out, "--quiet", check_rc=0)
-    proc = run_cli("run", "harddisc", "--set", "phi=0.4", "-o", tmp_path / "x.nc", check_rc=2)
+    proc = run_cli_here(capsys, "run", "harddisc", "--set", "phi=0.4", "-o", tmp_path / "x.nc",
+                        check_rc=2)
     assert "too dense" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_cli("run", "harddisc", "--preset", "hydro", "--steps", "3", "-o",
-                   tmp_path / "y.nc", check_rc=2)
+    proc = run_cli_here(capsys, "run", "harddisc", "--preset", "hydro", "--steps", "3", "-o",
+                        tmp_path / "y.nc", check_rc=2)
     assert "t_end" in proc.stderr

@@ -19,7 +19,7 @@ import pytest
 import simcore
 from simcore._errors import UserInputError
 from simcore.io.write_errors import SPACE_ERRNOS
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_here
 
 
 def assert_one_paragraph(proc, *fragments):
@@ -82,17 +82,29 @@ BAD_RUN_PARAMETERS = [
 
 
 # every damage through `info`; each of the three kinds (invalid values, not simcore JSON, an
-# unknown model) through `analyze` and `plot` too: one real command-line process per case
+# unknown model) through `analyze` and `plot` too: the command's main() in this process
 @pytest.mark.parametrize("command,edit,fragments",
                          [("info", *case) for case in BAD_RUN_PARAMETERS]
                          + [(command, *BAD_RUN_PARAMETERS[k]) for command in ("analyze", "plot")
                             for k in (0, 3, 6)])
-def test_invalid_run_parameters_exit_2(files, tmp_path, edit, fragments, command):
+def test_invalid_run_parameters_exit_2(files, tmp_path, capsys, edit, fragments, command):
+    bad = _with_run_parameters(files["couzin"], tmp_path / "bad.nc", edit)
+    args = [command, bad] + (["-o", tmp_path / "p.png"] if command == "plot" else [])
+    proc = run_cli_here(capsys, *args)
+    assert_one_paragraph(proc, str(bad), *fragments)
+    assert proc.stdout == ""  # nothing half-printed before the error
+
+
+@pytest.mark.parametrize("command", ["info", "analyze", "plot"])
+def test_invalid_run_parameters_exit_2_from_the_real_command(files, tmp_path, command):
+    """The same refusal from the installed command in its own process (exit code and
+    stderr as a shell sees them)."""
+    edit, fragments = BAD_RUN_PARAMETERS[0]
     bad = _with_run_parameters(files["couzin"], tmp_path / "bad.nc", edit)
     args = [command, bad] + (["-o", tmp_path / "p.png"] if command == "plot" else [])
     proc = run_cli(*args)
     assert_one_paragraph(proc, str(bad), *fragments)
-    assert proc.stdout == ""  # nothing half-printed before the error
+    assert proc.stdout == ""
 
 
 def test_invalid_run_parameters_in_python(files, tmp_path):
@@ -266,7 +278,7 @@ def test_netcdf_library_error_is_not_called_a_full_disk_with_space_left(tmp_path
 
 
 # ----------------------------------------------------------------- other bad input
-def test_simcore_file_without_its_variables_exits_2(files, tmp_path):
+def test_simcore_file_without_its_variables_exits_2(files, tmp_path, capsys):
     with netCDF4.Dataset(files["couzin"]) as src:
         rp = src.run_parameters
     bad = tmp_path / "novars.nc"
@@ -278,14 +290,14 @@ def test_simcore_file_without_its_variables_exits_2(files, tmp_path):
         nc.createDimension("spatial", 3)
         nc.createVariable("coordinates", "f4", ("frame", "atom", "spatial"))
     for args in (["info", bad], ["analyze", bad], ["plot", bad, "-o", tmp_path / "p.png"]):
-        proc = run_cli(*args)
+        proc = run_cli_here(capsys, *args)
         assert_one_paragraph(proc, "lacks the variable(s) time that")
 
 
-def test_sweep_file_with_a_non_string_out_exits_2(tmp_path):
+def test_sweep_file_with_a_non_string_out_exits_2(tmp_path, capsys):
     spec = tmp_path / "s.toml"
     spec.write_text('model = "couzin"\nout = 5\n[grid]\nn = [10]\n')
-    proc = run_cli("sweep", spec, "--dry-run")
+    proc = run_cli_here(capsys, "sweep", spec, "--dry-run")
     assert_one_paragraph(proc, "out must be a string (got 5)")
 
 
@@ -307,9 +319,9 @@ def test_lock_error_reads_as_one_sentence(tmp_path):
 
 
 @pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
-def test_analyze_output_is_a_folder(files, tmp_path, overwrite):
+def test_analyze_output_is_a_folder(files, tmp_path, capsys, overwrite):
     # said with or without --overwrite: "already exists, pass --overwrite" would mislead
-    proc = run_cli("analyze", files["couzin"], "-o", tmp_path, *overwrite)
+    proc = run_cli_here(capsys, "analyze", files["couzin"], "-o", tmp_path, *overwrite)
     assert_one_paragraph(proc, "is a folder")
 
 
@@ -358,7 +370,8 @@ def test_a_frame_over_the_logs_2_gib_is_refused_with_the_largest_n(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["analyze", "plot", "export"])
-def test_an_output_that_is_the_input_is_refused_even_with_overwrite(files, tmp_path, command):
+def test_an_output_that_is_the_input_is_refused_even_with_overwrite(files, tmp_path, capsys,
+                                                                    command):
     """`analyze in.nc -o in.nc --overwrite` replaced the trajectory with its diagnostics;
     no command replaces its input (here also through a symlink to it)."""
     src = tmp_path / "in.nc"
@@ -367,14 +380,15 @@ def test_an_output_that_is_the_input_is_refused_even_with_overwrite(files, tmp_p
     before = src.read_bytes()
     for out in (src, tmp_path / "link.nc"):
         extra = ["--to", "gsd"] if command == "export" else []
-        proc = run_cli(command, src, "-o", out, "--overwrite", *extra)
+        proc = run_cli_here(capsys, command, src, "-o", out, "--overwrite", *extra)
         assert_one_paragraph(proc, f"The output {out} is the input", "never replaced")
     assert src.read_bytes() == before
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
 @pytest.mark.parametrize("command", ["run", "analyze"])
-def test_an_output_that_is_a_device_or_a_pipe_is_refused(files, tmp_path, command, kind):
+def test_an_output_that_is_a_device_or_a_pipe_is_refused(files, tmp_path, capsys, command,
+                                                         kind):
     """`-o /dev/null --overwrite` (as root) renamed a regular file over the device node."""
     out = tmp_path / "special"
     if kind == "fifo":
@@ -387,7 +401,7 @@ def test_an_output_that_is_a_device_or_a_pipe_is_refused(files, tmp_path, comman
         os.mknod(out, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
     args = (["run", "couzin", "--steps", "10", "--set", "n=5"] if command == "run"
             else ["analyze", files["couzin"]])
-    proc = run_cli(*args, "-o", out, "--overwrite")
+    proc = run_cli_here(capsys, *args, "-o", out, "--overwrite")
     assert_one_paragraph(proc, "is not a regular file")
     assert not out.is_file() and out.exists()
 
@@ -401,20 +415,21 @@ def test_an_output_that_is_a_device_or_a_pipe_is_refused(files, tmp_path, comman
     ["export", "{couzin}", "--to", "gsd", "-o", "{long}.gsd"],
     ["sweep", "{long}.toml"],
 ])
-def test_a_name_too_long_for_the_file_system_is_exit_2(files, tmp_path, args):
+def test_a_name_too_long_for_the_file_system_is_exit_2(files, tmp_path, capsys, args):
     """pathlib's exists() raised ENAMETOOLONG as an internal error (exit 1)."""
     names = {"long": str(tmp_path / ("x" * 300)), "near": str(tmp_path / ("y" * 250)),
              "couzin": str(files["couzin"])}
-    proc = run_cli(*[a.format(**names) for a in args])
+    proc = run_cli_here(capsys, *[a.format(**names) for a in args])
     assert_one_paragraph(proc, "too long for the file system", "at most 255 bytes")
     assert not list(tmp_path.iterdir())
 
 
-def test_a_sweep_file_in_a_loop_of_symbolic_links_is_exit_2(tmp_path):
+def test_a_sweep_file_in_a_loop_of_symbolic_links_is_exit_2(tmp_path, capsys):
     """Path.resolve() raises RuntimeError for a loop (Python < 3.13): it was exit 1."""
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
-    assert_one_paragraph(run_cli("sweep", loop / "s.toml"), "loop of symbolic links", str(loop))
+    assert_one_paragraph(run_cli_here(capsys, "sweep", loop / "s.toml"),
+                         "loop of symbolic links", str(loop))
 
 
 def _calls_with_a_path(path, good):

@@ -15,7 +15,7 @@ import simcore
 from simcore._errors import UnstableRunError, UserInputError
 from simcore.config import resolve
 from simcore.models import active, couzin, harddisc, linear
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_here
 
 
 # ----------------------------------------------------------------------- strict parameters
@@ -53,9 +53,9 @@ def test_nan_inside_the_linear_matrices_is_refused():
         resolve("linear", overrides={"D": [[1e300, 0.0], [0.0, 1.0]]})
 
 
-def test_cli_set_true_for_an_int_exits_2(tmp_path):
-    proc = run_cli("run", "couzin", "--set", "n=true", "--steps", "10", "-o", tmp_path / "x.nc",
-                   check_rc=2)
+def test_cli_set_true_for_an_int_exits_2(tmp_path, capsys):
+    proc = run_cli_here(capsys, "run", "couzin", "--set", "n=true", "--steps", "10", "-o",
+                        tmp_path / "x.nc", check_rc=2)
     assert "Traceback" not in proc.stderr and "n: Input should be a valid integer" in \
         proc.stderr.replace("\n", " ")
 
@@ -71,9 +71,9 @@ def test_couzin_huge_dt_is_an_unstable_run_before_the_chunk(tmp_path):
     assert info.value.first_step == 0 and info.value.last_step == 1
 
 
-def test_couzin_dt_inf_and_cli_exit_2(tmp_path):
-    proc = run_cli("run", "couzin", "--set", "dt=inf", "--steps", "10", "-o", tmp_path / "x.nc",
-                   check_rc=2)
+def test_couzin_dt_inf_and_cli_exit_2(tmp_path, capsys):
+    proc = run_cli_here(capsys, "run", "couzin", "--set", "dt=inf", "--steps", "10", "-o",
+                        tmp_path / "x.nc", check_rc=2)
     assert "finite" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("run", "couzin", "--set", "dt=1e300", "--set", "n=20", "--steps", "20",
                    "--write-every", "10", "-o", tmp_path / "y.nc", "--quiet", check_rc=2)

@@ -52,11 +52,13 @@ def _cli_args(out, *extra):
 
 
 def test_second_writer_is_refused_with_the_owners_pid(tmp_path):
+    # the linear model: its kernel compiles in ~2 s, and a stop request waits for a
+    # compilation in progress (Couzin's: ~35 s on a fresh clone) before the run can stop
     out = tmp_path / "busy.nc"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "simcore.cli", "run", "couzin", "--preset", "swarm",
-         "--set", "n=200", "--steps", "400000", "--quiet", "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    busy = ["run", "linear", "--set", "n=200", "--steps", "10000000", "--write-every",
+            "10000", "--quiet", "-o", str(out)]
+    first = subprocess.Popen([sys.executable, "-m", "simcore.cli", *busy],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         part = out.with_name("busy.nc.part")
         t0 = time.monotonic()
@@ -64,8 +66,7 @@ def test_second_writer_is_refused_with_the_owners_pid(tmp_path):
             time.sleep(0.05)
         before = part.stat().st_ino
         for extra in ([], ["--overwrite"], ["--resume"]):
-            proc = run_cli("run", "couzin", "--preset", "swarm", "--set", "n=200", "--steps",
-                           "400000", "--quiet", "-o", out, *extra)
+            proc = run_cli(*busy, *extra)
             _one_paragraph(proc, "being written by another process", f"PID {first.pid}")
         assert part.exists() and part.stat().st_ino == before  # untouched
         assert first.poll() is None

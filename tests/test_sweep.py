@@ -22,7 +22,7 @@ from simcore._errors import UserInputError
 from simcore.sweep import (ClusterOptions, SweepFailed, analyze_sweep, derive_seeds, job_script,
                            plan_sweep, read_manifest)
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_here
 from test_cli import assert_clean_error
 from conftest import assert_same_file
 
@@ -400,22 +400,23 @@ def test_bad_sweeps_raise_one_clear_paragraph(tmp_path, kwargs, text, fragments)
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_sweeps_exit_2_on_the_command_line(tmp_path):
+def test_bad_sweeps_exit_2_on_the_command_line(tmp_path, capsys):
     path = tmp_path / "bad.toml"
     path.write_text('out = "out"\nmodel = "couzin"\n[zip]\nn = [1, 2]\nnoise = [0.1]\n')
-    assert_clean_error(run_cli("sweep", path), "equal lengths")
+    assert_clean_error(run_cli_here(capsys, "sweep", path), "equal lengths")
     path.write_text('out = "out"\n' + SMALL)
-    assert_clean_error(run_cli("sweep", path, "--scheduler", "local"), "--scheduler only applies")
+    assert_clean_error(run_cli_here(capsys, "sweep", path, "--scheduler", "local"),
+                       "--scheduler only applies")
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_file_and_other_sweep_in_folder_exit_2(tmp_path, serial_sweep):
+def test_missing_file_and_other_sweep_in_folder_exit_2(tmp_path, serial_sweep, capsys):
     with pytest.raises(UserInputError, match="does not exist"):
         simcore.sweep(tmp_path / "none.toml")
     other = write_sweep(tmp_path, SMALL.replace("seed = 7", "seed = 8"))
     with pytest.raises(UserInputError, match="holds another sweep"):
         simcore.sweep(other, out=serial_sweep)
-    assert_clean_error(run_cli("analyze", tmp_path), "not a sweep folder")
+    assert_clean_error(run_cli_here(capsys, "analyze", tmp_path), "not a sweep folder")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "manifest.json").write_text("{}")
     with pytest.raises(UserInputError, match="not a simcore sweep manifest"):
