@@ -22,7 +22,8 @@ from simcore.io.outputs import partial_paths
 from simcore.io.checkpoint import read_checkpoint_meta
 from simcore.io.framelog import FrameLogReader
 
-from conftest import assert_same_file, join_freeing_threads, open_descriptors, run_cli
+from conftest import (assert_same_file, join_freeing_threads, open_descriptors, run_cli,
+                      run_cli_here)
 
 KW = dict(preset="swarm", steps=200, seed=4, write_every=5,
           overrides={"n": 50, "checkpoint_every": 4})
@@ -152,7 +153,7 @@ def test_two_sweeps_on_one_folder(tmp_path):
         read_checkpoint_meta(c)["frames_written"] > 1 for c in ckpts), err
 
 
-def test_damaged_checkpointed_frame_is_refused_with_what_was_lost(tmp_path):
+def test_damaged_checkpointed_frame_is_refused_with_what_was_lost(tmp_path, capsys):
     out = tmp_path / "d.nc"
     part, ckpt = _interrupted(out)
     reader = FrameLogReader(part)
@@ -162,7 +163,7 @@ def test_damaged_checkpointed_frame_is_refused_with_what_was_lost(tmp_path):
         byte = fh.read(1)
         fh.seek(offset)
         fh.write(bytes([byte[0] ^ 0x10]))
-    proc = run_cli(*_cli_args(out, "--resume"))
+    proc = run_cli_here(capsys, *_cli_args(out, "--resume"))
     _one_paragraph(proc, "damaged", "frame 7 of the 13 frames", "frames 0..6 are intact",
                    "--overwrite")
     run_cli(*_cli_args(out, "--overwrite"), check_rc=0)
@@ -194,7 +195,7 @@ def test_torn_tail_after_the_checkpoint_is_cut_and_resumed(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "empty", "shapes", "torn_header"])
-def test_damaged_checkpoint_or_header_is_exit_2(tmp_path, damage):
+def test_damaged_checkpoint_or_header_is_exit_2(tmp_path, capsys, damage):
     out = tmp_path / "c.nc"
     part, ckpt = _interrupted(out)
     if damage == "garbage":
@@ -214,7 +215,7 @@ def test_damaged_checkpoint_or_header_is_exit_2(tmp_path, damage):
     else:
         part.write_bytes(part.read_bytes()[:20])
         needles = ["damaged", "header"]
-    _one_paragraph(run_cli(*_cli_args(out, "--resume")), *needles)
+    _one_paragraph(run_cli_here(capsys, *_cli_args(out, "--resume")), *needles)
 
 
 @pytest.mark.parametrize("made_by", ["netCDF-C", "template"])
