@@ -1,4 +1,7 @@
-"""The ``simcore`` command end to end: success paths and bad input (exit 2, one paragraph)."""
+"""The ``simcore`` command end to end: success paths and bad input (exit 2, one paragraph).
+
+The success paths and two refusals run the real command in its own process; the other
+refusals call its main() in the test's process (:func:`conftest.run_cli_here`)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import netCDF4
 import pytest
 import xarray as xr
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_here
 
 
 def assert_clean_error(proc, *fragments):
@@ -65,28 +68,28 @@ def test_amber_format_is_netcdf3(tmp_path):
     (["--steps", "-5"], ["steps: Input should be greater than or equal to 0"]),
     (["--threads", "999"], ["--threads must be between 1"]),
 ])
-def test_bad_run_input_exits_2(tmp_path, args, fragments):
-    proc = run_cli("run", "couzin", *args, "--steps" if "--steps" not in args else "--quiet",
-                   *(["10"] if "--steps" not in args else []), "-o", tmp_path / "x.nc")
+def test_bad_run_input_exits_2(tmp_path, capsys, args, fragments):
+    proc = run_cli_here(capsys, "run", "couzin", *args,
+                        "--steps" if "--steps" not in args else "--quiet",
+                        *(["10"] if "--steps" not in args else []), "-o", tmp_path / "x.nc")
     assert_clean_error(proc, *fragments)
     assert not (tmp_path / "x.nc").exists()
 
 
-def test_bad_config_files_exit_2(tmp_path):
+def test_bad_config_files_exit_2(tmp_path, capsys):
+    def run(config):
+        return run_cli_here(capsys, "run", "couzin", "--config", config, "-o", tmp_path / "x.nc")
+
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("n = = 3\n")
-    assert_clean_error(run_cli("run", "couzin", "--config", bad_toml, "-o", tmp_path / "x.nc"),
-                       "is not valid TOML")
+    assert_clean_error(run(bad_toml), "is not valid TOML")
     typo = tmp_path / "typo.toml"
     typo.write_text('preset = "swarm"\n[params]\nnoize = 0.1\n')
-    assert_clean_error(run_cli("run", "couzin", "--config", typo, "-o", tmp_path / "x.nc"),
-                       "noize: unknown parameter")
+    assert_clean_error(run(typo), "noize: unknown parameter")
     other = tmp_path / "other.toml"
     other.write_text('model = "abp"\n')
-    assert_clean_error(run_cli("run", "couzin", "--config", other, "-o", tmp_path / "x.nc"),
-                       "is for model 'abp'")
-    assert_clean_error(run_cli("run", "couzin", "--config", tmp_path / "none.toml",
-                               "-o", tmp_path / "x.nc"), "does not exist")
+    assert_clean_error(run(other), "is for model 'abp'")
+    assert_clean_error(run(tmp_path / "none.toml"), "does not exist")
 
 
 def test_unknown_model_and_missing_output_folder(tmp_path):
@@ -103,15 +106,15 @@ def test_existing_output_is_never_overwritten(tmp_path, small_couzin_run):
     assert small_couzin_run.read_bytes() == before
 
 
-def test_bad_files_for_analyze_info_plot(tmp_path):
+def test_bad_files_for_analyze_info_plot(tmp_path, capsys):
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"\x00garbage" * 10)
     foreign = tmp_path / "foreign.nc"
     xr.Dataset({"a": ("x", [1, 2])}).to_netcdf(foreign)
     for cmd in ("analyze", "info", "plot"):
-        assert_clean_error(run_cli(cmd, junk), "Cannot read")
-        assert_clean_error(run_cli(cmd, foreign), "not a simcore trajectory")
-        assert_clean_error(run_cli(cmd, tmp_path / "missing.nc"), "does not exist")
+        assert_clean_error(run_cli_here(capsys, cmd, junk), "Cannot read")
+        assert_clean_error(run_cli_here(capsys, cmd, foreign), "not a simcore trajectory")
+        assert_clean_error(run_cli_here(capsys, cmd, tmp_path / "missing.nc"), "does not exist")
 
 
 @pytest.mark.parametrize("fmt", ["netcdf4", "amber"])
