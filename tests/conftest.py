@@ -56,12 +56,14 @@ def run_cli_here(capsys, *args, check_rc=None):
 
     capsys.readouterr()
     argv = [str(a) for a in args]
+    failed_before = len(FAILED_HANDLES)
     try:
         code = cli._main(argv)
     except SystemExit as stop:  # argparse's usage errors
         code = stop.code
     out, err = capsys.readouterr()
-    assert not FAILED_HANDLES, f"{argv} left failed netCDF handles: test it with run_cli"
+    assert len(FAILED_HANDLES) == failed_before, \
+        f"{argv} left failed netCDF handles: test it with run_cli"
     if check_rc is not None:
         assert code == check_rc, (code, out, err)
     return subprocess.CompletedProcess(["simcore", *argv], code, out, err)

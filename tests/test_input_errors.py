@@ -88,8 +88,7 @@ BAD_RUN_PARAMETERS = [
                          + [(command, *BAD_RUN_PARAMETERS[k]) for command in ("analyze", "plot")
                             for k in (0, 3, 6)])
 def test_invalid_run_parameters_exit_2(files, tmp_path, capsys, edit, fragments, command):
-    bad = _with_run_parameters(files["couzin"], tmp_path / "bad.nc", edit)
-    args = [command, bad] + (["-o", tmp_path / "p.png"] if command == "plot" else [])
+    bad, args = _command_on_damaged_parameters(files, tmp_path, command, edit)
     proc = run_cli_here(capsys, *args)
     assert_one_paragraph(proc, str(bad), *fragments)
     assert proc.stdout == ""  # nothing half-printed before the error
@@ -100,11 +99,17 @@ def test_invalid_run_parameters_exit_2_from_the_real_command(files, tmp_path, co
     """The same refusal from the installed command in its own process (exit code and
     stderr as a shell sees them)."""
     edit, fragments = BAD_RUN_PARAMETERS[0]
-    bad = _with_run_parameters(files["couzin"], tmp_path / "bad.nc", edit)
-    args = [command, bad] + (["-o", tmp_path / "p.png"] if command == "plot" else [])
+    bad, args = _command_on_damaged_parameters(files, tmp_path, command, edit)
     proc = run_cli(*args)
     assert_one_paragraph(proc, str(bad), *fragments)
     assert proc.stdout == ""
+
+
+def _command_on_damaged_parameters(files, tmp_path, command, edit):
+    """A copy of the Couzin file with ``edit`` applied to its run_parameters, and the
+    ``command``'s arguments on it."""
+    bad = _with_run_parameters(files["couzin"], tmp_path / "bad.nc", edit)
+    return bad, [command, bad] + (["-o", tmp_path / "p.png"] if command == "plot" else [])
 
 
 def test_invalid_run_parameters_in_python(files, tmp_path):
