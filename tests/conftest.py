@@ -69,6 +69,21 @@ def run_cli_here(capsys, *args, check_rc=None):
     return subprocess.CompletedProcess(["simcore", *argv], code, out, err)
 
 
+def assert_one_paragraph(proc, *fragments) -> str:
+    """A refusal as the guide asks for bad input: exit code 2, no traceback, one paragraph
+    (no blank line) that says ``error:``, and each of ``fragments`` in it. Whitespace is
+    ignored in the comparison: textwrap breaks lines at spaces and hyphens. Returns the
+    error text on one line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and "error:" in err, err
+    assert "\n\n" not in err, f"more than one paragraph:\n{err}"
+    flat = "".join(err.split())
+    for fragment in fragments:
+        assert "".join(str(fragment).split()) in flat, (fragment, err)
+    return " ".join(err.split())
+
+
 def open_descriptors() -> set[str]:
     """This process's open file descriptors (Linux); the listing's own descriptor is the
     lowest free one, so compare after :func:`join_freeing_threads`."""

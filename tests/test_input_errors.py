@@ -19,15 +19,7 @@ import pytest
 import simcore
 from simcore._errors import UserInputError
 from simcore.io.write_errors import SPACE_ERRNOS
-from tests.conftest import run_cli, run_cli_here
-
-
-def assert_one_paragraph(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    text = "".join(proc.stderr.split())  # textwrap may break lines at spaces and hyphens
-    for fragment in fragments:
-        assert "".join(str(fragment).split()) in text, (fragment, proc.stderr)
+from tests.conftest import assert_one_paragraph, run_cli, run_cli_here
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,7 @@ from simcore._errors import UserInputError
 from simcore.sweep import (ClusterOptions, SweepFailed, analyze_sweep, derive_seeds, job_script,
                            plan_sweep, read_manifest)
 
-from conftest import run_cli, run_cli_here
-from test_cli import assert_clean_error
-from conftest import assert_same_file
+from conftest import assert_one_paragraph, assert_same_file, run_cli, run_cli_here
 
 SMALL = """
 model = "couzin"
@@ -181,7 +179,7 @@ def test_analyze_sweep_folder_writes_combined_diagnostics(tmp_path, serial_sweep
         assert diag["polarization"].dims == ("r_o", "noise", "replica", "time")
         assert diag["osi"].sizes["time"] == 5
         assert np.all((diag["polarization"] >= 0) & (diag["polarization"] <= 1))
-    assert_clean_error(run_cli("analyze", serial_sweep, "-o", out), "already exists")
+    assert_one_paragraph(run_cli("analyze", serial_sweep, "-o", out), "already exists")
 
 
 def test_zip_points_and_ragged_runs(tmp_path):
@@ -403,9 +401,9 @@ def test_bad_sweeps_raise_one_clear_paragraph(tmp_path, kwargs, text, fragments)
 def test_bad_sweeps_exit_2_on_the_command_line(tmp_path, capsys):
     path = tmp_path / "bad.toml"
     path.write_text('out = "out"\nmodel = "couzin"\n[zip]\nn = [1, 2]\nnoise = [0.1]\n')
-    assert_clean_error(run_cli_here(capsys, "sweep", path), "equal lengths")
+    assert_one_paragraph(run_cli_here(capsys, "sweep", path), "equal lengths")
     path.write_text('out = "out"\n' + SMALL)
-    assert_clean_error(run_cli_here(capsys, "sweep", path, "--scheduler", "local"),
+    assert_one_paragraph(run_cli_here(capsys, "sweep", path, "--scheduler", "local"),
                        "--scheduler only applies")
     assert not (tmp_path / "out").exists()
 
@@ -416,7 +414,7 @@ def test_missing_file_and_other_sweep_in_folder_exit_2(tmp_path, serial_sweep, c
     other = write_sweep(tmp_path, SMALL.replace("seed = 7", "seed = 8"))
     with pytest.raises(UserInputError, match="holds another sweep"):
         simcore.sweep(other, out=serial_sweep)
-    assert_clean_error(run_cli_here(capsys, "analyze", tmp_path), "not a sweep folder")
+    assert_one_paragraph(run_cli_here(capsys, "analyze", tmp_path), "not a sweep folder")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "manifest.json").write_text("{}")
     with pytest.raises(UserInputError, match="not a simcore sweep manifest"):
