@@ -19,7 +19,7 @@ import pytest
 import simcore
 from simcore._errors import UserInputError
 from simcore.io.write_errors import SPACE_ERRNOS
-from tests.conftest import assert_one_paragraph, run_cli, run_cli_here
+from conftest import assert_one_paragraph, run_cli, run_cli_here
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import simcore
 from simcore._errors import UnstableRunError, UserInputError
 from simcore.config import resolve
 from simcore.models import active, couzin, harddisc, linear
-from tests.conftest import run_cli, run_cli_here
+from conftest import run_cli, run_cli_here
 
 
 # ----------------------------------------------------------------------- strict parameters
