@@ -70,10 +70,10 @@ def run_cli_here(capsys, *args, check_rc=None):
 
 
 def assert_one_paragraph(proc, *fragments) -> str:
-    """A refusal as the guide asks for bad input: exit code 2, no traceback, one paragraph
-    (no blank line) that says ``error:``, and each of ``fragments`` in it. Whitespace is
-    ignored in the comparison: textwrap breaks lines at spaces and hyphens. Returns the
-    error text on one line."""
+    """Bad input refused as the README promises: exit status 2, no traceback, one
+    paragraph (no blank line) that says ``error:``, and each of ``fragments`` in it.
+    Whitespace is ignored in the comparison: textwrap breaks lines at spaces and hyphens.
+    Returns the error text on one line."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     err = proc.stderr.strip()
     assert "Traceback" not in err and "error:" in err, err
