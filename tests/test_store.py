@@ -132,7 +132,7 @@ def test_two_sweeps_on_one_folder(tmp_path):
             time.sleep(0.05)
         proc = run_cli("sweep", sweep)
         assert_one_paragraph(proc, "sweep folder", "being written by another process",
-                       f"PID {first.pid}")
+                             f"PID {first.pid}")
         time.sleep(1.0)
     finally:
         first.terminate()  # SIGTERM to the sweep alone, as `--signal=B:TERM` sends it
@@ -156,7 +156,7 @@ def test_damaged_checkpointed_frame_is_refused_with_what_was_lost(tmp_path, caps
         fh.write(bytes([byte[0] ^ 0x10]))
     proc = run_cli_here(capsys, *_cli_args(out, "--resume"))
     assert_one_paragraph(proc, "damaged", "frame 7 of the 13 frames", "frames 0..6 are intact",
-                   "--overwrite")
+                         "--overwrite")
     run_cli(*_cli_args(out, "--overwrite"), check_rc=0)
 
 
@@ -367,7 +367,8 @@ def test_run_on_a_really_full_disk_then_resume(tiny_fs):
     args = ["run", "couzin", "--preset", "swarm", "--set", "n=20", "--steps", "100",
             "--format", "amber", "--quiet", "-o", out]  # log + file fit in 64 KiB
     skip = {"SIMCORE_SKIP_DISK_CHECK": "1"}
-    text = assert_one_paragraph(run_cli(*args, env=skip), "disk is full or a file-size limit was reached")
+    text = assert_one_paragraph(run_cli(*args, env=skip),
+                                "disk is full or a file-size limit was reached")
     (tiny_fs / "fill").unlink()
     advised = "--resume" if "--resume" in text else "--overwrite"
     run_cli(*args, advised, check_rc=0, env=skip)
@@ -380,8 +381,8 @@ def test_a_run_whose_frames_cannot_fit_is_refused_before_it_starts(tiny_fs):
     out = tiny_fs / "f.nc"
     args = ["run", "couzin", "--preset", "swarm", "--set", "n=20", "--steps", "100",
             "--format", "amber", "--quiet", "-o", out]
-    assert_one_paragraph(run_cli(*args), "for its frame log f.nc.part", "has only", "Nothing was written",
-                   "SIMCORE_SKIP_DISK_CHECK=1")
+    assert_one_paragraph(run_cli(*args), "for its frame log f.nc.part", "has only",
+                         "Nothing was written", "SIMCORE_SKIP_DISK_CHECK=1")
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["fill"]
     (tiny_fs / "fill").unlink()
     run_cli(*args, check_rc=0)
@@ -453,8 +454,8 @@ def test_a_run_the_space_check_lets_start_keeps_every_frame(small_fs):
     spare = shutil.disk_usage(small_fs).free - (-(-need // page) + 1) * page
     (small_fs / "fill").write_bytes(b"\0" * spare)
     assert need + page <= shutil.disk_usage(small_fs).free < need + 2 * page
-    text = assert_one_paragraph(run_cli(*args), "perhaps not for f.nc", "All 201 frames are safe",
-                          "--resume")
+    text = assert_one_paragraph(run_cli(*args), "perhaps not for f.nc",
+                                "All 201 frames are safe", "--resume")
     assert "has only" not in text
     (small_fs / "fill").unlink()
     run_cli(*args, "--resume", check_rc=0)

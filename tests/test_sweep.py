@@ -404,7 +404,7 @@ def test_bad_sweeps_exit_2_on_the_command_line(tmp_path, capsys):
     assert_one_paragraph(run_cli_here(capsys, "sweep", path), "equal lengths")
     path.write_text('out = "out"\n' + SMALL)
     assert_one_paragraph(run_cli_here(capsys, "sweep", path, "--scheduler", "local"),
-                       "--scheduler only applies")
+                         "--scheduler only applies")
     assert not (tmp_path / "out").exists()
 
 
