@@ -96,8 +96,9 @@ def watch_compiles(say):
     """Within the block, call ``say()`` when Numba starts its first compilation (a cold
     cache: the first run after installing or updating simcore compiles the engine's
     kernels, a minute or more, where a warm cache loads them in a fraction of a second)
-    and count the seconds spent compiling; yields a callable returning that count.
-    Cache loads are not compilations and stay silent."""
+    and count the seconds spent compiling. Yields the watch: calling it returns that count;
+    its ``compiling`` is true while a compilation is under way. Cache loads are not
+    compilations and stay silent."""
     from numba.core import event
 
     class _Watch(event.Listener):
@@ -112,11 +113,18 @@ def watch_compiles(say):
                     say()
             self._depth += 1
 
-        def on_end(self, ev):
+        def on_end(self, ev):  # also when the compilation raised
             self._depth -= 1
             if self._depth == 0:
                 self.seconds += time.monotonic() - self._since
 
+        def __call__(self) -> float:
+            return self.seconds
+
+        @property
+        def compiling(self) -> bool:
+            return self._depth > 0
+
     watch = _Watch()
     with event.install_listener("numba:compile", watch):
-        yield lambda: watch.seconds
+        yield watch

@@ -39,7 +39,7 @@ import numpy as np
 from simcore import __version__
 from simcore._cpu import LoadFollower, idle_threads, release_spinning_workers, usable_cores
 from simcore._errors import UserInputError
-from simcore._interrupt import RunInterrupted, stop_requests
+from simcore._interrupt import AbandonedForStop, RunInterrupted, stop_requests
 from simcore._progress import progress, watch_compiles
 from simcore.config import RunSettings, run_parameters_json
 from simcore.io.checkpoint import (check_state_like, load_checkpoint, save_checkpoint)
@@ -505,9 +505,11 @@ class _Run:
         if self.feeding:
             self._feed()
 
-    def _final_state(self) -> dict:
-        """The state stored in the file at the end (:func:`write_state`)."""
-        return {k: v for k, v in self.state.items() if not k.startswith("_")}
+    def _final_state(self, copy: bool = False) -> dict:
+        """The state stored in the file at the end (:func:`write_state`): the run's arrays,
+        or copies of them."""
+        return {k: np.copy(v) if copy else v for k, v in self.state.items()
+                if not k.startswith("_")}
 
     def _feed(self) -> None:
         try:
@@ -567,7 +569,7 @@ class _Run:
     # ------------------------------------------------------------------ the run
     def execute(self, action: str) -> None:
         started = time.perf_counter()
-        with stop_requests() as stop, watch_compiles(self._compiling) as compile_seconds:
+        with stop_requests() as stop, watch_compiles(self._compiling) as compiles:
             try:
                 if action == "resume":
                     self._resume()
@@ -578,9 +580,9 @@ class _Run:
                 first_step = self.marks[self.frames.n_frames - 1]
                 bar = progress(self.settings.steps, initial=first_step,
                                unit=self.model.step_unit, desc=self.model_name,
-                               quiet=self.quiet, paused=compile_seconds)
+                               quiet=self.quiet, paused=compiles)
                 try:
-                    stopped = self._loop(stop, bar)
+                    stopped = self._loop(stop, bar, compiles)
                 finally:
                     bar.close()
                 release_spinning_workers()  # the cores are the file's now
@@ -595,15 +597,20 @@ class _Run:
             self._interrupted(stop.signum)
         self.log(run_summary(self.out, len(self.marks), self.settings.steps - first_step,
                              self.model.step_unit, time.perf_counter() - started,
-                             self.engine_seconds, compile_seconds(),
+                             self.engine_seconds, compiles(),
                              getattr(self.params, "n", None)))
 
     def _compiling(self) -> None:
         self.log(f"{self.model_name}: compiling the engine's kernels for this CPU (once after "
                  "installing or updating simcore; later runs load them from Numba's cache) ...")
 
-    def _loop(self, stop, bar) -> bool:
-        """Advance and write every remaining frame; True if a stop signal ended it early."""
+    def _loop(self, stop, bar, compiles) -> bool:
+        """Advance and write every remaining frame; True if a stop signal ended it early.
+
+        A stop signal that arrived while the run started stops it at its first frame. One
+        that arrives while the first interval compiles the kernels (``compiles.compiling``:
+        a cold cache, a minute or more) abandons the compilation at once: the checkpoint
+        holds the state at the interval's start, which ``--resume`` redoes."""
         import numba
 
         from simcore._errors import UnstableRunError
@@ -614,18 +621,25 @@ class _Run:
         last = len(marks) - 1
         chunk_seconds = None  # one chunk's wall time in the last kernel call
         f = self.frames.n_frames
+        if stop.signum is not None and f <= last:  # it came while starting (or resuming)
+            self._checkpoint()
+            return True
         follower = (LoadFollower(self.most_threads, numba.get_num_threads())
                     if self.follow_load else None)
+        # the first interval's start: its kernels may compile, which a stop may abandon
+        at_start = self._final_state(copy=True)
         while f <= last:
             step0, n = marks[f - 1], marks[f] - marks[f - 1]
             if follower is not None:
                 self._follow(follower)
             started = time.perf_counter()
+            if at_start is not None:
+                stop.abandon = lambda: compiles.compiling
             try:
                 shown = 0  # steps of this call the bar has shown
                 if model.advance_frames is None or self._in_pieces(chunk_seconds):
                     shown = self._advance_in_pieces(key, step0, n, chunk_seconds, bar, follower,
-                                                    stop)
+                                                    stop, at_start)
                     if shown is None:  # stopped between pieces, checkpointed at frame f - 1
                         return True
                     count = 1
@@ -642,6 +656,12 @@ class _Run:
                 if n_good:
                     self._append(f, good, n_good)
                 self._unstable(err)
+            except AbandonedForStop:  # the compilation: nothing ran that the state shows
+                self._checkpoint(at_start)
+                return True
+            finally:
+                stop.abandon = None
+            at_start = None
             chunk_seconds = (time.perf_counter() - started) / count
             f += count
             bar.update(n * count - shown)
@@ -655,7 +675,8 @@ class _Run:
         return False
 
     def _advance_in_pieces(self, key, step0: int, n: int, chunk_seconds: float | None, bar,
-                           follower: LoadFollower | None, stop) -> int | None:
+                           follower: LoadFollower | None, stop,
+                           at_start: dict | None = None) -> int | None:
         """``advance`` by ``n`` steps from ``step0``: in one call when the last interval took
         at most twice :data:`_PIECE_SECONDS` (``chunk_seconds``), else in pieces of about
         that length at the rate measured on the pieces before (untimed, the first interval
@@ -664,14 +685,15 @@ class _Run:
         steps shown, or None if a stop signal came between the pieces of an interval longer
         than :data:`_STOP_WITHIN_SECONDS`: then the checkpoint holds the state at the
         interval's start (the last frame's; ``--resume`` redoes the interval, to the same
-        bits)."""
+        bits). ``at_start``: a copy of that state the caller holds already, if any."""
         if not self._in_pieces(chunk_seconds):
             self._engine_call(self.model.advance, self.state, self.params, key, step0, n,
                               **self.kernel_args)
             return 0
         size = 1 if chunk_seconds is None else max(1, int(n * _PIECE_SECONDS / chunk_seconds))
-        at_frame = ({name: np.copy(value) for name, value in self._final_state().items()}
-                    if chunk_seconds is None or chunk_seconds > _STOP_WITHIN_SECONDS else None)
+        at_frame = at_start
+        if at_frame is None and (chunk_seconds is None or chunk_seconds > _STOP_WITHIN_SECONDS):
+            at_frame = self._final_state(copy=True)
         done = 0
         while True:
             take = min(size, n - done)

@@ -575,6 +575,72 @@ def test_a_stop_signal_within_a_long_interval_checkpoints_its_start(tmp_path, mo
     assert_same_file(reference, out)
 
 
+def test_a_stop_signal_while_the_kernels_compile_stops_at_once_and_resumes(tmp_path):
+    """SIGTERM while a run's first interval compiles its kernels (an empty Numba cache)
+    abandons the compilation instead of waiting for it: the kernel never reaches the
+    cache, exit 143, a checkpoint at frame 0; --resume then writes the uninterrupted
+    run's file, bit for bit."""
+    import signal
+    import subprocess
+    import sys
+
+    from simcore.io.checkpoint import load_checkpoint
+
+    out, cache = tmp_path / "stopped.nc", tmp_path / "numba-cache"
+    args = ["run", "linear", "--steps", "20", "--write-every", "10", "--seed", "3", "-o", out]
+    proc = subprocess.Popen([sys.executable, "-m", "simcore.cli", *map(str, args)],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NUMBA_CACHE_DIR": str(cache)})
+    said = []
+    for line in proc.stderr:  # the announcement comes as the first compilation starts
+        said.append(line)
+        if "compiling the engine's kernels" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    said.append(proc.stderr.read())
+    assert proc.wait(timeout=120) == 143, "".join(said)
+    assert "Interrupted by SIGTERM at step 0 of 20" in said[-1]
+    # the run's kernel was not compiled to the end (Numba caches a kernel once compiled)
+    assert not [p.name for p in cache.rglob("*_chunks_*")], sorted(cache.rglob("*"))
+    _, ckpt = partial_paths(out)
+    assert load_checkpoint(ckpt)[1]["frames_written"] == 1
+    run_cli(*args, "--resume", "--quiet", check_rc=0)
+    reference = tmp_path / "whole.nc"
+    run_cli(*args[:-1], reference, "--quiet", check_rc=0)
+    assert_same_file(reference, out)
+
+
+def test_a_stop_signal_while_the_run_starts_stops_it_at_its_first_frame(tmp_path, monkeypatch):
+    """SIGINT during a run's start (hard discs equilibrate there) stops it before the
+    first interval, checkpointed at frame 0; --resume writes the uninterrupted run's
+    file, bit for bit."""
+    import signal
+
+    import simcore.restart as restart
+    from simcore.io.checkpoint import load_checkpoint
+
+    kw = dict(preset="swarm", steps=20, write_every=10, overrides={"n": 50})
+    reference = simcore.run("couzin", seed=4, out=tmp_path / "whole.nc", **kw)
+    real_start, advanced = restart.initial_state, []
+
+    def signalling_start(*args, **options):
+        state = real_start(*args, **options)
+        os.kill(os.getpid(), signal.SIGINT)
+        return state
+
+    out = tmp_path / "cut.nc"
+    with monkeypatch.context() as patched:
+        patched.setattr(restart, "initial_state", signalling_start)
+        _engine(patched, "couzin", advance_frames=lambda *a, **k: advanced.append(1),
+                advance=lambda *a, **k: advanced.append(1))
+        with pytest.raises(KeyboardInterrupt, match="at step 0 of 20"):
+            simcore.run("couzin", seed=4, out=out, **kw)
+    assert advanced == []
+    assert load_checkpoint(partial_paths(out)[1])[1]["frames_written"] == 1
+    simcore.run("couzin", seed=4, out=out, resume=True, **kw)
+    assert_same_file(reference, out)
+
+
 def test_run_summary_splits_the_wall_time():
     from simcore.driver import run_summary
 
