@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from conftest import assert_one_paragraph
+
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "free_expansion.py"
 
 
@@ -54,7 +56,7 @@ def test_free_expansion_quick(tmp_path):
 def test_free_expansion_refuses_a_tiny_n(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--n", "50", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "--n must be at least 100" in proc.stderr
+    assert_one_paragraph(proc, "--n must be at least 100")
     assert not any(tmp_path.iterdir())
 
 
