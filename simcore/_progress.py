@@ -106,12 +106,12 @@ def watch_compiles(say):
             self.seconds, self._depth, self._since, self._said = 0.0, 0, 0.0, False
 
         def on_start(self, ev):
-            if self._depth == 0:  # callees compile inside their callers' compilation
+            self._depth += 1  # before saying so: a stop signal may come as it is said
+            if self._depth == 1:  # callees compile inside their callers' compilation
                 self._since = time.monotonic()
                 if not self._said:
                     self._said = True
                     say()
-            self._depth += 1
 
         def on_end(self, ev):  # also when the compilation raised
             self._depth -= 1

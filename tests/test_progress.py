@@ -3,7 +3,7 @@
 import io
 
 import simcore
-from simcore._progress import LogProgress, progress
+from simcore._progress import LogProgress, progress, watch_compiles
 
 
 class FakeClock:
@@ -65,6 +65,18 @@ def test_the_rate_leaves_out_the_seconds_spent_compiling():
     bar.update(10)
     assert out.getvalue().splitlines() == [
         "abp: 10/1000 step (1.0 %), 10 step/s, elapsed 0:01:21, left 0:01:39"]
+
+
+def test_the_compile_watch_counts_a_compilation_as_under_way_when_it_says_so():
+    """The announcement comes with ``compiling`` already true: a stop signal that the
+    announcement prompts must find the compilation under way (driver: abandoned)."""
+    import numba
+
+    seen = []
+    with watch_compiles(lambda: seen.append(watch.compiling)) as watch:
+        assert not watch.compiling
+        numba.njit(lambda x: x + 1)(1)  # a new function: compiled, not loaded
+    assert seen == [True] and not watch.compiling and watch() > 0
 
 
 _RUN_LINEAR = ("import simcore; simcore.run('linear', steps=20, write_every=10, out='lin.nc', "
