@@ -146,7 +146,10 @@ def _zig_fast(z):
     return (-x if (z >> uint64(8)) & uint64(1) else x), mant < rng._ZIG_K[idx]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+# called once per block of particles, so not worth Numba's inlining (a copy of its IR per
+# call site): the ABP kernels compile ~15 % faster, with the same bits (benchmarks/
+# RESULTS.md, session 39)
+@njit(cache=True, error_model="numpy")
 def _abp_noise(i0, nb, key, step, h, ids, uniform_noise, zb, W0, W1, W2):
     """The three noise components of particles ``i0 .. i0 + nb`` of an ABP step into
     ``W0``, ``W1``, ``W2`` (indexed from 0), exactly the values of :func:`_step_particle`:
