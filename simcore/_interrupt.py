@@ -1,7 +1,7 @@
 """Signals as requests to stop cleanly: SIGINT (Ctrl-C) and SIGTERM (what SLURM and PBS
 send at the wall-time limit, and ``kill``'s default) make a run checkpoint at the next
 frame (or, within a long frame interval, at the last one: see ``driver._PIECE_SECONDS``;
-while a run's first interval compiles the kernels, at once, at its start) and stop with
+while a run's start or first interval compiles the kernels, at once) and stop with
 exit code 130 or 143 and a one-line hint to ``--resume``."""
 
 from __future__ import annotations

@@ -304,6 +304,10 @@ def run_summary(out: Path, n_frames: int, steps: int, unit: str, wall: float,
             f"({rest / max(wall - compiling, 1e-9):.0%}){compiled}.")
 
 
+def _signal_name(signum: int) -> str:
+    return {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+
+
 def _drop_log(frames, part: Path) -> None:
     """Remove a finished run's frame log: its name now, its blocks when its descriptor is
     closed, which a thread does (freeing a large file's blocks can be slow: 0.35 s for
@@ -576,7 +580,7 @@ class _Run:
                 elif action == "extend":
                     self._extend()
                 else:
-                    self._start()
+                    self._start_or_abandon(stop, compiles)
                 first_step = self.marks[self.frames.n_frames - 1]
                 bar = progress(self.settings.steps, initial=first_step,
                                unit=self.model.step_unit, desc=self.model_name,
@@ -791,8 +795,28 @@ class _Run:
         _drop_log(frames, self.paths["part"])
         unlink(self.paths["ckpt"])
 
+    def _start_or_abandon(self, stop, compiles) -> None:
+        """:meth:`_start`, except that a stop signal while it compiles kernels (a cold
+        cache; hard discs equilibrate there) stops the run at once: before the first frame
+        there is nothing to keep, so the frame log goes too and the same command, with
+        or without ``--resume``, starts the run afresh."""
+        stop.abandon = lambda: compiles.compiling
+        try:
+            self._start()
+        except AbandonedForStop as exc:
+            if self.frames is not None:
+                frames, self.frames = self.frames, None
+                frames.close()
+            self.paths["part"].unlink(missing_ok=True)
+            raise RunInterrupted(exc.signum, (
+                f"Interrupted by {_signal_name(exc.signum)} while compiling the kernels, "
+                "before the first frame: nothing was written. Run the same command again "
+                "(with or without --resume) to start it.")) from None
+        finally:
+            stop.abandon = None
+
     def _interrupted(self, signum: int) -> None:
-        name = {2: "SIGINT", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+        name = _signal_name(signum)
         at = self.marks[self.frames.n_frames - 1]
         message = (f"Interrupted by {name} at step {at} of {self.settings.steps}; checkpoint "
                    f"written. Continue with the same command and --resume.")

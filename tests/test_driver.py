@@ -575,19 +575,13 @@ def test_a_stop_signal_within_a_long_interval_checkpoints_its_start(tmp_path, mo
     assert_same_file(reference, out)
 
 
-def test_a_stop_signal_while_the_kernels_compile_stops_at_once_and_resumes(tmp_path):
-    """SIGTERM while a run's first interval compiles its kernels (an empty Numba cache)
-    abandons the compilation instead of waiting for it: the kernel never reaches the
-    cache, exit 143, a checkpoint at frame 0; --resume then writes the uninterrupted
-    run's file, bit for bit."""
+def _sigterm_at_the_compile_announcement(args, cache: Path) -> tuple[int, str]:
+    """Run the real command ``args`` with Numba's cache in the empty folder ``cache``,
+    send SIGTERM when it announces its first compilation; (exit code, stderr)."""
     import signal
     import subprocess
     import sys
 
-    from simcore.io.checkpoint import load_checkpoint
-
-    out, cache = tmp_path / "stopped.nc", tmp_path / "numba-cache"
-    args = ["run", "linear", "--steps", "20", "--write-every", "10", "--seed", "3", "-o", out]
     proc = subprocess.Popen([sys.executable, "-m", "simcore.cli", *map(str, args)],
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "NUMBA_CACHE_DIR": str(cache)})
@@ -598,8 +592,20 @@ def test_a_stop_signal_while_the_kernels_compile_stops_at_once_and_resumes(tmp_p
             proc.send_signal(signal.SIGTERM)
             break
     said.append(proc.stderr.read())
-    assert proc.wait(timeout=120) == 143, "".join(said)
-    assert "Interrupted by SIGTERM at step 0 of 20" in said[-1]
+    return proc.wait(timeout=120), "".join(said)
+
+
+def test_a_stop_signal_while_the_kernels_compile_stops_at_once_and_resumes(tmp_path):
+    """SIGTERM while a run's first interval compiles its kernels (an empty Numba cache)
+    abandons the compilation instead of waiting for it: the kernel never reaches the
+    cache, exit 143, a checkpoint at frame 0; --resume then writes the uninterrupted
+    run's file, bit for bit."""
+    from simcore.io.checkpoint import load_checkpoint
+
+    out, cache = tmp_path / "stopped.nc", tmp_path / "numba-cache"
+    args = ["run", "linear", "--steps", "20", "--write-every", "10", "--seed", "3", "-o", out]
+    code, err = _sigterm_at_the_compile_announcement(args, cache)
+    assert code == 143 and "Interrupted by SIGTERM at step 0 of 20" in err, err
     # the run's kernel was not compiled to the end (Numba caches a kernel once compiled)
     assert not [p.name for p in cache.rglob("*_chunks_*")], sorted(cache.rglob("*"))
     _, ckpt = partial_paths(out)
@@ -608,6 +614,21 @@ def test_a_stop_signal_while_the_kernels_compile_stops_at_once_and_resumes(tmp_p
     reference = tmp_path / "whole.nc"
     run_cli(*args[:-1], reference, "--quiet", check_rc=0)
     assert_same_file(reference, out)
+
+
+def test_a_stop_signal_while_the_start_compiles_leaves_nothing(tmp_path):
+    """Hard discs compile their placement while the run starts, before its first frame:
+    SIGTERM then stops the run at once (exit 143) and leaves no file, and the same
+    command with --resume, as the message says, starts the run."""
+    out = tmp_path / "discs.nc"
+    args = ["run", "harddisc", "--set", "n=200", "--set", "t_end=4", "--set", "frame_dt=2",
+            "--seed", "5", "-o", out]
+    code, err = _sigterm_at_the_compile_announcement(args, tmp_path / "numba-cache")
+    assert code == 143 and "before the first frame: nothing was written" in err, err
+    assert not list(tmp_path.glob("discs.nc*"))
+    run_cli(*args, "--resume", "--quiet", check_rc=0)
+    with netCDF4.Dataset(out) as ds:
+        assert ds.dimensions["frame"].size == 3
 
 
 def test_a_stop_signal_while_the_run_starts_stops_it_at_its_first_frame(tmp_path, monkeypatch):
