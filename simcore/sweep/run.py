@@ -237,8 +237,9 @@ def _run_locked(plan, backend, scheduler, workers, threads_per_worker, cluster, 
         f"in {time.perf_counter() - t_start:.1f} s")
     if interrupted:
         raise RunInterrupted(stop_signal[0] or signal.SIGINT,
-                             "Sweep interrupted; the interrupted run was checkpointed. Run the "
-                             "same command again to resume.")
+                             "Sweep interrupted; each run under way was checkpointed where it "
+                             "stopped (one stopped before its first frame had nothing to keep). "
+                             "Run the same command again to resume.")
     failures = {e["file"]: e["error"] or "" for e in manifest.entries if e["state"] == "failed"}
     if failures:
         raise SweepFailed(folder, failures, len(plan.runs))
