@@ -632,9 +632,9 @@ def test_a_stop_signal_while_the_start_compiles_leaves_nothing(tmp_path):
 
 
 def test_a_stop_signal_while_the_run_starts_stops_it_at_its_first_frame(tmp_path, monkeypatch):
-    """SIGINT during a run's start (hard discs equilibrate there) stops it before the
-    first interval, checkpointed at frame 0; --resume writes the uninterrupted run's
-    file, bit for bit."""
+    """SIGINT during a run's start while no kernel compiles (a compilation there is
+    abandoned: the test above) stops it before the first interval, checkpointed at
+    frame 0; --resume writes the uninterrupted run's file, bit for bit."""
     import signal
 
     import simcore.restart as restart
