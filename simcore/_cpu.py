@@ -6,7 +6,9 @@ cores with one core busy elsewhere, 2 threads took 110 ns per particle-step agai
 on 1 thread (45 ns on 2 threads when the machine is quiet; benchmarks/threads_under_load.py,
 benchmarks/RESULTS.md). So the default thread count is the number of this process's cores
 that are not busy: at a run's start (:func:`idle_threads`) and, while it runs, between its
-kernel calls (:class:`LoadFollower`).
+kernel calls (:class:`LoadFollower`), which also keeps a run on one thread while its
+threads step slower than one (:class:`SpeedFollower`: a VM whose vCPUs do not run
+together).
 """
 
 from __future__ import annotations
@@ -211,6 +213,8 @@ class LoadFollower:
         if window is None or window.age() > FOLLOW_CONTINUE_SECONDS:
             window = _follow_windows[self._key] = ForeignLoad(self.cores)
         self._load = window
+        #: whether the threads step faster than one thread (:class:`SpeedFollower`)
+        self.speed = SpeedFollower(self.threads)
 
     def check(self) -> tuple[int, float] | None:
         """(new thread count, cores busy elsewhere) when the count should change now (the
@@ -228,7 +232,116 @@ class LoadFollower:
         if threads == self.threads:
             return None
         self.threads = threads
+        self.speed.allowed(threads)
         return threads, busy
+
+
+#: a threaded call whose step takes this many times the best step at that thread count
+#: is followed by one call on a single thread, to compare
+SLOW_STEP_RATIO = 1.5
+#: the single thread is kept when its step takes less than this fraction of the threads'
+ONE_THREAD_WINS = 0.8
+#: while a run keeps one thread for speed, it tries its threads again this often (s)
+RETRY_THREADS_SECONDS = 5.0
+#: calls shorter than this (s) are not timed for the comparison (per-call overheads)
+MIN_TIMED_CALL_SECONDS = 0.05
+#: a threaded run tries one call on one thread this long (s) after its first timed call,
+#: then every TRIAL_EVERY_SECONDS: a run that starts while the host runs its threads
+#: apart has no faster step of its own to notice the slowdown by. Both are at least
+#: TRIAL_SPACING calls' time, so that a trial costs at most ~1/TRIAL_SPACING of a
+#: run whose calls are long
+FIRST_TRIAL_SECONDS = 3.0
+TRIAL_EVERY_SECONDS = 60.0
+TRIAL_SPACING = 30
+
+
+class SpeedFollower:
+    """Keeps a threaded run on one thread while its threads step slower than one thread
+    does, which no load reading shows: on a VM whose vCPUs the hypervisor does not run at
+    the same time, every parallel region waits for the other vCPU, and a 2-thread ABP step
+    at N = 16384 ran at 22-30 M particle-steps/s against 45-55 on one thread (for phases of
+    5-60 s, on a 2-vCPU Zen 4 VM whose steal counter read 0; benchmarks/RESULTS.md,
+    session 40).
+
+    The caller reports each kernel call's wall time (:meth:`observe`) and asks
+    :meth:`check` between calls. A call at ``threads`` > 1 whose seconds per step reach
+    :data:`SLOW_STEP_RATIO` times the best seen at that count is followed by one trial call
+    on one thread, and so is a call :data:`FIRST_TRIAL_SECONDS` into the run and every
+    :data:`TRIAL_EVERY_SECONDS` after (a run that starts in such a phase has no faster
+    step to compare with). One thread is kept if it steps in under
+    :data:`ONE_THREAD_WINS` of the threads' time; the threads are then tried again every
+    :data:`RETRY_THREADS_SECONDS`. On a host that runs its threads together a trial costs
+    one call at one thread's speed a minute (ABP at N = 16384: a call of ~50 ms, ~20 ms
+    lost), and a state that legitimately slows the step costs one trial, whose time
+    becomes the new best. Results do not depend on the thread count."""
+
+    def __init__(self, threads: int):
+        self.threads = threads  # the count the load allows (the caller's)
+        self._best = math.inf  # seconds per step at self.threads
+        self._mode = "threads"  # or "trying one", "one", "trying threads"
+        self._compare = math.inf  # the per-step time a trial is compared with
+        self._since = 0.0  # monotonic time the run went to one thread
+        self._next_trial: float | None = None  # monotonic time of the next planned trial
+        self._last: tuple[int, float, float] | None = None  # (threads, s per step, s)
+
+    def allowed(self, threads: int) -> None:
+        """The load now allows ``threads``: start again from it (no comparison carries
+        over to another thread count)."""
+        self.__init__(threads)
+
+    def observe(self, threads: int, seconds: float, steps: int) -> None:
+        """A kernel call on ``threads`` threads advanced ``steps`` steps in ``seconds``."""
+        if steps > 0 and seconds >= MIN_TIMED_CALL_SECONDS:
+            self._last = (threads, seconds / steps, seconds)
+
+    def check(self, now: float | None = None) -> tuple[int, str | None] | None:
+        """(thread count, a line for the run's log or None) when the count should change
+        before the next call, else None."""
+        now = time.monotonic() if now is None else now
+        last, self._last = self._last, None
+        if self.threads <= 1:
+            return None
+        mode = self._mode
+        if mode == "one":
+            if last is not None and last[0] == 1:
+                self._compare = last[1]
+            if now - self._since >= RETRY_THREADS_SECONDS and self._compare < math.inf:
+                self._mode = "trying threads"
+                return self.threads, None
+            return None
+        if last is None:
+            return None
+        threads, per_step, seconds = last
+        if mode == "threads" and threads == self.threads:
+            if self._next_trial is None:
+                self._next_trial = now + max(FIRST_TRIAL_SECONDS, TRIAL_SPACING * seconds)
+            if per_step >= SLOW_STEP_RATIO * self._best or now >= self._next_trial:
+                self._mode, self._compare = "trying one", per_step
+                return 1, None
+            self._best = min(self._best, per_step)
+        elif mode == "trying one" and threads == 1:
+            if per_step < ONE_THREAD_WINS * self._compare:
+                self._mode, self._since, slower = "one", now, self._compare / per_step
+                self._compare = per_step
+                return 1, (
+                    f"{self.threads} threads stepped {slower:.1f}x slower than one thread "
+                    "(likely a VM whose vCPUs the host does not run together): continuing "
+                    f"on 1 thread, trying {self.threads} again every "
+                    f"{RETRY_THREADS_SECONDS:g} s (results do not depend on it).")
+            # the threads are faster (or the state got slower for any count: its time is
+            # the new best)
+            self._mode, self._best = "threads", self._compare
+            self._next_trial = now + max(TRIAL_EVERY_SECONDS, 2 * TRIAL_SPACING * seconds)
+            return self.threads, None
+        elif mode == "trying threads" and threads == self.threads:
+            if per_step < self._compare:
+                self._mode, self._best = "threads", min(self._best, per_step)
+                self._next_trial = now + max(TRIAL_EVERY_SECONDS, 2 * TRIAL_SPACING * seconds)
+                return self.threads, (f"{self.threads} threads step faster than one again: "
+                                      f"continuing on {self.threads} threads.")
+            self._mode, self._since = "one", now
+            return 1, None
+        return None
 
 
 def release_spinning_workers() -> None:

@@ -649,9 +649,10 @@ class _Run:
                     count = 1
                     self._append(f)
                 else:
-                    states = self._engine_call(model.advance_frames, self.state, params, key,
-                                               step0, n, self._chunks_per_call(f, chunk_seconds),
-                                               **self.kernel_args)
+                    chunks = self._chunks_per_call(f, chunk_seconds)
+                    states = self._timed_call(follower, n * chunks, model.advance_frames,
+                                              self.state, params, key, step0, n, chunks,
+                                              **self.kernel_args)
                     count = _chunks_in(states)
                     self._append(f, states, count)
             except UnstableRunError as err:
@@ -691,8 +692,8 @@ class _Run:
         interval's start (the last frame's; ``--resume`` redoes the interval, to the same
         bits). ``at_start``: a copy of that state the caller holds already, if any."""
         if not self._in_pieces(chunk_seconds):
-            self._engine_call(self.model.advance, self.state, self.params, key, step0, n,
-                              **self.kernel_args)
+            self._timed_call(follower, n, self.model.advance, self.state, self.params, key,
+                             step0, n, **self.kernel_args)
             return 0
         size = 1 if chunk_seconds is None else max(1, int(n * _PIECE_SECONDS / chunk_seconds))
         at_frame = at_start
@@ -702,8 +703,8 @@ class _Run:
         while True:
             take = min(size, n - done)
             before = self.engine_seconds
-            self._engine_call(self.model.advance, self.state, self.params, key, step0 + done,
-                              take, **self.kernel_args)
+            self._timed_call(follower, take, self.model.advance, self.state, self.params, key,
+                             step0 + done, take, **self.kernel_args)
             seconds = self.engine_seconds - before
             done += take
             if done == n:
@@ -731,16 +732,36 @@ class _Run:
             self.engine_seconds += time.perf_counter() - started
 
     def _follow(self, follower: LoadFollower) -> None:
-        """Change the thread count if other processes' load on our cores changed."""
+        """Change the thread count if other processes' load on our cores changed, or if the
+        threads step slower than one thread (:class:`~simcore._cpu.SpeedFollower`)."""
+        import numba
+
         changed = follower.check()
         if changed is not None:
-            import numba
-
             threads, busy = changed
             numba.set_num_threads(threads)
             self.log(f"Other processes now keep {busy:.1f} of the {len(follower.cores)} cores "
                      f"this process may use busy: continuing on {threads} thread(s) (results "
                      "do not depend on it).")
+            return
+        by_speed = follower.speed.check()
+        if by_speed is not None:
+            threads, line = by_speed
+            numba.set_num_threads(threads)
+            if line is not None:
+                self.log(line)
+
+    def _timed_call(self, follower: LoadFollower | None, steps: int, function, *args,
+                    **kwargs):
+        """:meth:`_engine_call`, its wall time per step reported to ``follower``."""
+        if follower is None:
+            return self._engine_call(function, *args, **kwargs)
+        import numba
+
+        threads, before = numba.get_num_threads(), self.engine_seconds
+        result = self._engine_call(function, *args, **kwargs)
+        follower.speed.observe(threads, self.engine_seconds - before, steps)
+        return result
 
     def _chunks_per_call(self, f: int, chunk_seconds: float | None) -> int:
         """How many frame intervals one kernel call advances from frame ``f`` on

@@ -297,3 +297,96 @@ def test_runs_shorter_than_a_window_continue_the_last_run_s_window(monkeypatch):
     assert later is not window and cpu.LoadFollower(2)._load is later
     later.age_seconds = 2 * cpu.FOLLOW_CONTINUE_SECONDS  # left open too long ago
     assert cpu.LoadFollower(2)._load is not later
+
+
+def test_a_run_keeps_one_thread_while_its_threads_step_slower():
+    """SpeedFollower on 2 threads, fed per-call step times (s per step, calls of 1 s): a
+    steady step changes nothing; a step at 1.5x its best is tried on one thread, which is
+    kept (with a line for the log) only if it steps in under 0.8x the threads' time, and
+    the threads are tried again after RETRY_THREADS_SECONDS, kept when they beat one
+    thread; a state that got slower for both costs one trial and becomes the new best."""
+    import simcore._cpu as cpu
+
+    speed = cpu.SpeedFollower(2)
+    t = 0.0
+
+    def call(threads, per_step):  # a call of 0.1 s
+        speed.observe(threads, 0.1, round(0.1 / per_step))
+        return speed.check(now=t)
+
+    assert call(2, 1e-3) is None  # the first call (a compilation may inflate it)
+    assert [call(2, x) for x in (2e-4, 2.2e-4, 2.9e-4)] == [None, None, None]
+    assert call(2, 3e-4) == (2 - 1, None)  # 1.5x the best: one call on one thread
+    threads, line = call(1, 2.2e-4)  # 0.73x the threads' time: one thread kept
+    assert threads == 1 and "2 threads stepped 1.4x slower than one thread" in line
+    t += cpu.RETRY_THREADS_SECONDS - 1
+    assert call(1, 2.3e-4) is None  # still on one thread
+    t += 1
+    assert call(1, 2.4e-4) == (2, None)  # time to try the threads again
+    assert call(2, 5e-4) == (1, None)  # still slower: back to one thread, without a line
+    t += cpu.RETRY_THREADS_SECONDS
+    assert call(1, 2.4e-4) == (2, None)
+    threads, line = call(2, 1.5e-4)  # faster than one thread again
+    assert threads == 2 and "faster than one again" in line
+    assert call(2, 1.6e-4) is None
+    # the state got slower for any thread count: one trial, then back on 2 with a new best
+    assert call(2, 3e-4) == (1, None)
+    assert call(1, 5e-4) == (2, None)
+    assert [call(2, x) for x in (3.1e-4, 3.2e-4)] == [None, None]
+
+
+def test_speed_follower_ignores_short_calls_single_threads_and_load_changes():
+    """Calls under MIN_TIMED_CALL_SECONDS are not compared; a run on one thread is left
+    alone; a new count from the load (LoadFollower) starts the comparison afresh."""
+    import simcore._cpu as cpu
+
+    speed = cpu.SpeedFollower(2)
+    speed.observe(2, 1.0, 1000)
+    assert speed.check(now=0.0) is None
+    speed.observe(2, 0.5 * cpu.MIN_TIMED_CALL_SECONDS, 1)  # a short, slow-looking call
+    assert speed.check(now=0.0) is None
+    speed.observe(2, 1.0, 100)  # 10x slower, timed
+    assert speed.check(now=0.0) == (1, None)
+    speed.allowed(1)  # the load took a core meanwhile
+    speed.observe(1, 1.0, 1000)
+    assert speed.check(now=0.0) is None
+    one = cpu.SpeedFollower(1)
+    for per_call_steps in (1000, 10):
+        one.observe(1, 1.0, per_call_steps)
+        assert one.check(now=0.0) is None
+
+
+def test_a_threaded_run_tries_one_thread_early_and_every_minute():
+    """A run that starts while its threads step slowly has no faster step to compare
+    with: it tries one thread FIRST_TRIAL_SECONDS after its first timed call and every
+    TRIAL_EVERY_SECONDS after a trial the threads won."""
+    import simcore._cpu as cpu
+
+    speed = cpu.SpeedFollower(2)
+
+    def call(now, threads, per_step):  # a call of 0.1 s
+        speed.observe(threads, 0.1, round(0.1 / per_step))
+        return speed.check(now=now)
+
+    assert call(0.0, 2, 3e-4) is None  # slow from the start: nothing to compare with
+    assert call(cpu.FIRST_TRIAL_SECONDS - 0.1, 2, 3e-4) is None
+    assert call(cpu.FIRST_TRIAL_SECONDS, 2, 3e-4) == (1, None)
+    threads, line = call(cpu.FIRST_TRIAL_SECONDS + 1, 1, 2e-4)
+    assert threads == 1 and "1.5x slower" in line
+    quick = cpu.SpeedFollower(2)  # a host that runs the threads together
+    quick.observe(2, 0.1, 500)
+    assert quick.check(now=0.0) is None
+    quick.observe(2, 0.1, 500)
+    assert quick.check(now=cpu.FIRST_TRIAL_SECONDS) == (1, None)
+    quick.observe(1, 0.1, 300)  # one thread slower: back to two, next trial in a minute
+    assert quick.check(now=cpu.FIRST_TRIAL_SECONDS + 1) == (2, None)
+    for now in (10.0, cpu.FIRST_TRIAL_SECONDS + 1 + cpu.TRIAL_EVERY_SECONDS):
+        quick.observe(2, 0.1, 500)
+        assert quick.check(now=now) == (None if now == 10.0 else (1, None))
+    long_calls = cpu.SpeedFollower(2)  # calls of 1 s: trials TRIAL_SPACING calls apart
+    long_calls.observe(2, 1.0, 5000)
+    assert long_calls.check(now=0.0) is None
+    long_calls.observe(2, 1.0, 5000)
+    assert long_calls.check(now=cpu.TRIAL_SPACING - 1.0) is None
+    long_calls.observe(2, 1.0, 5000)
+    assert long_calls.check(now=cpu.TRIAL_SPACING) == (1, None)

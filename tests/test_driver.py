@@ -470,6 +470,56 @@ def test_a_run_follows_load_that_appears_and_leaves_mid_run(tmp_path, monkeypatc
     assert_same_file(tmp_path / "followed.nc", tmp_path / "one.nc")
 
 
+def test_a_run_whose_threads_step_slower_than_one_continues_on_one(tmp_path, monkeypatch,
+                                                                  capsys):
+    """With no other load, a run whose 2-thread calls step slower than a 1-thread call
+    (the host not running its threads together: scripted per-step times) goes on one
+    thread, says so once, tries its threads again (RETRY_THREADS_SECONDS, here 0) and keeps
+    the threaded kernel path throughout; the file equals a one-thread run's, bit for
+    bit."""
+    import numba
+
+    import simcore._cpu as cpu
+    import simcore.driver as driver
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    script_foreign_load(monkeypatch, iter([0.0] * 1000))
+    monkeypatch.setattr(driver, "idle_threads", lambda most: (2, 0.0))
+    monkeypatch.setattr(driver, "_CALL_SECONDS", 0.0)  # a kernel call per frame
+    monkeypatch.setattr(cpu, "RETRY_THREADS_SECONDS", 0.0)
+    observed = []
+    real_observe = cpu.SpeedFollower.observe
+
+    def scripted(self, threads, seconds, steps):  # 2 threads: 3x slower from the 3rd call
+        slow = threads == 2 and sum(t == 2 for t in observed) >= 2
+        observed.append(threads)
+        real_observe(self, threads, (3e-3 if slow else 1e-3) * steps
+                     + cpu.MIN_TIMED_CALL_SECONDS, steps)
+
+    monkeypatch.setattr(cpu.SpeedFollower, "observe", scripted)
+    calls = []
+    real = driver.get_engine("abp")
+
+    def recording(*args, **options):
+        calls.append((numba.get_num_threads(), options.get("parallel")))
+        return real.advance(*args, **options)
+
+    _engine(monkeypatch, "abp", advance=recording)
+    kw = dict(preset="homogeneous", steps=40, write_every=4, overrides={"n": 2048})
+    try:
+        simcore.run("abp", seed=3, out=tmp_path / "followed.nc", quiet=False, **kw)
+        simcore.run("abp", seed=3, out=tmp_path / "one.nc", threads=1, **kw)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    threads = [t for t, _ in calls[:len(observed)]]  # the followed run's calls
+    assert all(parallel for _, parallel in calls[:len(observed)])
+    assert threads[:2] == [2, 2] and 1 in threads and threads.count(2) >= 4, threads
+    err = capsys.readouterr().err
+    assert err.count("stepped") == 1 and "continuing on 1 thread, trying 2 again" in err
+    assert_same_file(tmp_path / "followed.nc", tmp_path / "one.nc")
+
+
 @pytest.mark.parametrize("model, kw", [
     ("abp", dict(preset="homogeneous", steps=30, write_every=10, overrides={"n": 200})),
     ("harddisc", dict(write_every=3, overrides={"n": 60, "t_end": 9.0, "frame_dt": 1.0})),
