@@ -58,6 +58,68 @@ def wait_quiet(max_wait: float, quiet_cores: float = 0.25) -> float:
             return cores
 
 
+#: below this, :func:`threads_together` says the host runs the threads apart
+THREADS_APART = 0.75
+
+
+def threads_together(threads: int = 2, regions: int = 2000) -> float:
+    """How fast parallel regions run on ``threads`` threads against one thread (each
+    region an FMA over 16384 doubles: mostly a region's fork and join): ~1 on a host that
+    runs the threads at the same time, ~0.5 on a VM whose vCPUs the hypervisor does not
+    run together, which no load reading shows (phases of 5-60 s on a 2-vCPU Zen 4 VM,
+    benchmarks/RESULTS.md, session 40). Below :data:`THREADS_APART` a threaded timing is
+    not the code's."""
+    import numba
+    import numpy as np
+
+    if threads < 2 or numba.config.NUMBA_NUM_THREADS < threads:
+        return 1.0
+    kernel = _regions_kernel()
+    x = np.ones(16384)
+    before = numba.get_num_threads()
+    seconds = {}
+    try:
+        for count in (threads, 1):
+            numba.set_num_threads(count)
+            kernel(x, 10)  # (compiled on first use; the thread pool started)
+            t0 = time.perf_counter()
+            kernel(x, regions)
+            seconds[count] = time.perf_counter() - t0
+    finally:
+        numba.set_num_threads(before)
+    return seconds[1] / seconds[threads]
+
+
+def wait_threads_together(max_wait: float, threads: int = 2) -> float:
+    """Wait (at most ``max_wait`` s) until :func:`threads_together` reaches
+    :data:`THREADS_APART`; return its last value."""
+    deadline = time.perf_counter() + max_wait
+    while True:
+        together = threads_together(threads)
+        if together >= THREADS_APART or time.perf_counter() >= deadline:
+            return together
+        time.sleep(0.5)
+
+
+_KERNEL = []
+
+
+def _regions_kernel():
+    """A Numba kernel of ``reps`` parallel regions over ``x`` (compiled once a process)."""
+    if not _KERNEL:
+        from numba import njit, prange
+
+        @njit(parallel=True)
+        def regions(x, reps):
+            for _ in range(reps):
+                for i in prange(x.shape[0]):
+                    x[i] = x[i] * 0.999 + 0.001
+            return x[0]
+
+        _KERNEL.append(regions)
+    return _KERNEL[0]
+
+
 def best_time(run, repeats: int, target_s: float) -> tuple[float, int]:
     """Best-of-``repeats`` seconds per call of ``run()``, and the calls per repeat.
 
