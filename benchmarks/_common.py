@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 import subprocess
@@ -101,23 +102,19 @@ def wait_threads_together(max_wait: float, threads: int = 2) -> float:
         time.sleep(0.5)
 
 
-_KERNEL = []
-
-
+@functools.cache
 def _regions_kernel():
     """A Numba kernel of ``reps`` parallel regions over ``x`` (compiled once a process)."""
-    if not _KERNEL:
-        from numba import njit, prange
+    from numba import njit, prange
 
-        @njit(parallel=True)
-        def regions(x, reps):
-            for _ in range(reps):
-                for i in prange(x.shape[0]):
-                    x[i] = x[i] * 0.999 + 0.001
-            return x[0]
+    @njit(parallel=True)
+    def regions(x, reps):
+        for _ in range(reps):
+            for i in prange(x.shape[0]):
+                x[i] = x[i] * 0.999 + 0.001
+        return x[0]
 
-        _KERNEL.append(regions)
-    return _KERNEL[0]
+    return regions
 
 
 def best_time(run, repeats: int, target_s: float) -> tuple[float, int]:

@@ -175,8 +175,8 @@ def measured(measure, max_wait: float, tries: int = 3, threads: int = 1) -> "Res
         log(f"     (other processes used {r['load']:.2f} cores, threads ran at "
             f"{r['together']:.2f}x together: measuring again)")
     if best["together"] < _common.THREADS_APART:
-        best["note"] = (best.get("note", "") + "; " if best.get("note") else "") + \
-            f"host ran the threads apart ({best['together']:.2f}x)"
+        best["note"] = "; ".join(filter(None, (
+            best.get("note"), f"host ran the threads apart ({best['together']:.2f}x)")))
     return best
 
 
